@@ -1,0 +1,7 @@
+import type { Command } from 'commander';
+
+/**
+ * Every subcommand registers itself here, one module per command (serve, frontend, worker, router,
+ * bench, mock-engine), so main.ts stays a thin entry point.
+ */
+export function registerCommands(_program: Command): void {}

@@ -1,0 +1,62 @@
+/**
+ * Time source, injectable everywhere that reads time or waits, so tests and the trace replay can
+ * run on a fake or virtual clock. Times are milliseconds.
+ */
+export interface TimerHandle {
+  cancel(): void;
+}
+
+export interface Clock {
+  now(): number;
+  /** Calls fn after `ms` of this clock's time. */
+  setTimer(fn: () => void, ms: number): TimerHandle;
+}
+
+export const realClock: Clock = {
+  now: () => performance.timeOrigin + performance.now(),
+  setTimer(fn, ms) {
+    const handle = setTimeout(fn, ms);
+    handle.unref?.();
+    return { cancel: () => clearTimeout(handle) };
+  },
+};
+
+/** A clock that only moves when told to; due timers fire in time order on advance(). */
+export class ManualClock implements Clock {
+  private time: number;
+  private seq = 0;
+  private timers: { at: number; seq: number; fn: () => void; live: boolean }[] = [];
+
+  constructor(start = 0) {
+    this.time = start;
+  }
+
+  now(): number {
+    return this.time;
+  }
+
+  setTimer(fn: () => void, ms: number): TimerHandle {
+    const timer = { at: this.time + Math.max(0, ms), seq: this.seq++, fn, live: true };
+    this.timers.push(timer);
+    return {
+      cancel: () => {
+        timer.live = false;
+      },
+    };
+  }
+
+  advance(ms: number): void {
+    const target = this.time + ms;
+    for (;;) {
+      this.timers = this.timers.filter((t) => t.live);
+      let next: (typeof this.timers)[number] | undefined;
+      for (const t of this.timers)
+        if (t.at <= target && (!next || t.at < next.at || (t.at === next.at && t.seq < next.seq))) next = t;
+      if (!next) break;
+      this.time = next.at;
+      next.live = false;
+      next.fn();
+    }
+    this.time = target;
+  }
+}
