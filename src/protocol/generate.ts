@@ -1,0 +1,65 @@
+/**
+ * The token-level generate protocol spoken between frontend, router, worker and engine. Everything
+ * is in token ids (the frontend tokenizes). A `dpRank` of 0 is a real rank: test with `=== undefined`,
+ * never with truthiness.
+ */
+import type { WorkerId } from '../kv/events.ts';
+
+export type WorkerRole = 'aggregated' | 'prefill' | 'decode';
+
+export interface SamplingOptions {
+  /** Maximum new tokens (>= 1). */
+  readonly maxTokens: number;
+  /** Generate exactly maxTokens, ignoring end-of-sequence. */
+  readonly ignoreEos?: boolean;
+  /** Finish (reason 'stop') when one of these token ids is generated. */
+  readonly stopTokenIds?: readonly number[];
+  readonly temperature?: number;
+  /** Seed for deterministic output tokens. */
+  readonly seed?: number;
+}
+
+/** Where a decode engine pulls the KV state of a prefilled prompt from (DESIGN §8). */
+export interface BootstrapInfo {
+  readonly host: string;
+  readonly port: number;
+  /** Random room id, a safe integer in [0, 2^53). */
+  readonly room: number;
+  readonly prefillWorkerId: WorkerId;
+  /** The rank the prefill ran on; the decode pulls from exactly this rank. */
+  readonly prefillDpRank: number;
+}
+
+export interface GenerateRequest {
+  readonly requestId: string;
+  readonly tokenIds: readonly number[];
+  readonly sampling: SamplingOptions;
+  /** data_parallel_rank: run on exactly this rank; absent = the engine chooses. */
+  readonly dpRank?: number;
+  /** Decode side of disaggregation: pull the prompt's KV from here instead of prefilling. */
+  readonly bootstrap?: BootstrapInfo;
+}
+
+export type FinishReason = 'stop' | 'length' | 'cancelled' | 'error';
+
+export interface Usage {
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+  /** Prompt tokens served from the prefix cache. */
+  readonly cachedTokens: number;
+}
+
+export interface GenerateChunk {
+  /** Tokens generated since the previous chunk. */
+  readonly tokenIds: readonly number[];
+  /** Set on the last chunk. */
+  readonly finishReason?: FinishReason;
+  /** Set on the last chunk. */
+  readonly usage?: Usage;
+  /** The rank the engine ran the request on (set on the first chunk). */
+  readonly dpRank?: number;
+  /** Prefill side of disaggregation: where the KV waits for the decode (set on the first chunk). */
+  readonly bootstrap?: BootstrapInfo;
+  /** Error text when finishReason is 'error'. */
+  readonly error?: string;
+}
