@@ -1,0 +1,204 @@
+/**
+ * In-process request plane. A call pulls straight from the handler's async iterator (payloads are
+ * passed by reference, no copy or encoding), so the caller's pace is the handler's back-pressure.
+ * Semantics match the NATS plane: handler errors arrive as RemoteError, the caller's abort or
+ * `break` aborts the handler's signal, a stopped or crashed server fails its callers at once.
+ */
+import { errorMessage, RemoteError, RuntimeError } from '../errors.ts';
+import {
+  type CallOptions,
+  type EndpointId,
+  formatEndpointId,
+  type InstanceId,
+  type InstanceTransport,
+  type RequestHandler,
+  type RequestPlane,
+  type ServeHandle,
+} from '../types.ts';
+
+interface Served {
+  readonly handler: RequestHandler;
+  readonly owner: LocalRequestPlane;
+  readonly calls: Set<LocalCall>;
+}
+
+/** The registry of served endpoints that all local planes of one cluster share. */
+export class LocalRequestHub {
+  readonly served = new Map<string, Served>();
+}
+
+function servedKey(endpoint: EndpointId, instanceId: InstanceId): string {
+  return `${formatEndpointId(endpoint)}/${instanceId.toString(16)}`;
+}
+
+const noop = () => {};
+
+class LocalCall implements AsyncIterator<Uint8Array> {
+  private readonly handlerAbort = new AbortController();
+  private iterator: AsyncIterator<Uint8Array> | undefined;
+  private failure: RuntimeError | undefined;
+  private rejectInterrupt: (error: RuntimeError) => void = noop;
+  private readonly interrupt: Promise<never>;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private finished = false;
+  private readonly onCallerAbort = () =>
+    this.fail(new RuntimeError('RUNTIME_CANCELLED', 'call cancelled by the caller'));
+
+  constructor(
+    private readonly served: Served,
+    private readonly callerCalls: Set<LocalCall>,
+    private readonly payload: Uint8Array,
+    private readonly options: CallOptions,
+  ) {
+    this.interrupt = new Promise<never>((_, reject) => {
+      this.rejectInterrupt = reject;
+    });
+    this.interrupt.catch(noop);
+    served.calls.add(this);
+    callerCalls.add(this);
+    options.signal?.addEventListener('abort', this.onCallerAbort, { once: true });
+    if (options.timeoutMs !== undefined) {
+      this.timer = setTimeout(
+        () => this.fail(new RuntimeError('RUNTIME_TIMEOUT', `call timed out after ${options.timeoutMs} ms`)),
+        options.timeoutMs,
+      );
+    }
+    if (options.signal?.aborted) this.onCallerAbort();
+  }
+
+  /** Ends the call with an error: the caller sees it on its next (or pending) next(). */
+  fail(error: RuntimeError): void {
+    if (this.finished || this.failure) return;
+    this.failure = error;
+    this.handlerAbort.abort(error);
+    this.rejectInterrupt(error);
+    this.release();
+  }
+
+  async next(): Promise<IteratorResult<Uint8Array>> {
+    if (this.failure) throw this.failure;
+    if (this.finished) return { value: undefined, done: true };
+    let result: IteratorResult<Uint8Array>;
+    try {
+      this.iterator ??= this.served
+        .handler(this.payload, { signal: this.handlerAbort.signal })
+        [Symbol.asyncIterator]();
+      result = await Promise.race([this.iterator.next(), this.interrupt]);
+    } catch (error) {
+      if (this.failure) throw this.failure;
+      this.finish();
+      throw new RemoteError(errorMessage(error));
+    }
+    if (this.failure) throw this.failure;
+    if (result.done) {
+      this.finish();
+      return { value: undefined, done: true };
+    }
+    if (!(result.value instanceof Uint8Array)) {
+      this.finish();
+      throw new RemoteError('handler yielded a value that is not a Uint8Array');
+    }
+    return result;
+  }
+
+  async return(): Promise<IteratorResult<Uint8Array>> {
+    if (!this.finished && !this.failure) {
+      this.handlerAbort.abort(new RuntimeError('RUNTIME_CANCELLED', 'caller stopped reading'));
+      this.iterator?.return?.().catch(noop);
+      this.finish();
+    }
+    return { value: undefined, done: true };
+  }
+
+  private finish(): void {
+    this.finished = true;
+    this.release();
+  }
+
+  private release(): void {
+    this.served.calls.delete(this);
+    this.callerCalls.delete(this);
+    this.options.signal?.removeEventListener('abort', this.onCallerAbort);
+    if (this.timer) clearTimeout(this.timer);
+  }
+}
+
+export class LocalRequestPlane implements RequestPlane {
+  private readonly serving = new Set<string>();
+  private readonly calls = new Set<LocalCall>();
+  private closed = false;
+
+  constructor(private readonly hub: LocalRequestHub) {}
+
+  transportFor(): InstanceTransport {
+    return { kind: 'local' };
+  }
+
+  async serve(endpoint: EndpointId, instanceId: InstanceId, handler: RequestHandler): Promise<ServeHandle> {
+    if (this.closed) throw new RuntimeError('RUNTIME_CLOSED', 'request plane is closed');
+    const key = servedKey(endpoint, instanceId);
+    if (this.hub.served.has(key))
+      throw new RuntimeError('RUNTIME_INVALID', `${key} is already served in this process`);
+    const served: Served = { handler, owner: this, calls: new Set() };
+    this.hub.served.set(key, served);
+    this.serving.add(key);
+    return {
+      stop: async () => this.unserve(key, served, 'RUNTIME_SERVER_CANCELLED', 'the server stopped serving'),
+    };
+  }
+
+  call(
+    endpoint: EndpointId,
+    instanceId: InstanceId,
+    payload: Uint8Array,
+    options: CallOptions = {},
+  ): AsyncIterable<Uint8Array> {
+    return {
+      [Symbol.asyncIterator]: () => {
+        if (this.closed) throw new RuntimeError('RUNTIME_CLOSED', 'request plane is closed');
+        const served = this.hub.served.get(servedKey(endpoint, instanceId));
+        if (!served)
+          return rejecting(
+            new RuntimeError(
+              'RUNTIME_NO_RESPONDERS',
+              `no responders for ${formatEndpointId(endpoint)} instance ${instanceId.toString(16)}`,
+            ),
+          );
+        return new LocalCall(served, this.calls, payload, options);
+      },
+    };
+  }
+
+  /** Simulates the serving process dying: every caller of its endpoints fails with STREAM_LOST. */
+  simulateCrash(): void {
+    for (const key of [...this.serving]) {
+      const served = this.hub.served.get(key);
+      if (served) this.unserve(key, served, 'RUNTIME_STREAM_LOST', 'the serving instance went away');
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const key of [...this.serving]) {
+      const served = this.hub.served.get(key);
+      if (served) this.unserve(key, served, 'RUNTIME_SERVER_CANCELLED', 'the server shut down');
+    }
+    for (const call of [...this.calls]) call.fail(new RuntimeError('RUNTIME_CLOSED', 'request plane closed'));
+  }
+
+  private unserve(
+    key: string,
+    served: Served,
+    code: 'RUNTIME_SERVER_CANCELLED' | 'RUNTIME_STREAM_LOST',
+    why: string,
+  ) {
+    if (this.hub.served.get(key) === served) this.hub.served.delete(key);
+    this.serving.delete(key);
+    for (const call of [...served.calls]) call.fail(new RuntimeError(code, why));
+  }
+}
+
+function rejecting(error: RuntimeError): AsyncIterator<Uint8Array> {
+  return { next: () => Promise.reject(error) };
+}
