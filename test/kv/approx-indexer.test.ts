@@ -1,0 +1,174 @@
+import { describe, expect, it } from 'vitest';
+import { ApproximateIndexer } from '../../src/kv/approx-indexer.ts';
+import { NaiveIndexer } from '../../src/kv/naive-indexer.ts';
+import { OwnerTable } from '../../src/kv/owners.ts';
+import { packU64s } from '../../src/tokens/u64.ts';
+import { ManualClock } from '../../src/util/clock.ts';
+import { matchedBlocks, runIndexerConformance, storedEvent } from './indexer.conformance.ts';
+
+runIndexerConformance('ApproximateIndexer', () => new ApproximateIndexer({ clock: new ManualClock() }));
+
+const TTL = 120_000;
+
+/** A request's chain: tokens hashes as given, sequence hashes 1000 + prefix-dependent. */
+function chain(tokens: readonly number[]): { local: Uint32Array; seq: Uint32Array } {
+  const seq: bigint[] = [];
+  let rolling = 0n;
+  for (const t of tokens) {
+    rolling = rolling * 131n + BigInt(t);
+    seq.push(1000n + rolling);
+  }
+  return { local: packU64s(tokens.map(BigInt)), seq: packU64s(seq) };
+}
+
+function record(indexer: ApproximateIndexer, worker: bigint, rank: number, tokens: number[], ttlMs?: number) {
+  const { local, seq } = chain(tokens);
+  expect(indexer.recordRoute(worker, rank, local, seq, ttlMs)).toBeNull();
+}
+
+describe('ApproximateIndexer', () => {
+  it('keeps a routing decision for the TTL and forgets it after', () => {
+    const clock = new ManualClock(5_000);
+    const indexer = new ApproximateIndexer({ clock });
+    record(indexer, 1n, 2, [1, 2, 3]);
+    expect(matchedBlocks(indexer, [1, 2, 3, 4])).toEqual({ '1:2': 3 });
+    expect(indexer.trackedBlocks).toBe(3);
+    clock.advance(TTL - 1);
+    expect(matchedBlocks(indexer, [1, 2, 3])).toEqual({ '1:2': 3 });
+    clock.advance(1);
+    expect(matchedBlocks(indexer, [1, 2, 3])).toEqual({});
+    expect(indexer.size).toBe(0);
+    expect(indexer.trackedBlocks).toBe(0);
+    expect(indexer.dump()).toEqual([]);
+  });
+
+  it('a re-recorded chain gets a fresh TTL; the unrefreshed tail expires first', () => {
+    const clock = new ManualClock();
+    const indexer = new ApproximateIndexer({ clock });
+    record(indexer, 1n, 0, [1, 2, 3]);
+    clock.advance(60_000);
+    record(indexer, 1n, 0, [1, 2]);
+    clock.advance(60_000); // t = 120 s: block 3 expired, blocks 1-2 live until 180 s
+    expect(matchedBlocks(indexer, [1, 2, 3])).toEqual({ '1:0': 2 });
+    expect(indexer.size).toBe(2);
+    clock.advance(59_999);
+    expect(matchedBlocks(indexer, [1, 2, 3])).toEqual({ '1:0': 2 });
+    clock.advance(1);
+    expect(matchedBlocks(indexer, [1, 2, 3])).toEqual({});
+  });
+
+  it('refreshes survive many repeats and still expire on time', () => {
+    const clock = new ManualClock();
+    const indexer = new ApproximateIndexer({ clock, ttlMs: 1_000 });
+    for (let i = 0; i < 3_000; i++) {
+      record(indexer, 1n, 0, [1, 2, 3, 4]);
+      clock.advance(1);
+    }
+    expect(indexer.trackedBlocks).toBe(4);
+    expect(indexer.stats().bytes).toBeLessThan(1_000_000);
+    clock.advance(998);
+    expect(matchedBlocks(indexer, [1, 2, 3, 4])).toEqual({ '1:0': 4 });
+    clock.advance(1);
+    expect(indexer.size).toBe(0);
+  });
+
+  it('scores owners per rank and expires them independently', () => {
+    const clock = new ManualClock();
+    const indexer = new ApproximateIndexer({ clock });
+    record(indexer, 7n, 0, [1, 2]);
+    clock.advance(10_000);
+    record(indexer, 7n, 1, [1, 2, 3]);
+    expect(matchedBlocks(indexer, [1, 2, 3])).toEqual({ '7:0': 2, '7:1': 3 });
+    clock.advance(TTL - 10_000);
+    expect(matchedBlocks(indexer, [1, 2, 3])).toEqual({ '7:1': 3 });
+  });
+
+  it('supports a shorter TTL per call (predicted blocks)', () => {
+    const clock = new ManualClock();
+    const indexer = new ApproximateIndexer({ clock });
+    record(indexer, 1n, 0, [1, 2]);
+    record(indexer, 2n, 0, [1, 2], 5_000);
+    clock.advance(5_000);
+    expect(matchedBlocks(indexer, [1, 2])).toEqual({ '1:0': 2 });
+  });
+
+  it('prunes to floor(max * ratio), earliest expiry first', () => {
+    const clock = new ManualClock();
+    const indexer = new ApproximateIndexer({ clock, maxTreeSize: 10, pruneTargetRatio: 0.8 });
+    record(indexer, 1n, 0, [1, 2, 3, 4]);
+    clock.advance(1);
+    record(indexer, 2n, 0, [1, 2, 3, 4]);
+    clock.advance(1);
+    expect(indexer.size).toBe(8);
+    record(indexer, 3n, 0, [5, 6, 7]); // 11 > 10: prune 3 blocks, the oldest (worker 1), deepest first
+    expect(indexer.size).toBe(8);
+    expect(matchedBlocks(indexer, [1, 2, 3, 4])).toEqual({ '1:0': 1, '2:0': 4 });
+    expect(matchedBlocks(indexer, [5, 6, 7])).toEqual({ '3:0': 3 });
+  });
+
+  it('prunes the deepest blocks first among equal expiries', () => {
+    const clock = new ManualClock();
+    const indexer = new ApproximateIndexer({ clock, maxTreeSize: 5, pruneTargetRatio: 0.8 });
+    record(indexer, 1n, 0, [1, 2, 3]);
+    record(indexer, 2n, 0, [1, 2, 3]); // 6 > 5: prune to 4, both depth-3 blocks go
+    expect(indexer.size).toBe(4);
+    expect(matchedBlocks(indexer, [1, 2, 3])).toEqual({ '1:0': 2, '2:0': 2 });
+  });
+
+  it('never expires blocks reported by events, and events take over recorded blocks', () => {
+    const clock = new ManualClock();
+    const indexer = new ApproximateIndexer({ clock });
+    expect(indexer.apply(storedEvent(1n, 0, [1, 2]))).toBeNull();
+    const { local, seq } = chain([5, 6]);
+    expect(indexer.recordRoute(2n, 0, local, seq)).toBeNull();
+    // The engine confirms the first recorded block: it no longer expires.
+    expect(indexer.apply(storedEvent(2n, 0, [5], null, [1005n]))).toBeNull();
+    expect(indexer.trackedBlocks).toBe(1);
+    clock.advance(TTL);
+    expect(matchedBlocks(indexer, [1, 2])).toEqual({ '1:0': 2 });
+    expect(matchedBlocks(indexer, [5, 6])).toEqual({ '2:0': 1 });
+  });
+
+  it('removeWorker and cleared drop the recorded blocks of every rank', () => {
+    const clock = new ManualClock();
+    const indexer = new ApproximateIndexer({ clock });
+    record(indexer, 1n, 0, [1, 2]);
+    record(indexer, 1n, 3, [1, 2]);
+    record(indexer, 2n, 0, [1]);
+    indexer.removeWorker(1n);
+    expect(indexer.trackedBlocks).toBe(1);
+    expect(matchedBlocks(indexer, [1, 2])).toEqual({ '2:0': 1 });
+    expect(
+      indexer.apply({ workerId: 2n, event: { eventId: 0n, dpRank: 0, data: { kind: 'cleared' } } }),
+    ).toBeNull();
+    expect(indexer.trackedBlocks).toBe(0);
+    clock.advance(TTL);
+    expect(indexer.size).toBe(0);
+    // A worker recorded again after removal is tracked afresh.
+    record(indexer, 1n, 0, [9]);
+    expect(matchedBlocks(indexer, [9])).toEqual({ '1:0': 1 });
+  });
+
+  it('wraps a given inner indexer and shares its owner table', () => {
+    const owners = new OwnerTable();
+    const inner = new NaiveIndexer({ owners });
+    const clock = new ManualClock();
+    const indexer = new ApproximateIndexer({ inner, clock });
+    expect(indexer.owners).toBe(owners);
+    record(indexer, 4n, 1, [1, 2]);
+    expect(inner.size).toBe(2);
+    expect(owners.find(4n, 1)).toBeGreaterThanOrEqual(0);
+    clock.advance(TTL);
+    indexer.purgeExpired();
+    expect(inner.size).toBe(0);
+  });
+
+  it('ignores empty chains and rejects bad options', () => {
+    const indexer = new ApproximateIndexer({ clock: new ManualClock() });
+    expect(indexer.recordRoute(1n, 0, new Uint32Array(0), new Uint32Array(0))).toBeNull();
+    expect(indexer.size).toBe(0);
+    expect(() => new ApproximateIndexer({ ttlMs: 0 })).toThrow(RangeError);
+    expect(() => new ApproximateIndexer({ maxTreeSize: 0 })).toThrow(RangeError);
+    expect(() => new ApproximateIndexer({ pruneTargetRatio: 1.5 })).toThrow(RangeError);
+  });
+});
