@@ -1,0 +1,545 @@
+/**
+ * KvRouter: KV-cache-aware, data-parallel-aware choice of (worker, dp_rank) (Dynamo's KvRouter +
+ * scheduler). Scores every rank of every registered worker with
+ * `cost = overlap_weight × prefill_blocks + decode_blocks` and tracks the load it adds.
+ *
+ * The hot path (route / bestWorker) hashes into reused buffers, walks the indexer, and scores into
+ * preallocated typed arrays: no bigint arithmetic and no allocation per candidate.
+ */
+import { type KvErrorCode, KvEventError } from '../kv/errors.ts';
+import { isDpRank, type RouterEvent, type WorkerId } from '../kv/events.ts';
+import type { KvIndexer, OverlapScores } from '../kv/indexer.ts';
+import { OwnerTable } from '../kv/owners.ts';
+import { BlockHasher } from '../tokens/block-hash.ts';
+import type { Clock } from '../util/clock.ts';
+import { realClock } from '../util/clock.ts';
+import { ActiveSequences } from './active-sequences.ts';
+import {
+  checkOverrides,
+  type KvRouterConfig,
+  type KvRouterConfigInput,
+  parseRouterConfig,
+} from './config.ts';
+import { DuplicateRequestError } from './errors.ts';
+import { createDecisionIndexer, createEventIndexer, type DecisionIndexer } from './indexers.ts';
+import type {
+  PolicyName,
+  RankLoad,
+  RouteOptions,
+  RoutingDecision,
+  RoutingPolicy,
+  WorkerRegistration,
+} from './policy.ts';
+import { mathRandom, type RandomSource } from './random.ts';
+import { checkRequestId, TokenBuffer } from './request-input.ts';
+import { CostSelector } from './selection.ts';
+import { WorkerRegistry } from './worker-registry.ts';
+
+export interface KvRouterDeps {
+  readonly clock?: Clock;
+  readonly random?: RandomSource;
+  /** Shared owner numbering (the router creates one when absent). */
+  readonly owners?: OwnerTable;
+  /** Event-mode indexer sharing `owners` (default: the radix tree). Ignored in approximate mode. */
+  readonly indexer?: KvIndexer;
+  readonly hasher?: BlockHasher;
+}
+
+/** Load-tracking changes, as replica sync publishes them (Dynamo's ActiveSequenceEvent data). */
+export type SequenceEvent =
+  | {
+      readonly kind: 'add';
+      readonly requestId: string;
+      readonly workerId: WorkerId;
+      readonly dpRank: number;
+      /** Packed [lo, hi] sequence hashes the load tracker deduplicates on; null = none. */
+      readonly blocks: Uint32Array | null;
+      /** Blocks counted without deduplication (KV reuse not assumed). */
+      readonly unsharedBlocks: number;
+      readonly isl: number;
+      readonly overlapBlocks: number;
+    }
+  | {
+      readonly kind: 'prefill_completed';
+      readonly requestId: string;
+      readonly workerId: WorkerId;
+      readonly dpRank: number;
+    }
+  | {
+      readonly kind: 'free';
+      readonly requestId: string;
+      readonly workerId: WorkerId;
+      readonly dpRank: number;
+    };
+
+export interface CandidateLoad {
+  readonly workerId: WorkerId;
+  readonly dpRank: number;
+  readonly overlapBlocks: number;
+  /** Prompt tokens left to prefill there with this request added, plus the rank's active ones. */
+  readonly prefillTokens: number;
+  /** This request's blocks not already active there, plus the rank's active blocks. */
+  readonly decodeBlocks: number;
+  readonly cost: number;
+}
+
+export interface KvRouterMetrics {
+  /** route() calls that tracked a request. */
+  readonly decisions: number;
+  /** bestWorker() calls. */
+  readonly queries: number;
+  /** Decisions that honoured a pinned worker. */
+  readonly pinnedDecisions: number;
+  readonly eventsApplied: number;
+  readonly eventErrors: Readonly<Partial<Record<KvErrorCode, number>>>;
+  readonly replicaEventsApplied: number;
+  readonly replicaEventsRejected: number;
+  readonly trackedRequests: number;
+}
+
+export class KvRouter implements RoutingPolicy {
+  readonly name: PolicyName = 'kv';
+  readonly config: KvRouterConfig;
+  readonly owners: OwnerTable;
+  /** The index that scores overlaps: engine events, or the router's own decisions (approximate). */
+  readonly indexer: KvIndexer;
+  readonly hasher: BlockHasher;
+
+  private readonly approximate: DecisionIndexer | null;
+  private readonly predicted: DecisionIndexer | null;
+  private readonly registry: WorkerRegistry;
+  private readonly active: ActiveSequences;
+  private readonly selector: CostSelector;
+  private readonly tokens = new TokenBuffer();
+  private sequenceListener: ((event: SequenceEvent) => void) | null = null;
+
+  // Per-decision scratch (grown, never shrunk).
+  private localScratch = new Uint32Array(1024);
+  private sequenceScratch = new Uint32Array(1024);
+  private overlapByOwner = new Int32Array(64);
+  private costs = new Float64Array(64);
+  private decodeBlocks = new Float64Array(64);
+  private prefillTokens = new Float64Array(64);
+  private candidateOwners: Int32Array = new Int32Array(0);
+  private readonly treeSizeOfCandidate = (candidate: number): number =>
+    this.indexer.treeSize(this.candidateOwners[candidate]);
+
+  // The decision being computed.
+  private local: Uint32Array = this.localScratch;
+  private blockCount = 0;
+  private isl = 0;
+  private sequence: Uint32Array | null = null;
+  /** assumeKvReuse for the current decision (config or per-request override). */
+  private reuse = true;
+
+  // Metrics.
+  private decisions = 0;
+  private queries = 0;
+  private pinnedDecisions = 0;
+  private eventsApplied = 0;
+  private readonly eventErrors = new Map<KvErrorCode, number>();
+  private replicaEventsApplied = 0;
+  private replicaEventsRejected = 0;
+
+  constructor(config: KvRouterConfigInput | KvRouterConfig = {}, deps: KvRouterDeps = {}) {
+    this.config = parseRouterConfig(config);
+    const clock = deps.clock ?? realClock;
+    const random = deps.random ?? mathRandom;
+    this.owners = deps.owners ?? deps.indexer?.owners ?? new OwnerTable();
+    if (deps.indexer !== undefined && deps.indexer.owners !== this.owners)
+      throw new TypeError('the indexer must share the router’s OwnerTable');
+    this.hasher = deps.hasher ?? new BlockHasher({ blockSize: this.config.blockSize });
+    if (this.hasher.blockSize !== this.config.blockSize)
+      throw new TypeError(
+        `hasher block size ${this.hasher.blockSize} ≠ router block size ${this.config.blockSize}`,
+      );
+    const decisionOptions = {
+      owners: this.owners,
+      clock,
+      maxTreeSize: this.config.maxTreeSize,
+      pruneTargetRatio: this.config.pruneTargetRatio,
+    };
+    if (this.config.useKvEvents) {
+      this.approximate = null;
+      this.indexer = deps.indexer ?? createEventIndexer(this.owners);
+      const predictedTtl = this.config.predictedTtlSecs;
+      this.predicted =
+        predictedTtl === null ? null : createDecisionIndexer({ ...decisionOptions, ttlSecs: predictedTtl });
+    } else {
+      this.approximate = createDecisionIndexer({ ...decisionOptions, ttlSecs: this.config.ttlSecs });
+      this.indexer = this.approximate;
+      this.predicted = null;
+    }
+    this.registry = new WorkerRegistry(this.owners, this.config.blockSize);
+    this.active = new ActiveSequences({ clock, staleRequestSecs: this.config.staleRequestSecs });
+    this.selector = new CostSelector(random);
+  }
+
+  // ---- workers ------------------------------------------------------------------------------
+
+  get workerCount(): number {
+    return this.registry.size;
+  }
+
+  /**
+   * Registers a worker and its ranks [0, dataParallelSize). Re-registering with the same size
+   * updates its metadata; a different size is a new registration (old state dropped first).
+   */
+  addWorker(workerId: WorkerId, registration: WorkerRegistration): void {
+    const existing = this.registry.get(workerId);
+    if (existing !== undefined && existing.dataParallelSize !== registration?.dataParallelSize)
+      this.removeWorker(workerId);
+    const worker = this.registry.build(workerId, registration);
+    this.registry.set(worker);
+    this.active.ensureOwners(this.owners.capacity);
+  }
+
+  /** Drops the worker's index entries, predicted blocks and load for every rank. */
+  removeWorker(workerId: WorkerId): boolean {
+    const worker = this.registry.get(workerId);
+    this.indexer.removeWorker(workerId);
+    this.predicted?.removeWorker(workerId);
+    if (worker === undefined) return false;
+    for (const owner of worker.owners) this.active.removeOwner(owner);
+    this.registry.delete(workerId);
+    this.owners.releaseWorker(workerId);
+    return true;
+  }
+
+  // ---- routing --------------------------------------------------------------------------------
+
+  /** The (worker, rank) this router would pick now; changes no state. */
+  bestWorker(tokens: ArrayLike<number>, options?: RouteOptions): RoutingDecision {
+    const candidate = this.decide(tokens, options);
+    this.queries++;
+    return this.decisionFor(candidate);
+  }
+
+  /** Picks a (worker, rank) and tracks the request's load there. */
+  route(requestId: string, tokens: ArrayLike<number>, options?: RouteOptions): RoutingDecision {
+    checkRequestId(requestId);
+    if (this.active.has(requestId)) throw new DuplicateRequestError(requestId);
+    const candidate = this.decide(tokens, options);
+    const owner = this.candidateOwners[candidate];
+    const overlap = this.overlapByOwner[owner];
+    const workerId = this.owners.workerOf(owner);
+    const dpRank = this.owners.rankOf(owner);
+    this.clearOverlaps();
+    this.track(requestId, owner, workerId, dpRank, overlap);
+    this.decisions++;
+    if (options?.pinned !== undefined) this.pinnedDecisions++;
+    return { workerId, dpRank, overlapBlocks: overlap };
+  }
+
+  /**
+   * Dynamo's get_potential_loads: overlap, prefill tokens, decode blocks and cost of the request on
+   * every candidate rank. Changes no state (debugging, dashboards, tests).
+   */
+  potentialLoads(tokens: ArrayLike<number>, options?: RouteOptions): CandidateLoad[] {
+    const count = this.score(tokens, options);
+    const out: CandidateLoad[] = [];
+    for (let i = 0; i < count; i++) {
+      const owner = this.candidateOwners[i];
+      out.push({
+        workerId: this.owners.workerOf(owner),
+        dpRank: this.owners.rankOf(owner),
+        overlapBlocks: this.overlapByOwner[owner],
+        prefillTokens: this.prefillTokens[i],
+        decodeBlocks: this.decodeBlocks[i],
+        cost: this.costs[i],
+      });
+    }
+    this.clearOverlaps();
+    return out;
+  }
+
+  markPrefillCompleted(requestId: string): boolean {
+    const owner = this.active.ownerOf(requestId);
+    if (!this.active.markPrefillCompleted(requestId)) return false;
+    this.emit('prefill_completed', requestId, owner);
+    return true;
+  }
+
+  free(requestId: string): boolean {
+    const owner = this.active.ownerOf(requestId);
+    if (!this.active.free(requestId)) return false;
+    this.emit('free', requestId, owner);
+    return true;
+  }
+
+  /**
+   * Output-block tracking (trackOutputBlocks): the request generated one more block; `decay` is
+   * max(0, 1 − osl/expected_output_tokens). No-op (false) when tracking is off or the id unknown.
+   */
+  addOutputBlock(requestId: string, decay = 1): boolean {
+    if (!this.config.trackOutputBlocks) return false;
+    return this.active.addOutputBlock(requestId, decay);
+  }
+
+  /** Frees requests tracked for longer than staleRequestSecs; returns how many. */
+  expireStaleRequests(): number {
+    return this.active.expireStale();
+  }
+
+  // ---- events ---------------------------------------------------------------------------------
+
+  /** Applies one KV event; unknown workers and ranks outside the registration are rejected. */
+  applyEvent(event: RouterEvent): KvEventError | null {
+    const error = this.checkEvent(event) ?? this.indexer.apply(event);
+    if (error === null) this.eventsApplied++;
+    else this.eventErrors.set(error.code, (this.eventErrors.get(error.code) ?? 0) + 1);
+    return error;
+  }
+
+  private checkEvent(event: RouterEvent): KvEventError | null {
+    if (
+      typeof event !== 'object' ||
+      event === null ||
+      typeof event.event !== 'object' ||
+      event.event === null
+    )
+      return new KvEventError('KV_INVALID_EVENT', 'event must be a RouterEvent object');
+    const worker = this.registry.get(event.workerId);
+    if (worker === undefined)
+      return new KvEventError('KV_UNKNOWN_WORKER', `event for unregistered worker ${String(event.workerId)}`);
+    const rank = event.event.dpRank;
+    if (!isDpRank(rank) || rank >= worker.dataParallelSize)
+      return new KvEventError(
+        'KV_RANK_OUT_OF_RANGE',
+        `event dp_rank ${String(rank)} is outside [0, ${worker.dataParallelSize}) for worker ${event.workerId}`,
+      );
+    return null;
+  }
+
+  // ---- replica sync ---------------------------------------------------------------------------
+
+  /**
+   * Receives every local add / prefill-completed / free (replica sync publishes them). An add's
+   * `blocks` view is reused after the call returns: copy it to keep it.
+   */
+  setSequenceListener(listener: ((event: SequenceEvent) => void) | null): void {
+    this.sequenceListener = listener;
+  }
+
+  /** Applies another replica's load change. Returns false when it cannot apply (unknown worker/rank). */
+  applySequenceEvent(event: SequenceEvent): boolean {
+    let applied: boolean;
+    if (event.kind === 'add') {
+      const worker = this.registry.get(event.workerId);
+      if (worker === undefined || !isDpRank(event.dpRank) || event.dpRank >= worker.dataParallelSize) {
+        this.replicaEventsRejected++;
+        return false;
+      }
+      const prefill = Math.max(0, event.isl - event.overlapBlocks * this.config.blockSize);
+      applied = this.active.add(event.requestId, worker.owners[event.dpRank], {
+        prefillTokens: prefill,
+        blocks: event.blocks,
+        unsharedBlocks: event.unsharedBlocks,
+      });
+    } else if (event.kind === 'prefill_completed') {
+      applied = this.active.markPrefillCompleted(event.requestId);
+    } else {
+      applied = this.active.free(event.requestId);
+    }
+    if (applied) this.replicaEventsApplied++;
+    else this.replicaEventsRejected++;
+    return applied;
+  }
+
+  // ---- views ----------------------------------------------------------------------------------
+
+  /** Active load of every registered (worker, rank). */
+  loads(): RankLoad[] {
+    const out: RankLoad[] = [];
+    for (const worker of this.registry.values()) {
+      for (let rank = 0; rank < worker.dataParallelSize; rank++) {
+        const owner = worker.owners[rank];
+        out.push({
+          workerId: worker.workerId,
+          dpRank: rank,
+          activeDecodeBlocks: this.active.activeBlocks(owner),
+          activePrefillTokens: this.active.activePrefillTokens(owner),
+          activeRequests: this.active.activeRequests(owner),
+        });
+      }
+    }
+    return out;
+  }
+
+  /** Events that rebuild the scoring index (Dynamo's dump_events). */
+  dump(): RouterEvent[] {
+    return this.indexer.dump();
+  }
+
+  metrics(): KvRouterMetrics {
+    return {
+      decisions: this.decisions,
+      queries: this.queries,
+      pinnedDecisions: this.pinnedDecisions,
+      eventsApplied: this.eventsApplied,
+      eventErrors: Object.fromEntries(this.eventErrors),
+      replicaEventsApplied: this.replicaEventsApplied,
+      replicaEventsRejected: this.replicaEventsRejected,
+      trackedRequests: this.active.requestCount,
+    };
+  }
+
+  // ---- internals ------------------------------------------------------------------------------
+
+  /** Scores and selects; returns the candidate index. Overlaps stay set until clearOverlaps(). */
+  private decide(tokens: ArrayLike<number>, options: RouteOptions | undefined): number {
+    const count = this.score(tokens, options);
+    if (count === 1) return 0;
+    const temperature = options?.overrides?.routerTemperature ?? this.config.routerTemperature;
+    try {
+      return this.selector.select(this.costs, count, temperature, this.treeSizeOfCandidate);
+    } catch (error) {
+      this.clearOverlaps();
+      throw error;
+    }
+  }
+
+  private decisionFor(candidate: number): RoutingDecision {
+    const owner = this.candidateOwners[candidate];
+    const decision = {
+      workerId: this.owners.workerOf(owner),
+      dpRank: this.owners.rankOf(owner),
+      overlapBlocks: this.overlapByOwner[owner],
+    };
+    this.clearOverlaps();
+    return decision;
+  }
+
+  /** Hashes, matches and fills costs / prefillTokens / decodeBlocks for every candidate. */
+  private score(tokens: ArrayLike<number>, options: RouteOptions | undefined): number {
+    const overrides = options?.overrides;
+    if (overrides !== undefined) checkOverrides(overrides);
+    const { owners: candidates, count } = this.registry.resolve(options);
+    const input = this.tokens.read(tokens);
+    this.hash(input);
+
+    const weight = overrides?.overlapScoreWeight ?? this.config.overlapScoreWeight;
+    this.ensureCandidates(count);
+    this.candidateOwners = candidates;
+    if (weight > 0 && this.blockCount > 0) {
+      this.collectOverlaps(this.indexer.findMatches(this.local));
+      if (this.predicted !== null) this.collectOverlaps(this.predicted.findMatches(this.local));
+    }
+
+    const reuse = overrides?.assumeKvReuse ?? this.config.assumeKvReuse;
+    this.reuse = reuse;
+    const track = this.config.trackActiveBlocks;
+    const hashes = track && reuse && this.blockCount > 0 ? this.sequenceHashes() : null;
+    const unshared = track && !reuse ? this.blockCount : 0;
+    this.active.potentialDecodeBlocks(
+      hashes,
+      this.blockCount,
+      unshared,
+      candidates,
+      count,
+      this.decodeBlocks,
+    );
+
+    const blockSize = this.config.blockSize;
+    const isl = this.isl;
+    const overlapByOwner = this.overlapByOwner;
+    const costs = this.costs;
+    const prefill = this.prefillTokens;
+    const decode = this.decodeBlocks;
+    for (let i = 0; i < count; i++) {
+      const owner = candidates[i];
+      const uncached = isl - overlapByOwner[owner] * blockSize;
+      const tokens = Math.max(uncached, 0) + this.active.activePrefillTokens(owner);
+      prefill[i] = tokens;
+      costs[i] = weight * (tokens / blockSize) + decode[i];
+    }
+    return count;
+  }
+
+  private hash(input: Uint32Array): void {
+    const blocks = this.hasher.blockCount(input.length);
+    if (this.localScratch.length < 2 * blocks) {
+      this.localScratch = new Uint32Array(4 * blocks);
+      this.sequenceScratch = new Uint32Array(4 * blocks);
+    }
+    this.isl = input.length;
+    this.blockCount = blocks;
+    this.local = this.hasher.localHashes(input, this.localScratch.subarray(0, 2 * blocks));
+    this.sequence = null;
+  }
+
+  /** Rolling sequence hashes of the current request, computed on first use. */
+  private sequenceHashes(): Uint32Array {
+    if (this.sequence === null)
+      this.sequence = this.hasher.sequenceHashes(
+        this.local,
+        this.sequenceScratch.subarray(0, 2 * this.blockCount),
+      );
+    return this.sequence;
+  }
+
+  private ensureCandidates(count: number): void {
+    const capacity = this.owners.capacity;
+    if (this.overlapByOwner.length < capacity) {
+      const next = new Int32Array(capacity * 2);
+      next.set(this.overlapByOwner);
+      this.overlapByOwner = next;
+    }
+    if (this.costs.length < count) {
+      this.costs = new Float64Array(count * 2);
+      this.decodeBlocks = new Float64Array(count * 2);
+      this.prefillTokens = new Float64Array(count * 2);
+    }
+  }
+
+  /** Keeps the largest overlap per owner across the event index and the predicted index. */
+  private collectOverlaps(scores: OverlapScores): void {
+    const overlap = this.overlapByOwner;
+    for (let i = 0; i < scores.count; i++) {
+      const owner = scores.owners[i];
+      if (owner < overlap.length && scores.blocks[i] > overlap[owner]) overlap[owner] = scores.blocks[i];
+    }
+  }
+
+  private clearOverlaps(): void {
+    // Only owners some index reported can be non-zero; a full fill is cheap and always right.
+    this.overlapByOwner.fill(0);
+  }
+
+  private track(requestId: string, owner: number, workerId: WorkerId, dpRank: number, overlap: number): void {
+    const reuse = this.reuse;
+    const track = this.config.trackActiveBlocks;
+    const hasBlocks = this.blockCount > 0;
+    const blocks = track && reuse && hasBlocks ? this.sequenceHashes() : null;
+    const unsharedBlocks = track && !reuse ? this.blockCount : 0;
+    this.active.add(requestId, owner, {
+      prefillTokens: Math.max(0, this.isl - overlap * this.config.blockSize),
+      blocks,
+      unsharedBlocks,
+    });
+    if (hasBlocks) {
+      if (this.approximate !== null)
+        this.approximate.recordRoute(workerId, dpRank, this.local, this.sequenceHashes());
+      if (this.predicted !== null)
+        this.predicted.recordRoute(workerId, dpRank, this.local, this.sequenceHashes());
+    }
+    const listener = this.sequenceListener;
+    if (listener !== null)
+      listener({
+        kind: 'add',
+        requestId,
+        workerId,
+        dpRank,
+        blocks,
+        unsharedBlocks,
+        isl: this.isl,
+        overlapBlocks: overlap,
+      });
+  }
+
+  private emit(kind: 'prefill_completed' | 'free', requestId: string, owner: number): void {
+    const listener = this.sequenceListener;
+    if (listener === null || owner < 0 || !this.owners.isLive(owner)) return;
+    listener({ kind, requestId, workerId: this.owners.workerOf(owner), dpRank: this.owners.rankOf(owner) });
+  }
+}

@@ -1,0 +1,116 @@
+import { describe, expect, it } from 'vitest';
+import { ActiveSequences } from '../../src/routing/active-sequences.ts';
+import { packU64s } from '../../src/tokens/u64.ts';
+import { ManualClock } from '../../src/util/clock.ts';
+
+const hashes = (...values: bigint[]) => packU64s(values);
+// Hashes above 2^53 whose low halves collide: only the full 64 bits tell them apart.
+const H1 = 0xdead_beef_0000_0001n;
+const H2 = 0xfeed_f00d_0000_0001n;
+const H3 = 0x0123_4567_89ab_cdefn;
+const H4 = 0xffff_ffff_ffff_ffffn;
+
+function loadsOf(seqs: ActiveSequences, owner: number) {
+  return {
+    blocks: seqs.activeBlocks(owner),
+    prefill: seqs.activePrefillTokens(owner),
+    requests: seqs.activeRequests(owner),
+  };
+}
+
+describe('ActiveSequences', () => {
+  it('counts shared blocks once, subtracts prefill once, and returns to zero after free', () => {
+    const seqs = new ActiveSequences({ clock: new ManualClock() });
+    expect(seqs.add('a', 0, { prefillTokens: 40, blocks: hashes(H1, H2, H3) })).toBe(true);
+    expect(seqs.add('b', 0, { prefillTokens: 10, blocks: hashes(H1, H2, H4) })).toBe(true);
+    expect(loadsOf(seqs, 0)).toEqual({ blocks: 4, prefill: 50, requests: 2 });
+
+    expect(seqs.markPrefillCompleted('a')).toBe(true);
+    expect(seqs.markPrefillCompleted('a')).toBe(true); // idempotent: subtracts once
+    expect(loadsOf(seqs, 0)).toEqual({ blocks: 4, prefill: 10, requests: 2 });
+
+    expect(seqs.free('a')).toBe(true);
+    expect(loadsOf(seqs, 0)).toEqual({ blocks: 3, prefill: 10, requests: 1 });
+    expect(seqs.free('a')).toBe(false); // double free is harmless
+    expect(seqs.free('b')).toBe(true);
+    expect(loadsOf(seqs, 0)).toEqual({ blocks: 0, prefill: 0, requests: 0 });
+    expect(seqs.markPrefillCompleted('b')).toBe(false);
+  });
+
+  it('ignores a duplicate request id', () => {
+    const seqs = new ActiveSequences({ clock: new ManualClock() });
+    seqs.add('a', 1, { prefillTokens: 5, blocks: hashes(H1) });
+    expect(seqs.add('a', 2, { prefillTokens: 7, blocks: hashes(H2) })).toBe(false);
+    expect(seqs.ownerOf('a')).toBe(1);
+    expect(loadsOf(seqs, 2)).toEqual({ blocks: 0, prefill: 0, requests: 0 });
+  });
+
+  it('keeps owners apart: the same block on two owners counts on each', () => {
+    const seqs = new ActiveSequences({ clock: new ManualClock() });
+    seqs.add('a', 0, { prefillTokens: 0, blocks: hashes(H1, H2) });
+    seqs.add('b', 3, { prefillTokens: 0, blocks: hashes(H1) });
+    expect(seqs.activeBlocks(0)).toBe(2);
+    expect(seqs.activeBlocks(3)).toBe(1);
+    seqs.free('a');
+    expect(seqs.activeBlocks(0)).toBe(0);
+    expect(seqs.activeBlocks(3)).toBe(1);
+  });
+
+  it('potential decode blocks = blocks not active there + active blocks, per owner', () => {
+    const seqs = new ActiveSequences({ clock: new ManualClock() });
+    seqs.add('a', 0, { prefillTokens: 0, blocks: hashes(H1, H2, H3) });
+    seqs.add('b', 1, { prefillTokens: 0, unsharedBlocks: 2 });
+    const owners = Int32Array.of(0, 1, 2);
+    const out = new Float64Array(3);
+    seqs.potentialDecodeBlocks(hashes(H1, H2, H4), 3, 0, owners, 3, out);
+    expect([...out]).toEqual([1 + 3, 3 + 2, 3 + 0]);
+    // The scratch is reset: a second query gives the same answer.
+    seqs.potentialDecodeBlocks(hashes(H1, H2, H4), 3, 0, owners, 3, out);
+    expect([...out]).toEqual([4, 5, 3]);
+    // No hashes (no KV reuse assumed): every block is new.
+    seqs.potentialDecodeBlocks(null, 3, 3, owners, 3, out);
+    expect([...out]).toEqual([3 + 3, 3 + 2, 3]);
+  });
+
+  it('expires requests older than the stale limit', () => {
+    const clock = new ManualClock();
+    const seqs = new ActiveSequences({ clock, staleRequestSecs: 300 });
+    seqs.add('old', 0, { prefillTokens: 10, blocks: hashes(H1) });
+    clock.advance(200_000);
+    seqs.add('young', 0, { prefillTokens: 20, blocks: hashes(H2) });
+    clock.advance(100_001);
+    seqs.add('trigger', 1, { prefillTokens: 1 });
+    expect(seqs.has('old')).toBe(false);
+    expect(seqs.has('young')).toBe(true);
+    expect(loadsOf(seqs, 0)).toEqual({ blocks: 1, prefill: 20, requests: 1 });
+    clock.advance(300_000);
+    expect(seqs.expireStale()).toBe(2);
+    expect(seqs.requestCount).toBe(0);
+  });
+
+  it('output blocks add load and decay the blocks only this request holds', () => {
+    const seqs = new ActiveSequences({ clock: new ManualClock() });
+    seqs.add('a', 0, { prefillTokens: 0, blocks: hashes(H1, H2) });
+    seqs.add('b', 0, { prefillTokens: 0, blocks: hashes(H1) });
+    expect(seqs.addOutputBlock('a', 1)).toBe(true);
+    expect(seqs.activeBlocks(0)).toBe(3);
+    // decay 0: H2 and a's output block weigh 0; H1 is shared with b and keeps weight 1.
+    seqs.addOutputBlock('a', 0);
+    expect(seqs.activeBlocks(0)).toBe(1);
+    seqs.free('b');
+    expect(seqs.activeBlocks(0)).toBe(1); // H1 alone, still weight 1 (set before b left)
+    seqs.free('a');
+    expect(seqs.activeBlocks(0)).toBe(0);
+    expect(seqs.addOutputBlock('a')).toBe(false);
+  });
+
+  it('removeOwner frees every request of that owner only', () => {
+    const seqs = new ActiveSequences({ clock: new ManualClock() });
+    seqs.add('a', 0, { prefillTokens: 3, blocks: hashes(H1) });
+    seqs.add('b', 0, { prefillTokens: 4, blocks: hashes(H2) });
+    seqs.add('c', 1, { prefillTokens: 5, blocks: hashes(H1) });
+    expect(seqs.removeOwner(0).sort()).toEqual(['a', 'b']);
+    expect(loadsOf(seqs, 0)).toEqual({ blocks: 0, prefill: 0, requests: 0 });
+    expect(loadsOf(seqs, 1)).toEqual({ blocks: 1, prefill: 5, requests: 1 });
+  });
+});
