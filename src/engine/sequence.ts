@@ -1,0 +1,142 @@
+/**
+ * One request inside a rank's scheduler: its tokens (prompt, then generated), the hashes of its
+ * full blocks, the KV blocks it holds, and its progress and timing.
+ */
+import type { BootstrapInfo, FinishReason, Usage } from '../protocol/generate.ts';
+import type { BlockHasher } from '../tokens/block-hash.ts';
+import { readPackedU64 } from '../tokens/u64.ts';
+import type { EngineError } from './errors.ts';
+import type { BlockHashes, KvBlock } from './kv-manager.ts';
+
+export interface RequestTiming {
+  /** Clock time the engine accepted the request. */
+  readonly arrivedAt: number;
+  /** Clock time the first token was emitted (NaN if none was). */
+  readonly firstTokenAt: number;
+  /** Clock time the request finished. */
+  readonly finishedAt: number;
+}
+
+export interface RequestResult {
+  readonly reason: FinishReason;
+  readonly usage: Usage;
+  /** The rank the request ran on (-1 if it never reached one). */
+  readonly dpRank: number;
+  readonly timing: RequestTiming;
+  /** Set when reason is 'error'. */
+  readonly error?: EngineError;
+}
+
+/** Low-level consumer of one request's output: no promises, no allocation per token. */
+export interface RequestSink {
+  /** Once, when the request is placed on its rank (prefill mode: with the room holding its KV). */
+  onStart?(dpRank: number, bootstrap: BootstrapInfo | undefined): void;
+  onToken(token: number): void;
+  onFinish(result: RequestResult): void;
+}
+
+export type SequenceState = 'pulling' | 'waiting' | 'prefilling' | 'running' | 'done';
+
+export class EngineSequence {
+  readonly requestId: string;
+  /** Prompt tokens, then generated ones. */
+  readonly tokens: number[];
+  readonly promptLength: number;
+  readonly blockSize: number;
+  readonly maxTokens: number;
+  /** Tokens that end the request with reason 'stop' (stop ids, plus EOS unless ignored). */
+  readonly stopTokens: ReadonlySet<number> | null;
+  readonly seed: number;
+  readonly sink: RequestSink;
+  /** Hashes of every full block of `tokens` (empty when prefix caching is off). */
+  readonly hashes: { seqHashes: bigint[]; localHashes: bigint[] };
+  blocks: KvBlock[] = [];
+  /** Tokens whose KV is computed. */
+  computed = 0;
+  generated = 0;
+  /** Prompt tokens served from the prefix cache at first admission (-1 before). */
+  cachedTokens = -1;
+  state: SequenceState = 'waiting';
+  dpRank = -1;
+  /** The prompt's KV was pulled from a prefill worker: admit without prefill time. */
+  kvPulled = false;
+  preemptions = 0;
+  readonly arrivedAt: number;
+  firstTokenAt = Number.NaN;
+  finishedAt = Number.NaN;
+
+  constructor(init: {
+    requestId: string;
+    /** The prompt: an array of token ids, or a Uint32Array (hashed without a copy). */
+    tokens: readonly number[] | Uint32Array;
+    maxTokens: number;
+    stopTokens: ReadonlySet<number> | null;
+    seed: number;
+    sink: RequestSink;
+    arrivedAt: number;
+    blockSize: number;
+    hasher: BlockHasher | null;
+  }) {
+    this.requestId = init.requestId;
+    this.tokens = Array.isArray(init.tokens) ? init.tokens.slice() : Array.from(init.tokens);
+    this.promptLength = init.tokens.length;
+    this.blockSize = init.blockSize;
+    this.maxTokens = init.maxTokens;
+    this.stopTokens = init.stopTokens;
+    this.seed = init.seed;
+    this.sink = init.sink;
+    this.arrivedAt = init.arrivedAt;
+    this.hashes = { seqHashes: [], localHashes: [] };
+    if (init.hasher !== null) {
+      const local = init.hasher.localHashes(init.tokens);
+      const seq = init.hasher.sequenceHashes(local);
+      const n = local.length >>> 1;
+      const { seqHashes, localHashes } = this.hashes;
+      for (let i = 0; i < n; i++) {
+        localHashes.push(readPackedU64(local, i));
+        seqHashes.push(readPackedU64(seq, i));
+      }
+    }
+  }
+
+  get length(): number {
+    return this.tokens.length;
+  }
+
+  get blockHashes(): BlockHashes {
+    return this.hashes;
+  }
+
+  /**
+   * Appends the hashes of the block that the last token completed (block `index`), chaining its
+   * sequence hash from the previous block's.
+   */
+  extendHashes(hasher: BlockHasher, index: number, scratch: Uint32Array): void {
+    const bs = hasher.blockSize;
+    const local = hasher.localHashes(this.tokens.slice(index * bs, (index + 1) * bs), scratch.subarray(2, 4));
+    const localHash = readPackedU64(local, 0);
+    let seqHash = localHash;
+    if (index > 0) {
+      // seq[i] = H(seq[i-1] || local[i]): a two-block rolling hash whose first "local" is seq[i-1].
+      const prev = this.hashes.seqHashes[index - 1];
+      scratch[0] = Number(prev & 0xffff_ffffn);
+      scratch[1] = Number(prev >> 32n);
+      const out = hasher.sequenceHashes(scratch.subarray(0, 4), scratch.subarray(4, 8));
+      seqHash = readPackedU64(out, 1);
+    }
+    this.hashes.localHashes.push(localHash);
+    this.hashes.seqHashes.push(seqHash);
+  }
+
+  usage(): Usage {
+    return {
+      promptTokens: this.promptLength,
+      completionTokens: this.generated,
+      cachedTokens: Math.max(0, this.cachedTokens),
+    };
+  }
+
+  timing(): RequestTiming {
+    return { arrivedAt: this.arrivedAt, firstTokenAt: this.firstTokenAt, finishedAt: this.finishedAt };
+  }
+}
