@@ -1,0 +1,278 @@
+/**
+ * Prometheus metrics of the frontend, on a Registry of its own (never prom-client's global one, so
+ * several servers in one process, as in tests, do not collide). Names follow Dynamo's
+ * `dynamo_frontend_*` family with a `kvgate_frontend_` prefix, plus per-(worker, rank) load gauges
+ * that the router side feeds through `setWorkerLoad`.
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { WorkerId } from '../kv/events.ts';
+
+export type Endpoint = 'chat_completions' | 'completions';
+export type RequestOutcome = 'success' | 'error' | 'cancelled';
+
+export interface FinishedUsage {
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+  readonly cachedTokens: number;
+}
+
+/** Timing of one HTTP generation request; create with `FrontendMetrics.startRequest`. */
+export interface RequestTimer {
+  /** Tokens arrived (any choice). The first call records time to first token. */
+  tokens(count: number): void;
+  /** Router decision time reported by the backend. */
+  routing(seconds: number): void;
+  /** Ends the request; safe to call more than once (the first call counts). */
+  finish(outcome: RequestOutcome, httpStatus: number, usage?: FinishedUsage): void;
+}
+
+export interface WorkerRankLabels {
+  readonly workerId: WorkerId;
+  readonly dpRank: number;
+  readonly model?: string;
+}
+
+export interface WorkerRankLoad {
+  readonly activeDecodeBlocks?: number;
+  readonly activePrefillTokens?: number;
+  /** Fraction of the rank's KV blocks in use, 0..1. */
+  readonly kvUsage?: number;
+  /** Prefix-cache hit rate of the rank, 0..1. */
+  readonly hitRate?: number;
+}
+
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+const TOKEN_BUCKETS = [16, 64, 256, 1024, 4096, 16384, 65536, 262144];
+const RATIO_BUCKETS = [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1];
+
+export class FrontendMetrics {
+  readonly registry: Registry;
+  private readonly requests: Counter<'model' | 'endpoint' | 'request_type' | 'status' | 'code'>;
+  private readonly inflight: Gauge<'model'>;
+  private readonly duration: Histogram<'model' | 'endpoint'>;
+  private readonly ttft: Histogram<'model'>;
+  private readonly itl: Histogram<'model'>;
+  private readonly inputSequence: Histogram<'model'>;
+  private readonly outputSequence: Histogram<'model'>;
+  private readonly inputTokens: Counter<'model'>;
+  private readonly outputTokens: Counter<'model'>;
+  private readonly cachedTokens: Counter<'model'>;
+  private readonly kvHitRate: Histogram<'model'>;
+  private readonly routingOverhead: Histogram<'model'>;
+  private readonly decodeBlocks: Gauge<'model' | 'worker_id' | 'dp_rank'>;
+  private readonly prefillTokens: Gauge<'model' | 'worker_id' | 'dp_rank'>;
+  private readonly kvUsage: Gauge<'model' | 'worker_id' | 'dp_rank'>;
+  private readonly rankHitRate: Gauge<'model' | 'worker_id' | 'dp_rank'>;
+  private readonly workerSeries = new Map<WorkerId, Set<string>>();
+  private readonly inflightByModel = new Map<string, number>();
+
+  constructor(options: { prefix?: string; registry?: Registry } = {}) {
+    const p = options.prefix ?? 'kvgate_frontend';
+    this.registry = options.registry ?? new Registry();
+    const registers = [this.registry];
+    this.requests = new Counter({
+      name: `${p}_requests_total`,
+      help: 'HTTP generation requests by model, endpoint, stream or unary, outcome and HTTP status.',
+      labelNames: ['model', 'endpoint', 'request_type', 'status', 'code'],
+      registers,
+    });
+    this.inflight = new Gauge({
+      name: `${p}_inflight_requests`,
+      help: 'Requests being served.',
+      labelNames: ['model'],
+      registers,
+    });
+    this.duration = new Histogram({
+      name: `${p}_request_duration_seconds`,
+      help: 'Request duration.',
+      labelNames: ['model', 'endpoint'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.ttft = new Histogram({
+      name: `${p}_time_to_first_token_seconds`,
+      help: 'Time from request arrival to the first generated token.',
+      labelNames: ['model'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.itl = new Histogram({
+      name: `${p}_inter_token_latency_seconds`,
+      help: 'Time between generated tokens.',
+      labelNames: ['model'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.inputSequence = new Histogram({
+      name: `${p}_input_sequence_tokens`,
+      help: 'Prompt length in tokens.',
+      labelNames: ['model'],
+      buckets: TOKEN_BUCKETS,
+      registers,
+    });
+    this.outputSequence = new Histogram({
+      name: `${p}_output_sequence_tokens`,
+      help: 'Generated tokens per request.',
+      labelNames: ['model'],
+      buckets: TOKEN_BUCKETS,
+      registers,
+    });
+    this.inputTokens = new Counter({
+      name: `${p}_input_tokens_total`,
+      help: 'Prompt tokens.',
+      labelNames: ['model'],
+      registers,
+    });
+    this.outputTokens = new Counter({
+      name: `${p}_output_tokens_total`,
+      help: 'Generated tokens.',
+      labelNames: ['model'],
+      registers,
+    });
+    this.cachedTokens = new Counter({
+      name: `${p}_cached_tokens_total`,
+      help: 'Prompt tokens served from the prefix cache.',
+      labelNames: ['model'],
+      registers,
+    });
+    this.kvHitRate = new Histogram({
+      name: `${p}_kv_hit_rate`,
+      help: 'Per request, cached prompt tokens / prompt tokens.',
+      labelNames: ['model'],
+      buckets: RATIO_BUCKETS,
+      registers,
+    });
+    this.routingOverhead = new Histogram({
+      name: `${p}_routing_overhead_seconds`,
+      help: 'Time the router spent choosing a worker and rank.',
+      labelNames: ['model'],
+      buckets: [0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05],
+      registers,
+    });
+    const rank = ['model', 'worker_id', 'dp_rank'] as const;
+    this.decodeBlocks = new Gauge({
+      name: `${p}_worker_active_decode_blocks`,
+      help: 'Active (deduplicated) decode blocks per worker and rank.',
+      labelNames: rank,
+      registers,
+    });
+    this.prefillTokens = new Gauge({
+      name: `${p}_worker_active_prefill_tokens`,
+      help: 'Prefill tokens in flight per worker and rank.',
+      labelNames: rank,
+      registers,
+    });
+    this.kvUsage = new Gauge({
+      name: `${p}_worker_kv_usage_ratio`,
+      help: 'Fraction of KV blocks in use per worker and rank.',
+      labelNames: rank,
+      registers,
+    });
+    this.rankHitRate = new Gauge({
+      name: `${p}_worker_kv_hit_rate`,
+      help: 'Prefix-cache hit rate per worker and rank.',
+      labelNames: rank,
+      registers,
+    });
+  }
+
+  startRequest(
+    model: string,
+    endpoint: Endpoint,
+    stream: boolean,
+    now: () => number = performance.now.bind(performance),
+  ): RequestTimer {
+    const start = now();
+    let lastToken = -1;
+    let done = false;
+    this.inflight.inc({ model });
+    this.inflightByModel.set(model, (this.inflightByModel.get(model) ?? 0) + 1);
+    return {
+      tokens: (count) => {
+        const t = now();
+        if (lastToken < 0) this.ttft.observe({ model }, (t - start) / 1000);
+        else for (let i = 0; i < count; i++) this.itl.observe({ model }, (t - lastToken) / 1000 / count);
+        lastToken = t;
+      },
+      routing: (seconds) => this.routingOverhead.observe({ model }, seconds),
+      finish: (outcome, httpStatus, usage) => {
+        if (done) return;
+        done = true;
+        this.inflight.dec({ model });
+        this.inflightByModel.set(model, (this.inflightByModel.get(model) ?? 1) - 1);
+        const requestType = stream ? 'stream' : 'unary';
+        this.requests.inc({
+          model,
+          endpoint,
+          request_type: requestType,
+          status: outcome,
+          code: String(httpStatus),
+        });
+        this.duration.observe({ model, endpoint }, (now() - start) / 1000);
+        if (usage) {
+          this.inputSequence.observe({ model }, usage.promptTokens);
+          this.outputSequence.observe({ model }, usage.completionTokens);
+          this.inputTokens.inc({ model }, usage.promptTokens);
+          this.outputTokens.inc({ model }, usage.completionTokens);
+          this.cachedTokens.inc({ model }, usage.cachedTokens);
+          if (usage.promptTokens > 0)
+            this.kvHitRate.observe({ model }, usage.cachedTokens / usage.promptTokens);
+        }
+      },
+    };
+  }
+
+  /** Counts a request rejected before it reached a backend (bad input, unknown model, busy). */
+  rejected(model: string, endpoint: Endpoint, stream: boolean, httpStatus: number): void {
+    const requestType = stream ? 'stream' : 'unary';
+    this.requests.inc({
+      model,
+      endpoint,
+      request_type: requestType,
+      status: 'error',
+      code: String(httpStatus),
+    });
+  }
+
+  /** Sets the load gauges of one (worker, rank); fields left out keep their value. */
+  setWorkerLoad(labels: WorkerRankLabels, load: WorkerRankLoad): void {
+    const series = {
+      model: labels.model ?? '',
+      worker_id: labels.workerId.toString(),
+      dp_rank: String(labels.dpRank),
+    };
+    if (load.activeDecodeBlocks !== undefined) this.decodeBlocks.set(series, load.activeDecodeBlocks);
+    if (load.activePrefillTokens !== undefined) this.prefillTokens.set(series, load.activePrefillTokens);
+    if (load.kvUsage !== undefined) this.kvUsage.set(series, load.kvUsage);
+    if (load.hitRate !== undefined) this.rankHitRate.set(series, load.hitRate);
+    let keys = this.workerSeries.get(labels.workerId);
+    if (!keys) {
+      keys = new Set();
+      this.workerSeries.set(labels.workerId, keys);
+    }
+    keys.add(JSON.stringify(series));
+  }
+
+  /** Drops every series of a worker (all ranks), e.g. when its lease expires. */
+  removeWorker(workerId: WorkerId): void {
+    for (const key of this.workerSeries.get(workerId) ?? []) {
+      const series = JSON.parse(key) as { model: string; worker_id: string; dp_rank: string };
+      for (const gauge of [this.decodeBlocks, this.prefillTokens, this.kvUsage, this.rankHitRate])
+        gauge.remove(series);
+    }
+    this.workerSeries.delete(workerId);
+  }
+
+  /** Requests in flight per model (for the dashboard). */
+  inflightRequests(): Record<string, number> {
+    return Object.fromEntries(this.inflightByModel);
+  }
+
+  contentType(): string {
+    return this.registry.contentType;
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

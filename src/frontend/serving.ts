@@ -1,0 +1,308 @@
+/**
+ * Serves a validated, tokenized generation request: runs its choices against the model backend
+ * and answers as one JSON body or as an SSE stream ending in `data: [DONE]`, or (for
+ * `query_instance_id`) answers with the routing decision without generating.
+ *
+ * Failure rules: an error before the first token is a normal HTTP error (status from the
+ * `ApiError`/`BackendError`); an error after the stream has started is sent as a final
+ * `data: {"error": {...}}` event followed by `data: [DONE]`; a client that disconnects aborts the
+ * backend's signal at once.
+ */
+import { randomUUID } from 'node:crypto';
+import type { FastifyReply } from 'fastify';
+import type { SamplingOptions, Usage } from '../protocol/generate.ts';
+import type { Tokenizer } from '../tokens/tokenizer.ts';
+import type { BackendRequest, ModelBackend } from './backend.ts';
+import { ApiError, toApiError } from './errors.ts';
+import { type ChoiceDelta, mergeChoices, runChoice } from './generation.ts';
+import { stringifyJson } from './json.ts';
+import type { Endpoint, FrontendMetrics, RequestTimer } from './metrics.ts';
+import { type NvextResponse, nvextFromDecision, type ParsedNvext } from './nvext.ts';
+import {
+  type ChoiceResult,
+  chunkResponse,
+  completeResponse,
+  type ResponseHeader,
+  type ResponseKind,
+  routingResponse,
+  usageOut,
+} from './responses.ts';
+import { SseWriter } from './sse.ts';
+
+export interface GenerationPlan {
+  readonly kind: ResponseKind;
+  readonly endpoint: Endpoint;
+  readonly model: string;
+  readonly backend: ModelBackend;
+  readonly tokenizer: Tokenizer;
+  /** One prompt for chat; one or more for completions. */
+  readonly prompts: readonly (readonly number[])[];
+  /** Choices per prompt. */
+  readonly n: number;
+  /** Sampling for each prompt (max tokens may differ by prompt length). */
+  readonly sampling: readonly SamplingOptions[];
+  readonly stopStrings: readonly string[];
+  readonly nvext: ParsedNvext;
+  readonly stream: boolean;
+  readonly includeUsage: boolean;
+}
+
+export interface ServeContext {
+  readonly metrics: FrontendMetrics;
+}
+
+export async function serveGeneration(
+  plan: GenerationPlan,
+  reply: FastifyReply,
+  context: ServeContext,
+): Promise<void> {
+  const header: ResponseHeader = {
+    id: `${plan.kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomUUID().replaceAll('-', '')}`,
+    created: Math.floor(Date.now() / 1000),
+    model: plan.model,
+  };
+  const controller = new AbortController();
+  const onClose = () => {
+    if (!reply.raw.writableFinished) controller.abort(new Error('client disconnected'));
+  };
+  reply.raw.once('close', onClose);
+  const timer = context.metrics.startRequest(plan.model, plan.endpoint, plan.stream);
+  try {
+    if (plan.nvext.queryOnly) await serveQuery(plan, header, reply, controller.signal, timer);
+    else if (plan.stream) await serveStream(plan, header, reply, controller.signal, timer);
+    else await serveUnary(plan, header, reply, controller.signal, timer);
+  } catch (error) {
+    timer.finish('error', toApiError(error).status);
+    throw error;
+  } finally {
+    // Each path finishes the timer itself; what is left unfinished here was cut short by the client.
+    timer.finish('cancelled', 499);
+    controller.abort(); // whatever happened, nothing keeps running for this request
+    reply.raw.off('close', onClose);
+  }
+}
+
+function backendRequests(plan: GenerationPlan, header: ResponseHeader): BackendRequest[] {
+  const requests: BackendRequest[] = [];
+  plan.prompts.forEach((tokenIds, promptIndex) => {
+    const sampling = plan.sampling[promptIndex];
+    for (let i = 0; i < plan.n; i++) {
+      const index = promptIndex * plan.n + i;
+      requests.push({
+        requestId: `${header.id}-${index}`,
+        model: plan.model,
+        tokenIds,
+        sampling:
+          sampling.seed === undefined || index === 0
+            ? sampling
+            : { ...sampling, seed: sampling.seed + index },
+        routing: plan.nvext.routing,
+        ...(plan.nvext.routerOverrides ? { routerOverrides: plan.nvext.routerOverrides } : {}),
+        ...(plan.nvext.agentHints ? { agentHints: plan.nvext.agentHints } : {}),
+      });
+    }
+  });
+  return requests;
+}
+
+function startChoices(
+  plan: GenerationPlan,
+  header: ResponseHeader,
+  signal: AbortSignal,
+  timer: RequestTimer,
+) {
+  const streams = backendRequests(plan, header).map((request, index) =>
+    runChoice({
+      index,
+      backend: plan.backend,
+      request,
+      tokenizer: plan.tokenizer,
+      stopStrings: plan.stopStrings,
+      signal,
+      timer,
+    }),
+  );
+  return mergeChoices(streams);
+}
+
+/** Sums usage the OpenAI way: each prompt's tokens once, every choice's completion tokens. */
+class UsageTotal {
+  private prompt = 0;
+  private completion = 0;
+  private cached = 0;
+
+  constructor(private readonly n: number) {}
+
+  add(index: number, usage: Usage): void {
+    if (index % this.n === 0) {
+      this.prompt += usage.promptTokens;
+      this.cached += usage.cachedTokens;
+    }
+    this.completion += usage.completionTokens;
+  }
+
+  get value(): Usage {
+    return { promptTokens: this.prompt, completionTokens: this.completion, cachedTokens: this.cached };
+  }
+}
+
+async function serveUnary(
+  plan: GenerationPlan,
+  header: ResponseHeader,
+  reply: FastifyReply,
+  signal: AbortSignal,
+  timer: RequestTimer,
+): Promise<void> {
+  const texts = new Map<number, string>();
+  const results: ChoiceResult[] = [];
+  const usage = new UsageTotal(plan.n);
+  let nvext: NvextResponse | undefined;
+  try {
+    for await (const delta of startChoices(plan, header, signal, timer)) {
+      if (delta.nvext && (nvext === undefined || delta.index === 0)) nvext = delta.nvext;
+      texts.set(delta.index, (texts.get(delta.index) ?? '') + delta.text);
+      if (delta.finishReason) {
+        results.push({
+          index: delta.index,
+          text: texts.get(delta.index) ?? '',
+          finishReason: delta.finishReason,
+        });
+        if (delta.usage) usage.add(delta.index, delta.usage);
+      }
+    }
+  } catch (error) {
+    if (signal.aborted) return;
+    const apiError = toApiError(error);
+    timer.finish('error', apiError.status);
+    await reply.code(apiError.status).send(apiError.body());
+    return;
+  }
+  if (signal.aborted) return;
+  results.sort((a, b) => a.index - b.index);
+  timer.finish('success', 200, usage.value);
+  await reply
+    .code(200)
+    .header('content-type', 'application/json; charset=utf-8')
+    .send(stringifyJson(completeResponse(plan.kind, header, results, usage.value, nvext)));
+}
+
+async function serveStream(
+  plan: GenerationPlan,
+  header: ResponseHeader,
+  reply: FastifyReply,
+  signal: AbortSignal,
+  timer: RequestTimer,
+): Promise<void> {
+  const deltas = startChoices(plan, header, signal, timer);
+  // Wait for the first delta before sending headers, so errors raised while routing (a pinned
+  // rank out of range, no workers) still get their own HTTP status.
+  let first: IteratorResult<ChoiceDelta>;
+  try {
+    first = await deltas.next();
+  } catch (error) {
+    if (signal.aborted) return;
+    const apiError = toApiError(error);
+    timer.finish('error', apiError.status);
+    await reply.code(apiError.status).send(apiError.body());
+    return;
+  }
+  if (signal.aborted) return;
+  reply.hijack();
+  const sse = new SseWriter(reply.raw);
+  sse.open();
+  const usage = new UsageTotal(plan.n);
+  const started = new Set<number>();
+  const usageField = plan.includeUsage ? { usage: null } : {};
+  const write = async (delta: ChoiceDelta): Promise<void> => {
+    const role = plan.kind === 'chat' && !started.has(delta.index);
+    started.add(delta.index);
+    if (role || delta.text !== '' || delta.nvext) {
+      const choice = { index: delta.index, role, text: role && delta.text === '' ? '' : delta.text };
+      const body = chunkResponse(plan.kind, header, [choice], { ...usageField, nvext: delta.nvext });
+      await sse.data(delta.nvext ? stringifyJson(body) : JSON.stringify(body));
+    }
+    if (delta.finishReason) {
+      if (delta.usage) usage.add(delta.index, delta.usage);
+      const body = chunkResponse(
+        plan.kind,
+        header,
+        [{ index: delta.index, finishReason: delta.finishReason }],
+        usageField,
+      );
+      await sse.data(JSON.stringify(body));
+    }
+  };
+  try {
+    if (!first.done) await write(first.value);
+    for await (const delta of deltas) {
+      if (sse.isClosed) break;
+      await write(delta);
+    }
+    if (signal.aborted || sse.isClosed) return;
+    if (plan.includeUsage) {
+      await sse.data(JSON.stringify(chunkResponse(plan.kind, header, [], { usage: usageOut(usage.value) })));
+    }
+    timer.finish('success', 200, usage.value);
+    await sse.done();
+  } catch (error) {
+    if (signal.aborted || sse.isClosed) return;
+    const apiError = toApiError(error);
+    timer.finish('error', apiError.status);
+    await sse.data(JSON.stringify(apiError.body()));
+    await sse.done();
+  } finally {
+    sse.end();
+  }
+}
+
+async function serveQuery(
+  plan: GenerationPlan,
+  header: ResponseHeader,
+  reply: FastifyReply,
+  signal: AbortSignal,
+  timer: RequestTimer,
+): Promise<void> {
+  const { backend } = plan;
+  if (!backend.route) {
+    throw new ApiError(`Model '${plan.model}' cannot answer query_instance_id: its backend has no router.`, {
+      status: 400,
+      code: 'unsupported',
+      param: 'nvext.annotations',
+    });
+  }
+  const [request] = backendRequests(plan, header);
+  const started = performance.now();
+  let nvext: NvextResponse;
+  try {
+    const decision = await backend.route(request, signal);
+    timer.routing((performance.now() - started) / 1000);
+    nvext = nvextFromDecision(decision, request.tokenIds);
+  } catch (error) {
+    if (signal.aborted) return;
+    const apiError = toApiError(error);
+    timer.finish('error', apiError.status);
+    await reply.code(apiError.status).send(apiError.body());
+    return;
+  }
+  timer.finish('success', 200);
+  if (!plan.stream) {
+    await reply
+      .code(200)
+      .header('content-type', 'application/json; charset=utf-8')
+      .send(stringifyJson(routingResponse(plan.kind, header, nvext)));
+    return;
+  }
+  reply.hijack();
+  const sse = new SseWriter(reply.raw);
+  sse.open();
+  // Dynamo's shape: each value is a JSON string on a comment line under a named event.
+  await sse.annotation('worker_instance_id', JSON.stringify(String(nvext.worker_id)));
+  await sse.annotation('dp_rank', JSON.stringify(String(nvext.dp_rank)));
+  if (nvext.prefill_worker_id !== undefined) {
+    await sse.annotation('prefill_worker_instance_id', JSON.stringify(String(nvext.prefill_worker_id)));
+    await sse.annotation('prefill_dp_rank', JSON.stringify(String(nvext.prefill_dp_rank)));
+  }
+  await sse.annotation('overlap_blocks', JSON.stringify(String(nvext.overlap_blocks)));
+  await sse.annotation('token_data', JSON.stringify(JSON.stringify(request.tokenIds)));
+  await sse.done();
+}
