@@ -223,7 +223,11 @@ function decodeEvents(value: unknown): { events: RouterEvent[]; shutdown: boolea
   return { events, shutdown };
 }
 
-function parseJson(text: string): { ok: true; value: unknown } | DecodeFailure {
+/**
+ * Parses JSON text keeping every integer exact: non-negative integer literals become bigint, any other
+ * number an opaque value the event validators reject. Never throws.
+ */
+export function parseLosslessJson(text: string): { ok: true; value: unknown } | DecodeFailure {
   if (typeof text !== 'string')
     return {
       ok: false,
@@ -259,7 +263,7 @@ export function decodeRouterEventValue(value: unknown): RouterEventResult {
 
 /** Parses and validates one RouterEvent. Never throws. */
 export function decodeRouterEvent(text: string): RouterEventResult {
-  const parsed = parseJson(text);
+  const parsed = parseLosslessJson(text);
   if (!parsed.ok) return parsed;
   return decodeRouterEventValue(parsed.value);
 }
@@ -275,7 +279,7 @@ export function decodeRouterEventsValue(value: unknown): RouterEventsResult {
 
 /** Parses and validates a JSON array of RouterEvents or a `{events, shutdown}` batch. Never throws. */
 export function decodeRouterEvents(text: string): RouterEventsResult {
-  const parsed = parseJson(text);
+  const parsed = parseLosslessJson(text);
   if (!parsed.ok) return parsed;
   return decodeRouterEventsValue(parsed.value);
 }
