@@ -6,11 +6,12 @@
 ;; Memory layout (bytes):
 ;;   [0, 192)     XXH3_kSecret
 ;;   [192, 384)   custom secret derived from the seed (long inputs only, rebuilt per call)
-;;   [384, 448)   the 8 accumulators of the long-input path
 ;;   [1024, ...)  caller data: token blocks in, packed u64 hashes out (managed by the JS side)
 ;;
 ;; A u64 seed crosses the JS boundary as two i32 halves so the hot path never makes a BigInt.
 ;; wasm has no 64x64->128 multiply: $mulfold builds the high word from four 32x32->64 products.
+;; Each length class has its own loop over all blocks of a call, with the per-call constants
+;; (seeded bitflips) hoisted and the mixing written inline.
 (module
   (memory (export "memory") 1)
 
@@ -28,32 +29,29 @@
     "\2b\16\be\58\7d\47\a1\fc\8f\f8\b8\d1\7a\d0\31\ce"
     "\45\cb\3a\8f\95\16\04\28\af\d7\fb\ca\bb\4b\40\7e")
 
+  ;; Offsets in memory
   (global $CUSTOM_SECRET i32 (i32.const 192))
-  (global $ACC i32 (i32.const 384))
 
-  ;; ---------------------------------------------------------------- mixing primitives
+  ;; ---------------------------------------------------------------- cold-path primitives
 
-  ;; Low 64 bits XOR high 64 bits of the 128-bit product a*b.
+  ;; Low 64 bits XOR high 64 bits of the 128-bit product a*b. The hot loops below carry this same
+  ;; sequence inline (marked "mulfold"): V8 in Node 20 does not inline wasm calls, and a call
+  ;; costs about as much as the mixing itself.
   (func $mulfold (param $a i64) (param $b i64) (result i64)
-    (local $aL i64) (local $aH i64) (local $bL i64) (local $bH i64)
     (local $ll i64) (local $lh i64) (local $cross i64)
-    (local.set $aL (i64.and (local.get $a) (i64.const 0xffffffff)))
-    (local.set $aH (i64.shr_u (local.get $a) (i64.const 32)))
-    (local.set $bL (i64.and (local.get $b) (i64.const 0xffffffff)))
-    (local.set $bH (i64.shr_u (local.get $b) (i64.const 32)))
-    (local.set $ll (i64.mul (local.get $aL) (local.get $bL)))
-    (local.set $lh (i64.mul (local.get $aL) (local.get $bH)))
+    (local.set $ll (i64.mul (i64.and (local.get $a) (i64.const 0xffffffff)) (i64.and (local.get $b) (i64.const 0xffffffff))))
+    (local.set $lh (i64.mul (i64.and (local.get $a) (i64.const 0xffffffff)) (i64.shr_u (local.get $b) (i64.const 32))))
     ;; cannot overflow: (2^32-1) + (2^32-1) + (2^32-1)^2 = 2^64-1
     (local.set $cross
       (i64.add
         (i64.add (i64.shr_u (local.get $ll) (i64.const 32)) (i64.and (local.get $lh) (i64.const 0xffffffff)))
-        (i64.mul (local.get $aH) (local.get $bL))))
+        (i64.mul (i64.shr_u (local.get $a) (i64.const 32)) (i64.and (local.get $b) (i64.const 0xffffffff)))))
     (i64.xor
-      ;; low word
-      (i64.or (i64.shl (local.get $cross) (i64.const 32)) (i64.and (local.get $ll) (i64.const 0xffffffff)))
-      ;; high word
+      (i64.mul (local.get $a) (local.get $b))
       (i64.add
-        (i64.add (i64.mul (local.get $aH) (local.get $bH)) (i64.shr_u (local.get $lh) (i64.const 32)))
+        (i64.add
+          (i64.mul (i64.shr_u (local.get $a) (i64.const 32)) (i64.shr_u (local.get $b) (i64.const 32)))
+          (i64.shr_u (local.get $lh) (i64.const 32)))
         (i64.shr_u (local.get $cross) (i64.const 32)))))
 
   (func $xxh64_avalanche (param $h i64) (result i64)
@@ -68,155 +66,399 @@
     (local.set $h (i64.mul (local.get $h) (i64.const 0x165667919E3779F9)))
     (i64.xor (local.get $h) (i64.shr_u (local.get $h) (i64.const 32))))
 
-  (func $rrmxmx (param $h i64) (param $len i64) (result i64)
-    (local.set $h
-      (i64.xor (local.get $h)
-        (i64.xor (i64.rotl (local.get $h) (i64.const 49)) (i64.rotl (local.get $h) (i64.const 24)))))
-    (local.set $h (i64.mul (local.get $h) (i64.const 0x9FB21C651E98DF25)))
-    (local.set $h
-      (i64.xor (local.get $h) (i64.add (i64.shr_u (local.get $h) (i64.const 35)) (local.get $len))))
-    (local.set $h (i64.mul (local.get $h) (i64.const 0x9FB21C651E98DF25)))
-    (i64.xor (local.get $h) (i64.shr_u (local.get $h) (i64.const 28))))
-
   (func $swap64 (param $x i64) (result i64)
-    (i64.or
+    (local.set $x
       (i64.or
-        (i64.or
-          (i64.shl (local.get $x) (i64.const 56))
-          (i64.shl (i64.and (local.get $x) (i64.const 0xff00)) (i64.const 40)))
-        (i64.or
-          (i64.shl (i64.and (local.get $x) (i64.const 0xff0000)) (i64.const 24))
-          (i64.shl (i64.and (local.get $x) (i64.const 0xff000000)) (i64.const 8))))
+        (i64.and (i64.shr_u (local.get $x) (i64.const 8)) (i64.const 0x00ff00ff00ff00ff))
+        (i64.shl (i64.and (local.get $x) (i64.const 0x00ff00ff00ff00ff)) (i64.const 8))))
+    (local.set $x
       (i64.or
-        (i64.or
-          (i64.and (i64.shr_u (local.get $x) (i64.const 8)) (i64.const 0xff000000))
-          (i64.and (i64.shr_u (local.get $x) (i64.const 24)) (i64.const 0xff0000)))
-        (i64.or
-          (i64.and (i64.shr_u (local.get $x) (i64.const 40)) (i64.const 0xff00))
-          (i64.shr_u (local.get $x) (i64.const 56))))))
+        (i64.and (i64.shr_u (local.get $x) (i64.const 16)) (i64.const 0x0000ffff0000ffff))
+        (i64.shl (i64.and (local.get $x) (i64.const 0x0000ffff0000ffff)) (i64.const 16))))
+    (i64.rotl (local.get $x) (i64.const 32)))
 
-  ;; mulfold((in[0..8] ^ (secret[0..8] + seed)), (in[8..16] ^ (secret[8..16] - seed)))
-  (func $mix16 (param $p i32) (param $s i32) (param $seed i64) (result i64)
-    (call $mulfold
-      (i64.xor (i64.load (local.get $p)) (i64.add (i64.load (local.get $s)) (local.get $seed)))
-      (i64.xor (i64.load offset=8 (local.get $p)) (i64.sub (i64.load offset=8 (local.get $s)) (local.get $seed)))))
+  ;; ---------------------------------------------------------------- 0..3 bytes (never a block of tokens)
 
-  ;; ---------------------------------------------------------------- inputs of 0..16 bytes
-
-  (func $len_1to3 (param $p i32) (param $len i32) (param $seed i64) (result i64)
-    (local $combined i32)
-    (local.set $combined
-      (i32.or
-        (i32.or
-          (i32.shl (i32.load8_u (local.get $p)) (i32.const 16))
-          (i32.shl (i32.load8_u (i32.add (local.get $p) (i32.shr_u (local.get $len) (i32.const 1)))) (i32.const 24)))
-        (i32.or
-          (i32.load8_u (i32.sub (i32.add (local.get $p) (local.get $len)) (i32.const 1)))
-          (i32.shl (local.get $len) (i32.const 8)))))
+  (func $len_0to3 (param $p i32) (param $len i32) (param $seed i64) (result i64)
+    (if (i32.eqz (local.get $len))
+      (then
+        (return (call $xxh64_avalanche
+          (i64.xor (local.get $seed) (i64.xor (i64.load (i32.const 56)) (i64.load (i32.const 64))))))))
+    ;; combined = c1 << 16 | c2 << 24 | c3 | len << 8 (c1, c2, c3: first, middle, last byte)
     (call $xxh64_avalanche
       (i64.xor
-        (i64.extend_i32_u (local.get $combined))
+        (i64.extend_i32_u
+          (i32.or
+            (i32.or
+              (i32.shl (i32.load8_u (local.get $p)) (i32.const 16))
+              (i32.shl
+                (i32.load8_u (i32.add (local.get $p) (i32.shr_u (local.get $len) (i32.const 1))))
+                (i32.const 24)))
+            (i32.or
+              (i32.load8_u (i32.sub (i32.add (local.get $p) (local.get $len)) (i32.const 1)))
+              (i32.shl (local.get $len) (i32.const 8)))))
         (i64.add
           (i64.extend_i32_u (i32.xor (i32.load (i32.const 0)) (i32.load (i32.const 4))))
           (local.get $seed)))))
 
-  (func $len_4to8 (param $p i32) (param $len i32) (param $seed i64) (result i64)
-    (local $input64 i64) (local $bitflip i64)
-    ;; seed ^= swap32(low32(seed)) << 32, which is the high word of swap64(seed)
-    (local.set $seed
-      (i64.xor (local.get $seed)
-        (i64.and (call $swap64 (local.get $seed)) (i64.const 0xffffffff00000000))))
-    (local.set $bitflip
-      (i64.sub (i64.xor (i64.load (i32.const 8)) (i64.load (i32.const 16))) (local.get $seed)))
-    (local.set $input64
-      (i64.add
-        (i64.extend_i32_u (i32.load (i32.sub (i32.add (local.get $p) (local.get $len)) (i32.const 4))))
-        (i64.shl (i64.extend_i32_u (i32.load (local.get $p))) (i64.const 32))))
-    (call $rrmxmx (i64.xor (local.get $input64) (local.get $bitflip)) (i64.extend_i32_u (local.get $len))))
-
-  (func $len_9to16 (param $p i32) (param $len i32) (param $seed i64) (result i64)
-    (local $lo i64) (local $hi i64)
-    (local.set $lo
-      (i64.xor (i64.load (local.get $p))
-        (i64.add (i64.xor (i64.load (i32.const 24)) (i64.load (i32.const 32))) (local.get $seed))))
-    (local.set $hi
-      (i64.xor (i64.load (i32.sub (i32.add (local.get $p) (local.get $len)) (i32.const 8)))
-        (i64.sub (i64.xor (i64.load (i32.const 40)) (i64.load (i32.const 48))) (local.get $seed))))
-    (call $avalanche
-      (i64.add
-        (i64.add (i64.extend_i32_u (local.get $len)) (call $swap64 (local.get $lo)))
-        (i64.add (local.get $hi) (call $mulfold (local.get $lo) (local.get $hi))))))
-
-  (func $len_0to16 (param $p i32) (param $len i32) (param $seed i64) (result i64)
-    (if (i32.gt_u (local.get $len) (i32.const 8))
-      (then (return (call $len_9to16 (local.get $p) (local.get $len) (local.get $seed)))))
-    (if (i32.ge_u (local.get $len) (i32.const 4))
-      (then (return (call $len_4to8 (local.get $p) (local.get $len) (local.get $seed)))))
-    (if (local.get $len)
-      (then (return (call $len_1to3 (local.get $p) (local.get $len) (local.get $seed)))))
-    (call $xxh64_avalanche
-      (i64.xor (local.get $seed) (i64.xor (i64.load (i32.const 56)) (i64.load (i32.const 64))))))
-
-  ;; ---------------------------------------------------------------- inputs of 17..240 bytes
-
-  (func $len_17to128 (param $p i32) (param $len i32) (param $seed i64) (result i64)
-    (local $acc i64) (local $end i32)
-    (local.set $end (i32.add (local.get $p) (local.get $len)))
-    (local.set $acc (i64.mul (i64.extend_i32_u (local.get $len)) (i64.const 0x9E3779B185EBCA87)))
-    (if (i32.gt_u (local.get $len) (i32.const 32))
-      (then
-        (if (i32.gt_u (local.get $len) (i32.const 64))
-          (then
-            (if (i32.gt_u (local.get $len) (i32.const 96))
-              (then
-                (local.set $acc (i64.add (local.get $acc)
-                  (call $mix16 (i32.add (local.get $p) (i32.const 48)) (i32.const 96) (local.get $seed))))
-                (local.set $acc (i64.add (local.get $acc)
-                  (call $mix16 (i32.sub (local.get $end) (i32.const 64)) (i32.const 112) (local.get $seed))))))
-            (local.set $acc (i64.add (local.get $acc)
-              (call $mix16 (i32.add (local.get $p) (i32.const 32)) (i32.const 64) (local.get $seed))))
-            (local.set $acc (i64.add (local.get $acc)
-              (call $mix16 (i32.sub (local.get $end) (i32.const 48)) (i32.const 80) (local.get $seed))))))
-        (local.set $acc (i64.add (local.get $acc)
-          (call $mix16 (i32.add (local.get $p) (i32.const 16)) (i32.const 32) (local.get $seed))))
-        (local.set $acc (i64.add (local.get $acc)
-          (call $mix16 (i32.sub (local.get $end) (i32.const 32)) (i32.const 48) (local.get $seed))))))
-    (local.set $acc (i64.add (local.get $acc)
-      (call $mix16 (local.get $p) (i32.const 0) (local.get $seed))))
-    (local.set $acc (i64.add (local.get $acc)
-      (call $mix16 (i32.sub (local.get $end) (i32.const 16)) (i32.const 16) (local.get $seed))))
-    (call $avalanche (local.get $acc)))
-
-  (func $len_129to240 (param $p i32) (param $len i32) (param $seed i64) (result i64)
-    (local $acc i64) (local $acc_end i64) (local $i i32) (local $rounds i32)
-    (local.set $rounds (i32.shr_u (local.get $len) (i32.const 4)))
-    (local.set $acc (i64.mul (i64.extend_i32_u (local.get $len)) (i64.const 0x9E3779B185EBCA87)))
-    (loop $first8
-      (local.set $acc (i64.add (local.get $acc)
-        (call $mix16
-          (i32.add (local.get $p) (i32.shl (local.get $i) (i32.const 4)))
-          (i32.shl (local.get $i) (i32.const 4))
-          (local.get $seed))))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br_if $first8 (i32.lt_u (local.get $i) (i32.const 8))))
-    ;; last 16 bytes use secret[136 - 17 ..]
-    (local.set $acc_end
-      (call $mix16 (i32.sub (i32.add (local.get $p) (local.get $len)) (i32.const 16)) (i32.const 119) (local.get $seed)))
-    (local.set $acc (call $avalanche (local.get $acc)))
-    ;; rounds 8.. use secret[16*(i-8) + 3 ..]
+  (func $blocks_0to3 (param $src i32) (param $len i32) (param $count i32) (param $dst i32) (param $seed i64)
+    (local $k i32)
     (block $done
-      (loop $rest
-        (br_if $done (i32.ge_u (local.get $i) (local.get $rounds)))
-        (local.set $acc_end (i64.add (local.get $acc_end)
-          (call $mix16
-            (i32.add (local.get $p) (i32.shl (local.get $i) (i32.const 4)))
-            (i32.add (i32.shl (i32.sub (local.get $i) (i32.const 8)) (i32.const 4)) (i32.const 3))
-            (local.get $seed))))
-        (local.set $i (i32.add (local.get $i) (i32.const 1)))
-        (br $rest)))
-    (call $avalanche (i64.add (local.get $acc) (local.get $acc_end))))
+      (loop $each
+        (br_if $done (i32.ge_u (local.get $k) (local.get $count)))
+        (i64.store (i32.add (local.get $dst) (i32.shl (local.get $k) (i32.const 3)))
+          (call $len_0to3
+            (i32.add (local.get $src) (i32.mul (local.get $k) (local.get $len)))
+            (local.get $len)
+            (local.get $seed)))
+        (local.set $k (i32.add (local.get $k) (i32.const 1)))
+        (br $each))))
 
-  ;; ---------------------------------------------------------------- inputs over 240 bytes
+  ;; ---------------------------------------------------------------- 4..8 bytes (block sizes 1, 2)
+
+  (func $blocks_4to8 (param $src i32) (param $len i32) (param $count i32) (param $dst i32) (param $seed i64)
+    (local $bitflip i64) (local $len64 i64) (local $h i64) (local $p i32) (local $out i32) (local $stop i32)
+    ;; seed ^= swap32(low32(seed)) << 32, i.e. the high word of swap64(seed)
+    (local.set $seed
+      (i64.xor (local.get $seed) (i64.and (call $swap64 (local.get $seed)) (i64.const 0xffffffff00000000))))
+    (local.set $bitflip (i64.sub (i64.xor (i64.load (i32.const 8)) (i64.load (i32.const 16))) (local.get $seed)))
+    (local.set $len64 (i64.extend_i32_u (local.get $len)))
+    (local.set $p (local.get $src))
+    (local.set $out (local.get $dst))
+    (local.set $stop (i32.add (local.get $dst) (i32.shl (local.get $count) (i32.const 3))))
+    (block $done
+      (loop $each
+        (br_if $done (i32.ge_u (local.get $out) (local.get $stop)))
+        ;; (LE32(last 4 bytes) + (LE32(first 4 bytes) << 32)) ^ bitflip
+        (local.set $h
+          (i64.xor (local.get $bitflip)
+            (i64.add
+              (i64.load32_u (i32.sub (i32.add (local.get $p) (local.get $len)) (i32.const 4)))
+              (i64.shl (i64.load32_u (local.get $p)) (i64.const 32)))))
+        ;; rrmxmx
+        (local.set $h
+          (i64.xor (local.get $h)
+            (i64.xor (i64.rotl (local.get $h) (i64.const 49)) (i64.rotl (local.get $h) (i64.const 24)))))
+        (local.set $h (i64.mul (local.get $h) (i64.const 0x9FB21C651E98DF25)))
+        (local.set $h
+          (i64.xor (local.get $h) (i64.add (i64.shr_u (local.get $h) (i64.const 35)) (local.get $len64))))
+        (local.set $h (i64.mul (local.get $h) (i64.const 0x9FB21C651E98DF25)))
+        (i64.store (local.get $out) (i64.xor (local.get $h) (i64.shr_u (local.get $h) (i64.const 28))))
+        (local.set $p (i32.add (local.get $p) (local.get $len)))
+        (local.set $out (i32.add (local.get $out) (i32.const 8)))
+        (br $each))))
+
+  ;; ---------------------------------------------------------------- 9..16 bytes (block sizes 3, 4)
+
+  (func $blocks_9to16 (param $src i32) (param $len i32) (param $count i32) (param $dst i32) (param $seed i64)
+    (local $flip1 i64) (local $flip2 i64) (local $len64 i64) (local $lo i64) (local $hi i64) (local $x i64)
+    (local $ll i64) (local $lh i64) (local $cross i64) (local $h i64)
+    (local $p i32) (local $out i32) (local $stop i32)
+    (local.set $flip1 (i64.add (i64.xor (i64.load (i32.const 24)) (i64.load (i32.const 32))) (local.get $seed)))
+    (local.set $flip2 (i64.sub (i64.xor (i64.load (i32.const 40)) (i64.load (i32.const 48))) (local.get $seed)))
+    (local.set $len64 (i64.extend_i32_u (local.get $len)))
+    (local.set $p (local.get $src))
+    (local.set $out (local.get $dst))
+    (local.set $stop (i32.add (local.get $dst) (i32.shl (local.get $count) (i32.const 3))))
+    (block $done
+      (loop $each
+        (br_if $done (i32.ge_u (local.get $out) (local.get $stop)))
+        (local.set $lo (i64.xor (i64.load (local.get $p)) (local.get $flip1)))
+        (local.set $hi
+          (i64.xor (i64.load (i32.sub (i32.add (local.get $p) (local.get $len)) (i32.const 8))) (local.get $flip2)))
+        ;; swap64(lo)
+        (local.set $x
+          (i64.or
+            (i64.and (i64.shr_u (local.get $lo) (i64.const 8)) (i64.const 0x00ff00ff00ff00ff))
+            (i64.shl (i64.and (local.get $lo) (i64.const 0x00ff00ff00ff00ff)) (i64.const 8))))
+        (local.set $x
+          (i64.or
+            (i64.and (i64.shr_u (local.get $x) (i64.const 16)) (i64.const 0x0000ffff0000ffff))
+            (i64.shl (i64.and (local.get $x) (i64.const 0x0000ffff0000ffff)) (i64.const 16))))
+        ;; h = len + swap64(lo) + hi + mulfold(lo, hi)
+        (local.set $h
+          (i64.add (i64.add (local.get $len64) (i64.rotl (local.get $x) (i64.const 32))) (local.get $hi)))
+        ;; mulfold(lo, hi)
+        (local.set $ll
+          (i64.mul (i64.and (local.get $lo) (i64.const 0xffffffff)) (i64.and (local.get $hi) (i64.const 0xffffffff))))
+        (local.set $lh
+          (i64.mul (i64.and (local.get $lo) (i64.const 0xffffffff)) (i64.shr_u (local.get $hi) (i64.const 32))))
+        (local.set $cross
+          (i64.add
+            (i64.add (i64.shr_u (local.get $ll) (i64.const 32)) (i64.and (local.get $lh) (i64.const 0xffffffff)))
+            (i64.mul (i64.shr_u (local.get $lo) (i64.const 32)) (i64.and (local.get $hi) (i64.const 0xffffffff)))))
+        (local.set $h
+          (i64.add (local.get $h)
+            (i64.xor
+              (i64.mul (local.get $lo) (local.get $hi))
+              (i64.add
+                (i64.add
+                  (i64.mul (i64.shr_u (local.get $lo) (i64.const 32)) (i64.shr_u (local.get $hi) (i64.const 32)))
+                  (i64.shr_u (local.get $lh) (i64.const 32)))
+                (i64.shr_u (local.get $cross) (i64.const 32))))))
+        ;; avalanche
+        (local.set $h (i64.xor (local.get $h) (i64.shr_u (local.get $h) (i64.const 37))))
+        (local.set $h (i64.mul (local.get $h) (i64.const 0x165667919E3779F9)))
+        (i64.store (local.get $out) (i64.xor (local.get $h) (i64.shr_u (local.get $h) (i64.const 32))))
+        (local.set $p (i32.add (local.get $p) (local.get $len)))
+        (local.set $out (i32.add (local.get $out) (i32.const 8)))
+        (br $each))))
+
+  ;; ---------------------------------------------------------------- 17..128 bytes (block sizes 5..32)
+
+  ;; acc = len * PRIME64_1 + mix16 of input[0..] and input[len-16..] (+ 16..32 / len-32..
+  ;; when len > 32, + 32..48 / len-48.. when len > 64, + 48..64 / len-64.. when len > 96), then
+  ;; avalanche. The seeded secret words are computed once per call into $k0..$k15 (even: +seed,
+  ;; odd: -seed); the branches on len go the same way for every block of a call.
+  (func $blocks_17to128 (param $src i32) (param $len i32) (param $count i32) (param $dst i32) (param $seed i64)
+    (local $k0 i64) (local $k1 i64) (local $k2 i64) (local $k3 i64) (local $k4 i64) (local $k5 i64) (local $k6 i64) (local $k7 i64) (local $k8 i64) (local $k9 i64) (local $k10 i64) (local $k11 i64) (local $k12 i64) (local $k13 i64) (local $k14 i64) (local $k15 i64)
+    (local $start i64) (local $acc i64) (local $a i64) (local $b i64) (local $ll i64) (local $lh i64) (local $cross i64)
+    (local $p i32) (local $end i32) (local $out i32) (local $stop i32)
+    (local.set $k0 (i64.add (i64.load (i32.const 0)) (local.get $seed)))
+    (local.set $k1 (i64.sub (i64.load (i32.const 8)) (local.get $seed)))
+    (local.set $k2 (i64.add (i64.load (i32.const 16)) (local.get $seed)))
+    (local.set $k3 (i64.sub (i64.load (i32.const 24)) (local.get $seed)))
+    (local.set $k4 (i64.add (i64.load (i32.const 32)) (local.get $seed)))
+    (local.set $k5 (i64.sub (i64.load (i32.const 40)) (local.get $seed)))
+    (local.set $k6 (i64.add (i64.load (i32.const 48)) (local.get $seed)))
+    (local.set $k7 (i64.sub (i64.load (i32.const 56)) (local.get $seed)))
+    (local.set $k8 (i64.add (i64.load (i32.const 64)) (local.get $seed)))
+    (local.set $k9 (i64.sub (i64.load (i32.const 72)) (local.get $seed)))
+    (local.set $k10 (i64.add (i64.load (i32.const 80)) (local.get $seed)))
+    (local.set $k11 (i64.sub (i64.load (i32.const 88)) (local.get $seed)))
+    (local.set $k12 (i64.add (i64.load (i32.const 96)) (local.get $seed)))
+    (local.set $k13 (i64.sub (i64.load (i32.const 104)) (local.get $seed)))
+    (local.set $k14 (i64.add (i64.load (i32.const 112)) (local.get $seed)))
+    (local.set $k15 (i64.sub (i64.load (i32.const 120)) (local.get $seed)))
+    (local.set $start (i64.mul (i64.extend_i32_u (local.get $len)) (i64.const 0x9E3779B185EBCA87)))
+    (local.set $p (local.get $src))
+    (local.set $out (local.get $dst))
+    (local.set $stop (i32.add (local.get $dst) (i32.shl (local.get $count) (i32.const 3))))
+    (block $done
+      (loop $each
+        (br_if $done (i32.ge_u (local.get $out) (local.get $stop)))
+        (local.set $end (i32.add (local.get $p) (local.get $len)))
+        (local.set $acc (local.get $start))
+        ;; mix16(input[0..], secret[0..])
+        (local.set $a (i64.xor (i64.load offset=0 (local.get $p)) (local.get $k0)))
+        (local.set $b (i64.xor (i64.load offset=8 (local.get $p)) (local.get $k1)))
+        (local.set $ll
+          (i64.mul (i64.and (local.get $a) (i64.const 0xffffffff)) (i64.and (local.get $b) (i64.const 0xffffffff))))
+        (local.set $lh
+          (i64.mul (i64.and (local.get $a) (i64.const 0xffffffff)) (i64.shr_u (local.get $b) (i64.const 32))))
+        (local.set $cross
+          (i64.add
+            (i64.add (i64.shr_u (local.get $ll) (i64.const 32)) (i64.and (local.get $lh) (i64.const 0xffffffff)))
+            (i64.mul (i64.shr_u (local.get $a) (i64.const 32)) (i64.and (local.get $b) (i64.const 0xffffffff)))))
+        (local.set $acc
+          (i64.add (local.get $acc)
+            (i64.xor
+              (i64.mul (local.get $a) (local.get $b))
+              (i64.add
+                (i64.add
+                  (i64.mul (i64.shr_u (local.get $a) (i64.const 32)) (i64.shr_u (local.get $b) (i64.const 32)))
+                  (i64.shr_u (local.get $lh) (i64.const 32)))
+                (i64.shr_u (local.get $cross) (i64.const 32))))))
+        ;; mix16(input[len-16..], secret[16..])
+        (local.set $a (i64.xor (i64.load (i32.sub (local.get $end) (i32.const 16))) (local.get $k2)))
+        (local.set $b (i64.xor (i64.load (i32.sub (local.get $end) (i32.const 8))) (local.get $k3)))
+        (local.set $ll
+          (i64.mul (i64.and (local.get $a) (i64.const 0xffffffff)) (i64.and (local.get $b) (i64.const 0xffffffff))))
+        (local.set $lh
+          (i64.mul (i64.and (local.get $a) (i64.const 0xffffffff)) (i64.shr_u (local.get $b) (i64.const 32))))
+        (local.set $cross
+          (i64.add
+            (i64.add (i64.shr_u (local.get $ll) (i64.const 32)) (i64.and (local.get $lh) (i64.const 0xffffffff)))
+            (i64.mul (i64.shr_u (local.get $a) (i64.const 32)) (i64.and (local.get $b) (i64.const 0xffffffff)))))
+        (local.set $acc
+          (i64.add (local.get $acc)
+            (i64.xor
+              (i64.mul (local.get $a) (local.get $b))
+              (i64.add
+                (i64.add
+                  (i64.mul (i64.shr_u (local.get $a) (i64.const 32)) (i64.shr_u (local.get $b) (i64.const 32)))
+                  (i64.shr_u (local.get $lh) (i64.const 32)))
+                (i64.shr_u (local.get $cross) (i64.const 32))))))
+        (if (i32.gt_u (local.get $len) (i32.const 32))
+          (then
+            ;; mix16(input[16..], secret[32..])
+            (local.set $a (i64.xor (i64.load offset=16 (local.get $p)) (local.get $k4)))
+            (local.set $b (i64.xor (i64.load offset=24 (local.get $p)) (local.get $k5)))
+            (local.set $ll
+              (i64.mul (i64.and (local.get $a) (i64.const 0xffffffff)) (i64.and (local.get $b) (i64.const 0xffffffff))))
+            (local.set $lh
+              (i64.mul (i64.and (local.get $a) (i64.const 0xffffffff)) (i64.shr_u (local.get $b) (i64.const 32))))
+            (local.set $cross
+              (i64.add
+                (i64.add (i64.shr_u (local.get $ll) (i64.const 32)) (i64.and (local.get $lh) (i64.const 0xffffffff)))
+                (i64.mul (i64.shr_u (local.get $a) (i64.const 32)) (i64.and (local.get $b) (i64.const 0xffffffff)))))
+            (local.set $acc
+              (i64.add (local.get $acc)
+                (i64.xor
+                  (i64.mul (local.get $a) (local.get $b))
+                  (i64.add
+                    (i64.add
+                      (i64.mul (i64.shr_u (local.get $a) (i64.const 32)) (i64.shr_u (local.get $b) (i64.const 32)))
+                      (i64.shr_u (local.get $lh) (i64.const 32)))
+                    (i64.shr_u (local.get $cross) (i64.const 32))))))
+            ;; mix16(input[len-32..], secret[48..])
+            (local.set $a (i64.xor (i64.load (i32.sub (local.get $end) (i32.const 32))) (local.get $k6)))
+            (local.set $b (i64.xor (i64.load (i32.sub (local.get $end) (i32.const 24))) (local.get $k7)))
+            (local.set $ll
+              (i64.mul (i64.and (local.get $a) (i64.const 0xffffffff)) (i64.and (local.get $b) (i64.const 0xffffffff))))
+            (local.set $lh
+              (i64.mul (i64.and (local.get $a) (i64.const 0xffffffff)) (i64.shr_u (local.get $b) (i64.const 32))))
+            (local.set $cross
+              (i64.add
+                (i64.add (i64.shr_u (local.get $ll) (i64.const 32)) (i64.and (local.get $lh) (i64.const 0xffffffff)))
+                (i64.mul (i64.shr_u (local.get $a) (i64.const 32)) (i64.and (local.get $b) (i64.const 0xffffffff)))))
+            (local.set $acc
+              (i64.add (local.get $acc)
+                (i64.xor
+                  (i64.mul (local.get $a) (local.get $b))
+                  (i64.add
+                    (i64.add
+                      (i64.mul (i64.shr_u (local.get $a) (i64.const 32)) (i64.shr_u (local.get $b) (i64.const 32)))
+                      (i64.shr_u (local.get $lh) (i64.const 32)))
+                    (i64.shr_u (local.get $cross) (i64.const 32))))))
+            (if (i32.gt_u (local.get $len) (i32.const 64))
+              (then
+                ;; mix16(input[32..], secret[64..])
+                (local.set $a (i64.xor (i64.load offset=32 (local.get $p)) (local.get $k8)))
+                (local.set $b (i64.xor (i64.load offset=40 (local.get $p)) (local.get $k9)))
+                (local.set $ll
+                  (i64.mul (i64.and (local.get $a) (i64.const 0xffffffff)) (i64.and (local.get $b) (i64.const 0xffffffff))))
+                (local.set $lh
+                  (i64.mul (i64.and (local.get $a) (i64.const 0xffffffff)) (i64.shr_u (local.get $b) (i64.const 32))))
+                (local.set $cross
+                  (i64.add
+                    (i64.add (i64.shr_u (local.get $ll) (i64.const 32)) (i64.and (local.get $lh) (i64.const 0xffffffff)))
+                    (i64.mul (i64.shr_u (local.get $a) (i64.const 32)) (i64.and (local.get $b) (i64.const 0xffffffff)))))
+                (local.set $acc
+                  (i64.add (local.get $acc)
+                    (i64.xor
+                      (i64.mul (local.get $a) (local.get $b))
+                      (i64.add
+                        (i64.add
+                          (i64.mul (i64.shr_u (local.get $a) (i64.const 32)) (i64.shr_u (local.get $b) (i64.const 32)))
+                          (i64.shr_u (local.get $lh) (i64.const 32)))
+                        (i64.shr_u (local.get $cross) (i64.const 32))))))
+                ;; mix16(input[len-48..], secret[80..])
+                (local.set $a (i64.xor (i64.load (i32.sub (local.get $end) (i32.const 48))) (local.get $k10)))
+                (local.set $b (i64.xor (i64.load (i32.sub (local.get $end) (i32.const 40))) (local.get $k11)))
+                (local.set $ll
+                  (i64.mul (i64.and (local.get $a) (i64.const 0xffffffff)) (i64.and (local.get $b) (i64.const 0xffffffff))))
+                (local.set $lh
+                  (i64.mul (i64.and (local.get $a) (i64.const 0xffffffff)) (i64.shr_u (local.get $b) (i64.const 32))))
+                (local.set $cross
+                  (i64.add
+                    (i64.add (i64.shr_u (local.get $ll) (i64.const 32)) (i64.and (local.get $lh) (i64.const 0xffffffff)))
+                    (i64.mul (i64.shr_u (local.get $a) (i64.const 32)) (i64.and (local.get $b) (i64.const 0xffffffff)))))
+                (local.set $acc
+                  (i64.add (local.get $acc)
+                    (i64.xor
+                      (i64.mul (local.get $a) (local.get $b))
+                      (i64.add
+                        (i64.add
+                          (i64.mul (i64.shr_u (local.get $a) (i64.const 32)) (i64.shr_u (local.get $b) (i64.const 32)))
+                          (i64.shr_u (local.get $lh) (i64.const 32)))
+                        (i64.shr_u (local.get $cross) (i64.const 32))))))
+                (if (i32.gt_u (local.get $len) (i32.const 96))
+                  (then
+                    ;; mix16(input[48..], secret[96..])
+                    (local.set $a (i64.xor (i64.load offset=48 (local.get $p)) (local.get $k12)))
+                    (local.set $b (i64.xor (i64.load offset=56 (local.get $p)) (local.get $k13)))
+                    (local.set $ll
+                      (i64.mul (i64.and (local.get $a) (i64.const 0xffffffff)) (i64.and (local.get $b) (i64.const 0xffffffff))))
+                    (local.set $lh
+                      (i64.mul (i64.and (local.get $a) (i64.const 0xffffffff)) (i64.shr_u (local.get $b) (i64.const 32))))
+                    (local.set $cross
+                      (i64.add
+                        (i64.add (i64.shr_u (local.get $ll) (i64.const 32)) (i64.and (local.get $lh) (i64.const 0xffffffff)))
+                        (i64.mul (i64.shr_u (local.get $a) (i64.const 32)) (i64.and (local.get $b) (i64.const 0xffffffff)))))
+                    (local.set $acc
+                      (i64.add (local.get $acc)
+                        (i64.xor
+                          (i64.mul (local.get $a) (local.get $b))
+                          (i64.add
+                            (i64.add
+                              (i64.mul (i64.shr_u (local.get $a) (i64.const 32)) (i64.shr_u (local.get $b) (i64.const 32)))
+                              (i64.shr_u (local.get $lh) (i64.const 32)))
+                            (i64.shr_u (local.get $cross) (i64.const 32))))))
+                    ;; mix16(input[len-64..], secret[112..])
+                    (local.set $a (i64.xor (i64.load (i32.sub (local.get $end) (i32.const 64))) (local.get $k14)))
+                    (local.set $b (i64.xor (i64.load (i32.sub (local.get $end) (i32.const 56))) (local.get $k15)))
+                    (local.set $ll
+                      (i64.mul (i64.and (local.get $a) (i64.const 0xffffffff)) (i64.and (local.get $b) (i64.const 0xffffffff))))
+                    (local.set $lh
+                      (i64.mul (i64.and (local.get $a) (i64.const 0xffffffff)) (i64.shr_u (local.get $b) (i64.const 32))))
+                    (local.set $cross
+                      (i64.add
+                        (i64.add (i64.shr_u (local.get $ll) (i64.const 32)) (i64.and (local.get $lh) (i64.const 0xffffffff)))
+                        (i64.mul (i64.shr_u (local.get $a) (i64.const 32)) (i64.and (local.get $b) (i64.const 0xffffffff)))))
+                    (local.set $acc
+                      (i64.add (local.get $acc)
+                        (i64.xor
+                          (i64.mul (local.get $a) (local.get $b))
+                          (i64.add
+                            (i64.add
+                              (i64.mul (i64.shr_u (local.get $a) (i64.const 32)) (i64.shr_u (local.get $b) (i64.const 32)))
+                              (i64.shr_u (local.get $lh) (i64.const 32)))
+                            (i64.shr_u (local.get $cross) (i64.const 32))))))
+))))))
+        ;; avalanche
+        (local.set $acc (i64.xor (local.get $acc) (i64.shr_u (local.get $acc) (i64.const 37))))
+        (local.set $acc (i64.mul (local.get $acc) (i64.const 0x165667919E3779F9)))
+        (i64.store (local.get $out) (i64.xor (local.get $acc) (i64.shr_u (local.get $acc) (i64.const 32))))
+        (local.set $p (local.get $end))
+        (local.set $out (i32.add (local.get $out) (i32.const 8)))
+        (br $each))))
+
+  ;; ---------------------------------------------------------------- 129..240 bytes (block sizes 33..60)
+
+  ;; acc = avalanche(len * PRIME64_1 + mix16 of rounds 0..7 with secret[16i..]);
+  ;; acc_end = mix16 of the last 16 bytes with secret[119..] + mix16 of rounds 8.. with secret[16(i-8)+3..];
+  ;; hash = avalanche(acc + acc_end). One loop: round `rounds` stands for the last 16 bytes.
+  (func $blocks_129to240 (param $src i32) (param $len i32) (param $count i32) (param $dst i32) (param $seed i64)
+    (local $start i64) (local $acc i64) (local $acc_end i64) (local $m i64) (local $a i64) (local $b i64)
+    (local $p i32) (local $out i32) (local $stop i32) (local $o i32) (local $last_o i32) (local $in i32) (local $s i32)
+    (local.set $start (i64.mul (i64.extend_i32_u (local.get $len)) (i64.const 0x9E3779B185EBCA87)))
+    (local.set $last_o (i32.and (local.get $len) (i32.const -16)))
+    (local.set $p (local.get $src))
+    (local.set $out (local.get $dst))
+    (local.set $stop (i32.add (local.get $dst) (i32.shl (local.get $count) (i32.const 3))))
+    (block $done
+      (loop $each
+        (br_if $done (i32.ge_u (local.get $out) (local.get $stop)))
+        (local.set $acc (local.get $start))
+        (local.set $acc_end (i64.const 0))
+        (local.set $o (i32.const 0))
+        (loop $rounds
+          (local.set $in (i32.add (local.get $p) (local.get $o)))
+          (local.set $s (local.get $o))
+          (if (i32.ge_u (local.get $o) (i32.const 128))
+            (then (local.set $s (i32.sub (local.get $o) (i32.const 125)))))
+          (if (i32.eq (local.get $o) (local.get $last_o))
+            (then
+              (local.set $in (i32.sub (i32.add (local.get $p) (local.get $len)) (i32.const 16)))
+              (local.set $s (i32.const 119))))
+          (local.set $a
+            (i64.xor (i64.load (local.get $in)) (i64.add (i64.load (local.get $s)) (local.get $seed))))
+          (local.set $b
+            (i64.xor (i64.load offset=8 (local.get $in)) (i64.sub (i64.load offset=8 (local.get $s)) (local.get $seed))))
+          (local.set $m (call $mulfold (local.get $a) (local.get $b)))
+          (if (i32.lt_u (local.get $o) (i32.const 128))
+            (then (local.set $acc (i64.add (local.get $acc) (local.get $m))))
+            (else (local.set $acc_end (i64.add (local.get $acc_end) (local.get $m)))))
+          (local.set $o (i32.add (local.get $o) (i32.const 16)))
+          (br_if $rounds (i32.le_u (local.get $o) (local.get $last_o))))
+        (i64.store (local.get $out)
+          (call $avalanche (i64.add (call $avalanche (local.get $acc)) (local.get $acc_end))))
+        (local.set $p (i32.add (local.get $p) (local.get $len)))
+        (local.set $out (i32.add (local.get $out) (i32.const 8)))
+        (br $each))))
+
+  ;; ---------------------------------------------------------------- over 240 bytes (block sizes >= 61)
 
   ;; XXH3_initCustomSecret: words of kSecret, +seed at even and -seed at odd positions.
   (func $init_custom_secret (param $seed i64)
@@ -229,162 +471,212 @@
       (local.set $i (i32.add (local.get $i) (i32.const 16)))
       (br_if $words (i32.lt_u (local.get $i) (i32.const 192)))))
 
-  ;; One 64-byte stripe into the 8 accumulators (scalar XXH3_accumulate_512), two lanes at a time:
-  ;; acc[i] += lo32(key_i) * hi32(key_i) + data[i ^ 1].
-  (func $accumulate_512 (param $p i32) (param $s i32)
-    (local $j i32) (local $a i32) (local $d0 i64) (local $d1 i64) (local $k0 i64) (local $k1 i64)
-    (loop $lanes
-      (local.set $a (i32.add (global.get $ACC) (local.get $j)))
-      (local.set $d0 (i64.load (i32.add (local.get $p) (local.get $j))))
-      (local.set $d1 (i64.load offset=8 (i32.add (local.get $p) (local.get $j))))
-      (local.set $k0 (i64.xor (local.get $d0) (i64.load (i32.add (local.get $s) (local.get $j)))))
-      (local.set $k1 (i64.xor (local.get $d1) (i64.load offset=8 (i32.add (local.get $s) (local.get $j)))))
-      (i64.store (local.get $a)
-        (i64.add (i64.load (local.get $a))
-          (i64.add (local.get $d1)
-            (i64.mul (i64.and (local.get $k0) (i64.const 0xffffffff)) (i64.shr_u (local.get $k0) (i64.const 32))))))
-      (i64.store offset=8 (local.get $a)
-        (i64.add (i64.load offset=8 (local.get $a))
-          (i64.add (local.get $d0)
-            (i64.mul (i64.and (local.get $k1) (i64.const 0xffffffff)) (i64.shr_u (local.get $k1) (i64.const 32))))))
-      (local.set $j (i32.add (local.get $j) (i32.const 16)))
-      (br_if $lanes (i32.lt_u (local.get $j) (i32.const 64)))))
-
-  (func $scramble (param $s i32)
-    (local $i i32) (local $a i64)
-    (loop $lanes
-      (local.set $a (i64.load (i32.add (global.get $ACC) (local.get $i))))
-      (local.set $a (i64.xor (local.get $a) (i64.shr_u (local.get $a) (i64.const 47))))
-      (local.set $a (i64.xor (local.get $a) (i64.load (i32.add (local.get $s) (local.get $i)))))
-      (i64.store (i32.add (global.get $ACC) (local.get $i)) (i64.mul (local.get $a) (i64.const 0x9E3779B1)))
-      (local.set $i (i32.add (local.get $i) (i32.const 8)))
-      (br_if $lanes (i32.lt_u (local.get $i) (i32.const 64)))))
-
-  ;; Long inputs with the custom secret at $CUSTOM_SECRET (192 bytes: 16 stripes per 1024-byte block).
-  (func $hash_long (param $p i32) (param $len i32) (result i64)
-    (local $blocks i32) (local $n i32) (local $s i32) (local $stripes i32) (local $base i32)
-    (local $secret i32) (local $result i64) (local $i i32)
-    (local.set $secret (global.get $CUSTOM_SECRET))
-    (i64.store offset=0 (global.get $ACC) (i64.const 0xC2B2AE3D))
-    (i64.store offset=8 (global.get $ACC) (i64.const 0x9E3779B185EBCA87))
-    (i64.store offset=16 (global.get $ACC) (i64.const 0xC2B2AE3D27D4EB4F))
-    (i64.store offset=24 (global.get $ACC) (i64.const 0x165667B19E3779F9))
-    (i64.store offset=32 (global.get $ACC) (i64.const 0x85EBCA77C2B2AE63))
-    (i64.store offset=40 (global.get $ACC) (i64.const 0x85EBCA77))
-    (i64.store offset=48 (global.get $ACC) (i64.const 0x27D4EB2F165667C5))
-    (i64.store offset=56 (global.get $ACC) (i64.const 0x9E3779B1))
-    (local.set $blocks (i32.shr_u (i32.sub (local.get $len) (i32.const 1)) (i32.const 10)))
-    (block $blocks_done
-      (loop $each_block
-        (br_if $blocks_done (i32.ge_u (local.get $n) (local.get $blocks)))
-        (local.set $base (i32.add (local.get $p) (i32.shl (local.get $n) (i32.const 10))))
-        (local.set $s (i32.const 0))
-        (loop $stripes16
-          (call $accumulate_512
-            (i32.add (local.get $base) (i32.shl (local.get $s) (i32.const 6)))
-            (i32.add (local.get $secret) (i32.shl (local.get $s) (i32.const 3))))
-          (local.set $s (i32.add (local.get $s) (i32.const 1)))
-          (br_if $stripes16 (i32.lt_u (local.get $s) (i32.const 16))))
-        (call $scramble (i32.add (local.get $secret) (i32.const 128)))
-        (local.set $n (i32.add (local.get $n) (i32.const 1)))
-        (br $each_block)))
-    ;; the partial last block, then the last stripe (ending at the input's end)
-    (local.set $base (i32.add (local.get $p) (i32.shl (local.get $blocks) (i32.const 10))))
+  ;; The stripe algorithm with the custom secret (192 bytes: 16 stripes of 64 bytes per 1024-byte
+  ;; block, accumulators scrambled after each full block). Stripe i (of `stripes`, every stripe
+  ;; that starts before the last input byte) uses secret[8(i mod 16)..]; then one last stripe, the
+  ;; input's final 64 bytes, uses secret[121..]. The 8 accumulators live in locals $a0..$a7.
+  (func $blocks_long (param $src i32) (param $len i32) (param $count i32) (param $dst i32)
+    (local $a0 i64) (local $a1 i64) (local $a2 i64) (local $a3 i64)
+    (local $a4 i64) (local $a5 i64) (local $a6 i64) (local $a7 i64)
+    (local $d i64) (local $k i64) (local $result i64)
+    (local $p i32) (local $out i32) (local $stop i32) (local $full i32) (local $stripes i32)
+    (local $i i32) (local $sp i32) (local $ss i32)
+    (local.set $full (i32.shl (i32.shr_u (i32.sub (local.get $len) (i32.const 1)) (i32.const 10)) (i32.const 4)))
     (local.set $stripes
-      (i32.shr_u
-        (i32.sub (i32.sub (local.get $len) (i32.const 1)) (i32.shl (local.get $blocks) (i32.const 10)))
-        (i32.const 6)))
-    (local.set $s (i32.const 0))
-    (block $stripes_done
-      (loop $each_stripe
-        (br_if $stripes_done (i32.ge_u (local.get $s) (local.get $stripes)))
-        (call $accumulate_512
-          (i32.add (local.get $base) (i32.shl (local.get $s) (i32.const 6)))
-          (i32.add (local.get $secret) (i32.shl (local.get $s) (i32.const 3))))
-        (local.set $s (i32.add (local.get $s) (i32.const 1)))
-        (br $each_stripe)))
-    (call $accumulate_512
-      (i32.sub (i32.add (local.get $p) (local.get $len)) (i32.const 64))
-      (i32.add (local.get $secret) (i32.const 121)))
-    ;; merge: start = len * PRIME64_1, secret offset 11
-    (local.set $result (i64.mul (i64.extend_i32_u (local.get $len)) (i64.const 0x9E3779B185EBCA87)))
-    (local.set $i (i32.const 0))
-    (loop $merge
-      (local.set $result (i64.add (local.get $result)
-        (call $mulfold
-          (i64.xor
-            (i64.load (i32.add (global.get $ACC) (local.get $i)))
-            (i64.load offset=11 (i32.add (local.get $secret) (local.get $i))))
-          (i64.xor
-            (i64.load offset=8 (i32.add (global.get $ACC) (local.get $i)))
-            (i64.load offset=19 (i32.add (local.get $secret) (local.get $i)))))))
-      (local.set $i (i32.add (local.get $i) (i32.const 16)))
-      (br_if $merge (i32.lt_u (local.get $i) (i32.const 64))))
-    (call $avalanche (local.get $result)))
+      (i32.add (local.get $full)
+        (i32.shr_u (i32.and (i32.sub (local.get $len) (i32.const 1)) (i32.const 1023)) (i32.const 6))))
+    (local.set $p (local.get $src))
+    (local.set $out (local.get $dst))
+    (local.set $stop (i32.add (local.get $dst) (i32.shl (local.get $count) (i32.const 3))))
+    (block $done
+      (loop $each
+        (br_if $done (i32.ge_u (local.get $out) (local.get $stop)))
+        (local.set $a0 (i64.const 0xC2B2AE3D))
+        (local.set $a1 (i64.const 0x9E3779B185EBCA87))
+        (local.set $a2 (i64.const 0xC2B2AE3D27D4EB4F))
+        (local.set $a3 (i64.const 0x165667B19E3779F9))
+        (local.set $a4 (i64.const 0x85EBCA77C2B2AE63))
+        (local.set $a5 (i64.const 0x85EBCA77))
+        (local.set $a6 (i64.const 0x27D4EB2F165667C5))
+        (local.set $a7 (i64.const 0x9E3779B1))
+        (local.set $i (i32.const 0))
+        (loop $stripe
+          (if (i32.lt_u (local.get $i) (local.get $stripes))
+            (then
+              (local.set $sp (i32.add (local.get $p) (i32.shl (local.get $i) (i32.const 6))))
+              (local.set $ss
+                (i32.add (global.get $CUSTOM_SECRET) (i32.shl (i32.and (local.get $i) (i32.const 15)) (i32.const 3)))))
+            (else
+              (local.set $sp (i32.sub (i32.add (local.get $p) (local.get $len)) (i32.const 64)))
+              (local.set $ss (i32.add (global.get $CUSTOM_SECRET) (i32.const 121)))))
+          ;; lane n: key = data ^ secret; acc[n] += lo32(key) * hi32(key); acc[n ^ 1] += data
+          (local.set $d (i64.load offset=0 (local.get $sp)))
+          (local.set $k (i64.xor (local.get $d) (i64.load offset=0 (local.get $ss))))
+          (local.set $a1 (i64.add (local.get $a1) (local.get $d)))
+          (local.set $a0 (i64.add (local.get $a0)
+            (i64.mul (i64.and (local.get $k) (i64.const 0xffffffff)) (i64.shr_u (local.get $k) (i64.const 32)))))
+          (local.set $d (i64.load offset=8 (local.get $sp)))
+          (local.set $k (i64.xor (local.get $d) (i64.load offset=8 (local.get $ss))))
+          (local.set $a0 (i64.add (local.get $a0) (local.get $d)))
+          (local.set $a1 (i64.add (local.get $a1)
+            (i64.mul (i64.and (local.get $k) (i64.const 0xffffffff)) (i64.shr_u (local.get $k) (i64.const 32)))))
+          (local.set $d (i64.load offset=16 (local.get $sp)))
+          (local.set $k (i64.xor (local.get $d) (i64.load offset=16 (local.get $ss))))
+          (local.set $a3 (i64.add (local.get $a3) (local.get $d)))
+          (local.set $a2 (i64.add (local.get $a2)
+            (i64.mul (i64.and (local.get $k) (i64.const 0xffffffff)) (i64.shr_u (local.get $k) (i64.const 32)))))
+          (local.set $d (i64.load offset=24 (local.get $sp)))
+          (local.set $k (i64.xor (local.get $d) (i64.load offset=24 (local.get $ss))))
+          (local.set $a2 (i64.add (local.get $a2) (local.get $d)))
+          (local.set $a3 (i64.add (local.get $a3)
+            (i64.mul (i64.and (local.get $k) (i64.const 0xffffffff)) (i64.shr_u (local.get $k) (i64.const 32)))))
+          (local.set $d (i64.load offset=32 (local.get $sp)))
+          (local.set $k (i64.xor (local.get $d) (i64.load offset=32 (local.get $ss))))
+          (local.set $a5 (i64.add (local.get $a5) (local.get $d)))
+          (local.set $a4 (i64.add (local.get $a4)
+            (i64.mul (i64.and (local.get $k) (i64.const 0xffffffff)) (i64.shr_u (local.get $k) (i64.const 32)))))
+          (local.set $d (i64.load offset=40 (local.get $sp)))
+          (local.set $k (i64.xor (local.get $d) (i64.load offset=40 (local.get $ss))))
+          (local.set $a4 (i64.add (local.get $a4) (local.get $d)))
+          (local.set $a5 (i64.add (local.get $a5)
+            (i64.mul (i64.and (local.get $k) (i64.const 0xffffffff)) (i64.shr_u (local.get $k) (i64.const 32)))))
+          (local.set $d (i64.load offset=48 (local.get $sp)))
+          (local.set $k (i64.xor (local.get $d) (i64.load offset=48 (local.get $ss))))
+          (local.set $a7 (i64.add (local.get $a7) (local.get $d)))
+          (local.set $a6 (i64.add (local.get $a6)
+            (i64.mul (i64.and (local.get $k) (i64.const 0xffffffff)) (i64.shr_u (local.get $k) (i64.const 32)))))
+          (local.set $d (i64.load offset=56 (local.get $sp)))
+          (local.set $k (i64.xor (local.get $d) (i64.load offset=56 (local.get $ss))))
+          (local.set $a6 (i64.add (local.get $a6) (local.get $d)))
+          (local.set $a7 (i64.add (local.get $a7)
+            (i64.mul (i64.and (local.get $k) (i64.const 0xffffffff)) (i64.shr_u (local.get $k) (i64.const 32)))))
+          ;; after each full 1024-byte block: acc = (acc ^ (acc >> 47) ^ secret[128 + 8n..]) * PRIME32_1
+          (if (i32.and
+                (i32.lt_u (local.get $i) (local.get $full))
+                (i32.eq (i32.and (local.get $i) (i32.const 15)) (i32.const 15)))
+            (then
+              (local.set $a0 (i64.mul (i64.xor (i64.xor (local.get $a0) (i64.shr_u (local.get $a0) (i64.const 47)))
+                (i64.load (i32.const 320))) (i64.const 0x9E3779B1)))
+              (local.set $a1 (i64.mul (i64.xor (i64.xor (local.get $a1) (i64.shr_u (local.get $a1) (i64.const 47)))
+                (i64.load (i32.const 328))) (i64.const 0x9E3779B1)))
+              (local.set $a2 (i64.mul (i64.xor (i64.xor (local.get $a2) (i64.shr_u (local.get $a2) (i64.const 47)))
+                (i64.load (i32.const 336))) (i64.const 0x9E3779B1)))
+              (local.set $a3 (i64.mul (i64.xor (i64.xor (local.get $a3) (i64.shr_u (local.get $a3) (i64.const 47)))
+                (i64.load (i32.const 344))) (i64.const 0x9E3779B1)))
+              (local.set $a4 (i64.mul (i64.xor (i64.xor (local.get $a4) (i64.shr_u (local.get $a4) (i64.const 47)))
+                (i64.load (i32.const 352))) (i64.const 0x9E3779B1)))
+              (local.set $a5 (i64.mul (i64.xor (i64.xor (local.get $a5) (i64.shr_u (local.get $a5) (i64.const 47)))
+                (i64.load (i32.const 360))) (i64.const 0x9E3779B1)))
+              (local.set $a6 (i64.mul (i64.xor (i64.xor (local.get $a6) (i64.shr_u (local.get $a6) (i64.const 47)))
+                (i64.load (i32.const 368))) (i64.const 0x9E3779B1)))
+              (local.set $a7 (i64.mul (i64.xor (i64.xor (local.get $a7) (i64.shr_u (local.get $a7) (i64.const 47)))
+                (i64.load (i32.const 376))) (i64.const 0x9E3779B1)))))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $stripe (i32.le_u (local.get $i) (local.get $stripes))))
+        ;; merge: len * PRIME64_1 + sum of mulfold(acc pair ^ secret[11 + 16j..]), then avalanche
+        (local.set $result (i64.mul (i64.extend_i32_u (local.get $len)) (i64.const 0x9E3779B185EBCA87)))
+        (local.set $result (i64.add (local.get $result)
+          (call $mulfold (i64.xor (local.get $a0) (i64.load (i32.const 203))) (i64.xor (local.get $a1) (i64.load (i32.const 211))))))
+        (local.set $result (i64.add (local.get $result)
+          (call $mulfold (i64.xor (local.get $a2) (i64.load (i32.const 219))) (i64.xor (local.get $a3) (i64.load (i32.const 227))))))
+        (local.set $result (i64.add (local.get $result)
+          (call $mulfold (i64.xor (local.get $a4) (i64.load (i32.const 235))) (i64.xor (local.get $a5) (i64.load (i32.const 243))))))
+        (local.set $result (i64.add (local.get $result)
+          (call $mulfold (i64.xor (local.get $a6) (i64.load (i32.const 251))) (i64.xor (local.get $a7) (i64.load (i32.const 259))))))
+        (i64.store (local.get $out) (call $avalanche (local.get $result)))
+        (local.set $p (i32.add (local.get $p) (local.get $len)))
+        (local.set $out (i32.add (local.get $out) (i32.const 8)))
+        (br $each))))
 
   ;; ---------------------------------------------------------------- entry points
 
-  ;; Any input length; for inputs over 240 bytes the custom secret must already be set up.
-  (func $hash (param $p i32) (param $len i32) (param $seed i64) (result i64)
-    (if (i32.le_u (local.get $len) (i32.const 16))
-      (then (return (call $len_0to16 (local.get $p) (local.get $len) (local.get $seed)))))
-    (if (i32.le_u (local.get $len) (i32.const 128))
-      (then (return (call $len_17to128 (local.get $p) (local.get $len) (local.get $seed)))))
-    (if (i32.le_u (local.get $len) (i32.const 240))
-      (then (return (call $len_129to240 (local.get $p) (local.get $len) (local.get $seed)))))
-    (call $hash_long (local.get $p) (local.get $len)))
-
-  ;; Hashes `count` consecutive inputs of `len` bytes starting at `src` and stores each u64
-  ;; (little-endian, i.e. packed [lo, hi] u32 pairs) at `dst`.
+  ;; Hashes `count` consecutive inputs of `len` bytes (any length) starting at `src` and stores each
+  ;; u64 little-endian (i.e. packed [lo, hi] u32 pairs) at `dst`.
   (func (export "hash_blocks")
     (param $src i32) (param $len i32) (param $count i32) (param $dst i32)
     (param $seed_lo i32) (param $seed_hi i32)
-    (local $seed i64) (local $k i32)
+    (local $seed i64)
     (local.set $seed
       (i64.or (i64.extend_i32_u (local.get $seed_lo))
         (i64.shl (i64.extend_i32_u (local.get $seed_hi)) (i64.const 32))))
-    (if (i32.gt_u (local.get $len) (i32.const 240))
-      (then (call $init_custom_secret (local.get $seed))))
-    (block $done
-      (loop $each
-        (br_if $done (i32.ge_u (local.get $k) (local.get $count)))
-        (i64.store
-          (i32.add (local.get $dst) (i32.shl (local.get $k) (i32.const 3)))
-          (call $hash
-            (i32.add (local.get $src) (i32.mul (local.get $k) (local.get $len)))
-            (local.get $len)
-            (local.get $seed)))
-        (local.set $k (i32.add (local.get $k) (i32.const 1)))
-        (br $each))))
+    (if (i32.lt_u (local.get $len) (i32.const 4))
+      (then (return (call $blocks_0to3
+        (local.get $src) (local.get $len) (local.get $count) (local.get $dst) (local.get $seed)))))
+    (if (i32.le_u (local.get $len) (i32.const 8))
+      (then (return (call $blocks_4to8
+        (local.get $src) (local.get $len) (local.get $count) (local.get $dst) (local.get $seed)))))
+    (if (i32.le_u (local.get $len) (i32.const 16))
+      (then (return (call $blocks_9to16
+        (local.get $src) (local.get $len) (local.get $count) (local.get $dst) (local.get $seed)))))
+    (if (i32.le_u (local.get $len) (i32.const 128))
+      (then (return (call $blocks_17to128
+        (local.get $src) (local.get $len) (local.get $count) (local.get $dst) (local.get $seed)))))
+    (if (i32.le_u (local.get $len) (i32.const 240))
+      (then (return (call $blocks_129to240
+        (local.get $src) (local.get $len) (local.get $count) (local.get $dst) (local.get $seed)))))
+    (call $init_custom_secret (local.get $seed))
+    (call $blocks_long (local.get $src) (local.get $len) (local.get $count) (local.get $dst)))
 
   ;; Rolling sequence hashes over `count` local hashes at `src` (u64 each), written to `dst`:
-  ;; dst[0] = src[0]; dst[i] = xxh3_64(LE64(dst[i-1]) || LE64(src[i]), seed). `dst` may equal `src`.
+  ;; dst[0] = src[0]; dst[i] = xxh3_64(LE64(dst[i-1]) || LE64(src[i]), seed) (the 9..16-byte path
+  ;; with len 16, inlined as in $blocks_9to16). `dst` may equal `src`.
   (func (export "hash_sequence")
     (param $src i32) (param $count i32) (param $dst i32) (param $seed_lo i32) (param $seed_hi i32)
-    (local $seed i64) (local $k i32) (local $prev i64) (local $lo i64) (local $hi i64)
-    (local $flip1 i64) (local $flip2 i64)
+    (local $seed i64) (local $prev i64) (local $lo i64) (local $hi i64) (local $x i64)
+    (local $ll i64) (local $lh i64) (local $cross i64) (local $flip1 i64) (local $flip2 i64)
+    (local $in i32) (local $out i32) (local $stop i32)
     (if (i32.eqz (local.get $count)) (then (return)))
     (local.set $seed
       (i64.or (i64.extend_i32_u (local.get $seed_lo))
         (i64.shl (i64.extend_i32_u (local.get $seed_hi)) (i64.const 32))))
-    ;; the 16-byte (9..16) path with its two seeded bitflips hoisted out of the loop
     (local.set $flip1 (i64.add (i64.xor (i64.load (i32.const 24)) (i64.load (i32.const 32))) (local.get $seed)))
     (local.set $flip2 (i64.sub (i64.xor (i64.load (i32.const 40)) (i64.load (i32.const 48))) (local.get $seed)))
     (local.set $prev (i64.load (local.get $src)))
     (i64.store (local.get $dst) (local.get $prev))
-    (local.set $k (i32.const 1))
+    (local.set $in (i32.add (local.get $src) (i32.const 8)))
+    (local.set $out (i32.add (local.get $dst) (i32.const 8)))
+    (local.set $stop (i32.add (local.get $dst) (i32.shl (local.get $count) (i32.const 3))))
     (block $done
       (loop $each
-        (br_if $done (i32.ge_u (local.get $k) (local.get $count)))
+        (br_if $done (i32.ge_u (local.get $out) (local.get $stop)))
         (local.set $lo (i64.xor (local.get $prev) (local.get $flip1)))
-        (local.set $hi
-          (i64.xor (i64.load (i32.add (local.get $src) (i32.shl (local.get $k) (i32.const 3)))) (local.get $flip2)))
+        (local.set $hi (i64.xor (i64.load (local.get $in)) (local.get $flip2)))
+        ;; swap64(lo)
+        (local.set $x
+          (i64.or
+            (i64.and (i64.shr_u (local.get $lo) (i64.const 8)) (i64.const 0x00ff00ff00ff00ff))
+            (i64.shl (i64.and (local.get $lo) (i64.const 0x00ff00ff00ff00ff)) (i64.const 8))))
+        (local.set $x
+          (i64.or
+            (i64.and (i64.shr_u (local.get $x) (i64.const 16)) (i64.const 0x0000ffff0000ffff))
+            (i64.shl (i64.and (local.get $x) (i64.const 0x0000ffff0000ffff)) (i64.const 16))))
+        ;; prev = 16 + swap64(lo) + hi + mulfold(lo, hi)
         (local.set $prev
-          (call $avalanche
-            (i64.add
-              (i64.add (i64.const 16) (call $swap64 (local.get $lo)))
-              (i64.add (local.get $hi) (call $mulfold (local.get $lo) (local.get $hi))))))
-        (i64.store (i32.add (local.get $dst) (i32.shl (local.get $k) (i32.const 3))) (local.get $prev))
-        (local.set $k (i32.add (local.get $k) (i32.const 1)))
+          (i64.add (i64.add (i64.const 16) (i64.rotl (local.get $x) (i64.const 32))) (local.get $hi)))
+        ;; mulfold(lo, hi)
+        (local.set $ll
+          (i64.mul (i64.and (local.get $lo) (i64.const 0xffffffff)) (i64.and (local.get $hi) (i64.const 0xffffffff))))
+        (local.set $lh
+          (i64.mul (i64.and (local.get $lo) (i64.const 0xffffffff)) (i64.shr_u (local.get $hi) (i64.const 32))))
+        (local.set $cross
+          (i64.add
+            (i64.add (i64.shr_u (local.get $ll) (i64.const 32)) (i64.and (local.get $lh) (i64.const 0xffffffff)))
+            (i64.mul (i64.shr_u (local.get $lo) (i64.const 32)) (i64.and (local.get $hi) (i64.const 0xffffffff)))))
+        (local.set $prev
+          (i64.add (local.get $prev)
+            (i64.xor
+              (i64.mul (local.get $lo) (local.get $hi))
+              (i64.add
+                (i64.add
+                  (i64.mul (i64.shr_u (local.get $lo) (i64.const 32)) (i64.shr_u (local.get $hi) (i64.const 32)))
+                  (i64.shr_u (local.get $lh) (i64.const 32)))
+                (i64.shr_u (local.get $cross) (i64.const 32))))))
+        ;; avalanche
+        (local.set $prev (i64.xor (local.get $prev) (i64.shr_u (local.get $prev) (i64.const 37))))
+        (local.set $prev (i64.mul (local.get $prev) (i64.const 0x165667919E3779F9)))
+        (local.set $prev (i64.xor (local.get $prev) (i64.shr_u (local.get $prev) (i64.const 32))))
+        (i64.store (local.get $out) (local.get $prev))
+        (local.set $in (i32.add (local.get $in) (i32.const 8)))
+        (local.set $out (i32.add (local.get $out) (i32.const 8)))
         (br $each))))
 )
