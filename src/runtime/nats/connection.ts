@@ -1,0 +1,63 @@
+/**
+ * NATS connection for the planes: auth (token, user/password, creds file) and TLS passed through,
+ * reconnects forever (a NATS restart must not take the process down; nats.js re-subscribes),
+ * waits for a first connection instead of failing when NATS is not up yet.
+ */
+import { readFileSync } from 'node:fs';
+import {
+  connect,
+  credsAuthenticator,
+  type NatsConnection,
+  type NodeConnectionOptions,
+} from '@nats-io/transport-node';
+import { log } from '../../util/log.ts';
+
+export interface NatsOptions {
+  /** Default: NATS_SERVER or nats://127.0.0.1:4222. */
+  readonly servers?: string | readonly string[];
+  readonly name?: string;
+  readonly token?: string;
+  readonly user?: string;
+  readonly pass?: string;
+  /** Path of a .creds file (JWT + nkey seed). */
+  readonly credsFile?: string;
+  /** Passed through to nats.js (caFile, certFile, keyFile, rejectUnauthorized, handshakeFirst...). */
+  readonly tls?: NodeConnectionOptions['tls'];
+  /** Wait between reconnect attempts (default 250 ms, with jitter). */
+  readonly reconnectTimeWaitMs?: number;
+  /** Client ping period (default 10 s); a dead server is noticed after 2 missed pings. */
+  readonly pingIntervalMs?: number;
+}
+
+export function defaultNatsServers(): string[] {
+  return (process.env.NATS_SERVER ?? 'nats://127.0.0.1:4222').split(',').map((s) => s.trim());
+}
+
+export async function connectNats(options: NatsOptions = {}): Promise<NatsConnection> {
+  const servers = options.servers ?? defaultNatsServers();
+  const nc = await connect({
+    servers: typeof servers === 'string' ? servers : [...servers],
+    name: options.name ?? 'kvgate',
+    reconnect: true,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: options.reconnectTimeWaitMs ?? 250,
+    reconnectJitter: 100,
+    waitOnFirstConnect: true,
+    pingInterval: options.pingIntervalMs ?? 10_000,
+    maxPingOut: 2,
+    ...(options.token ? { token: options.token } : {}),
+    ...(options.user ? { user: options.user, pass: options.pass } : {}),
+    ...(options.credsFile ? { authenticator: credsAuthenticator(readFileSync(options.credsFile)) } : {}),
+    ...(options.tls ? { tls: options.tls } : {}),
+  });
+  void logStatus(nc);
+  return nc;
+}
+
+async function logStatus(nc: NatsConnection): Promise<void> {
+  for await (const s of nc.status()) {
+    if (s.type === 'disconnect') log.warn({ server: s.server }, 'runtime: NATS disconnected');
+    else if (s.type === 'reconnect') log.info({ server: s.server }, 'runtime: NATS reconnected');
+    else if (s.type === 'error') log.warn({ err: String(s.error) }, 'runtime: NATS error');
+  }
+}
