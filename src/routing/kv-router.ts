@@ -6,7 +6,7 @@
  * The hot path (route / bestWorker) hashes into reused buffers, walks the indexer, and scores into
  * preallocated typed arrays: no bigint arithmetic and no allocation per candidate.
  */
-import { type KvErrorCode, KvEventError } from '../kv/errors.ts';
+import type { KvErrorCode, KvEventError } from '../kv/errors.ts';
 import { isDpRank, type RouterEvent, type WorkerId } from '../kv/events.ts';
 import type { KvIndexer, OverlapScores } from '../kv/indexer.ts';
 import { OwnerTable } from '../kv/owners.ts';
@@ -285,30 +285,10 @@ export class KvRouter implements RoutingPolicy {
 
   /** Applies one KV event; unknown workers and ranks outside the registration are rejected. */
   applyEvent(event: RouterEvent): KvEventError | null {
-    const error = this.checkEvent(event) ?? this.indexer.apply(event);
+    const error = this.registry.checkEvent(event) ?? this.indexer.apply(event);
     if (error === null) this.eventsApplied++;
     else this.eventErrors.set(error.code, (this.eventErrors.get(error.code) ?? 0) + 1);
     return error;
-  }
-
-  private checkEvent(event: RouterEvent): KvEventError | null {
-    if (
-      typeof event !== 'object' ||
-      event === null ||
-      typeof event.event !== 'object' ||
-      event.event === null
-    )
-      return new KvEventError('KV_INVALID_EVENT', 'event must be a RouterEvent object');
-    const worker = this.registry.get(event.workerId);
-    if (worker === undefined)
-      return new KvEventError('KV_UNKNOWN_WORKER', `event for unregistered worker ${String(event.workerId)}`);
-    const rank = event.event.dpRank;
-    if (!isDpRank(rank) || rank >= worker.dataParallelSize)
-      return new KvEventError(
-        'KV_RANK_OUT_OF_RANGE',
-        `event dp_rank ${String(rank)} is outside [0, ${worker.dataParallelSize}) for worker ${event.workerId}`,
-      );
-    return null;
   }
 
   // ---- replica sync ---------------------------------------------------------------------------

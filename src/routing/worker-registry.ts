@@ -2,7 +2,8 @@
  * The workers a policy routes to, expanded into (worker, dp_rank) candidates with owner ids from
  * the shared OwnerTable, plus the resolution of pinned targets and request-level ranks.
  */
-import { isDpRank, type WorkerId } from '../kv/events.ts';
+import { KvEventError } from '../kv/errors.ts';
+import { isDpRank, type RouterEvent, type WorkerId } from '../kv/events.ts';
 import type { OwnerTable } from '../kv/owners.ts';
 import { isU64 } from '../tokens/u64.ts';
 import { InvalidWorkerError, NoWorkersError, RankOutOfRangeError, UnknownWorkerError } from './errors.ts';
@@ -145,6 +146,27 @@ export class WorkerRegistry {
       if (requestRank < worker.dataParallelSize) this.scratch[count++] = worker.owners[requestRank];
     if (count === 0) throw new RankOutOfRangeError(`no registered worker has dp_rank ${requestRank}`);
     return { owners: this.scratch, count };
+  }
+
+  /** Null when the event targets a registered worker and one of its ranks, else a coded error. */
+  checkEvent(event: RouterEvent): KvEventError | null {
+    if (
+      typeof event !== 'object' ||
+      event === null ||
+      typeof event.event !== 'object' ||
+      event.event === null
+    )
+      return new KvEventError('KV_INVALID_EVENT', 'event must be a RouterEvent object');
+    const worker = this.workers.get(event.workerId);
+    if (worker === undefined)
+      return new KvEventError('KV_UNKNOWN_WORKER', `event for unregistered worker ${String(event.workerId)}`);
+    const rank = event.event.dpRank;
+    if (!isDpRank(rank) || rank >= worker.dataParallelSize)
+      return new KvEventError(
+        'KV_RANK_OUT_OF_RANGE',
+        `event dp_rank ${String(rank)} is outside [0, ${worker.dataParallelSize}) for worker ${event.workerId}`,
+      );
+    return null;
   }
 
   private rebuild(): void {
