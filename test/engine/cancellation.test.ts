@@ -1,0 +1,70 @@
+import { describe, expect, it } from 'vitest';
+import { collector, drain, harness, range } from './helpers.ts';
+
+describe('cancellation', () => {
+  it('an abort frees the running request’s blocks and load at once', () => {
+    const { clock, engine } = harness({ dataParallelSize: 2 });
+    const controller = new AbortController();
+    const sink = collector(clock);
+    engine.submit(
+      { requestId: 'a', tokenIds: range(0, 1000), sampling: { maxTokens: 1000 }, dpRank: 1 },
+      sink,
+      controller.signal,
+    );
+    clock.runUntil(200);
+    expect(sink.tokens.length).toBeGreaterThan(5);
+    expect(engine.rankMetrics(1).activeBlocks).toBeGreaterThan(0);
+    expect(engine.load(1)).toBe(1);
+    controller.abort();
+    // No clock step in between: freed synchronously.
+    expect(engine.rankMetrics(1)).toMatchObject({ activeBlocks: 0, running: 0, waiting: 0 });
+    expect(engine.load(1)).toBe(0);
+    expect(sink.result?.reason).toBe('cancelled');
+    expect(sink.result?.usage.completionTokens).toBe(sink.tokens.length);
+    const emitted = sink.tokens.length;
+    clock.runUntilIdle();
+    expect(sink.tokens).toHaveLength(emitted);
+    expect(engine.placement('a')!.finishReason).toBe('cancelled');
+  });
+
+  it('cancels a waiting request and lets the next one in', () => {
+    const { clock, engine } = harness({ maxNumSeqs: 1 });
+    const first = collector(clock);
+    const second = collector(clock);
+    engine.submit({ requestId: 'a', tokenIds: range(0, 100), sampling: { maxTokens: 50 } }, first);
+    engine.submit({ requestId: 'b', tokenIds: range(500, 100), sampling: { maxTokens: 50 } }, second);
+    clock.runUntil(30);
+    expect(engine.rankMetrics(0)).toMatchObject({ running: 1, waiting: 1 });
+    expect(engine.cancel('b')).toBe(true);
+    expect(engine.rankMetrics(0)).toMatchObject({ running: 1, waiting: 0 });
+    expect(second.result?.reason).toBe('cancelled');
+    expect(engine.cancel('b')).toBe(false);
+    expect(engine.cancel('a')).toBe(true);
+    expect(engine.rankMetrics(0)).toMatchObject({ running: 0, activeBlocks: 0 });
+  });
+
+  it('an already aborted signal finishes the request as cancelled', async () => {
+    const { clock, engine } = harness();
+    const controller = new AbortController();
+    controller.abort();
+    const chunks = await drain(
+      engine.generate({ requestId: 'x', tokenIds: [1, 2, 3], sampling: { maxTokens: 4 } }, controller.signal),
+    );
+    clock.runUntilIdle();
+    expect(chunks.at(-1)?.finishReason).toBe('cancelled');
+    expect(engine.load(0)).toBe(0);
+  });
+
+  it('leaving the async iteration early cancels the request', async () => {
+    const { clock, engine } = harness();
+    const stream = engine.generate({ requestId: 'y', tokenIds: range(0, 200), sampling: { maxTokens: 100 } });
+    clock.runUntil(100);
+    for await (const chunk of stream) {
+      expect(chunk.tokenIds.length).toBeGreaterThan(0);
+      break;
+    }
+    expect(engine.load(0)).toBe(0);
+    expect(engine.rankMetrics(0).activeBlocks).toBe(0);
+    expect(engine.placement('y')!.finishReason).toBe('cancelled');
+  });
+});
