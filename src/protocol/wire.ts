@@ -1,0 +1,216 @@
+/**
+ * Names and JSON shapes on the runtime planes between workers and routers/frontends (snake_case,
+ * Dynamo's style). Payload bytes use the runtime's lossless codec (src/runtime/codec.ts): u64 ids
+ * are plain JSON numbers; decoders accept a number or a bigint and normalise to bigint.
+ *
+ * Endpoints (request plane), per worker instance, component `backend` (aggregated, decode) or
+ * `prefill`:
+ *   {ns}.{comp}.generate          GenerateRequestWire  -> stream of GenerateChunkWire
+ *   {ns}.{comp}.kv_indexer_query  KvIndexerQueryWire   -> one KvIndexerAnswer (RouterEvent JSON via src/kv/codec.ts)
+ *   {ns}.{comp}.kv_transfer       KvTransferPullWire   -> one KvTransferAnswerWire (prefill role)
+ * Subjects (event plane):
+ *   namespace.{ns}.component.{comp}.kv-events   one RouterEvent (src/kv/codec.ts) per message
+ *   namespace.{ns}.component.{comp}.kv_metrics  WorkerLoadWire
+ *   namespace.{ns}.router.active_sequences_events  replica sync (src/routing/replica-sync.ts)
+ */
+import { z } from 'zod';
+import type { BootstrapInfo, GenerateChunk, GenerateRequest } from './generate.ts';
+
+export const DEFAULT_NAMESPACE = 'kvgate';
+export const BACKEND_COMPONENT = 'backend';
+export const PREFILL_COMPONENT = 'prefill';
+export const GENERATE_ENDPOINT = 'generate';
+export const KV_INDEXER_QUERY_ENDPOINT = 'kv_indexer_query';
+export const KV_TRANSFER_ENDPOINT = 'kv_transfer';
+
+export function kvMetricsSubject(namespace: string, component: string): string {
+  return `namespace.${namespace}.component.${component}.kv_metrics`;
+}
+
+export function replicaSyncSubject(namespace: string): string {
+  return `namespace.${namespace}.router.active_sequences_events`;
+}
+
+const u64 = z
+  .union([z.bigint(), z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)])
+  .transform((v) => BigInt(v))
+  .refine((v) => v >= 0n && v <= 0xffff_ffff_ffff_ffffn, 'must be a u64');
+const rank = z.number().int().min(0).max(0xffff_ffff);
+const tokenId = z.number().int().min(0).max(0xffff_ffff);
+
+const bootstrapSchema = z.object({
+  bootstrap_host: z.string().min(1),
+  bootstrap_port: z.number().int().min(0).max(65535),
+  bootstrap_room: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  prefill_worker_id: u64,
+  prefill_dp_rank: rank,
+});
+
+export const generateRequestWireSchema = z.object({
+  request_id: z.string().min(1).max(256),
+  token_ids: z.array(tokenId).min(1),
+  sampling: z.object({
+    max_tokens: z.number().int().min(1),
+    ignore_eos: z.boolean().optional(),
+    stop_token_ids: z.array(tokenId).optional(),
+    temperature: z.number().min(0).optional(),
+    seed: z.number().int().optional(),
+  }),
+  /** data_parallel_rank; absent = the engine chooses. */
+  dp_rank: rank.optional(),
+  bootstrap_info: bootstrapSchema.optional(),
+});
+
+export const generateChunkWireSchema = z.object({
+  token_ids: z.array(tokenId),
+  finish_reason: z.enum(['stop', 'length', 'cancelled', 'error']).optional(),
+  usage: z
+    .object({
+      prompt_tokens: z.number().int().nonnegative(),
+      completion_tokens: z.number().int().nonnegative(),
+      cached_tokens: z.number().int().nonnegative(),
+    })
+    .optional(),
+  dp_rank: rank.optional(),
+  bootstrap_info: bootstrapSchema.optional(),
+  error: z.string().optional(),
+});
+
+type BootstrapWire = z.input<typeof bootstrapSchema>;
+
+function bootstrapToWire(b: BootstrapInfo): BootstrapWire {
+  return {
+    bootstrap_host: b.host,
+    bootstrap_port: b.port,
+    bootstrap_room: b.room,
+    prefill_worker_id: b.prefillWorkerId,
+    prefill_dp_rank: b.prefillDpRank,
+  };
+}
+
+function bootstrapFromWire(b: z.output<typeof bootstrapSchema>): BootstrapInfo {
+  return {
+    host: b.bootstrap_host,
+    port: b.bootstrap_port,
+    room: b.bootstrap_room,
+    prefillWorkerId: b.prefill_worker_id,
+    prefillDpRank: b.prefill_dp_rank,
+  };
+}
+
+export function generateRequestToWire(r: GenerateRequest): z.input<typeof generateRequestWireSchema> {
+  return {
+    request_id: r.requestId,
+    token_ids: [...r.tokenIds],
+    sampling: {
+      max_tokens: r.sampling.maxTokens,
+      ...(r.sampling.ignoreEos !== undefined ? { ignore_eos: r.sampling.ignoreEos } : {}),
+      ...(r.sampling.stopTokenIds !== undefined ? { stop_token_ids: [...r.sampling.stopTokenIds] } : {}),
+      ...(r.sampling.temperature !== undefined ? { temperature: r.sampling.temperature } : {}),
+      ...(r.sampling.seed !== undefined ? { seed: r.sampling.seed } : {}),
+    },
+    ...(r.dpRank !== undefined ? { dp_rank: r.dpRank } : {}),
+    ...(r.bootstrap !== undefined ? { bootstrap_info: bootstrapToWire(r.bootstrap) } : {}),
+  };
+}
+
+export type WireResult<T> = { ok: true; value: T } | { ok: false; error: string };
+
+export function generateRequestFromWire(value: unknown): WireResult<GenerateRequest> {
+  const parsed = generateRequestWireSchema.safeParse(value);
+  if (!parsed.success) return { ok: false, error: z.prettifyError(parsed.error) };
+  const w = parsed.data;
+  const s = w.sampling;
+  return {
+    ok: true,
+    value: {
+      requestId: w.request_id,
+      tokenIds: w.token_ids,
+      sampling: {
+        maxTokens: s.max_tokens,
+        ...(s.ignore_eos !== undefined ? { ignoreEos: s.ignore_eos } : {}),
+        ...(s.stop_token_ids !== undefined ? { stopTokenIds: s.stop_token_ids } : {}),
+        ...(s.temperature !== undefined ? { temperature: s.temperature } : {}),
+        ...(s.seed !== undefined ? { seed: s.seed } : {}),
+      },
+      ...(w.dp_rank !== undefined ? { dpRank: w.dp_rank } : {}),
+      ...(w.bootstrap_info !== undefined ? { bootstrap: bootstrapFromWire(w.bootstrap_info) } : {}),
+    },
+  };
+}
+
+export function generateChunkToWire(c: GenerateChunk): z.input<typeof generateChunkWireSchema> {
+  return {
+    token_ids: [...c.tokenIds],
+    ...(c.finishReason !== undefined ? { finish_reason: c.finishReason } : {}),
+    ...(c.usage !== undefined
+      ? {
+          usage: {
+            prompt_tokens: c.usage.promptTokens,
+            completion_tokens: c.usage.completionTokens,
+            cached_tokens: c.usage.cachedTokens,
+          },
+        }
+      : {}),
+    ...(c.dpRank !== undefined ? { dp_rank: c.dpRank } : {}),
+    ...(c.bootstrap !== undefined ? { bootstrap_info: bootstrapToWire(c.bootstrap) } : {}),
+    ...(c.error !== undefined ? { error: c.error } : {}),
+  };
+}
+
+export function generateChunkFromWire(value: unknown): WireResult<GenerateChunk> {
+  const parsed = generateChunkWireSchema.safeParse(value);
+  if (!parsed.success) return { ok: false, error: z.prettifyError(parsed.error) };
+  const w = parsed.data;
+  return {
+    ok: true,
+    value: {
+      tokenIds: w.token_ids,
+      ...(w.finish_reason !== undefined ? { finishReason: w.finish_reason } : {}),
+      ...(w.usage !== undefined
+        ? {
+            usage: {
+              promptTokens: w.usage.prompt_tokens,
+              completionTokens: w.usage.completion_tokens,
+              cachedTokens: w.usage.cached_tokens,
+            },
+          }
+        : {}),
+      ...(w.dp_rank !== undefined ? { dpRank: w.dp_rank } : {}),
+      ...(w.bootstrap_info !== undefined ? { bootstrap: bootstrapFromWire(w.bootstrap_info) } : {}),
+      ...(w.error !== undefined ? { error: w.error } : {}),
+    },
+  };
+}
+
+/** Recovery query to a worker's local indexer: a range of event ids of one rank, or its full dump. */
+export const kvIndexerQueryWireSchema = z.object({
+  dp_rank: rank,
+  /** Both absent: the full dump. */
+  start_event_id: u64.optional(),
+  end_event_id: u64.optional(),
+});
+export type KvIndexerQuery = z.output<typeof kvIndexerQueryWireSchema>;
+
+/** Per-(worker, rank) load, published on kv_metrics. */
+export const workerLoadWireSchema = z.object({
+  worker_id: u64,
+  dp_rank: rank,
+  active_decode_blocks: z.number().int().nonnegative(),
+  total_kv_blocks: z.number().int().nonnegative(),
+  num_running: z.number().int().nonnegative(),
+  num_waiting: z.number().int().nonnegative(),
+  kv_usage: z.number().min(0).max(1),
+  prefix_hit_rate: z.number().min(0).max(1),
+});
+export type WorkerLoad = z.output<typeof workerLoadWireSchema>;
+
+/** Decode side pulls a prefilled room's KV from the prefill worker (distributed mode). */
+export const kvTransferPullWireSchema = z.object({
+  bootstrap_room: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  dp_rank: rank,
+});
+export const kvTransferAnswerWireSchema = z.object({
+  blocks: z.array(u64),
+  token_ids: z.array(tokenId),
+});

@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest';
+import type { GenerateChunk, GenerateRequest } from '../../src/protocol/generate.ts';
+import {
+  generateChunkFromWire,
+  generateChunkToWire,
+  generateRequestFromWire,
+  generateRequestToWire,
+} from '../../src/protocol/wire.ts';
+import { decodeJson, encodeJson } from '../../src/runtime/codec.ts';
+
+const roundTrip = (value: unknown): unknown => decodeJson(encodeJson(value));
+
+describe('generate wire protocol', () => {
+  it('round-trips a decode request with bootstrap info, keeping rank 0 and a u64 worker id', () => {
+    const request: GenerateRequest = {
+      requestId: 'r1',
+      tokenIds: [1, 2, 3],
+      sampling: { maxTokens: 4, ignoreEos: true, seed: 7 },
+      dpRank: 0,
+      bootstrap: {
+        host: 'h',
+        port: 9,
+        room: 2 ** 53 - 1,
+        prefillWorkerId: 18446744073709551615n,
+        prefillDpRank: 0,
+      },
+    };
+    const back = generateRequestFromWire(roundTrip(generateRequestToWire(request)));
+    expect(back).toEqual({ ok: true, value: request });
+  });
+
+  it('round-trips chunks and rejects malformed ones with a message', () => {
+    const chunk: GenerateChunk = {
+      tokenIds: [5],
+      finishReason: 'length',
+      usage: { promptTokens: 3, completionTokens: 1, cachedTokens: 0 },
+      dpRank: 0,
+    };
+    expect(generateChunkFromWire(roundTrip(generateChunkToWire(chunk)))).toEqual({ ok: true, value: chunk });
+    const bad = generateChunkFromWire({ token_ids: [-1] });
+    expect(bad.ok).toBe(false);
+  });
+
+  it('rejects bad requests: empty prompt, negative rank, fractional tokens, missing sampling', () => {
+    const base = generateRequestToWire({ requestId: 'x', tokenIds: [1], sampling: { maxTokens: 1 } });
+    for (const broken of [
+      { ...base, token_ids: [] },
+      { ...base, dp_rank: -1 },
+      { ...base, token_ids: [1.5] },
+      { request_id: 'x', token_ids: [1] },
+      { ...base, sampling: { max_tokens: 0 } },
+    ])
+      expect(generateRequestFromWire(broken).ok).toBe(false);
+  });
+});
