@@ -1,7 +1,10 @@
 import type { Command } from 'commander';
+import { registerBenchCommand } from './bench-command.ts';
 
 /**
  * Every subcommand registers itself here, one module per command (serve, frontend, worker, router,
  * bench, mock-engine), so main.ts stays a thin entry point.
  */
-export function registerCommands(_program: Command): void {}
+export function registerCommands(program: Command): void {
+  registerBenchCommand(program);
+}
