@@ -94,19 +94,23 @@ export class VirtualClock implements Clock {
   }
 
   /**
-   * Like runUntilIdle, but lets promise callbacks and I/O run between timers (a macrotask turn
-   * each time), for components that hop through promises between clock events.
-   * Resolves once no timer is pending after such a turn.
+   * Like runUntilIdle (or runUntil when `until` is given), but lets promise callbacks and I/O run
+   * between timers (a macrotask turn each time), for components that hop through promises between
+   * clock events. Resolves once no timer is due after such a turn.
    */
-  async settle(maxTimers = Number.POSITIVE_INFINITY): Promise<number> {
+  async settle(options: { until?: number; maxTimers?: number } = {}): Promise<number> {
+    const until = options.until ?? Number.POSITIVE_INFINITY;
+    const maxTimers = options.maxTimers ?? Number.POSITIVE_INFINITY;
     let count = 0;
     for (;;) {
       await new Promise<void>((resolve) => setImmediate(resolve));
-      const timer = this.popLive();
-      if (timer === undefined) return count;
+      this.dropCancelled();
+      if (this.heap.length === 0 || this.heap[0].at > until) break;
       if (++count > maxTimers) throw new Error(`VirtualClock: more than ${maxTimers} timers fired`);
-      this.fire(timer);
+      this.fire(this.pop());
     }
+    if (until !== Number.POSITIVE_INFINITY && until > this.time) this.time = until;
+    return count;
   }
 
   private fire(timer: VirtualTimer): void {

@@ -73,7 +73,11 @@ describe('VirtualClock', () => {
     clock.setTimer(() => {
       void Promise.resolve().then(() => clock.setTimer(() => seen.push(clock.now()), 5));
     }, 10);
-    await clock.settle();
+    clock.setTimer(() => seen.push(-1), 100);
+    await clock.settle({ until: 50 });
     expect(seen).toEqual([15]);
+    expect(clock.now()).toBe(50);
+    await clock.settle();
+    expect(seen).toEqual([15, -1]);
   });
 });
