@@ -1,0 +1,750 @@
+/**
+ * The KV block index as a radix tree in typed arrays (Dynamo's radix_tree.rs, semantics pinned by
+ * test/kv/indexer.conformance.ts and the NaiveIndexer reference).
+ *
+ * Layout (see src/kv/radix/): nodes and (block, owner) entries are structure-of-arrays; a node's first
+ * child is inline and the others sit in one global open-addressing table keyed by (parent, tokens
+ * hash); each owner has its own block hash -> entry table. Event bigints become u32 halves once, at the
+ * edge; nothing on the store, remove or query paths allocates per block.
+ *
+ * Removal does not cascade: an owner may keep entries below a block it no longer holds ("stale"
+ * entries). Each entry knows the same owner's entry on the parent node, or that it has none, and each
+ * node counts its stale entries. A node without stale entries holds a subset of its parent's owners, so
+ * findMatches can compare counts: a level whose owner count equals its parent's changes nothing and
+ * costs O(1); per-owner work happens only where the set shrinks or below stale entries.
+ */
+import { KvEventError } from './errors.ts';
+import { isDpRank, type RouterEvent, type StoredBlock, type WorkerId } from './events.ts';
+import type { FindMatchesOptions, IndexerStats, KvIndexer, OverlapScores } from './indexer.ts';
+import { OwnerTable } from './owners.ts';
+import {
+  blockTableFind,
+  blockTablePlace,
+  blockTableRehash,
+  blockTableRemove,
+  MIN_BLOCK_TABLE,
+} from './radix/block-table.ts';
+import { ChildTable } from './radix/child-table.ts';
+import { ALIAS, EntryPool, NO_ENTRY, NO_PARENT, STALE } from './radix/entry-pool.ts';
+import { hashPair, powerOfTwoAtLeast } from './radix/hash.ts';
+import { FLAG_MIXED_KEYS, NO_NODE, NodePool, ROOT } from './radix/node-pool.ts';
+
+export interface RadixTreeIndexerOptions {
+  /** Shared owner numbering (the router's). When absent the indexer creates and manages its own. */
+  readonly owners?: OwnerTable;
+  /** Initial node and entry capacities (they grow on demand). */
+  readonly initialCapacity?: number;
+}
+
+const U64_MAX = 0xffff_ffff_ffff_ffffn;
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+const LO = LITTLE_ENDIAN ? 0 : 1;
+const HI = 1 - LO;
+
+class Scores implements OverlapScores {
+  count = 0;
+  owners: Int32Array;
+  blocks: Int32Array;
+  treeSizes: Int32Array;
+  constructor(capacity: number) {
+    this.owners = new Int32Array(capacity);
+    this.blocks = new Int32Array(capacity);
+    this.treeSizes = new Int32Array(capacity);
+  }
+}
+
+function isU64(value: unknown): value is bigint {
+  return typeof value === 'bigint' && value >= 0n && value <= U64_MAX;
+}
+
+function invalid(message: string): KvEventError {
+  return new KvEventError('KV_INVALID_EVENT', message);
+}
+
+export class RadixTreeIndexer implements KvIndexer {
+  readonly owners: OwnerTable;
+  private readonly ownsTable: boolean;
+  private readonly nodes: NodePool;
+  private readonly entries: EntryPool;
+  private readonly children: ChildTable;
+
+  /** Per owner: block hash table, live keys (tree size), stale entries. */
+  private ownerSlots: Int32Array[] = [];
+  private ownerKeys = new Int32Array(0);
+  private ownerStale = new Int32Array(0);
+  /** findMatches scratch: membership stamps and the explicit active list. */
+  private mark = new Int32Array(0);
+  private active = new Int32Array(0);
+  private stamp = 0;
+  private scores = new Scores(0);
+
+  private entryCount = 0;
+  private aliasCount = 0;
+  private applied = 0;
+  private errors = 0;
+
+  /** Edge conversion of bigints to halves, and per-event scratch: [tokLo, tokHi, blkLo, blkHi] per block. */
+  private readonly wide = new BigUint64Array(1);
+  private readonly halves = new Uint32Array(this.wide.buffer);
+  private blockHalves = new Int32Array(256);
+  private dupSlots = new Int32Array(64);
+  private dupStamp = new Int32Array(64);
+  private dupGeneration = 0;
+
+  constructor(options: RadixTreeIndexerOptions = {}) {
+    this.ownsTable = options.owners === undefined;
+    this.owners = options.owners ?? new OwnerTable();
+    const capacity = options.initialCapacity ?? 1024;
+    this.nodes = new NodePool(capacity);
+    this.entries = new EntryPool(capacity);
+    this.children = new ChildTable(this.nodes, capacity);
+    this.ensureOwners(this.owners.capacity);
+  }
+
+  get size(): number {
+    return this.entryCount;
+  }
+
+  apply(event: RouterEvent): KvEventError | null {
+    const error = this.applyEvent(event);
+    if (error === null) this.applied++;
+    else this.errors++;
+    return error;
+  }
+
+  removeWorker(workerId: WorkerId): void {
+    for (const owner of this.owners.ownersOf(workerId)) this.clearOwner(owner);
+    if (this.ownsTable) this.owners.releaseWorker(workerId);
+  }
+
+  treeSize(owner: number): number {
+    return owner >= 0 && owner < this.ownerKeys.length ? this.ownerKeys[owner] : 0;
+  }
+
+  findMatches(localHashes: Uint32Array, options?: FindMatchesOptions): OverlapScores {
+    const scores = this.scores;
+    scores.count = 0;
+    const length = localHashes.length >>> 1;
+    if (length === 0) return scores;
+    let cur = this.childOf(ROOT, localHashes[0] | 0, localHashes[1] | 0);
+    if (cur < 0) return scores;
+    const nodes = this.nodes;
+    const ownerCount = nodes.ownerCount;
+    const staleCount = nodes.staleCount;
+    const ownerHead = nodes.ownerHead;
+    const entryOwner = this.entries.owner;
+    const entryNext = this.entries.next;
+    const mark = this.mark;
+    const active = this.active;
+    const earlyExit = options?.earlyExit === true;
+
+    // `full`: the active set is exactly cur's owners; otherwise it is active[0 .. activeCount).
+    let full = true;
+    let activeCount = ownerCount[cur];
+    let depth = 1;
+    if (activeCount === 0) return scores;
+    if (!(earlyExit && activeCount === 1)) {
+      for (let i = 1; i < length; i++) {
+        const child = this.childOf(cur, localHashes[2 * i] | 0, localHashes[2 * i + 1] | 0);
+        if (child < 0) break;
+        const childOwners = ownerCount[child];
+        if (staleCount[child] !== 0 || childOwners !== ownerCount[cur]) {
+          // The set changes here: stamp the child's owners, then drop the active ones it lacks.
+          const stamp = this.nextStamp();
+          for (let e = ownerHead[child]; e !== NO_ENTRY; e = entryNext[e]) mark[entryOwner[e]] = stamp;
+          let kept = 0;
+          if (full) {
+            const collect = staleCount[child] !== 0;
+            for (let e = ownerHead[cur]; e !== NO_ENTRY; e = entryNext[e]) {
+              const owner = entryOwner[e];
+              if (mark[owner] !== stamp) this.emit(owner, depth);
+              else {
+                if (collect) active[kept] = owner;
+                kept++;
+              }
+            }
+          } else {
+            for (let k = 0; k < activeCount; k++) {
+              const owner = active[k];
+              if (mark[owner] !== stamp) this.emit(owner, depth);
+              else active[kept++] = owner;
+            }
+          }
+          activeCount = kept;
+          full = kept === childOwners;
+          if (kept === 0) break;
+        }
+        cur = child;
+        depth++;
+        if (earlyExit && activeCount === 1) break;
+      }
+    }
+    if (full) {
+      if (activeCount > 0)
+        for (let e = ownerHead[cur]; e !== NO_ENTRY; e = entryNext[e]) this.emit(entryOwner[e], depth);
+    } else for (let k = 0; k < activeCount; k++) this.emit(active[k], depth);
+    return scores;
+  }
+
+  /**
+   * Single-block stored events, breadth first, that rebuild this index. An owner's parent hash is its
+   * (smallest) block hash on the parent node. Stale entries (below a block their owner no longer
+   * holds) cannot be chained from the root and are left out, as in Dynamo's dump and the reference.
+   */
+  dump(): RouterEvent[] {
+    const events: RouterEvent[] = [];
+    const nodes = this.nodes;
+    const entries = this.entries;
+    if (nodes.live === 0) return events;
+    const highWater = nodes.highWater;
+    const firstKid = new Int32Array(highWater).fill(NO_NODE);
+    const nextKid = new Int32Array(highWater).fill(NO_NODE);
+    for (let id = highWater - 1; id > ROOT; id--) {
+      if (!nodes.isLive(id)) continue;
+      const parent = nodes.parent[id];
+      nextKid[id] = firstKid[parent];
+      firstKid[parent] = id;
+    }
+    const aliasesOf = this.collectAliases();
+    const emitted = new Uint8Array(entries.highWater);
+    const queue = new Int32Array(nodes.live);
+    let tail = 0;
+    for (let kid = firstKid[ROOT]; kid !== NO_NODE; kid = nextKid[kid]) queue[tail++] = kid;
+    for (let head = 0; head < tail; head++) {
+      const node = queue[head];
+      const atRoot = nodes.parent[node] === ROOT;
+      const tokensHash = this.keyOf(nodes.tokensLo[node], nodes.tokensHi[node]);
+      for (let e = nodes.ownerHead[node]; e !== NO_ENTRY; e = entries.next[e]) {
+        const parentEntry = entries.parentEntry[e];
+        if (!atRoot && (parentEntry < 0 || emitted[parentEntry] === 0)) continue;
+        emitted[e] = 1;
+        const parentHash = atRoot ? null : minBigint(this.keysOf(parentEntry, aliasesOf));
+        const { workerId, dpRank } = this.owners.pairOf(entries.owner[e]);
+        for (const blockHash of this.keysOf(e, aliasesOf))
+          events.push({
+            workerId,
+            event: {
+              eventId: 0n,
+              dpRank,
+              data: { kind: 'stored', parentHash, blocks: [{ blockHash, tokensHash }] },
+            },
+          });
+      }
+      for (let kid = firstKid[node]; kid !== NO_NODE; kid = nextKid[kid]) queue[tail++] = kid;
+    }
+    return events;
+  }
+
+  stats(): IndexerStats {
+    let owners = 0;
+    let ownerBytes =
+      this.ownerKeys.byteLength +
+      this.ownerStale.byteLength +
+      this.mark.byteLength +
+      this.active.byteLength +
+      3 * this.scores.owners.byteLength;
+    for (let owner = 0; owner < this.ownerSlots.length; owner++) {
+      if (this.ownerKeys[owner] > 0) owners++;
+      ownerBytes += this.ownerSlots[owner].byteLength;
+    }
+    return {
+      entries: this.entryCount,
+      nodes: this.nodes.live,
+      owners,
+      eventsApplied: this.applied,
+      eventErrors: this.errors,
+      bytes:
+        this.nodes.bytes +
+        this.entries.bytes +
+        this.children.bytes +
+        ownerBytes +
+        this.blockHalves.byteLength +
+        this.dupSlots.byteLength +
+        this.dupStamp.byteLength,
+    };
+  }
+
+  // ---- events -------------------------------------------------------------------------------------
+
+  private applyEvent(event: RouterEvent): KvEventError | null {
+    if (typeof event !== 'object' || event === null) return invalid('event is not an object');
+    const body = event.event;
+    if (typeof body !== 'object' || body === null) return invalid('event body is missing');
+    const { workerId } = event;
+    const { dpRank, data } = body;
+    if (!isU64(workerId)) return invalid('worker id is not a u64');
+    if (!isDpRank(dpRank)) return invalid(`dp rank ${String(dpRank)} is not a u32`);
+    if (typeof data !== 'object' || data === null) return invalid('event data is missing');
+    switch (data.kind) {
+      case 'cleared':
+        for (const owner of this.owners.ownersOf(workerId)) this.clearOwner(owner);
+        return null;
+      case 'removed':
+        if (!Array.isArray(data.blockHashes)) return invalid('removed block hashes are not a list');
+        return this.removeBlocks(workerId, dpRank, data.blockHashes);
+      case 'stored':
+        if (!Array.isArray(data.blocks)) return invalid('stored blocks are not a list');
+        return this.storeBlocks(workerId, dpRank, data.parentHash, data.blocks);
+      default:
+        return invalid('unknown event kind');
+    }
+  }
+
+  private storeBlocks(
+    workerId: WorkerId,
+    dpRank: number,
+    parentHash: bigint | null,
+    blocks: readonly StoredBlock[],
+  ): KvEventError | null {
+    const count = blocks.length;
+    if (this.blockHalves.length < 4 * count) this.blockHalves = new Int32Array(powerOfTwoAtLeast(4 * count));
+    const halves = this.blockHalves;
+    const wide = this.wide;
+    const parts = this.halves;
+    for (let i = 0; i < count; i++) {
+      const block = blocks[i];
+      if (typeof block !== 'object' || block === null) return invalid(`stored block ${i} is not an object`);
+      const { tokensHash, blockHash } = block;
+      if (!isU64(tokensHash) || !isU64(blockHash))
+        return invalid(`stored block ${i} has a hash that is not a u64`);
+      wide[0] = tokensHash;
+      halves[4 * i] = parts[LO];
+      halves[4 * i + 1] = parts[HI];
+      wide[0] = blockHash;
+      halves[4 * i + 2] = parts[LO];
+      halves[4 * i + 3] = parts[HI];
+    }
+    let parentLo = 0;
+    let parentHi = 0;
+    const hasParent = parentHash !== null;
+    if (hasParent) {
+      if (!isU64(parentHash)) return invalid('parent hash is not a u64');
+      wide[0] = parentHash;
+      parentLo = parts[LO] | 0;
+      parentHi = parts[HI] | 0;
+    }
+    const owner = this.intern(workerId, dpRank);
+    let cur = ROOT;
+    let parentEntry = NO_PARENT;
+    if (hasParent) {
+      const found = blockTableFind(this.ownerSlots[owner], this.entries, parentLo, parentHi);
+      if (found < 0)
+        return new KvEventError(
+          'KV_PARENT_NOT_FOUND',
+          `worker ${workerId} rank ${dpRank}: parent block ${parentHash} is not indexed`,
+        );
+      parentEntry = this.primaryOf(found);
+      cur = this.entries.node[parentEntry];
+    }
+    if (this.repeatsBlockHash(count, hasParent, parentLo, parentHi))
+      return new KvEventError(
+        'KV_INVALID_BLOCK_SEQUENCE',
+        `worker ${workerId} rank ${dpRank}: a block hash repeats its parent or an earlier block`,
+      );
+    for (let i = 0; i < count; i++) {
+      const tokensLo = halves[4 * i];
+      const tokensHi = halves[4 * i + 1];
+      const keyLo = halves[4 * i + 2];
+      const keyHi = halves[4 * i + 3];
+      let child = this.childOf(cur, tokensLo, tokensHi);
+      if (child < 0) child = this.createChild(cur, tokensLo, tokensHi);
+      const previous = blockTableFind(this.ownerSlots[owner], this.entries, keyLo, keyHi);
+      if (previous >= 0) {
+        const previousPrimary = this.primaryOf(previous);
+        if (this.entries.node[previousPrimary] === child) {
+          parentEntry = previousPrimary;
+          cur = child;
+          continue;
+        }
+        // The engine moved this block hash to another position: the key leaves its old node below.
+        this.takeKey(owner, keyLo, keyHi);
+      }
+      let primary = this.primaryOn(child, owner);
+      if (primary < 0) primary = this.addPrimary(owner, child, keyLo, keyHi, parentEntry);
+      else this.addAlias(owner, primary, keyLo, keyHi);
+      if (previous >= 0) this.dropKeyRecord(previous);
+      parentEntry = primary;
+      cur = child;
+    }
+    return null;
+  }
+
+  private removeBlocks(workerId: WorkerId, dpRank: number, hashes: readonly bigint[]): KvEventError | null {
+    for (let i = 0; i < hashes.length; i++)
+      if (!isU64(hashes[i])) return invalid(`removed block hash ${i} is not a u64`);
+    const owner = this.intern(workerId, dpRank);
+    const wide = this.wide;
+    const parts = this.halves;
+    let firstError: KvEventError | null = null;
+    for (let i = 0; i < hashes.length; i++) {
+      wide[0] = hashes[i];
+      const record = this.takeKey(owner, parts[LO] | 0, parts[HI] | 0);
+      if (record < 0) {
+        firstError ??= new KvEventError(
+          'KV_BLOCK_NOT_FOUND',
+          `worker ${workerId} rank ${dpRank}: removed block ${hashes[i]} is not indexed`,
+        );
+        continue;
+      }
+      this.dropKeyRecord(record);
+    }
+    return firstError;
+  }
+
+  /** True when a block hash of the event equals the parent hash or an earlier block's. */
+  private repeatsBlockHash(count: number, hasParent: boolean, parentLo: number, parentHi: number): boolean {
+    const halves = this.blockHalves;
+    if (count <= 8) {
+      for (let i = 0; i < count; i++) {
+        const lo = halves[4 * i + 2];
+        const hi = halves[4 * i + 3];
+        if (hasParent && lo === parentLo && hi === parentHi) return true;
+        for (let j = 0; j < i; j++) if (halves[4 * j + 2] === lo && halves[4 * j + 3] === hi) return true;
+      }
+      return false;
+    }
+    const size = powerOfTwoAtLeast(2 * (count + 1), 64);
+    if (this.dupSlots.length < size) {
+      this.dupSlots = new Int32Array(size);
+      this.dupStamp = new Int32Array(size);
+      this.dupGeneration = 0;
+    }
+    if (++this.dupGeneration === 0x7fffffff) {
+      this.dupStamp.fill(0);
+      this.dupGeneration = 1;
+    }
+    const generation = this.dupGeneration;
+    const slots = this.dupSlots;
+    const stamps = this.dupStamp;
+    const mask = slots.length - 1;
+    for (let i = -1; i < count; i++) {
+      if (i < 0 && !hasParent) continue;
+      const lo = i < 0 ? parentLo : halves[4 * i + 2];
+      const hi = i < 0 ? parentHi : halves[4 * i + 3];
+      let slot = hashPair(lo, hi) & mask;
+      while (stamps[slot] === generation) {
+        const j = slots[slot];
+        const otherLo = j < 0 ? parentLo : halves[4 * j + 2];
+        const otherHi = j < 0 ? parentHi : halves[4 * j + 3];
+        if (otherLo === lo && otherHi === hi) return true;
+        slot = (slot + 1) & mask;
+      }
+      stamps[slot] = generation;
+      slots[slot] = i;
+    }
+    return false;
+  }
+
+  // ---- tree structure -----------------------------------------------------------------------------
+
+  private childOf(node: number, lo: number, hi: number): number {
+    const nodes = this.nodes;
+    const first = nodes.firstChild[node];
+    if (first !== NO_NODE) {
+      if (nodes.tokensLo[first] === lo && nodes.tokensHi[first] === hi) return first;
+      if (nodes.childCount[node] === 1) return -1;
+    } else if (nodes.childCount[node] === 0) return -1;
+    return this.children.find(node, lo, hi);
+  }
+
+  private createChild(parent: number, lo: number, hi: number): number {
+    const nodes = this.nodes;
+    const child = nodes.alloc(parent, lo, hi);
+    if (nodes.firstChild[parent] === NO_NODE) nodes.firstChild[parent] = child;
+    else this.children.insert(child);
+    nodes.childCount[parent]++;
+    return child;
+  }
+
+  /** Frees a node nobody holds and with no children, then its ancestors that become so. */
+  private pruneUpward(node: number): void {
+    const nodes = this.nodes;
+    while (node !== ROOT && nodes.ownerCount[node] === 0 && nodes.childCount[node] === 0) {
+      const parent = nodes.parent[node];
+      if (nodes.firstChild[parent] === node) nodes.firstChild[parent] = NO_NODE;
+      else this.children.remove(node);
+      nodes.childCount[parent]--;
+      nodes.free(node);
+      node = parent;
+    }
+  }
+
+  // ---- entries ------------------------------------------------------------------------------------
+
+  private primaryOf(record: number): number {
+    return this.entries.parentEntry[record] === ALIAS ? this.entries.kids[record] : record;
+  }
+
+  /** The owner's primary entry on a node, or -1. */
+  private primaryOn(node: number, owner: number): number {
+    const nodes = this.nodes;
+    const entries = this.entries;
+    if (nodes.ownerCount[node] === 0) return -1;
+    const head = nodes.ownerHead[node];
+    const found = blockTableFind(this.ownerSlots[owner], entries, entries.keyLo[head], entries.keyHi[head]);
+    if (found >= 0) {
+      const primary = this.primaryOf(found);
+      if (entries.node[primary] === node) return primary;
+    }
+    // Every key on the node equals the head's unless flagged, and this owner has no entry under it.
+    if ((nodes.flags[node] & FLAG_MIXED_KEYS) === 0) return -1;
+    for (let e = head; e !== NO_ENTRY; e = entries.next[e]) if (entries.owner[e] === owner) return e;
+    return -1;
+  }
+
+  private addPrimary(owner: number, node: number, lo: number, hi: number, parentEntry: number): number {
+    const entry = this.entries.alloc(node, owner, lo, hi);
+    const entries = this.entries;
+    const nodes = this.nodes;
+    entries.parentEntry[entry] = parentEntry;
+    if (parentEntry >= 0) entries.kids[parentEntry]++;
+    const head = nodes.ownerHead[node];
+    if (head !== NO_ENTRY) {
+      if (entries.keyLo[head] !== lo || entries.keyHi[head] !== hi) nodes.flags[node] |= FLAG_MIXED_KEYS;
+      entries.prev[head] = entry;
+    }
+    entries.next[entry] = head;
+    nodes.ownerHead[node] = entry;
+    nodes.ownerCount[node]++;
+    this.insertKey(owner, entry);
+    if (this.ownerStale[owner] > 0 && nodes.childCount[node] > 0) this.adoptChildren(owner, entry);
+    return entry;
+  }
+
+  private addAlias(owner: number, primary: number, lo: number, hi: number): void {
+    const entries = this.entries;
+    const node = entries.node[primary];
+    const alias = entries.alloc(node, owner, lo, hi);
+    entries.parentEntry[alias] = ALIAS;
+    entries.kids[alias] = primary;
+    this.nodes.flags[node] |= FLAG_MIXED_KEYS;
+    this.aliasCount++;
+    this.insertKey(owner, alias);
+  }
+
+  private insertKey(owner: number, entry: number): void {
+    let slots = this.ownerSlots[owner];
+    const keys = this.ownerKeys[owner] + 1;
+    if (2 * keys > slots.length) {
+      slots = blockTableRehash(slots, this.entries, slots.length * 2);
+      this.ownerSlots[owner] = slots;
+    }
+    blockTablePlace(slots, this.entries, entry);
+    this.ownerKeys[owner] = keys;
+    this.entryCount++;
+  }
+
+  /** Removes a key from the owner's table and returns its record (still allocated), or -1. */
+  private takeKey(owner: number, lo: number, hi: number): number {
+    const record = blockTableRemove(this.ownerSlots[owner], this.entries, lo, hi);
+    if (record >= 0) {
+      this.ownerKeys[owner]--;
+      this.entryCount--;
+    }
+    return record;
+  }
+
+  /** Disposes of a record whose key has left the table: the owner may leave the node. */
+  private dropKeyRecord(record: number): void {
+    const entries = this.entries;
+    if (entries.parentEntry[record] === ALIAS) {
+      entries.free(record);
+      this.aliasCount--;
+      return;
+    }
+    const owner = entries.owner[record];
+    if (this.aliasCount > 0 && (this.nodes.flags[entries.node[record]] & FLAG_MIXED_KEYS) !== 0) {
+      const alias = this.findAliasOf(owner, record);
+      if (alias >= 0) {
+        // Another key of this owner still maps here: the primary takes it over, membership stays.
+        const slots = this.ownerSlots[owner];
+        blockTableRemove(slots, entries, entries.keyLo[alias], entries.keyHi[alias]);
+        entries.keyLo[record] = entries.keyLo[alias];
+        entries.keyHi[record] = entries.keyHi[alias];
+        blockTablePlace(slots, entries, record);
+        entries.free(alias);
+        this.aliasCount--;
+        return;
+      }
+    }
+    this.removePrimary(record);
+  }
+
+  private removePrimary(entry: number): void {
+    const entries = this.entries;
+    const nodes = this.nodes;
+    const owner = entries.owner[entry];
+    const node = entries.node[entry];
+    const parentEntry = entries.parentEntry[entry];
+    if (parentEntry === STALE) {
+      nodes.staleCount[node]--;
+      this.ownerStale[owner]--;
+    } else if (parentEntry >= 0) entries.kids[parentEntry]--;
+    if (entries.kids[entry] > 0) this.orphanChildren(owner, entry);
+    this.unlink(entry, node);
+    entries.free(entry);
+    if (nodes.ownerCount[node] === 0 && nodes.childCount[node] === 0) this.pruneUpward(node);
+  }
+
+  private unlink(entry: number, node: number): void {
+    const entries = this.entries;
+    const prev = entries.prev[entry];
+    const next = entries.next[entry];
+    if (prev !== NO_ENTRY) entries.next[prev] = next;
+    else this.nodes.ownerHead[node] = next;
+    if (next !== NO_ENTRY) entries.prev[next] = prev;
+    this.nodes.ownerCount[node]--;
+  }
+
+  /** The owner left `entry`'s node: its entries on the children become stale. Rare (non-LRU removal). */
+  private orphanChildren(owner: number, entry: number): void {
+    const entries = this.entries;
+    const slots = this.ownerSlots[owner];
+    let remaining = entries.kids[entry];
+    for (let i = 0; i < slots.length && remaining > 0; i++) {
+      const slot = slots[i];
+      if (slot === 0 || entries.parentEntry[slot - 1] !== entry) continue;
+      entries.parentEntry[slot - 1] = STALE;
+      this.nodes.staleCount[entries.node[slot - 1]]++;
+      this.ownerStale[owner]++;
+      remaining--;
+    }
+    entries.kids[entry] = 0;
+  }
+
+  /** The owner holds `entry`'s node again: its stale entries on the children count again. */
+  private adoptChildren(owner: number, entry: number): void {
+    const entries = this.entries;
+    const nodes = this.nodes;
+    const node = entries.node[entry];
+    const slots = this.ownerSlots[owner];
+    for (let i = 0; i < slots.length && this.ownerStale[owner] > 0; i++) {
+      const slot = slots[i];
+      if (slot === 0) continue;
+      const child = slot - 1;
+      if (entries.parentEntry[child] !== STALE || nodes.parent[entries.node[child]] !== node) continue;
+      entries.parentEntry[child] = entry;
+      entries.kids[entry]++;
+      nodes.staleCount[entries.node[child]]--;
+      this.ownerStale[owner]--;
+    }
+  }
+
+  private findAliasOf(owner: number, primary: number): number {
+    const entries = this.entries;
+    const slots = this.ownerSlots[owner];
+    for (let i = 0; i < slots.length; i++) {
+      const slot = slots[i];
+      if (slot !== 0 && entries.parentEntry[slot - 1] === ALIAS && entries.kids[slot - 1] === primary)
+        return slot - 1;
+    }
+    return -1;
+  }
+
+  /** Drops every entry of one owner. */
+  private clearOwner(owner: number): void {
+    if (owner >= this.ownerKeys.length || this.ownerKeys[owner] === 0) return;
+    const entries = this.entries;
+    const nodes = this.nodes;
+    const slots = this.ownerSlots[owner];
+    for (let i = 0; i < slots.length; i++) {
+      const slot = slots[i];
+      if (slot === 0) continue;
+      const entry = slot - 1;
+      if (entries.parentEntry[entry] === ALIAS) {
+        entries.free(entry);
+        this.aliasCount--;
+        continue;
+      }
+      // All of this owner's entries go, so parent/child links between them need no upkeep.
+      const node = entries.node[entry];
+      if (entries.parentEntry[entry] === STALE) nodes.staleCount[node]--;
+      this.unlink(entry, node);
+      entries.free(entry);
+      if (nodes.ownerCount[node] === 0 && nodes.childCount[node] === 0) this.pruneUpward(node);
+    }
+    this.entryCount -= this.ownerKeys[owner];
+    this.ownerKeys[owner] = 0;
+    this.ownerStale[owner] = 0;
+    this.ownerSlots[owner] = new Int32Array(MIN_BLOCK_TABLE);
+  }
+
+  // ---- owners and results -------------------------------------------------------------------------
+
+  private intern(workerId: WorkerId, dpRank: number): number {
+    const owner = this.owners.intern(workerId, dpRank);
+    if (owner >= this.ownerKeys.length) this.ensureOwners(Math.max(owner + 1, this.owners.capacity));
+    return owner;
+  }
+
+  private ensureOwners(count: number): void {
+    const capacity = powerOfTwoAtLeast(count, 16);
+    if (capacity <= this.ownerKeys.length) return;
+    const keys = new Int32Array(capacity);
+    keys.set(this.ownerKeys);
+    this.ownerKeys = keys;
+    const stale = new Int32Array(capacity);
+    stale.set(this.ownerStale);
+    this.ownerStale = stale;
+    const mark = new Int32Array(capacity);
+    mark.set(this.mark);
+    this.mark = mark;
+    this.active = new Int32Array(capacity);
+    this.scores = new Scores(capacity);
+    for (let owner = this.ownerSlots.length; owner < capacity; owner++)
+      this.ownerSlots.push(new Int32Array(MIN_BLOCK_TABLE));
+  }
+
+  private nextStamp(): number {
+    if (this.stamp === 0x7fffffff) {
+      this.mark.fill(0);
+      this.stamp = 0;
+    }
+    return ++this.stamp;
+  }
+
+  private emit(owner: number, blocks: number): void {
+    const scores = this.scores;
+    const i = scores.count++;
+    scores.owners[i] = owner;
+    scores.blocks[i] = blocks;
+    scores.treeSizes[i] = this.ownerKeys[owner];
+  }
+
+  // ---- dump helpers -------------------------------------------------------------------------------
+
+  private keyOf(lo: number, hi: number): bigint {
+    this.halves[LO] = lo;
+    this.halves[HI] = hi;
+    return this.wide[0];
+  }
+
+  /** Alias keys grouped by primary entry (empty unless an engine reported several hashes per node). */
+  private collectAliases(): Map<number, bigint[]> {
+    const aliasesOf = new Map<number, bigint[]>();
+    if (this.aliasCount === 0) return aliasesOf;
+    const entries = this.entries;
+    for (const slots of this.ownerSlots)
+      for (let i = 0; i < slots.length; i++) {
+        const entry = slots[i] - 1;
+        if (entry < 0 || entries.parentEntry[entry] !== ALIAS) continue;
+        const key = this.keyOf(entries.keyLo[entry], entries.keyHi[entry]);
+        const list = aliasesOf.get(entries.kids[entry]);
+        if (list === undefined) aliasesOf.set(entries.kids[entry], [key]);
+        else list.push(key);
+      }
+    return aliasesOf;
+  }
+
+  private keysOf(primary: number, aliasesOf: Map<number, bigint[]>): bigint[] {
+    const own = this.keyOf(this.entries.keyLo[primary], this.entries.keyHi[primary]);
+    const aliases = aliasesOf.get(primary);
+    return aliases === undefined ? [own] : [own, ...aliases];
+  }
+}
+
+function minBigint(values: readonly bigint[]): bigint {
+  let min = values[0];
+  for (const value of values) if (value < min) min = value;
+  return min;
+}
