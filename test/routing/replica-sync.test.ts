@@ -79,7 +79,8 @@ describe('replica sync', () => {
     ]);
     expect(seen[0]).toMatchObject({ request_id: 'r', worker: { worker_id: 2n, dp_rank: 0 }, router_id: 7n });
     expect(
-      (seen[0].data as { AddRequest: { token_sequence: bigint[] } }).AddRequest.token_sequence,
+      (seen[0].data as { readonly AddRequest: { readonly token_sequence: readonly bigint[] | null } })
+        .AddRequest.token_sequence,
     ).toHaveLength(2);
     expect(sync.stats()).toMatchObject({ published: 3, ignoredOwn: 3, applied: 0 });
   });
