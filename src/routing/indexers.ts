@@ -7,8 +7,8 @@ import { ApproximateIndexer } from '../kv/approx-indexer.ts';
 import type { KvEventError } from '../kv/errors.ts';
 import type { WorkerId } from '../kv/events.ts';
 import type { KvIndexer } from '../kv/indexer.ts';
-import { NaiveIndexer } from '../kv/naive-indexer.ts';
 import type { OwnerTable } from '../kv/owners.ts';
+import { RadixTreeIndexer } from '../kv/radix-tree.ts';
 import type { Clock } from '../util/clock.ts';
 
 /** An index that also learns from routing decisions. */
@@ -21,8 +21,9 @@ export interface DecisionIndexer extends KvIndexer {
   ): KvEventError | null;
 }
 
+/** The radix tree, sharing the router's owner numbering. */
 export function createEventIndexer(owners: OwnerTable): KvIndexer {
-  return new NaiveIndexer({ owners });
+  return new RadixTreeIndexer({ owners });
 }
 
 export interface DecisionIndexerOptions {
