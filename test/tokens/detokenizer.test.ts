@@ -1,0 +1,135 @@
+import { fileURLToPath } from 'node:url';
+import fc from 'fast-check';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { IncrementalDetokenizer, StopStringMatcher } from '../../src/tokens/detokenizer.ts';
+import { loadHfTokenizer } from '../../src/tokens/hf-tokenizer.ts';
+import { loadO200kTokenizer, type Tokenizer } from '../../src/tokens/tokenizer.ts';
+
+const TINY = fileURLToPath(new URL('../fixtures/tiny-bpe/tokenizer.json', import.meta.url));
+
+describe('IncrementalDetokenizer', () => {
+  let o200k: Tokenizer;
+  let tiny: Tokenizer;
+  beforeAll(async () => {
+    o200k = await loadO200kTokenizer();
+    tiny = await loadHfTokenizer(TINY);
+  });
+
+  it('holds back the first half of a character split across two tokens', () => {
+    const detok = new IncrementalDetokenizer(tiny);
+    // 'é' is the byte tokens 0xC3 0xA9 in the tiny tokenizer.
+    expect(detok.push([0xc3])).toBe('');
+    expect(detok.push([0xa9])).toBe('é');
+    expect(detok.flush()).toBe('');
+  });
+
+  it('emits only complete characters for an emoji spread over several o200k tokens', () => {
+    const text = '🧑‍🚀 x';
+    const ids = o200k.encode(text);
+    const emojiTokens = ids.filter((id) => {
+      const bytes = o200k.tokenBytes(id)!;
+      return new TextDecoder('utf-8', { fatal: false }).decode(bytes).includes('\uFFFD');
+    });
+    expect(emojiTokens.length).toBeGreaterThan(0); // some token really does split a character
+    const detok = new IncrementalDetokenizer(o200k);
+    const pieces = ids.map((id) => detok.push([id]));
+    for (const piece of pieces) expect(piece).not.toContain('\uFFFD');
+    expect(pieces.join('') + detok.flush()).toBe(text);
+  });
+
+  it('joins to the full text for any chunking (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.string({ unit: 'grapheme', maxLength: 60 }),
+        fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 20 }),
+        (text, sizes) => {
+          const ids = o200k.encode(text);
+          const detok = new IncrementalDetokenizer(o200k);
+          let out = '';
+          let at = 0;
+          let k = 0;
+          while (at < ids.length) {
+            const size = sizes[k++ % sizes.length];
+            const piece = detok.push(ids.slice(at, at + size));
+            expect(piece).not.toContain('\uFFFD');
+            out += piece;
+            at += size;
+          }
+          expect(out + detok.flush()).toBe(text);
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it('drops special tokens by default and keeps them when asked', () => {
+    const end = o200k.specialTokenId('<|im_end|>')!;
+    const ids = [...o200k.encode('done'), end];
+    expect(new IncrementalDetokenizer(o200k).push(ids)).toBe('done');
+    expect(new IncrementalDetokenizer(o200k, { skipSpecialTokens: false }).push(ids)).toBe('done<|im_end|>');
+  });
+
+  it('turns an unknown id or a dangling partial character into U+FFFD instead of failing', () => {
+    const detok = new IncrementalDetokenizer(tiny);
+    expect(detok.push([99_999])).toBe('\uFFFD');
+    expect(detok.push([0xc3])).toBe('');
+    expect(detok.flush()).toBe('\uFFFD');
+  });
+});
+
+describe('StopStringMatcher', () => {
+  it('finds a stop string split across chunks and cuts it off', () => {
+    const m = new StopStringMatcher(['STOP']);
+    expect(m.push('hello S')).toEqual({ text: 'hello ', stopped: false });
+    expect(m.push('TO')).toEqual({ text: '', stopped: false });
+    expect(m.push('P and more')).toEqual({ text: '', stopped: true, stop: 'STOP' });
+    expect(m.push('later')).toEqual({ text: '', stopped: true });
+    expect(m.flush()).toBe('');
+  });
+
+  it('releases held text that turns out not to be a stop string', () => {
+    const m = new StopStringMatcher(['STOP']);
+    expect(m.push('ST')).toEqual({ text: '', stopped: false });
+    expect(m.push('ART')).toEqual({ text: 'START', stopped: false });
+    expect(m.push('ending S')).toEqual({ text: 'ending ', stopped: false });
+    expect(m.flush()).toBe('S');
+  });
+
+  it('the earliest match wins among several stop strings', () => {
+    const m = new StopStringMatcher(['world', 'lo w']);
+    expect(m.push('hello world')).toEqual({ text: 'hel', stopped: true, stop: 'lo w' });
+  });
+
+  it('equals a one-shot search for any chunking (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.string({ unit: fc.constantFrom('a', 'b', 'c', 'x'), maxLength: 40 }),
+        fc.array(fc.string({ unit: fc.constantFrom('a', 'b', 'c'), minLength: 1, maxLength: 4 }), {
+          minLength: 1,
+          maxLength: 3,
+        }),
+        fc.array(fc.integer({ min: 1, max: 5 }), { minLength: 1, maxLength: 10 }),
+        (text, stops, sizes) => {
+          const firstAt = Math.min(...stops.map((s) => text.indexOf(s)).filter((i) => i >= 0));
+          const expected = Number.isFinite(firstAt) ? text.slice(0, firstAt) : text;
+          const m = new StopStringMatcher(stops);
+          let out = '';
+          let at = 0;
+          let k = 0;
+          let stopped = false;
+          while (at < text.length && !stopped) {
+            const size = sizes[k++ % sizes.length];
+            const r = m.push(text.slice(at, at + size));
+            out += r.text;
+            stopped = r.stopped;
+            at += size;
+          }
+          if (!stopped) out += m.flush();
+          expect(out).toBe(expected);
+          expect(stopped).toBe(Number.isFinite(firstAt));
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+});
