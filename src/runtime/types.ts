@@ -200,7 +200,7 @@ export interface DurableStreamConfig {
 export interface DurableMessage extends EventMessage {
   /** Stream sequence, from 1. */
   readonly seq: number;
-  /** How many times this message was delivered (1 on first delivery). */
+  /** Deliveries of this message in this subscription (1, more after a nak or an ack-wait timeout). */
   readonly deliveries: number;
   ack(): void;
   /** Asks for redelivery now. */
@@ -224,8 +224,9 @@ export interface EventPlane {
   /** Publishes into a stream and waits for it to be stored; returns the stream sequence. */
   publishDurable(subject: string, payload: Uint8Array): Promise<number>;
   /**
-   * Delivers the stream's messages not yet acked by this named consumer (created if missing),
-   * then new ones, in order.
+   * Delivers, in order, the stream's messages after this named consumer's ack floor (the consumer
+   * is created if missing), then new ones. At-least-once: a message acked out of order above the
+   * floor by an earlier subscription may be delivered again.
    */
   subscribeDurable(
     stream: string,

@@ -90,7 +90,10 @@ export class LocalStreams {
       throw new RuntimeError('RUNTIME_INVALID', `consumer ${name} is already subscribed`);
     consumer.listener = listener;
     consumer.ackWaitMs = ackWaitMs;
+    // Like the NATS plane: everything after the ack floor again, in order (at-least-once).
     consumer.cursor = consumer.ackFloor + 1;
+    consumer.acked.clear();
+    consumer.deliveries.clear();
     const c = consumer;
     queueMicrotask(() => this.pump(stream, c));
     return () => {
@@ -114,7 +117,7 @@ export class LocalStreams {
     if (consumer.cursor < first) consumer.cursor = first;
     while (consumer.listener && consumer.cursor <= stream.lastSeq) {
       const seq = consumer.cursor++;
-      if (seq <= consumer.ackFloor || consumer.acked.has(seq)) continue;
+      if (seq <= consumer.ackFloor) continue;
       const stored = stream.messages[seq - first];
       if (stored) this.deliver(stream, consumer, stored);
     }

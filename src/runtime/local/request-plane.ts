@@ -169,12 +169,17 @@ export class LocalRequestPlane implements RequestPlane {
     };
   }
 
-  /** Simulates the serving process dying: every caller of its endpoints fails with STREAM_LOST. */
+  /**
+   * Simulates this process dying: callers of its endpoints fail with STREAM_LOST, handlers serving
+   * its own outgoing calls are aborted (as a remote server notices its caller went away).
+   */
   simulateCrash(): void {
+    this.closed = true;
     for (const key of [...this.serving]) {
       const served = this.hub.served.get(key);
       if (served) this.unserve(key, served, 'RUNTIME_STREAM_LOST', 'the serving instance went away');
     }
+    for (const call of [...this.calls]) call.fail(new RuntimeError('RUNTIME_CLOSED', 'crashed'));
   }
 
   async close(): Promise<void> {

@@ -8,7 +8,6 @@ import {
   DeliverPolicy,
   type JetStreamClient,
   type JetStreamManager,
-  type JsMsg,
   jetstream,
   jetstreamManager,
   StorageType,
@@ -107,42 +106,26 @@ export class NatsEventPlane implements EventPlane {
   ): Promise<Subscription> {
     this.assertOpen();
     const jsm = await this.manager();
-    const ackWait = nanos(options.ackWaitMs ?? 60_000);
-    try {
-      const info = await jsm.consumers.info(stream, consumer);
-      if (info.config.ack_wait !== ackWait)
-        await jsm.consumers.update(stream, consumer, { ack_wait: ackWait });
-    } catch {
-      await jsm.consumers.add(stream, {
-        durable_name: consumer,
-        ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.All,
-        ack_wait: ackWait,
-      });
-    }
+    await this.prepareConsumer(jsm, stream, consumer, nanos(options.ackWaitMs ?? 60_000));
     const pull = await this.client().consumers.get(stream, consumer);
-    const unacked = new Set<JsMsg>();
     const messages = await pull.consume({
       max_messages: 1000,
       callback: (m) => {
         let settled = false;
-        unacked.add(m);
-        const settle = () => {
-          if (settled) return false;
-          settled = true;
-          unacked.delete(m);
-          return true;
-        };
         const message: DurableMessage = {
           subject: m.subject,
           payload: m.data,
           seq: m.seq,
           deliveries: m.info.deliveryCount,
           ack: () => {
-            if (settle()) m.ack();
+            if (settled) return;
+            settled = true;
+            m.ack();
           },
           nak: () => {
-            if (settle()) m.nak();
+            if (settled) return;
+            settled = true;
+            m.nak();
           },
         };
         try {
@@ -152,11 +135,33 @@ export class NatsEventPlane implements EventPlane {
         }
       },
     });
-    return this.track(() => {
-      // What was delivered but not acked goes back to the stream now, not after ack_wait.
-      for (const m of unacked) m.nak();
-      unacked.clear();
-      void messages.close().catch(() => {});
+    return this.track(() => void messages.close().catch(() => {}));
+  }
+
+  /**
+   * Makes the durable consumer deliver, in order, everything after its ack floor. JetStream would
+   * redeliver messages left unacked by a previous subscription only after ack_wait, behind newer
+   * ones; so a consumer with pending acks is recreated to start right after its ack floor
+   * (at-least-once: a message acked above the floor may come again).
+   */
+  private async prepareConsumer(jsm: JetStreamManager, stream: string, consumer: string, ackWait: number) {
+    const base = { durable_name: consumer, ack_policy: AckPolicy.Explicit, ack_wait: ackWait };
+    let info: Awaited<ReturnType<JetStreamManager['consumers']['info']>> | undefined;
+    try {
+      info = await jsm.consumers.info(stream, consumer);
+    } catch {
+      info = undefined;
+    }
+    if (!info) {
+      await jsm.consumers.add(stream, { ...base, deliver_policy: DeliverPolicy.All });
+      return;
+    }
+    if (info.num_ack_pending === 0 && info.config.ack_wait === ackWait) return;
+    await jsm.consumers.delete(stream, consumer);
+    await jsm.consumers.add(stream, {
+      ...base,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: info.ack_floor.stream_seq + 1,
     });
   }
 

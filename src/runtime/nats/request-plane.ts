@@ -244,6 +244,8 @@ export class NatsRequestPlane implements RequestPlane {
     for (const served of this.served.values())
       for (const stream of served.streams.values())
         stream.abort.abort(new RuntimeError('RUNTIME_CLOSED', 'crashed'));
+    for (const call of [...this.calls.values()])
+      call.finish(new RuntimeError('RUNTIME_CLOSED', 'crashed'), true);
   }
 
   async close(): Promise<void> {
