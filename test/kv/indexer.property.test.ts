@@ -6,6 +6,7 @@
  * so one hash lands on several paths and parents get re-pointed).
  */
 import { existsSync } from 'node:fs';
+import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ApproximateIndexer } from '../../src/kv/approx-indexer.ts';
@@ -244,54 +245,54 @@ function describeOps(ops: readonly Op[]): string {
 function check(implementation: Implementation, ops: readonly Op[]): void {
   const model = new Model();
   const indexer = implementation.create();
-  const context = () => `${implementation.name} after:\n${describeOps(ops)}`;
+  // Cheap comparison first; the failure message (with the whole sequence) is built only on a mismatch.
+  const same = (actual: unknown, expected: unknown, label: string) => {
+    if (!isDeepStrictEqual(actual, expected))
+      expect(actual, `${implementation.name}, ${label}, after:\n${describeOps(ops)}`).toEqual(expected);
+  };
   for (const [step, op] of ops.entries()) {
     if (op.kind === 'removeWorker') {
       model.removeWorker(op.workerId);
       indexer.removeWorker(op.workerId);
     } else {
       const expected = model.apply(op.event);
-      const error = indexer.apply(op.event);
-      expect(error?.code ?? null, `${context()}\nerror at step ${step}`).toBe(expected);
+      same(indexer.apply(op.event)?.code ?? null, expected, `error at step ${step}`);
     }
     for (const query of LONG_QUERIES)
-      expect(matches(indexer, query), context()).toEqual(model.matches(query, false));
-    expect(indexer.size, context()).toBe(model.size);
+      same(matches(indexer, query), model.matches(query, false), `step ${step} query ${query}`);
+    same(indexer.size, model.size, `size at step ${step}`);
   }
   for (const query of QUERIES) {
-    expect(matches(indexer, query), context()).toEqual(model.matches(query, false));
-    expect(matches(indexer, query, true), `${context()}\nearlyExit`).toEqual(model.matches(query, true));
+    same(matches(indexer, query), model.matches(query, false), `query ${query}`);
+    same(matches(indexer, query, true), model.matches(query, true), `earlyExit query ${query}`);
   }
   // A dump rebuilds the same matches (entries unreachable from the root are not dumped) and the same dump.
   const rebuilt = implementation.create();
-  for (const event of indexer.dump()) expect(rebuilt.apply(event), context()).toBeNull();
-  for (const query of QUERIES) {
-    const blocks = (scores: Scores) =>
-      Object.fromEntries(Object.entries(scores).map(([k, v]) => [k, v.blocks]));
-    expect(blocks(matches(rebuilt, query)), `${context()}\ndump replay`).toEqual(
-      blocks(matches(indexer, query)),
-    );
-  }
-  expect(canonicalDump(rebuilt), context()).toEqual(canonicalDump(indexer));
+  for (const event of indexer.dump()) same(rebuilt.apply(event), null, 'dump replay');
+  const blocks = (scores: Scores) =>
+    Object.fromEntries(Object.entries(scores).map(([k, v]) => [k, v.blocks]));
+  for (const query of QUERIES)
+    same(blocks(matches(rebuilt, query)), blocks(matches(indexer, query)), `dump replay query ${query}`);
+  same(canonicalDump(rebuilt), canonicalDump(indexer), 'dump of the rebuilt index');
 }
 
 describe('indexers agree with the model', () => {
   for (const implementation of implementations) {
     it(`${implementation.name}: consistent block hashes`, () => {
       fc.assert(
-        fc.property(fc.array(consistentOp, { minLength: 1, maxLength: 30 }), (ops) =>
+        fc.property(fc.array(consistentOp, { minLength: 1, maxLength: 40 }), (ops) =>
           check(implementation, ops),
         ),
-        { numRuns: 200 },
+        { numRuns: 300 },
       );
     });
 
     it(`${implementation.name}: adversarial block hashes`, () => {
       fc.assert(
-        fc.property(fc.array(adversarialOp, { minLength: 1, maxLength: 30 }), (ops) =>
+        fc.property(fc.array(adversarialOp, { minLength: 1, maxLength: 40 }), (ops) =>
           check(implementation, ops),
         ),
-        { numRuns: 200 },
+        { numRuns: 300 },
       );
     });
   }
