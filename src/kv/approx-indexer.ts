@@ -14,15 +14,15 @@ import { type Clock, realClock } from '../util/clock.ts';
 import type { KvEventError } from './errors.ts';
 import type { RouterEvent, StoredBlock, WorkerId } from './events.ts';
 import type { FindMatchesOptions, IndexerStats, KvIndexer, OverlapScores } from './indexer.ts';
-import { NaiveIndexer } from './naive-indexer.ts';
 import type { OwnerTable } from './owners.ts';
+import { RadixTreeIndexer } from './radix-tree.ts';
 
 export const DEFAULT_APPROX_TTL_MS = 120_000;
 export const DEFAULT_MAX_TREE_SIZE = 2 ** 20;
 export const DEFAULT_PRUNE_TARGET_RATIO = 0.8;
 
 export interface ApproximateIndexerOptions {
-  /** The index that holds the blocks; default a new one sharing `owners`. */
+  /** The index that holds the blocks; default a new RadixTreeIndexer sharing `owners`. */
   readonly inner?: KvIndexer;
   /** Owner table for the default inner indexer (ignored when `inner` is given). */
   readonly owners?: OwnerTable;
@@ -110,7 +110,7 @@ export class ApproximateIndexer implements KvIndexer {
   private readonly heap = new ExpiryHeap();
 
   constructor(options: ApproximateIndexerOptions = {}) {
-    this.inner = options.inner ?? new NaiveIndexer({ owners: options.owners });
+    this.inner = options.inner ?? new RadixTreeIndexer({ owners: options.owners });
     this.clock = options.clock ?? realClock;
     this.ttlMs = options.ttlMs ?? DEFAULT_APPROX_TTL_MS;
     this.maxTreeSize = options.maxTreeSize ?? DEFAULT_MAX_TREE_SIZE;

@@ -2,11 +2,16 @@ import { describe, expect, it } from 'vitest';
 import { ApproximateIndexer } from '../../src/kv/approx-indexer.ts';
 import { NaiveIndexer } from '../../src/kv/naive-indexer.ts';
 import { OwnerTable } from '../../src/kv/owners.ts';
+import { RadixTreeIndexer } from '../../src/kv/radix-tree.ts';
 import { packU64s } from '../../src/tokens/u64.ts';
 import { ManualClock } from '../../src/util/clock.ts';
 import { matchedBlocks, runIndexerConformance, storedEvent } from './indexer.conformance.ts';
 
 runIndexerConformance('ApproximateIndexer', () => new ApproximateIndexer({ clock: new ManualClock() }));
+runIndexerConformance(
+  'ApproximateIndexer over NaiveIndexer',
+  () => new ApproximateIndexer({ inner: new NaiveIndexer(), clock: new ManualClock() }),
+);
 
 const TTL = 120_000;
 
@@ -147,6 +152,13 @@ describe('ApproximateIndexer', () => {
     // A worker recorded again after removal is tracked afresh.
     record(indexer, 1n, 0, [9]);
     expect(matchedBlocks(indexer, [9])).toEqual({ '1:0': 1 });
+  });
+
+  it('defaults to a radix tree sharing the given owner table', () => {
+    const owners = new OwnerTable();
+    const indexer = new ApproximateIndexer({ owners, clock: new ManualClock() });
+    expect(indexer.inner).toBeInstanceOf(RadixTreeIndexer);
+    expect(indexer.owners).toBe(owners);
   });
 
   it('wraps a given inner indexer and shares its owner table', () => {

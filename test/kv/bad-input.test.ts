@@ -3,7 +3,6 @@
  * rejected with a coded error, and valid-but-wrong events (unknown parent, unknown removed hash) leave
  * other owners' entries intact.
  */
-import { existsSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ApproximateIndexer } from '../../src/kv/approx-indexer.ts';
@@ -12,6 +11,7 @@ import { KvEventError } from '../../src/kv/errors.ts';
 import type { RouterEvent } from '../../src/kv/events.ts';
 import type { KvIndexer } from '../../src/kv/indexer.ts';
 import { NaiveIndexer } from '../../src/kv/naive-indexer.ts';
+import { RadixTreeIndexer } from '../../src/kv/radix-tree.ts';
 import { U64_MAX } from '../../src/tokens/u64.ts';
 import { ManualClock } from '../../src/util/clock.ts';
 import { canonicalDump, clearedEvent, matches, removedEvent, storedEvent } from './indexer.conformance.ts';
@@ -211,14 +211,9 @@ const badEventText = fc.oneof(mistyped, mistyped, truncated, byteFlipped, badTag
 
 const factories: [string, () => KvIndexer][] = [
   ['NaiveIndexer', () => new NaiveIndexer()],
+  ['RadixTreeIndexer', () => new RadixTreeIndexer()],
   ['ApproximateIndexer', () => new ApproximateIndexer({ clock: new ManualClock() })],
 ];
-const radixTreePath = new URL('../../src/kv/radix-tree.ts', import.meta.url);
-if (existsSync(radixTreePath)) {
-  const module = (await import(radixTreePath.href)) as { RadixTreeIndexer?: new () => KvIndexer };
-  const RadixTreeIndexer = module.RadixTreeIndexer;
-  if (RadixTreeIndexer !== undefined) factories.push(['RadixTreeIndexer', () => new RadixTreeIndexer()]);
-}
 
 function populate(indexer: KvIndexer): void {
   for (const event of [

@@ -5,7 +5,6 @@
  * small token alphabet so chains share prefixes) and "adversarial" (block hashes from a tiny alphabet,
  * so one hash lands on several paths and parents get re-pointed).
  */
-import { existsSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -13,6 +12,7 @@ import { ApproximateIndexer } from '../../src/kv/approx-indexer.ts';
 import type { RouterEvent } from '../../src/kv/events.ts';
 import type { KvIndexer } from '../../src/kv/indexer.ts';
 import { NaiveIndexer } from '../../src/kv/naive-indexer.ts';
+import { RadixTreeIndexer } from '../../src/kv/radix-tree.ts';
 import { ManualClock } from '../../src/util/clock.ts';
 import { canonicalDump, matches } from './indexer.conformance.ts';
 
@@ -207,22 +207,16 @@ interface Implementation {
 
 const implementations: Implementation[] = [
   { name: 'NaiveIndexer', create: () => new NaiveIndexer() },
-  { name: 'ApproximateIndexer', create: () => new ApproximateIndexer({ clock: new ManualClock() }) },
+  { name: 'RadixTreeIndexer', create: () => new RadixTreeIndexer() },
+  {
+    name: 'ApproximateIndexer (radix tree)',
+    create: () => new ApproximateIndexer({ clock: new ManualClock() }),
+  },
+  {
+    name: 'ApproximateIndexer (naive)',
+    create: () => new ApproximateIndexer({ inner: new NaiveIndexer(), clock: new ManualClock() }),
+  },
 ];
-
-// The radix tree is written by another helper; it joins the check as soon as it is in the repo.
-const radixTreePath = new URL('../../src/kv/radix-tree.ts', import.meta.url);
-if (existsSync(radixTreePath)) {
-  const module = (await import(radixTreePath.href)) as { RadixTreeIndexer?: new () => KvIndexer };
-  if (module.RadixTreeIndexer !== undefined) {
-    const RadixTreeIndexer = module.RadixTreeIndexer;
-    implementations.push({ name: 'RadixTreeIndexer', create: () => new RadixTreeIndexer() });
-    implementations.push({
-      name: 'ApproximateIndexer(RadixTreeIndexer)',
-      create: () => new ApproximateIndexer({ inner: new RadixTreeIndexer(), clock: new ManualClock() }),
-    });
-  }
-}
 
 function describeOps(ops: readonly Op[]): string {
   return ops
