@@ -109,7 +109,8 @@ export class BlockHasher {
     if (tokens instanceof Uint32Array) {
       memory.set(tokens.length === tokenCount ? tokens : tokens.subarray(0, tokenCount), srcWord);
     } else {
-      copyCheckedTokens(tokens, tokenCount, memory, srcWord);
+      const bad = copyCheckedTokens(tokens, tokenCount, memory, srcWord);
+      if (bad >= 0) throw new RangeError(`token ${bad} is not a u32 integer: ${String(tokens[bad])}`);
     }
     kernel.hashBlocks(src, this.blockSize * 4, blocks, dst, this.seedLo, this.seedHi);
     const dstWord = dst >>> 2;
@@ -147,11 +148,18 @@ function outputFor(out: Uint32Array | undefined, blocks: number): Uint32Array {
   return out.length === 2 * blocks ? out : out.subarray(0, 2 * blocks);
 }
 
-function copyCheckedTokens(tokens: ArrayLike<number>, count: number, memory: Uint32Array, at: number): void {
+/** Copies `count` tokens into `memory` from word `at` on; returns the first bad index, or -1. */
+function copyCheckedTokens(
+  tokens: ArrayLike<number>,
+  count: number,
+  memory: Uint32Array,
+  at: number,
+): number {
   for (let i = 0; i < count; i++) {
     const token = tokens[i];
     // One compare rejects NaN, fractions, negatives, values >= 2^32 and non-numbers.
-    if (token >>> 0 !== token) throw new RangeError(`token ${i} is not a u32 integer: ${String(token)}`);
+    if (token >>> 0 !== token) return i;
     memory[at + i] = token;
   }
+  return -1;
 }

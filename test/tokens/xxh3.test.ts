@@ -1,5 +1,7 @@
 import { xxh3 } from '@node-rs/xxhash';
 import { describe, expect, it } from 'vitest';
+import { assembleWat, readCachedWasm, readXxh3Wat } from '../../src/tokens/wasm/assemble.ts';
+import { wasmApi } from '../../src/tokens/wasm/webassembly.ts';
 import { customSecret, DYNAMO_SEED, XXH3_SECRET, xxh3_64 } from '../../src/tokens/xxh3.ts';
 import { KERNEL_DATA_START, Xxh3Kernel } from '../../src/tokens/xxh3-wasm.ts';
 import { randomBytes, SEEDS } from './hash-fixtures.ts';
@@ -52,19 +54,24 @@ describe('xxh3_64 (TypeScript reference)', () => {
 });
 
 describe('wasm xxh3 kernel', () => {
-  it('matches the reference for every length class and seed', () => {
+  it('matches the reference for every length class and seed, several inputs per call', () => {
     const kernel = new Xxh3Kernel();
+    const count = 3;
     for (const seed of SEEDS) {
       for (const len of LENGTHS) {
-        const bytes = randomBytes(len, len * 13 + 5);
+        const bytes = randomBytes(len * count, len * 13 + 5);
         // Unaligned input address: the kernel must not assume alignment.
         const src = KERNEL_DATA_START + 3;
-        const dst = KERNEL_DATA_START + 8192;
-        kernel.reserve(dst + 8);
+        const dst = KERNEL_DATA_START + 16_384;
+        kernel.reserve(dst + 8 * count);
         new Uint8Array(kernel.exports.memory.buffer).set(bytes, src);
-        kernel.hashBlocks(src, len, 1, dst, Number(seed & 0xffffffffn), Number(seed >> 32n));
-        const out = new DataView(kernel.exports.memory.buffer).getBigUint64(dst, true);
-        expect(out, `len ${len} seed ${seed}`).toBe(xxh3_64(bytes, seed));
+        kernel.hashBlocks(src, len, count, dst, Number(seed & 0xffffffffn), Number(seed >> 32n));
+        const out = new DataView(kernel.exports.memory.buffer);
+        for (let k = 0; k < count; k++) {
+          expect(out.getBigUint64(dst + 8 * k, true), `len ${len} seed ${seed} input ${k}`).toBe(
+            xxh3_64(bytes.subarray(k * len, (k + 1) * len), seed),
+          );
+        }
       }
     }
   });
@@ -84,5 +91,18 @@ describe('wasm xxh3 kernel', () => {
     for (const k of [0, 1, 2500, count - 1]) {
       expect(view.getBigUint64(dst + 8 * k, true)).toBe(xxh3_64(bytes.subarray(k * len, (k + 1) * len)));
     }
+  });
+});
+
+describe('wasm kernel build', () => {
+  it('assembles the .wat source into a module with the kernel exports', async () => {
+    const binary = await assembleWat(readXxh3Wat());
+    const module = new wasmApi.Module(binary);
+    const exports = new wasmApi.Instance(module).exports;
+    expect(Object.keys(exports).sort()).toEqual(['hash_blocks', 'hash_sequence', 'memory']);
+  });
+
+  it('ignores a cached binary built from another source', () => {
+    expect(readCachedWasm(`${readXxh3Wat()}\n;; edited`)).toBeNull();
   });
 });
