@@ -15,28 +15,35 @@ interface Xxh3Exports {
   hash_sequence(src: number, count: number, dst: number, seedLo: number, seedHi: number): void;
 }
 
-/** First byte the JS side may use; below it are the secrets and accumulators of the kernel. */
+/** First byte the JS side may use; below it lie the secrets the kernel keeps in its memory. */
 export const KERNEL_DATA_START = 1024;
 const PAGE_BYTES = 65_536;
 
-async function loadBinary(): Promise<Uint8Array> {
+async function loadModule(): Promise<object> {
   const source = readXxh3Wat();
   const cached = readCachedWasm(source);
-  if (cached) return cached;
+  if (cached) {
+    try {
+      return new wasmApi.Module(cached);
+    } catch {
+      // A damaged cache file: assemble again below.
+    }
+  }
   const binary = await assembleWat(source);
+  const module = new wasmApi.Module(binary);
   try {
     writeCachedWasm(source, binary);
   } catch {
     // A read-only checkout still works: the binary is simply assembled again next time.
   }
-  return binary;
+  return module;
 }
 
-const xxh3Module = new wasmApi.Module(await loadBinary());
+const xxh3Module = await loadModule();
 
 /**
  * One kernel instance and typed views over its memory. The views are replaced when the memory
- * grows, so read `u32` / `u8` again after every `reserve`.
+ * grows, so read `u32` again after every `reserve`.
  */
 export class Xxh3Kernel {
   readonly exports: Xxh3Exports;

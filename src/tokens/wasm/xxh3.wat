@@ -421,6 +421,7 @@
   ;; hash = avalanche(acc + acc_end). One loop: round `rounds` stands for the last 16 bytes.
   (func $blocks_129to240 (param $src i32) (param $len i32) (param $count i32) (param $dst i32) (param $seed i64)
     (local $start i64) (local $acc i64) (local $acc_end i64) (local $m i64) (local $a i64) (local $b i64)
+    (local $ll i64) (local $lh i64) (local $cross i64)
     (local $p i32) (local $out i32) (local $stop i32) (local $o i32) (local $last_o i32) (local $in i32) (local $s i32)
     (local.set $start (i64.mul (i64.extend_i32_u (local.get $len)) (i64.const 0x9E3779B185EBCA87)))
     (local.set $last_o (i32.and (local.get $len) (i32.const -16)))
@@ -446,7 +447,23 @@
             (i64.xor (i64.load (local.get $in)) (i64.add (i64.load (local.get $s)) (local.get $seed))))
           (local.set $b
             (i64.xor (i64.load offset=8 (local.get $in)) (i64.sub (i64.load offset=8 (local.get $s)) (local.get $seed))))
-          (local.set $m (call $mulfold (local.get $a) (local.get $b)))
+          ;; m = mulfold(a, b)
+          (local.set $ll
+            (i64.mul (i64.and (local.get $a) (i64.const 0xffffffff)) (i64.and (local.get $b) (i64.const 0xffffffff))))
+          (local.set $lh
+            (i64.mul (i64.and (local.get $a) (i64.const 0xffffffff)) (i64.shr_u (local.get $b) (i64.const 32))))
+          (local.set $cross
+            (i64.add
+              (i64.add (i64.shr_u (local.get $ll) (i64.const 32)) (i64.and (local.get $lh) (i64.const 0xffffffff)))
+              (i64.mul (i64.shr_u (local.get $a) (i64.const 32)) (i64.and (local.get $b) (i64.const 0xffffffff)))))
+          (local.set $m
+            (i64.xor
+              (i64.mul (local.get $a) (local.get $b))
+              (i64.add
+                (i64.add
+                  (i64.mul (i64.shr_u (local.get $a) (i64.const 32)) (i64.shr_u (local.get $b) (i64.const 32)))
+                  (i64.shr_u (local.get $lh) (i64.const 32)))
+                (i64.shr_u (local.get $cross) (i64.const 32)))))
           (if (i32.lt_u (local.get $o) (i32.const 128))
             (then (local.set $acc (i64.add (local.get $acc) (local.get $m))))
             (else (local.set $acc_end (i64.add (local.get $acc_end) (local.get $m)))))
