@@ -1,0 +1,169 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadO200kTokenizer } from '../../src/tokens/tokenizer.ts';
+import { chatBody, type TestServer, testServer } from './helpers.ts';
+
+let server: TestServer | undefined;
+afterEach(async () => {
+  await server?.app.close();
+  server = undefined;
+});
+
+function sse(body: string): Record<string, unknown>[] {
+  const events = body.split('\n\n').filter((e) => e !== '');
+  expect(events.at(-1)).toBe('data: [DONE]');
+  return events.slice(0, -1).map((e) => JSON.parse(e.slice('data: '.length)));
+}
+
+function streamedText(body: string): { text: string; finish: unknown[] } {
+  let text = '';
+  const finish: unknown[] = [];
+  for (const chunk of sse(body)) {
+    for (const choice of chunk.choices as {
+      delta?: { content?: string };
+      text?: string;
+      finish_reason: unknown;
+    }[]) {
+      text += choice.delta?.content ?? choice.text ?? '';
+      if (choice.finish_reason) finish.push(choice.finish_reason);
+    }
+  }
+  return { text, finish };
+}
+
+describe('generation over HTTP', () => {
+  it('a stop string split across tokens ends the choice, is cut off, and cancels the backend', async () => {
+    server = await testServer({ reply: 'The quick brown fox jumps over the lazy dog.' });
+    const unary = await server.app.inject({
+      method: 'POST',
+      url: '/v1/chat/completions',
+      payload: chatBody({ max_tokens: 50, stop: ['own fo'] }),
+    });
+    expect(unary.json().choices[0]).toMatchObject({
+      message: { content: 'The quick br' },
+      finish_reason: 'stop',
+    });
+    expect(server.backend.signals[0].aborted).toBe(true);
+    expect(unary.json().usage.completion_tokens).toBeLessThan(10);
+    const streamed = await server.app.inject({
+      method: 'POST',
+      url: '/v1/completions',
+      payload: { model: 'fake-model', prompt: 'x', max_tokens: 50, stop: 'own fo', stream: true },
+    });
+    expect(streamedText(streamed.body)).toEqual({ text: 'The quick br', finish: ['stop'] });
+  });
+
+  it('streams multi-byte text token by token without broken characters', async () => {
+    const reply = 'Grüße 🧑‍🚀 日本語';
+    server = await testServer({ reply });
+    const tokens = (await loadO200kTokenizer()).encode(reply).length;
+    const response = await server.app.inject({
+      method: 'POST',
+      url: '/v1/chat/completions',
+      payload: chatBody({ max_tokens: tokens, stream: true }),
+    });
+    const chunks = sse(response.body);
+    for (const chunk of chunks) expect(JSON.stringify(chunk)).not.toContain('\uFFFD');
+    expect(streamedText(response.body).text).toBe(reply);
+  });
+
+  it('stop token ids, ignore_eos, temperature and seed reach the backend', async () => {
+    const tokenizer = await loadO200kTokenizer();
+    const [a, b, c] = tokenizer.encode('alpha beta gamma');
+    server = await testServer({ replyTokens: [a, b, c] });
+    const stopped = await server.app.inject({
+      method: 'POST',
+      url: '/v1/chat/completions',
+      payload: chatBody({ max_tokens: 10, stop_token_ids: [c], temperature: 0.5, seed: 3 }),
+    });
+    expect(stopped.json().choices[0]).toMatchObject({
+      message: { content: 'alpha beta gamma' },
+      finish_reason: 'stop',
+    });
+    const sampling = server.backend.requests[0].sampling;
+    expect(sampling).toMatchObject({ maxTokens: 10, temperature: 0.5, seed: 3 });
+    expect(sampling.stopTokenIds).toEqual(expect.arrayContaining([c, 199999, 200004]));
+    await server.app.inject({
+      method: 'POST',
+      url: '/v1/chat/completions',
+      payload: chatBody({ ignore_eos: true }),
+    });
+    expect(server.backend.requests[1].sampling.ignoreEos).toBe(true);
+    expect(server.backend.requests[1].sampling.stopTokenIds).toBeUndefined();
+  });
+
+  it('max_completion_tokens wins over max_tokens', async () => {
+    server = await testServer();
+    await server.app.inject({
+      method: 'POST',
+      url: '/v1/chat/completions',
+      payload: chatBody({ max_tokens: 9, max_completion_tokens: 2 }),
+    });
+    expect(server.backend.requests[0].sampling.maxTokens).toBe(2);
+  });
+
+  it('several prompts × n choices: indexes prompt*n + i, usage counts each prompt once', async () => {
+    server = await testServer({ cachedTokens: 1 });
+    const tokenizer = await loadO200kTokenizer();
+    const response = await server.app.inject({
+      method: 'POST',
+      url: '/v1/completions',
+      payload: { model: 'fake-model', prompt: ['one two', 'three'], n: 2, max_tokens: 2 },
+    });
+    const body = response.json();
+    expect(body.choices.map((c: { index: number }) => c.index)).toEqual([0, 1, 2, 3]);
+    const promptTokens = tokenizer.encode('one two').length + tokenizer.encode('three').length;
+    expect(body.usage).toEqual({
+      prompt_tokens: promptTokens,
+      completion_tokens: 8,
+      total_tokens: promptTokens + 8,
+      prompt_tokens_details: { cached_tokens: 2 },
+    });
+    expect(server.backend.requests.map((r) => r.tokenIds.length)).toEqual([
+      tokenizer.encode('one two').length,
+      tokenizer.encode('one two').length,
+      tokenizer.encode('three').length,
+      tokenizer.encode('three').length,
+    ]);
+  });
+
+  it('token-id prompts are passed through as they are', async () => {
+    server = await testServer();
+    await server.app.inject({
+      method: 'POST',
+      url: '/v1/completions',
+      payload: { model: 'fake-model', prompt: [1, 2, 3] },
+    });
+    expect(server.backend.requests[0].tokenIds).toEqual([1, 2, 3]);
+    expect(server.backend.requests[0].sampling.maxTokens).toBe(16);
+    const bad = await server.app.inject({
+      method: 'POST',
+      url: '/v1/completions',
+      payload: { model: 'fake-model', prompt: [1e9] },
+    });
+    expect(bad.statusCode).toBe(400);
+  });
+
+  it('streamed n > 1: every choice gets its role chunk, its deltas and its own finish chunk', async () => {
+    server = await testServer({ delayMs: 1 });
+    const response = await server.app.inject({
+      method: 'POST',
+      url: '/v1/chat/completions',
+      payload: chatBody({ n: 3, max_tokens: 4, stream: true, stream_options: { include_usage: true } }),
+    });
+    const chunks = sse(response.body);
+    for (let i = 0; i < 3; i++) {
+      const mine = chunks.flatMap((c) =>
+        (c.choices as { index: number; delta: { role?: string }; finish_reason: string | null }[]).filter(
+          (x) => x.index === i,
+        ),
+      );
+      expect(mine[0].delta.role).toBe('assistant');
+      expect(mine.filter((x) => x.finish_reason === 'length')).toHaveLength(1);
+      expect(mine.at(-1)!.finish_reason).toBe('length');
+    }
+    const last = chunks.at(-1)!;
+    expect(last.choices).toEqual([]);
+    expect((last.usage as { completion_tokens: number }).completion_tokens).toBe(12);
+    for (const chunk of chunks.slice(0, -1)) expect(chunk.usage).toBeNull();
+  });
+});
