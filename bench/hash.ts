@@ -13,7 +13,7 @@ import { readPackedU64 } from '../src/tokens/u64.ts';
 const PROMPT_TOKENS = 4096;
 const BLOCK_SIZE = 16;
 const PROMPTS = 512;
-const ROUNDS = 15;
+const ROUNDS = 21;
 const VOCAB = 152_064;
 const BLOCKS = PROMPT_TOKENS / BLOCK_SIZE;
 
@@ -67,28 +67,36 @@ for (const tokens of prompts.slice(0, 8)) {
 }
 
 let sink = 0;
-function timeRound<T>(inputs: readonly T[], fn: (input: T) => number | bigint): number {
+/** Wall-clock and process CPU time (µs per input) of one pass; CPU time shows contention. */
+function timeRound<T>(inputs: readonly T[], fn: (input: T) => number | bigint): [number, number] {
+  const cpuStart = process.cpuUsage();
   const start = process.hrtime.bigint();
   for (const input of inputs) {
     const result = fn(input);
     sink ^= typeof result === 'bigint' ? Number(result & 1n) : result;
   }
-  return Number(process.hrtime.bigint() - start) / 1000 / inputs.length;
+  const wall = Number(process.hrtime.bigint() - start) / 1000 / inputs.length;
+  const cpu = process.cpuUsage(cpuStart);
+  return [wall, (cpu.user + cpu.system) / inputs.length];
 }
 
-const cases: Array<[string, () => number]> = [
+const cases: Array<[string, () => [number, number]]> = [
   ['per_block_native', () => timeRound(prompts, perBlockNative)],
   ['batched', () => timeRound(prompts, batched)],
   ['batched_local_only', () => timeRound(prompts, batchedLocalOnly)],
   ['batched_number_array', () => timeRound(promptArrays, batched)],
 ];
 const samples = new Map<string, number[]>(cases.map(([name]) => [name, []]));
+const cpuSamples = new Map<string, number[]>(cases.map(([name]) => [name, []]));
 for (let round = -2; round < ROUNDS; round++) {
   // Rotate the order each round so no case always runs first (or right after a GC-heavy one).
   for (let k = 0; k < cases.length; k++) {
     const [name, run] = cases[(k + round + 2) % cases.length];
-    const us = run();
-    if (round >= 0) samples.get(name)!.push(us);
+    const [wall, cpu] = run();
+    if (round >= 0) {
+      samples.get(name)!.push(wall);
+      cpuSamples.get(name)!.push(cpu);
+    }
   }
 }
 
@@ -98,6 +106,7 @@ function median(values: number[]): number {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 const us = Object.fromEntries([...samples].map(([name, values]) => [name, median(values)]));
+const cpuUs = Object.fromEntries([...cpuSamples].map(([name, values]) => [name, median(values)]));
 const ratio = us.per_block_native / us.batched;
 const blocksPerSecond = (BLOCKS / us.batched) * 1e6;
 const hashesPerSecond = 2 * blocksPerSecond;
@@ -111,6 +120,10 @@ console.log(`(a) per-block @node-rs/xxhash calls, bigint  ${fmt(us.per_block_nat
 console.log(`(b) BlockHasher, Uint32Array tokens           ${fmt(us.batched)} us / 4k prompt`);
 console.log(`    BlockHasher, number[] tokens (validated)  ${fmt(us.batched_number_array)} us / 4k prompt`);
 console.log(`    BlockHasher, local hashes only            ${fmt(us.batched_local_only)} us / 4k prompt`);
+console.log(
+  `process CPU time (a) ${cpuUs.per_block_native.toFixed(2)} us, (b) ${cpuUs.batched.toFixed(2)} us / 4k prompt` +
+    ' (far below wall clock means other processes were competing for the cores)',
+);
 console.log(`ratio (a)/(b): ${ratio.toFixed(1)}x; ${(hashesPerSecond / 1e6).toFixed(1)} M hashes/s`);
 console.log(
   `(${(blocksPerSecond / 1e6).toFixed(1)} M blocks/s, each block gets its local and its sequence hash)`,
@@ -123,5 +136,7 @@ console.log(
     ratio: Number(ratio.toFixed(2)),
     us_per_4k_prompt_number_array: Number(us.batched_number_array.toFixed(3)),
     us_per_4k_prompt_local_only: Number(us.batched_local_only.toFixed(3)),
+    cpu_us_per_4k_prompt: Number(cpuUs.batched.toFixed(3)),
+    per_block_call_cpu_us_per_4k_prompt: Number(cpuUs.per_block_native.toFixed(3)),
   }),
 );
