@@ -37,8 +37,8 @@ class LocalCall implements AsyncIterator<Uint8Array> {
   private readonly handlerAbort = new AbortController();
   private iterator: AsyncIterator<Uint8Array> | undefined;
   private failure: RuntimeError | undefined;
-  private rejectInterrupt: (error: RuntimeError) => void = noop;
-  private readonly interrupt: Promise<never>;
+  /** Rejects the caller's pending next(), if any (settling twice is a no-op). */
+  private rejectPending: (error: RuntimeError) => void = noop;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private finished = false;
   private readonly onCallerAbort = () =>
@@ -50,10 +50,6 @@ class LocalCall implements AsyncIterator<Uint8Array> {
     private readonly payload: Uint8Array,
     private readonly options: CallOptions,
   ) {
-    this.interrupt = new Promise<never>((_, reject) => {
-      this.rejectInterrupt = reject;
-    });
-    this.interrupt.catch(noop);
     served.calls.add(this);
     callerCalls.add(this);
     options.signal?.addEventListener('abort', this.onCallerAbort, { once: true });
@@ -71,7 +67,7 @@ class LocalCall implements AsyncIterator<Uint8Array> {
     if (this.finished || this.failure) return;
     this.failure = error;
     this.handlerAbort.abort(error);
-    this.rejectInterrupt(error);
+    this.rejectPending(error);
     this.release();
   }
 
@@ -83,7 +79,7 @@ class LocalCall implements AsyncIterator<Uint8Array> {
       this.iterator ??= this.served
         .handler(this.payload, { signal: this.handlerAbort.signal })
         [Symbol.asyncIterator]();
-      result = await Promise.race([this.iterator.next(), this.interrupt]);
+      result = await this.interruptible(this.iterator.next());
     } catch (error) {
       if (this.failure) throw this.failure;
       this.finish();
@@ -108,6 +104,14 @@ class LocalCall implements AsyncIterator<Uint8Array> {
       this.finish();
     }
     return { value: undefined, done: true };
+  }
+
+  /** The handler's next result, unless fail() comes first. */
+  private interruptible(next: Promise<IteratorResult<Uint8Array>>): Promise<IteratorResult<Uint8Array>> {
+    return new Promise((resolve, reject) => {
+      this.rejectPending = reject;
+      next.then(resolve, reject);
+    });
   }
 
   private finish(): void {
