@@ -29,7 +29,7 @@
     "\2b\16\be\58\7d\47\a1\fc\8f\f8\b8\d1\7a\d0\31\ce"
     "\45\cb\3a\8f\95\16\04\28\af\d7\fb\ca\bb\4b\40\7e")
 
-  ;; Offsets in memory
+  ;; where the seeded copy of the secret for long inputs lives
   (global $CUSTOM_SECRET i32 (i32.const 192))
 
   ;; ---------------------------------------------------------------- cold-path primitives
@@ -489,9 +489,9 @@
       (br_if $words (i32.lt_u (local.get $i) (i32.const 192)))))
 
   ;; The stripe algorithm with the custom secret (192 bytes: 16 stripes of 64 bytes per 1024-byte
-  ;; block, accumulators scrambled after each full block). Stripe i (of `stripes`, every stripe
-  ;; that starts before the last input byte) uses secret[8(i mod 16)..]; then one last stripe, the
-  ;; input's final 64 bytes, uses secret[121..]. The 8 accumulators live in locals $a0..$a7.
+  ;; block, accumulators scrambled after each full block). Stripe i of the floor((len - 1) / 64)
+  ;; whole stripes that end before the input's last byte uses secret[8(i mod 16)..]; then one last
+  ;; stripe, the input's final 64 bytes, uses secret[121..]. The accumulators live in $a0..$a7.
   (func $blocks_long (param $src i32) (param $len i32) (param $count i32) (param $dst i32)
     (local $a0 i64) (local $a1 i64) (local $a2 i64) (local $a3 i64)
     (local $a4 i64) (local $a5 i64) (local $a6 i64) (local $a7 i64)
