@@ -152,7 +152,7 @@ export class BootstrapRooms {
     const seq = entry.seq;
     const pulled: PulledKv = {
       blocks: seq.hashes.seqHashes.slice(0, Math.floor(seq.promptLength / seq.blockSize)),
-      tokens: seq.tokens.slice(0, seq.promptLength),
+      tokens: Array.from(seq.prompt),
     };
     this.options.release(seq);
     this.settle(waiter);

@@ -10,6 +10,7 @@
  *   trace replay at thousands of times real speed on a VirtualClock).
  */
 import type { KvCacheEvent, StoredBlock, WorkerId } from '../kv/events.ts';
+import { RadixTreeIndexer } from '../kv/radix-tree.ts';
 import type { BootstrapInfo, FinishReason, GenerateChunk, GenerateRequest } from '../protocol/generate.ts';
 import { BlockHasher } from '../tokens/block-hash.ts';
 import type { Clock } from '../util/clock.ts';
@@ -63,7 +64,7 @@ export class DataParallelEngine implements KvSource {
   readonly options: EngineOptions;
   private readonly clock: Clock;
   private readonly schedulers: RankScheduler[] = [];
-  private readonly indexers: LocalIndexer[] = [];
+  private readonly indexers: (LocalIndexer | null)[] = [];
   private readonly listeners = new Set<(event: KvCacheEvent) => void>();
   private readonly active = new Map<string, Tracked>();
   private readonly placements = new Map<string, Placement>();
@@ -84,7 +85,14 @@ export class DataParallelEngine implements KvSource {
       ? new BlockHasher({ blockSize: resolved.blockSize, seed: resolved.hashSeed })
       : null;
     for (let rank = 0; rank < resolved.dataParallelSize; rank++) {
-      const indexer = new LocalIndexer(resolved.workerId, rank, resolved.localIndexerBufferSize);
+      const indexer = resolved.enableLocalIndexer
+        ? new LocalIndexer(
+            resolved.workerId,
+            rank,
+            resolved.localIndexerBufferSize,
+            resolved.createLocalIndex?.() ?? new RadixTreeIndexer(),
+          )
+        : null;
       const kv = new KvManager({
         capacity: resolved.numGpuBlocks,
         dpRank: rank,
@@ -193,7 +201,6 @@ export class DataParallelEngine implements KvSource {
     seq.dpRank = rank;
     const tracked: Tracked = { seq, signal, onAbort: null, pull: null, room: null };
     this.active.set(request.requestId, tracked);
-    this.record(tracked);
 
     let info: BootstrapInfo | undefined;
     if (options.mode === 'prefill') {
@@ -262,9 +269,13 @@ export class DataParallelEngine implements KvSource {
     return this.schedulerOf(rank).load;
   }
 
+  /** The rank's local indexer; throws when the engine runs without (enableLocalIndexer false). */
   localIndexer(rank: number): LocalIndexer {
     this.schedulerOf(rank);
-    return this.indexers[rank];
+    const indexer = this.indexers[rank];
+    if (indexer === null)
+      throw new EngineError('ENGINE_INVALID_OPTIONS', 'this engine runs without local indexers');
+    return indexer;
   }
 
   /** Where a running or recently finished request ran, and when. */
@@ -410,31 +421,33 @@ export class DataParallelEngine implements KvSource {
   }
 
   private record(tracked: Tracked, finishReason?: FinishReason): void {
+    const limit = this.options.placementHistory;
+    if (limit === 0) return;
     const seq = tracked.seq;
-    const placement: Placement = {
+    const placement: Mutable<Placement> = {
       requestId: seq.requestId,
       dpRank: seq.dpRank,
-      ...(tracked.room !== null ? { bootstrapRoom: tracked.room } : {}),
-      ...(tracked.prefillDpRank !== undefined
-        ? { prefillWorkerId: tracked.prefillWorkerId, prefillDpRank: tracked.prefillDpRank }
-        : {}),
       arrivedAt: seq.arrivedAt,
       firstTokenAt: seq.firstTokenAt,
       finishedAt: seq.finishedAt,
-      ...(finishReason !== undefined ? { finishReason } : {}),
       completionTokens: seq.generated,
       cachedTokens: Math.max(0, seq.cachedTokens),
       preemptions: seq.preemptions,
     };
-    const limit = this.options.placementHistory;
-    if (limit === 0) return;
-    this.placements.delete(seq.requestId);
-    this.placements.set(seq.requestId, placement);
-    if (this.placements.size > limit) this.placements.delete(this.placements.keys().next().value!);
+    if (tracked.room !== null) placement.bootstrapRoom = tracked.room;
+    if (tracked.prefillDpRank !== undefined) {
+      placement.prefillWorkerId = tracked.prefillWorkerId;
+      placement.prefillDpRank = tracked.prefillDpRank;
+    }
+    if (finishReason !== undefined) placement.finishReason = finishReason;
+    const placements = this.placements;
+    placements.delete(seq.requestId);
+    placements.set(seq.requestId, placement);
+    if (placements.size > limit) placements.delete(placements.keys().next().value!);
   }
 
-  private publish(indexer: LocalIndexer, event: KvCacheEvent): void {
-    indexer.apply(event);
+  private publish(indexer: LocalIndexer | null, event: KvCacheEvent): void {
+    indexer?.apply(event);
     for (const listener of this.listeners) {
       try {
         listener(event);
@@ -445,8 +458,10 @@ export class DataParallelEngine implements KvSource {
   }
 }
 
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
 function samePrompt(tokens: readonly number[], seq: EngineSequence): boolean {
   if (tokens.length !== seq.promptLength) return false;
-  for (let i = 0; i < tokens.length; i++) if (tokens[i] !== seq.tokens[i]) return false;
+  for (let i = 0; i < tokens.length; i++) if (tokens[i] !== seq.prompt[i]) return false;
   return true;
 }

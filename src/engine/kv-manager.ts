@@ -94,46 +94,50 @@ export class KvManager {
     return i;
   }
 
-  /** Blocks of [from, to) (plus a partial block) that would need a slot not already active. */
-  blocksToActivate(hashes: BlockHashes, from: number, to: number, withPartial: boolean): number {
-    let needed = withPartial ? 1 : 0;
-    if (!this.caching) return needed + (to - from);
-    for (let i = from; i < to; i++) {
-      const block = this.byHash.get(hashes.seqHashes[i]);
-      if (block === undefined || block.refs === 0) needed++;
-    }
-    return needed;
-  }
-
   /**
    * Takes a reference on full blocks [from, to) of a sequence and, if asked, one new partial block,
    * appending them to `out` in order. New full blocks are published as stored events, one per
-   * contiguous run, whose parent is the block just before the run. All or nothing: returns false,
-   * changing nothing, when active blocks would exceed the capacity.
+   * contiguous run, whose parent is the block just before the run. Returns how many leading blocks
+   * were already held (the prefix-cache hit), or -1, changing nothing, when active blocks would
+   * exceed the capacity.
    */
-  acquire(hashes: BlockHashes, from: number, to: number, withPartial: boolean, out: KvBlock[]): boolean {
-    if (this.active + this.blocksToActivate(hashes, from, to, withPartial) > this.capacity) return false;
+  acquire(hashes: BlockHashes, from: number, to: number, withPartial: boolean, out: KvBlock[]): number {
     const base = out.length;
+    let needed = withPartial ? 1 : 0;
     if (!this.caching) {
+      needed += to - from;
+      if (this.active + needed > this.capacity) return -1;
       for (let i = from; i < to; i++) out.push(this.createAnonymous());
-    } else {
-      // First take every block already held, so that making room for the new ones can never
-      // evict a block this very sequence is about to reuse.
-      let missing = 0;
-      for (let i = from; i < to; i++) {
-        const block = this.byHash.get(hashes.seqHashes[i]);
-        if (block === undefined) {
-          out.push(null as unknown as KvBlock);
-          missing++;
-        } else {
-          this.reference(block);
-          out.push(block);
-        }
-      }
-      if (missing > 0) this.createMissing(hashes, from, to, out, base);
+      if (withPartial) out.push(this.createAnonymous());
+      return 0;
     }
+    // One lookup per block: collect what is held, count what needs a slot.
+    let missing = 0;
+    let leading = 0;
+    const byHash = this.byHash;
+    const seqHashes = hashes.seqHashes;
+    for (let i = from; i < to; i++) {
+      const block = byHash.get(seqHashes[i]);
+      if (block === undefined) {
+        out.push(null as unknown as KvBlock);
+        missing++;
+        needed++;
+      } else {
+        out.push(block);
+        if (block.refs === 0) needed++;
+        if (leading === i - from) leading++;
+      }
+    }
+    if (this.active + needed > this.capacity) {
+      out.length = base;
+      return -1;
+    }
+    // Reference every held block before making room for the new ones, so that eviction can never
+    // take a block this very sequence is about to reuse.
+    for (let j = base; j < out.length; j++) if (out[j] !== null) this.reference(out[j]);
+    if (missing > 0) this.createMissing(hashes, from, to, out, base);
     if (withPartial) out.push(this.createAnonymous());
-    return true;
+    return leading;
   }
 
   private createMissing(hashes: BlockHashes, from: number, to: number, out: KvBlock[], base: number): void {

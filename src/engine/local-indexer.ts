@@ -7,7 +7,6 @@
  */
 import type { KvCacheEvent, RouterEvent, WorkerId } from '../kv/events.ts';
 import type { KvIndexer } from '../kv/indexer.ts';
-import { NaiveIndexer } from '../kv/naive-indexer.ts';
 
 export type EventRangeResult =
   | { readonly kind: 'events'; readonly events: RouterEvent[] }
@@ -24,12 +23,7 @@ export class LocalIndexer {
   private lastEventId: bigint | null = null;
   private errors = 0;
 
-  constructor(
-    workerId: WorkerId,
-    dpRank: number,
-    bufferSize = 10_000,
-    indexer: KvIndexer = new NaiveIndexer(),
-  ) {
+  constructor(workerId: WorkerId, dpRank: number, bufferSize: number, indexer: KvIndexer) {
     if (!Number.isInteger(bufferSize) || bufferSize < 1) throw new RangeError('bufferSize must be >= 1');
     this.workerId = workerId;
     this.dpRank = dpRank;

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import type { KvCacheEvent, WorkerId } from '../kv/events.ts';
+import type { KvIndexer } from '../kv/indexer.ts';
 import type { WorkerRole } from '../protocol/generate.ts';
 import { type Clock, realClock } from '../util/clock.ts';
 import { EngineError } from './errors.ts';
@@ -48,6 +49,10 @@ export interface EngineOptions {
   readonly transfer?: KvTransfer;
   /** Subscribes to every rank's KV events from the start (same as calling onKvEvent). */
   readonly onKvEvent?: (event: KvCacheEvent) => void;
+  /** Keep a local indexer per rank for router recovery (Dynamo: on unless events are durable). */
+  readonly enableLocalIndexer: boolean;
+  /** The index behind each rank's local indexer; default the router's RadixTreeIndexer. */
+  readonly createLocalIndex?: () => KvIndexer;
   /** Events each rank's local indexer keeps for gap recovery. */
   readonly localIndexerBufferSize: number;
   /** Finished requests whose placement (rank, prefill rank, timing) is remembered. */
@@ -74,6 +79,7 @@ const numericSchema = z.object({
   bootstrapHost: z.string().min(1),
   bootstrapPort: z.number().int().min(0).max(65535),
   bootstrapTimeoutMs: z.number().positive(),
+  enableLocalIndexer: z.boolean(),
   localIndexerBufferSize: positiveInt,
   placementHistory: z.number().int().min(0),
 });
@@ -99,6 +105,7 @@ export function resolveEngineOptions(options: Partial<EngineOptions> = {}): Engi
     bootstrapHost: '127.0.0.1',
     bootstrapPort: 0,
     bootstrapTimeoutMs: 30_000,
+    enableLocalIndexer: true,
     localIndexerBufferSize: 10_000,
     placementHistory: 10_000,
     ...stripUndefined(options),

@@ -127,6 +127,7 @@ export class RankScheduler {
   private runningChanged = false;
   private readonly maxAdmitBlocks: number;
   private readonly hashScratch = new Uint32Array(8);
+  private readonly blockTokens: Uint32Array;
   private readonly hitRates = new Float64Array(HIT_RATE_WINDOW);
   private hitRateCount = 0;
   private hitRateSum = 0;
@@ -141,6 +142,7 @@ export class RankScheduler {
     this.hooks = hooks;
     this.clock = config.clock;
     this.maxAdmitBlocks = (1 - config.watermark) * config.numGpuBlocks;
+    this.blockTokens = new Uint32Array(config.blockSize);
   }
 
   /** Requests on this rank (waiting, prefilling or decoding): the balancing load. */
@@ -259,12 +261,15 @@ export class RankScheduler {
       )
         break;
       const fullBlocks = Math.floor(length / blockSize);
-      const cachedBlocks = this.kv.cachedPrefixBlocks(seq.hashes.seqHashes, fullBlocks);
-      const cached = seq.kvPulled ? length : Math.min(cachedBlocks * blockSize, length - 1);
+      if (!this.config.enableChunkedPrefill && (batch.length > 0 || prefillTokens > 0)) {
+        // Without chunking a prompt runs whole: it waits for an iteration with room for it.
+        const hit = this.kv.cachedPrefixBlocks(seq.hashes.seqHashes, fullBlocks);
+        if (length - this.cachedTokensOf(seq, hit) > budget) break;
+      }
+      const cachedBlocks = this.kv.acquire(seq.hashes, 0, fullBlocks, length % blockSize !== 0, seq.blocks);
+      if (cachedBlocks < 0) break;
+      const cached = this.cachedTokensOf(seq, cachedBlocks);
       const newTokens = length - cached;
-      if (!this.config.enableChunkedPrefill && newTokens > budget && (batch.length > 0 || prefillTokens > 0))
-        break;
-      if (!this.kv.acquire(seq.hashes, 0, fullBlocks, length % blockSize !== 0, seq.blocks)) break;
       this.waiting.shift();
       if (seq.cachedTokens < 0) seq.cachedTokens = seq.kvPulled ? 0 : cached;
       this.recordHitRate(length > 0 ? 1 - newTokens / length : 0);
@@ -292,6 +297,12 @@ export class RankScheduler {
     const ratio = this.config.speedupRatio;
     this.timer = this.clock.setTimer(this.endIteration, ratio > 0 ? gpuMs / ratio : 0);
   };
+
+  /** Tokens not to compute: the cached prefix (at least one token is always computed, as vLLM), or all when the KV was pulled. */
+  private cachedTokensOf(seq: EngineSequence, cachedBlocks: number): number {
+    const length = seq.length;
+    return seq.kvPulled ? length : Math.min(cachedBlocks * this.config.blockSize, length - 1);
+  }
 
   private startDecode(seq: EngineSequence): void {
     seq.state = 'running';
@@ -334,7 +345,7 @@ export class RankScheduler {
     }
     const index = seq.generated;
     const token = outputToken(seq.seed, index);
-    seq.tokens.push(token);
+    seq.output.push(token);
     seq.generated = index + 1;
     seq.computed = length + 1;
     if ((length + 1) % blockSize === 0) this.promoteLastBlock(seq);
@@ -356,7 +367,8 @@ export class RankScheduler {
     const hasher = this.config.hasher;
     if (hasher === null) return;
     const index = seq.length / this.config.blockSize - 1;
-    if (seq.hashes.seqHashes.length === index) seq.extendHashes(hasher, index, this.hashScratch);
+    if (seq.hashes.seqHashes.length === index)
+      seq.extendHashes(hasher, index, this.hashScratch, this.blockTokens);
     const seqHash = seq.hashes.seqHashes[index];
     const parent = index > 0 ? seq.hashes.seqHashes[index - 1] : null;
     seq.blocks[index] = this.kv.promote(seq.blocks[index], seqHash, seq.hashes.localHashes[index], parent);

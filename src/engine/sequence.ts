@@ -39,8 +39,10 @@ export type SequenceState = 'pulling' | 'waiting' | 'prefilling' | 'running' | '
 
 export class EngineSequence {
   readonly requestId: string;
-  /** Prompt tokens, then generated ones. */
-  readonly tokens: number[];
+  /** The caller's prompt, kept by reference (not copied): callers must not mutate it. */
+  readonly prompt: readonly number[] | Uint32Array;
+  /** Generated tokens. */
+  readonly output: number[] = [];
   readonly promptLength: number;
   readonly blockSize: number;
   readonly maxTokens: number;
@@ -48,7 +50,7 @@ export class EngineSequence {
   readonly stopTokens: ReadonlySet<number> | null;
   readonly seed: number;
   readonly sink: RequestSink;
-  /** Hashes of every full block of `tokens` (empty when prefix caching is off). */
+  /** Hashes of every full block of prompt + output (empty when prefix caching is off). */
   readonly hashes: { seqHashes: bigint[]; localHashes: bigint[] };
   blocks: KvBlock[] = [];
   /** Tokens whose KV is computed. */
@@ -78,7 +80,7 @@ export class EngineSequence {
     hasher: BlockHasher | null;
   }) {
     this.requestId = init.requestId;
-    this.tokens = Array.isArray(init.tokens) ? init.tokens.slice() : Array.from(init.tokens);
+    this.prompt = init.tokens;
     this.promptLength = init.tokens.length;
     this.blockSize = init.blockSize;
     this.maxTokens = init.maxTokens;
@@ -99,8 +101,13 @@ export class EngineSequence {
     }
   }
 
+  /** Prompt plus generated tokens. */
   get length(): number {
-    return this.tokens.length;
+    return this.promptLength + this.output.length;
+  }
+
+  tokenAt(index: number): number {
+    return index < this.promptLength ? this.prompt[index] : this.output[index - this.promptLength];
   }
 
   get blockHashes(): BlockHashes {
@@ -111,9 +118,10 @@ export class EngineSequence {
    * Appends the hashes of the block that the last token completed (block `index`), chaining its
    * sequence hash from the previous block's.
    */
-  extendHashes(hasher: BlockHasher, index: number, scratch: Uint32Array): void {
+  extendHashes(hasher: BlockHasher, index: number, scratch: Uint32Array, blockTokens: Uint32Array): void {
     const bs = hasher.blockSize;
-    const local = hasher.localHashes(this.tokens.slice(index * bs, (index + 1) * bs), scratch.subarray(2, 4));
+    for (let i = 0; i < bs; i++) blockTokens[i] = this.tokenAt(index * bs + i);
+    const local = hasher.localHashes(blockTokens, scratch.subarray(2, 4));
     const localHash = readPackedU64(local, 0);
     let seqHash = localHash;
     if (index > 0) {

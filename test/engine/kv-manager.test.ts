@@ -22,10 +22,10 @@ describe('KvManager', () => {
   it('follows the vLLM prefix-caching lifecycle (Dynamo mocker test, adapted)', () => {
     const { kv, events } = manager(10);
     const a: KvBlock[] = [];
-    expect(kv.acquire(chain([0, 1, 2, 3, 4]), 0, 5, false, a)).toBe(true);
+    expect(kv.acquire(chain([0, 1, 2, 3, 4]), 0, 5, false, a)).toBe(0);
     const b: KvBlock[] = [];
     // Shares 0 and 1, adds 5 and 6 (a new run whose parent is block 1).
-    expect(kv.acquire(chain([0, 1, 5, 6]), 0, 4, false, b)).toBe(true);
+    expect(kv.acquire(chain([0, 1, 5, 6]), 0, 4, false, b)).toBe(2);
     expect([0n, 1n, 2n, 5n].map((h) => kv.refsOf(h))).toEqual([2, 2, 1, 1]);
     expect(events.map((e) => e.data)).toEqual([
       {
@@ -50,7 +50,7 @@ describe('KvManager', () => {
     // Reuse 0, 1, 2 and add 7, 8, 9, 10: 10 blocks in use, so one inactive block goes. Release
     // order made a's tail (4, then 3) least recently used.
     const c: KvBlock[] = [];
-    expect(kv.acquire(chain([0, 1, 2, 7, 8, 9, 10]), 0, 7, false, c)).toBe(true);
+    expect(kv.acquire(chain([0, 1, 2, 7, 8, 9, 10]), 0, 7, false, c)).toBe(3);
     const removed = events.slice(2).filter((e) => e.data.kind === 'removed');
     expect(removed.map((e) => e.data)).toEqual([{ kind: 'removed', blockHashes: [4n] }]);
     expect(kv.usedBlocks).toBe(10);
@@ -60,9 +60,9 @@ describe('KvManager', () => {
   it('is all or nothing when active blocks would exceed the capacity', () => {
     const { kv, events } = manager(4);
     const a: KvBlock[] = [];
-    expect(kv.acquire(chain([1, 2, 3]), 0, 3, false, a)).toBe(true);
+    expect(kv.acquire(chain([1, 2, 3]), 0, 3, false, a)).toBe(0);
     const b: KvBlock[] = [];
-    expect(kv.acquire(chain([1, 9]), 0, 2, true, b)).toBe(false);
+    expect(kv.acquire(chain([1, 9]), 0, 2, true, b)).toBe(-1);
     expect(b).toHaveLength(0);
     expect(kv.refsOf(1n)).toBe(1);
     expect(events).toHaveLength(1);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { LocalIndexer } from '../../src/engine/local-indexer.ts';
 import type { KvCacheEvent } from '../../src/kv/events.ts';
+import { NaiveIndexer } from '../../src/kv/naive-indexer.ts';
 
 function stored(id: number, parent: bigint | null, hashes: number[]): KvCacheEvent {
   return {
@@ -16,7 +17,7 @@ function stored(id: number, parent: bigint | null, hashes: number[]): KvCacheEve
 
 describe('LocalIndexer', () => {
   it('serves buffered event ranges and says when a range is gone', () => {
-    const indexer = new LocalIndexer(3n, 1, 4);
+    const indexer = new LocalIndexer(3n, 1, 4, new NaiveIndexer());
     for (let i = 0; i < 6; i++) indexer.apply(stored(i, i === 0 ? null : BigInt(i - 1), [i]));
     expect(indexer.newestEventId).toBe(5n);
     const hit = indexer.eventsInRange(3n, 5n);
@@ -28,11 +29,11 @@ describe('LocalIndexer', () => {
     expect(indexer.eventsInRange(1n, 3n)).toEqual({ kind: 'unavailable', oldest: 2n, newest: 5n });
     expect(indexer.eventsInRange(5n, 6n)).toEqual({ kind: 'unavailable', oldest: 2n, newest: 5n });
     expect(indexer.eventsInRange(4n, 3n)).toEqual({ kind: 'events', events: [] });
-    expect(new LocalIndexer(3n, 1).eventsInRange(0n, 0n).kind).toBe('unavailable');
+    expect(new LocalIndexer(3n, 1, 100, new NaiveIndexer()).eventsInRange(0n, 0n).kind).toBe('unavailable');
   });
 
   it('dumps events that rebuild its blocks, after removals and clears', () => {
-    const indexer = new LocalIndexer(3n, 1);
+    const indexer = new LocalIndexer(3n, 1, 100, new NaiveIndexer());
     indexer.apply(stored(0, null, [1, 2, 3]));
     indexer.apply(stored(1, 2n, [7]));
     indexer.apply({ eventId: 2n, dpRank: 1, data: { kind: 'removed', blockHashes: [3n] } });
