@@ -140,6 +140,26 @@ describe('nats + etcd runtime: infrastructure failures', () => {
     expect(listed.map((d) => d.instance.instanceId)).toEqual([reg.instance.instanceId]);
   });
 
+  it('leases, watches and registration carry on across an etcd restart', async () => {
+    const worker = await open();
+    const watcher = await open();
+    const ep = endpointId('etcd-restart', 'backend', 'generate');
+    const before = await worker.discovery.register({ endpoint: ep });
+    const events: DiscoveryEvent[] = [];
+    await watcher.discovery.watch({ namespace: 'etcd-restart' }, (e) => events.push(e));
+    await etcd.restart();
+    const late = await (await open()).discovery.register({ endpoint: ep });
+    await waitFor(() => events.length >= 2, 15_000, 'the watch to resume');
+    expect(events.map((e) => [e.type, e.instance.instanceId])).toEqual([
+      ['added', before.instance.instanceId],
+      ['added', late.instance.instanceId],
+    ]);
+    const listed = await watcher.discovery.list({ namespace: 'etcd-restart' });
+    expect(listed.map((d) => d.instance.instanceId).sort()).toEqual(
+      [before.instance.instanceId, late.instance.instanceId].sort(),
+    );
+  });
+
   it('registration waits and retries while etcd is down, then succeeds', async () => {
     const late = await preparedEtcd();
     try {

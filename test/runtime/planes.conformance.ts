@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeJson, encodeJson } from '../../src/runtime/codec.ts';
 import { subscribeDecoded } from '../../src/runtime/decoded-events.ts';
 import { instanceKey, modelCardKey } from '../../src/runtime/discovery-keys.ts';
+import { watchDiscovery } from '../../src/runtime/discovery-stream.ts';
 import { isRuntimeError, RemoteError, type RuntimeErrorCode } from '../../src/runtime/errors.ts';
 import { encodeInstance } from '../../src/runtime/instance-record.ts';
 import type { ModelCard } from '../../src/runtime/model-card.ts';
@@ -159,6 +160,28 @@ export function runPlaneConformance(name: string, setup: () => Promise<PlaneFixt
         expect(events[2].instance.instanceId).toBe(early.instance.instanceId);
         expect(events).toHaveLength(3);
         watch.close();
+      });
+
+      it('watches as an async iterable until aborted', async () => {
+        const ns = uniqueNamespace();
+        const ep = endpointId(ns, 'backend', 'generate');
+        const first = await (await newRuntime()).discovery.register({ endpoint: ep });
+        const watcher = await newRuntime();
+        const controller = new AbortController();
+        const seen: DiscoveryEvent[] = [];
+        const loop = (async () => {
+          for await (const event of watchDiscovery(watcher.discovery, { namespace: ns }, controller.signal)) {
+            seen.push(event);
+            if (seen.length === 2) controller.abort();
+          }
+        })();
+        await waitFor(() => seen.length === 1, 5_000, 'current state');
+        const second = await (await newRuntime()).discovery.register({ endpoint: ep });
+        await withTimeout(loop, 5_000, 'the loop to end');
+        expect(seen.map((e) => [e.type, e.instance.instanceId])).toEqual([
+          ['added', first.instance.instanceId],
+          ['added', second.instance.instanceId],
+        ]);
       });
 
       it('round-trips model cards, including u64 values in the runtime config', async () => {
