@@ -89,6 +89,24 @@ export interface BackendHealth {
   readonly instances: readonly BackendInstance[];
 }
 
+/**
+ * Admission thresholds (Dynamo's /busy_threshold): a (worker, rank) is busy when its active decode
+ * blocks exceed `activeDecodeBlocksThreshold × total KV blocks`, or its active prefill tokens
+ * exceed `activePrefillTokensThreshold` (absolute) or `activePrefillTokensThresholdFrac ×
+ * max_num_batched_tokens`. null = that check is off. `busy()` is true when every rank is busy.
+ */
+export interface BusyThresholds {
+  readonly activeDecodeBlocksThreshold: number | null;
+  readonly activePrefillTokensThreshold: number | null;
+  readonly activePrefillTokensThresholdFrac: number | null;
+}
+
+export interface BusyThresholdControl {
+  get(): BusyThresholds;
+  /** Applies the fields given (null turns a check off; absent keeps it) and returns the result. */
+  set(update: Partial<BusyThresholds>): BusyThresholds;
+}
+
 export interface ModelBackend {
   readonly model: string;
   /** Unix seconds the model became available (for /v1/models). */
@@ -111,6 +129,8 @@ export interface ModelBackend {
   health(): BackendHealth;
   /** True when every (worker, rank) is over its busy thresholds: the frontend answers 503. */
   busy?(): boolean;
+  /** Read and change the busy thresholds at run time (GET/POST /busy_threshold). */
+  readonly busyThresholds?: BusyThresholdControl;
 }
 
 export interface ModelInfo {

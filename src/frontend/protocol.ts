@@ -113,6 +113,9 @@ export const chatCompletionSchema = z.object({
   logprobs: z.literal(false).nullish(),
   top_logprobs: z.literal(0).nullish(),
   add_generation_prompt: z.boolean().nullish(),
+  // Tool definitions and structured output would need output parsing kvgate does not do.
+  tools: z.array(z.unknown()).max(0, 'tools are not supported').nullish(),
+  response_format: z.object({ type: z.literal('text') }).nullish(),
 });
 
 export type ChatCompletionBody = z.infer<typeof chatCompletionSchema>;

@@ -19,6 +19,7 @@ import type { Logger } from '../util/log.ts';
 import { log as defaultLog } from '../util/log.ts';
 import { ApiKeyChecker } from './auth.ts';
 import type { ModelBackend, ModelRegistry } from './backend.ts';
+import { registerBusyThreshold } from './busy-threshold.ts';
 import { type DashboardProvider, registerDashboard } from './dashboard.ts';
 import { ApiError, toApiError } from './errors.ts';
 import { parseJsonLossless, stringifyJson } from './json.ts';
@@ -87,7 +88,8 @@ export function createFrontendServer(options: FrontendServerOptions): FastifyIns
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit,
     forceCloseConnections: 'idle',
-    return503OnClosing: true,
+    // Requests arriving while closing get our own OpenAI-shaped 503 (see shuttingDown).
+    return503OnClosing: false,
   });
   const handle: FrontendHandle = {
     metrics,
@@ -102,13 +104,8 @@ export function createFrontendServer(options: FrontendServerOptions): FastifyIns
   app.addHook('preClose', async () => handle.beginShutdown());
   app.addHook('onReady', async () => {
     // Load the default tokenizer before the first request instead of during it.
-    if (
-      options.tokenizer !== undefined ||
-      options.registry.list().some((m) => !options.registry.get(m.id)?.tokenizer)
-    ) {
-      defaultTokenizer ??= Promise.resolve(options.tokenizer ?? loadO200kTokenizer());
-      await defaultTokenizer;
-    }
+    defaultTokenizer ??= Promise.resolve(options.tokenizer ?? loadO200kTokenizer());
+    await defaultTokenizer;
   });
 
   // Every body is parsed as JSON whatever its content type (curl -d sends form encoding), losslessly
@@ -237,7 +234,7 @@ export function createFrontendServer(options: FrontendServerOptions): FastifyIns
         }
         admitted = true;
         inflight++;
-        await serveGeneration(generation, reply, { metrics });
+        await serveGeneration(generation, reply, { metrics, log: request.log });
         return reply;
       } catch (error) {
         if (!admitted) metrics.rejected(label, endpoint, stream, toApiError(error).status);
@@ -264,6 +261,7 @@ export function createFrontendServer(options: FrontendServerOptions): FastifyIns
     ),
   );
 
+  registerBusyThreshold(app, options.registry);
   registerDashboard(app, options.dashboardData, metrics);
   return app;
 }

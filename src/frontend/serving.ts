@@ -9,7 +9,7 @@
  * backend's signal at once.
  */
 import { randomUUID } from 'node:crypto';
-import type { FastifyReply } from 'fastify';
+import type { FastifyBaseLogger, FastifyReply } from 'fastify';
 import type { SamplingOptions, Usage } from '../protocol/generate.ts';
 import type { Tokenizer } from '../tokens/tokenizer.ts';
 import type { BackendRequest, ModelBackend } from './backend.ts';
@@ -49,6 +49,17 @@ export interface GenerationPlan {
 
 export interface ServeContext {
   readonly metrics: FrontendMetrics;
+  readonly log: FastifyBaseLogger;
+}
+
+/** Everything one request's serving path needs. */
+interface Scope {
+  readonly plan: GenerationPlan;
+  readonly header: ResponseHeader;
+  readonly reply: FastifyReply;
+  readonly signal: AbortSignal;
+  readonly timer: RequestTimer;
+  readonly log: FastifyBaseLogger;
 }
 
 export async function serveGeneration(
@@ -67,10 +78,11 @@ export async function serveGeneration(
   };
   reply.raw.once('close', onClose);
   const timer = context.metrics.startRequest(plan.model, plan.endpoint, plan.stream);
+  const scope: Scope = { plan, header, reply, signal: controller.signal, timer, log: context.log };
   try {
-    if (plan.nvext.queryOnly) await serveQuery(plan, header, reply, controller.signal, timer);
-    else if (plan.stream) await serveStream(plan, header, reply, controller.signal, timer);
-    else await serveUnary(plan, header, reply, controller.signal, timer);
+    if (plan.nvext.queryOnly) await serveQuery(scope);
+    else if (plan.stream) await serveStream(scope);
+    else await serveUnary(scope);
   } catch (error) {
     timer.finish('error', toApiError(error).status);
     throw error;
@@ -79,7 +91,18 @@ export async function serveGeneration(
     timer.finish('cancelled', 499);
     controller.abort(); // whatever happened, nothing keeps running for this request
     reply.raw.off('close', onClose);
+    // The client is gone and nothing was sent: tell fastify not to wait for a response.
+    if (controller.signal.aborted && !reply.sent) reply.hijack();
   }
+}
+
+/** Converts, counts and (for server errors) logs a failure; the caller sends the result. */
+function failure(scope: Scope, error: unknown): ApiError {
+  const apiError = toApiError(error);
+  if (apiError.status >= 500)
+    scope.log.error({ err: error, requestId: scope.header.id }, 'generation failed');
+  scope.timer.finish('error', apiError.status);
+  return apiError;
 }
 
 function backendRequests(plan: GenerationPlan, header: ResponseHeader): BackendRequest[] {
@@ -105,12 +128,7 @@ function backendRequests(plan: GenerationPlan, header: ResponseHeader): BackendR
   return requests;
 }
 
-function startChoices(
-  plan: GenerationPlan,
-  header: ResponseHeader,
-  signal: AbortSignal,
-  timer: RequestTimer,
-) {
+function startChoices({ plan, header, signal, timer }: Scope): AsyncGenerator<ChoiceDelta> {
   const streams = backendRequests(plan, header).map((request, index) =>
     runChoice({
       index,
@@ -146,19 +164,14 @@ class UsageTotal {
   }
 }
 
-async function serveUnary(
-  plan: GenerationPlan,
-  header: ResponseHeader,
-  reply: FastifyReply,
-  signal: AbortSignal,
-  timer: RequestTimer,
-): Promise<void> {
+async function serveUnary(scope: Scope): Promise<void> {
+  const { plan, header, reply, signal, timer } = scope;
   const texts = new Map<number, string>();
   const results: ChoiceResult[] = [];
   const usage = new UsageTotal(plan.n);
   let nvext: NvextResponse | undefined;
   try {
-    for await (const delta of startChoices(plan, header, signal, timer)) {
+    for await (const delta of startChoices(scope)) {
       if (delta.nvext && (nvext === undefined || delta.index === 0)) nvext = delta.nvext;
       texts.set(delta.index, (texts.get(delta.index) ?? '') + delta.text);
       if (delta.finishReason) {
@@ -172,8 +185,7 @@ async function serveUnary(
     }
   } catch (error) {
     if (signal.aborted) return;
-    const apiError = toApiError(error);
-    timer.finish('error', apiError.status);
+    const apiError = failure(scope, error);
     await reply.code(apiError.status).send(apiError.body());
     return;
   }
@@ -186,14 +198,9 @@ async function serveUnary(
     .send(stringifyJson(completeResponse(plan.kind, header, results, usage.value, nvext)));
 }
 
-async function serveStream(
-  plan: GenerationPlan,
-  header: ResponseHeader,
-  reply: FastifyReply,
-  signal: AbortSignal,
-  timer: RequestTimer,
-): Promise<void> {
-  const deltas = startChoices(plan, header, signal, timer);
+async function serveStream(scope: Scope): Promise<void> {
+  const { plan, header, reply, signal, timer } = scope;
+  const deltas = startChoices(scope);
   // Wait for the first delta before sending headers, so errors raised while routing (a pinned
   // rank out of range, no workers) still get their own HTTP status.
   let first: IteratorResult<ChoiceDelta>;
@@ -201,8 +208,7 @@ async function serveStream(
     first = await deltas.next();
   } catch (error) {
     if (signal.aborted) return;
-    const apiError = toApiError(error);
-    timer.finish('error', apiError.status);
+    const apiError = failure(scope, error);
     await reply.code(apiError.status).send(apiError.body());
     return;
   }
@@ -217,8 +223,10 @@ async function serveStream(
     const role = plan.kind === 'chat' && !started.has(delta.index);
     started.add(delta.index);
     if (role || delta.text !== '' || delta.nvext) {
-      const choice = { index: delta.index, role, text: role && delta.text === '' ? '' : delta.text };
-      const body = chunkResponse(plan.kind, header, [choice], { ...usageField, nvext: delta.nvext });
+      const body = chunkResponse(plan.kind, header, [{ index: delta.index, role, text: delta.text }], {
+        ...usageField,
+        nvext: delta.nvext,
+      });
       await sse.data(delta.nvext ? stringifyJson(body) : JSON.stringify(body));
     }
     if (delta.finishReason) {
@@ -246,8 +254,7 @@ async function serveStream(
     await sse.done();
   } catch (error) {
     if (signal.aborted || sse.isClosed) return;
-    const apiError = toApiError(error);
-    timer.finish('error', apiError.status);
+    const apiError = failure(scope, error);
     await sse.data(JSON.stringify(apiError.body()));
     await sse.done();
   } finally {
@@ -255,13 +262,8 @@ async function serveStream(
   }
 }
 
-async function serveQuery(
-  plan: GenerationPlan,
-  header: ResponseHeader,
-  reply: FastifyReply,
-  signal: AbortSignal,
-  timer: RequestTimer,
-): Promise<void> {
+async function serveQuery(scope: Scope): Promise<void> {
+  const { plan, header, reply, signal, timer } = scope;
   const { backend } = plan;
   if (!backend.route) {
     throw new ApiError(`Model '${plan.model}' cannot answer query_instance_id: its backend has no router.`, {
@@ -279,8 +281,7 @@ async function serveQuery(
     nvext = nvextFromDecision(decision, request.tokenIds);
   } catch (error) {
     if (signal.aborted) return;
-    const apiError = toApiError(error);
-    timer.finish('error', apiError.status);
+    const apiError = failure(scope, error);
     await reply.code(apiError.status).send(apiError.body());
     return;
   }

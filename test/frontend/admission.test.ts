@@ -104,6 +104,55 @@ describe('liveness, health, shutdown, busy', () => {
   });
 });
 
+describe('/busy_threshold', () => {
+  it('GET lists, POST with only the model reads, POST with values sets (null turns a check off)', async () => {
+    server = await testServer();
+    const { app } = server;
+    const list = await app.inject({ method: 'GET', url: '/busy_threshold' });
+    expect(list.json()).toEqual({
+      thresholds: [
+        {
+          model: 'fake-model',
+          active_decode_blocks_threshold: 0.85,
+          active_prefill_tokens_threshold: null,
+          active_prefill_tokens_threshold_frac: null,
+        },
+      ],
+    });
+    const read = await app.inject({
+      method: 'POST',
+      url: '/busy_threshold',
+      payload: { model: 'fake-model' },
+    });
+    expect(read.json().active_decode_blocks_threshold).toBe(0.85);
+    const set = await app.inject({
+      method: 'POST',
+      url: '/busy_threshold',
+      payload: {
+        model: 'fake-model',
+        active_decode_blocks_threshold: null,
+        active_prefill_tokens_threshold: 4096,
+      },
+    });
+    expect(set.json()).toEqual({
+      model: 'fake-model',
+      active_decode_blocks_threshold: null,
+      active_prefill_tokens_threshold: 4096,
+      active_prefill_tokens_threshold_frac: null,
+    });
+    expect(server.backend.busyThresholds.get().activePrefillTokensThreshold).toBe(4096);
+    const bad = await app.inject({
+      method: 'POST',
+      url: '/busy_threshold',
+      payload: { model: 'fake-model', active_decode_blocks_threshold: 3 },
+    });
+    expect(bad.statusCode).toBe(400);
+    expectOpenAiError(bad.json());
+    const unknown = await app.inject({ method: 'POST', url: '/busy_threshold', payload: { model: 'nope' } });
+    expect(unknown.statusCode).toBe(404);
+  });
+});
+
 describe('metrics', () => {
   it('counts requests, tokens, TTFT and the KV hit rate on its own registry', async () => {
     server = await testServer({ cachedTokens: 4 });

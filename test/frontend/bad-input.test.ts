@@ -46,6 +46,13 @@ describe('bad input gets a 4xx with an OpenAI error body', () => {
     ['temperature out of range', chatBody({ temperature: 7 }), 400, 'invalid_value'],
     ['n too large', chatBody({ n: 100_000 }), 400, 'invalid_value'],
     ['logprobs requested', chatBody({ logprobs: true }), 400, 'invalid_value'],
+    [
+      'tools given',
+      chatBody({ tools: [{ type: 'function', function: { name: 'f' } }] }),
+      400,
+      'invalid_value',
+    ],
+    ['a JSON response format', chatBody({ response_format: { type: 'json_object' } }), 400, 'invalid_value'],
     ['an unknown model', chatBody({ model: 'no-such-model' }), 404, 'model_not_found'],
     ['a prompt beyond the context length', chatBody({ max_tokens: 1000 }), 400, 'context_length_exceeded'],
   ])('%s', async (_name, payload, status, code) => {

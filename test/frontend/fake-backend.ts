@@ -6,6 +6,8 @@ import type {
   BackendChunk,
   BackendHealth,
   BackendRequest,
+  BusyThresholdControl,
+  BusyThresholds,
   ModelBackend,
   RoutingDecision,
 } from '../../src/frontend/backend.ts';
@@ -41,6 +43,18 @@ export class FakeBackend implements ModelBackend {
   readonly signals: AbortSignal[] = [];
   routeCalls = 0;
   generateCalls = 0;
+  private thresholds: BusyThresholds = {
+    activeDecodeBlocksThreshold: 0.85,
+    activePrefillTokensThreshold: null,
+    activePrefillTokensThresholdFrac: null,
+  };
+  readonly busyThresholds: BusyThresholdControl = {
+    get: () => this.thresholds,
+    set: (update) => {
+      this.thresholds = { ...this.thresholds, ...update };
+      return this.thresholds;
+    },
+  };
   private readonly tokens: readonly number[];
 
   constructor(private readonly options: FakeBackendOptions) {
