@@ -23,8 +23,9 @@ body { font: 14px/1.45 system-ui, -apple-system, Segoe UI, sans-serif; margin: 2
 h1 { font-size: 22px; margin: 0 0 4px; }
 h2 { font-size: 17px; margin: 28px 0 6px; }
 p.sub { color: #5b6570; margin: 0 0 12px; }
-table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
-th, td { padding: 4px 8px; border-bottom: 1px solid #e3e7eb; text-align: right; white-space: nowrap; }
+table { border-collapse: collapse; width: 100%; font-size: 13px; font-variant-numeric: tabular-nums; }
+#table { overflow-x: auto; }
+th, td { padding: 4px 6px; border-bottom: 1px solid #e3e7eb; text-align: right; white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; }
 th { background: #f4f6f8; font-weight: 600; }
 svg { display: block; max-width: 100%; height: auto; }
