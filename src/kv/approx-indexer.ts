@@ -9,7 +9,7 @@
  * Events passed to apply() go straight to the inner indexer; blocks they store or remove stop being
  * tracked (engine-reported blocks do not expire).
  */
-import { u64FromHalves } from '../tokens/u64.ts';
+import { u64FromHalves, u64Hi, u64Lo } from '../tokens/u64.ts';
 import { type Clock, realClock } from '../util/clock.ts';
 import type { KvEventError } from './errors.ts';
 import type { RouterEvent, StoredBlock, WorkerId } from './events.ts';
@@ -34,18 +34,27 @@ export interface ApproximateIndexerOptions {
 
 interface Tracked {
   readonly owner: number;
-  readonly blockHash: bigint;
+  /** The block (sequence) hash as u32 halves: refreshes look blocks up without allocating. */
+  readonly lo: number;
+  readonly hi: number;
   /** 1-based position in the recorded chain; deeper blocks are pruned first on equal expiry. */
   readonly depth: number;
-  readonly expiresAt: number;
+  /** When the block expires; only ever moves later. */
+  expiresAt: number;
+  /** The expiry the heap has it filed under (<= expiresAt; refreshed entries are re-filed when they surface). */
+  heapKey: number;
+  /** False once untracked (expired, pruned, or taken over by events); the heap then skips it. */
+  live: boolean;
+  /** Next entry whose `lo` collides in the owner's table. */
+  next: Tracked | null;
 }
 
 /** Earliest expiry first, then deepest first. */
 function before(a: Tracked, b: Tracked): boolean {
-  return a.expiresAt < b.expiresAt || (a.expiresAt === b.expiresAt && a.depth > b.depth);
+  return a.heapKey < b.heapKey || (a.heapKey === b.heapKey && a.depth > b.depth);
 }
 
-/** Binary min-heap of tracked blocks; superseded entries are skipped lazily and compacted away. */
+/** Binary min-heap of tracked blocks, each present at most once. */
 class ExpiryHeap {
   items: Tracked[] = [];
 
@@ -78,9 +87,9 @@ class ExpiryHeap {
     return top;
   }
 
-  rebuild(live: Tracked[]): void {
-    this.items = live;
-    for (let i = (live.length >> 1) - 1; i >= 0; i--) this.siftDown(i, live[i]);
+  rebuild(items: Tracked[]): void {
+    this.items = items;
+    for (let i = (items.length >> 1) - 1; i >= 0; i--) this.siftDown(i, items[i]);
   }
 
   private siftDown(i: number, item: Tracked): void {
@@ -98,14 +107,48 @@ class ExpiryHeap {
   }
 }
 
+/** One owner's tracked blocks, keyed by the hash's low half with collision chains. */
+class OwnerBlocks {
+  readonly byLo = new Map<number, Tracked>();
+  count = 0;
+
+  find(lo: number, hi: number): Tracked | undefined {
+    for (let entry = this.byLo.get(lo) ?? null; entry !== null; entry = entry.next)
+      if (entry.hi === hi) return entry;
+    return undefined;
+  }
+
+  add(entry: Tracked): void {
+    entry.next = this.byLo.get(entry.lo) ?? null;
+    this.byLo.set(entry.lo, entry);
+    this.count++;
+  }
+
+  delete(entry: Tracked): void {
+    let previous: Tracked | null = null;
+    let cursor = this.byLo.get(entry.lo) ?? null;
+    while (cursor !== null && cursor !== entry) {
+      previous = cursor;
+      cursor = cursor.next;
+    }
+    if (cursor === null) return;
+    if (previous === null) {
+      if (entry.next === null) this.byLo.delete(entry.lo);
+      else this.byLo.set(entry.lo, entry.next);
+    } else previous.next = entry.next;
+    entry.next = null;
+    entry.live = false;
+    this.count--;
+  }
+}
+
 export class ApproximateIndexer implements KvIndexer {
   readonly inner: KvIndexer;
   readonly ttlMs: number;
   readonly maxTreeSize: number;
   readonly pruneTargetRatio: number;
   private readonly clock: Clock;
-  /** owner -> blockHash -> its current tracking record. */
-  private readonly tracked = new Map<number, Map<bigint, Tracked>>();
+  private readonly tracked = new Map<number, OwnerBlocks>();
   private trackedCount = 0;
   private readonly heap = new ExpiryHeap();
 
@@ -139,7 +182,8 @@ export class ApproximateIndexer implements KvIndexer {
   /**
    * Records that the request with these block hashes was routed to (workerId, dpRank): its chain of
    * blocks (tokens hash = local hash, block hash = sequence hash, from the root) is indexed for that
-   * owner until `ttlMs` (default: the indexer's) from now. Returns the inner indexer's error, if any.
+   * owner until at least `ttlMs` (default: the indexer's) from now; a block never expires sooner
+   * because of a re-record with a shorter TTL. Returns the inner indexer's error, if any.
    */
   recordRoute(
     workerId: WorkerId,
@@ -151,30 +195,49 @@ export class ApproximateIndexer implements KvIndexer {
     this.purgeExpired();
     const count = Math.min(localHashes.length, sequenceHashes.length) >>> 1;
     if (count === 0) return null;
-    const blocks = new Array<StoredBlock>(count);
-    for (let i = 0; i < count; i++)
-      blocks[i] = {
-        tokensHash: u64FromHalves(localHashes[2 * i], localHashes[2 * i + 1]),
-        blockHash: u64FromHalves(sequenceHashes[2 * i], sequenceHashes[2 * i + 1]),
-      };
-    const error = this.inner.apply({
-      workerId,
-      event: { eventId: 0n, dpRank, data: { kind: 'stored', parentHash: null, blocks } },
-    });
-    if (error !== null) return error;
-    const owner = this.inner.owners.find(workerId, dpRank);
-    let byHash = this.tracked.get(owner);
-    if (byHash === undefined) {
-      byHash = new Map();
-      this.tracked.set(owner, byHash);
+    let owner = this.inner.owners.find(workerId, dpRank);
+    let blocks = owner < 0 ? undefined : this.tracked.get(owner);
+    // Tracked blocks are in the inner index already: only the chain's untracked tail is stored.
+    let first = 0;
+    if (blocks !== undefined)
+      while (first < count) {
+        const entry = blocks.find(sequenceHashes[2 * first], sequenceHashes[2 * first + 1]);
+        if (entry === undefined || entry.depth !== first + 1) break;
+        first++;
+      }
+    if (first < count) {
+      const error = this.storeChain(workerId, dpRank, localHashes, sequenceHashes, first, count);
+      if (error !== null) return error;
+      owner = this.inner.owners.find(workerId, dpRank);
+      blocks = this.tracked.get(owner);
+      if (blocks === undefined) {
+        blocks = new OwnerBlocks();
+        this.tracked.set(owner, blocks);
+      }
     }
     const expiresAt = this.clock.now() + ttlMs;
     for (let i = 0; i < count; i++) {
-      const blockHash = blocks[i].blockHash;
-      const entry: Tracked = { owner, blockHash, depth: i + 1, expiresAt };
-      if (!byHash.has(blockHash)) this.trackedCount++;
-      byHash.set(blockHash, entry);
-      this.heap.push(entry);
+      const lo = sequenceHashes[2 * i];
+      const hi = sequenceHashes[2 * i + 1];
+      const entry = blocks!.find(lo, hi);
+      if (entry !== undefined && entry.depth === i + 1) {
+        if (expiresAt > entry.expiresAt) entry.expiresAt = expiresAt;
+        continue;
+      }
+      if (entry !== undefined) this.untrack(blocks!, entry);
+      const fresh: Tracked = {
+        owner,
+        lo,
+        hi,
+        depth: i + 1,
+        expiresAt,
+        heapKey: expiresAt,
+        live: true,
+        next: null,
+      };
+      blocks!.add(fresh);
+      this.trackedCount++;
+      this.heap.push(fresh);
     }
     this.compactHeap();
     if (this.inner.size > this.maxTreeSize) this.prune();
@@ -186,10 +249,13 @@ export class ApproximateIndexer implements KvIndexer {
     const { data, dpRank } = event.event;
     if (data.kind === 'cleared') this.untrackWorker(event.workerId);
     else {
-      const byHash = this.tracked.get(this.inner.owners.find(event.workerId, dpRank));
-      if (byHash !== undefined) {
+      const blocks = this.tracked.get(this.inner.owners.find(event.workerId, dpRank));
+      if (blocks !== undefined) {
         const hashes = data.kind === 'stored' ? data.blocks.map((b) => b.blockHash) : data.blockHashes;
-        for (const hash of hashes) if (byHash.delete(hash)) this.trackedCount--;
+        for (const hash of hashes) {
+          const entry = blocks.find(u64Lo(hash), u64Hi(hash));
+          if (entry !== undefined) this.untrack(blocks, entry);
+        }
       }
     }
     return this.inner.apply(event);
@@ -219,23 +285,55 @@ export class ApproximateIndexer implements KvIndexer {
   stats(): IndexerStats {
     this.purgeExpired();
     const inner = this.inner.stats();
-    return { ...inner, bytes: inner.bytes + this.trackedCount * 120 + this.heap.length * 8 };
+    return { ...inner, bytes: inner.bytes + this.trackedCount * 100 + this.heap.length * 8 };
   }
 
   /** Removes every recorded block whose expiry has passed; returns how many. */
   purgeExpired(): number {
     const now = this.clock.now();
     let top = this.heap.peek();
-    if (top === undefined || top.expiresAt > now) return 0;
+    if (top === undefined || top.heapKey > now) return 0;
     const victims = new Map<number, bigint[]>();
     let removed = 0;
-    while (top !== undefined && top.expiresAt <= now) {
+    while (top !== undefined && top.heapKey <= now) {
       this.heap.pop();
-      if (this.takeIfCurrent(top, victims)) removed++;
+      if (top.live) {
+        if (top.expiresAt > now) this.refile(top);
+        else {
+          this.take(top, victims);
+          removed++;
+        }
+      }
       top = this.heap.peek();
     }
     this.removeFromInner(victims);
     return removed;
+  }
+
+  private storeChain(
+    workerId: WorkerId,
+    dpRank: number,
+    localHashes: Uint32Array,
+    sequenceHashes: Uint32Array,
+    first: number,
+    count: number,
+  ): KvEventError | null {
+    const blocks = new Array<StoredBlock>(count - first);
+    for (let i = first; i < count; i++)
+      blocks[i - first] = {
+        tokensHash: u64FromHalves(localHashes[2 * i], localHashes[2 * i + 1]),
+        blockHash: u64FromHalves(sequenceHashes[2 * i], sequenceHashes[2 * i + 1]),
+      };
+    const parentHash =
+      first === 0 ? null : u64FromHalves(sequenceHashes[2 * first - 2], sequenceHashes[2 * first - 1]);
+    const error = this.inner.apply({
+      workerId,
+      event: { eventId: 0n, dpRank, data: { kind: 'stored', parentHash, blocks } },
+    });
+    // Should the inner index have lost the tracked prefix, store the whole chain from the root.
+    if (error !== null && first > 0)
+      return this.storeChain(workerId, dpRank, localHashes, sequenceHashes, 0, count);
+    return error;
   }
 
   /** Prunes recorded blocks until the inner index is at the target size (or nothing is left to prune). */
@@ -245,46 +343,60 @@ export class ApproximateIndexer implements KvIndexer {
     const victims = new Map<number, bigint[]>();
     while (excess > 0 && this.heap.length > 0) {
       const entry = this.heap.pop()!;
-      if (this.takeIfCurrent(entry, victims)) excess--;
+      if (!entry.live) continue;
+      if (entry.heapKey < entry.expiresAt) this.refile(entry);
+      else {
+        this.take(entry, victims);
+        excess--;
+      }
     }
     this.removeFromInner(victims);
   }
 
-  /** Untracks `entry` into `victims` when it is still the live record of its block. */
-  private takeIfCurrent(entry: Tracked, victims: Map<number, bigint[]>): boolean {
-    const byHash = this.tracked.get(entry.owner);
-    if (byHash === undefined || byHash.get(entry.blockHash) !== entry) return false;
-    byHash.delete(entry.blockHash);
-    this.trackedCount--;
+  /** Files a refreshed entry under its current expiry. */
+  private refile(entry: Tracked): void {
+    entry.heapKey = entry.expiresAt;
+    this.heap.push(entry);
+  }
+
+  /** Untracks a live entry and queues its block for removal from the inner index. */
+  private take(entry: Tracked, victims: Map<number, bigint[]>): void {
+    const blocks = this.tracked.get(entry.owner)!;
+    this.untrack(blocks, entry);
+    const hash = u64FromHalves(entry.lo, entry.hi);
     const list = victims.get(entry.owner);
-    if (list === undefined) victims.set(entry.owner, [entry.blockHash]);
-    else list.push(entry.blockHash);
-    return true;
+    if (list === undefined) victims.set(entry.owner, [hash]);
+    else list.push(hash);
+  }
+
+  private untrack(blocks: OwnerBlocks, entry: Tracked): void {
+    blocks.delete(entry);
+    this.trackedCount--;
   }
 
   private removeFromInner(victims: Map<number, bigint[]>): void {
     for (const [owner, blockHashes] of victims) {
       if (!this.inner.owners.isLive(owner)) continue;
       const { workerId, dpRank } = this.inner.owners.pairOf(owner);
-      // Blocks already removed by the inner index (e.g. worker removed) are not an error here.
+      // Blocks already removed from the inner index are not an error here.
       this.inner.apply({ workerId, event: { eventId: 0n, dpRank, data: { kind: 'removed', blockHashes } } });
     }
   }
 
   private untrackWorker(workerId: WorkerId): void {
     for (const owner of this.inner.owners.ownersOf(workerId)) {
-      const byHash = this.tracked.get(owner);
-      if (byHash === undefined) continue;
-      this.trackedCount -= byHash.size;
+      const blocks = this.tracked.get(owner);
+      if (blocks === undefined) continue;
+      for (const head of blocks.byLo.values())
+        for (let entry: Tracked | null = head; entry !== null; entry = entry.next) entry.live = false;
+      this.trackedCount -= blocks.count;
       this.tracked.delete(owner);
     }
   }
 
-  /** Drops superseded heap entries once they outnumber the live ones. */
+  /** Drops dead heap entries once they outnumber the live ones. */
   private compactHeap(): void {
     if (this.heap.length <= 2 * this.trackedCount + 1024) return;
-    const live: Tracked[] = [];
-    for (const byHash of this.tracked.values()) for (const entry of byHash.values()) live.push(entry);
-    this.heap.rebuild(live);
+    this.heap.rebuild(this.heap.items.filter((entry) => entry.live));
   }
 }

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ApproximateIndexer } from '../../src/kv/approx-indexer.ts';
 import { NaiveIndexer } from '../../src/kv/naive-indexer.ts';
@@ -182,5 +183,158 @@ describe('ApproximateIndexer', () => {
     expect(() => new ApproximateIndexer({ ttlMs: 0 })).toThrow(RangeError);
     expect(() => new ApproximateIndexer({ maxTreeSize: 0 })).toThrow(RangeError);
     expect(() => new ApproximateIndexer({ pruneTargetRatio: 1.5 })).toThrow(RangeError);
+  });
+
+  it("a shorter-TTL re-record never shortens a block's life", () => {
+    const clock = new ManualClock();
+    const indexer = new ApproximateIndexer({ clock });
+    record(indexer, 1n, 0, [1, 2]);
+    record(indexer, 1n, 0, [1, 2], 5_000);
+    clock.advance(60_000);
+    expect(matchedBlocks(indexer, [1, 2])).toEqual({ '1:0': 2 });
+  });
+
+  it('stores only the untracked tail of a known chain', () => {
+    const clock = new ManualClock();
+    const inner = new NaiveIndexer();
+    const indexer = new ApproximateIndexer({ inner, clock });
+    record(indexer, 1n, 0, [1, 2]);
+    record(indexer, 1n, 0, [1, 2]);
+    expect(inner.stats().eventsApplied).toBe(1);
+    record(indexer, 1n, 0, [1, 2, 3]);
+    expect(inner.stats().eventsApplied).toBe(2);
+    expect(inner.dump()).toHaveLength(3);
+    expect(matchedBlocks(indexer, [1, 2, 3])).toEqual({ '1:0': 3 });
+  });
+
+  it('agrees with a TTL model over random routes, time steps and worker removals', () => {
+    type Op =
+      | { kind: 'route'; worker: number; rank: number; tokens: number[]; ttl: number }
+      | { kind: 'advance'; ms: number }
+      | { kind: 'removeWorker'; worker: number };
+    const op: fc.Arbitrary<Op> = fc.oneof(
+      {
+        weight: 5,
+        arbitrary: fc.record({
+          kind: fc.constant('route' as const),
+          worker: fc.integer({ min: 1, max: 3 }),
+          rank: fc.integer({ min: 0, max: 1 }),
+          tokens: fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 1, maxLength: 4 }),
+          ttl: fc.constantFrom(1_000, 5_000),
+        }),
+      },
+      {
+        weight: 3,
+        arbitrary: fc.record({
+          kind: fc.constant('advance' as const),
+          ms: fc.integer({ min: 0, max: 3_000 }),
+        }),
+      },
+      {
+        weight: 1,
+        arbitrary: fc.record({
+          kind: fc.constant('removeWorker' as const),
+          worker: fc.integer({ min: 1, max: 3 }),
+        }),
+      },
+    );
+    const queries: number[][] = [];
+    for (const a of [1, 2, 3])
+      for (const b of [1, 2, 3]) for (const c of [1, 2, 3]) queries.push([a, b, c, 1], [a, b, c, 2]);
+    fc.assert(
+      fc.property(fc.array(op, { minLength: 1, maxLength: 40 }), (ops) => {
+        const clock = new ManualClock();
+        const indexer = new ApproximateIndexer({ clock });
+        // Model: owner -> path -> expiry; a path is held while its expiry is in the future.
+        const model = new Map<string, Map<string, number>>();
+        for (const o of ops) {
+          if (o.kind === 'advance') clock.advance(o.ms);
+          else if (o.kind === 'removeWorker') {
+            indexer.removeWorker(BigInt(o.worker));
+            for (const key of [...model.keys()]) if (key.startsWith(`${o.worker}:`)) model.delete(key);
+          } else {
+            record(indexer, BigInt(o.worker), o.rank, o.tokens, o.ttl);
+            const key = `${o.worker}:${o.rank}`;
+            const paths = model.get(key) ?? new Map<string, number>();
+            model.set(key, paths);
+            const now = clock.now();
+            for (let i = 1; i <= o.tokens.length; i++) {
+              const path = o.tokens.slice(0, i).join('/');
+              const current = paths.get(path);
+              const alive = current !== undefined && current > now;
+              paths.set(path, Math.max(alive ? current : 0, now + o.ttl));
+            }
+          }
+          const now = clock.now();
+          let live = 0;
+          for (const paths of model.values()) for (const expiry of paths.values()) if (expiry > now) live++;
+          expect(indexer.size).toBe(live);
+          for (const query of queries) {
+            const expected: Record<string, number> = {};
+            for (const [key, paths] of model) {
+              let depth = 0;
+              while (depth < query.length && (paths.get(query.slice(0, depth + 1).join('/')) ?? 0) > now)
+                depth++;
+              if (depth > 0) expected[key] = depth;
+            }
+            expect(matchedBlocks(indexer, query)).toEqual(expected);
+          }
+        }
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('prunes to the target, dropping only blocks that sort (expiry, deepest) before every kept one', () => {
+    const seqHashes = (tokens: number[]) => {
+      let rolling = 0n;
+      return tokens.map((t) => {
+        rolling = rolling * 131n + BigInt(t);
+        return 1000n + rolling;
+      });
+    };
+    const earlier = (a: { at: number; depth: number }, b: { at: number; depth: number }) =>
+      a.at < b.at || (a.at === b.at && a.depth >= b.depth);
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({
+            worker: fc.integer({ min: 1, max: 4 }),
+            tokens: fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 5 }),
+            advance: fc.integer({ min: 0, max: 50 }),
+          }),
+          { minLength: 1, maxLength: 30 },
+        ),
+        (routes) => {
+          const clock = new ManualClock();
+          const indexer = new ApproximateIndexer({ clock, maxTreeSize: 12, pruneTargetRatio: 0.75 });
+          const recorded = new Map<string, { at: number; depth: number }>();
+          const present = () => {
+            const keys = new Set<string>();
+            for (const event of indexer.dump())
+              if (event.event.data.kind === 'stored')
+                for (const block of event.event.data.blocks) keys.add(`${event.workerId}:${block.blockHash}`);
+            return keys;
+          };
+          for (const route of routes) {
+            clock.advance(route.advance);
+            const before = present();
+            const keys = seqHashes(route.tokens).map((hash) => `${route.worker}:${hash}`);
+            const added = keys.filter((key) => !before.has(key)).length;
+            record(indexer, BigInt(route.worker), 0, route.tokens);
+            for (const [i, key] of keys.entries()) recorded.set(key, { at: clock.now() + TTL, depth: i + 1 });
+            const after = present();
+            expect(indexer.size).toBe(after.size);
+            expect(indexer.size).toBe(before.size + added > 12 ? 9 : before.size + added);
+            for (const [key, dropped] of recorded) {
+              if (after.has(key)) continue;
+              for (const kept of after)
+                expect(earlier(dropped, recorded.get(kept)!), `${key} before ${kept}`).toBe(true);
+            }
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 });
