@@ -10,6 +10,7 @@
  *
  * Usage: npm run bench:engine [-- --requests N --runs N]
  */
+import { availableParallelism, loadavg } from 'node:os';
 import { DataParallelEngine } from '../src/engine/data-parallel-engine.ts';
 import type { RequestResult, RequestSink } from '../src/engine/sequence.ts';
 import type { GenerateChunk, GenerateRequest } from '../src/protocol/generate.ts';
@@ -22,25 +23,26 @@ function flag(name: string, fallback: number): number {
 }
 
 const REQUESTS = flag('requests', 1000);
-const RUNS = flag('runs', 3);
+const RUNS = flag('runs', 5);
 const PROMPT = 2048;
 const OUTPUT = 128;
 const RANKS = 8;
 
+/** Prompts as Uint32Array, as the trace replay passes them (the engine hashes them without a copy). */
 function workload(count: number, salt: number): GenerateRequest[] {
   const requests: GenerateRequest[] = [];
   let x = 0x9e3779b9 ^ salt;
   for (let r = 0; r < count; r++) {
-    const tokenIds = new Array<number>(PROMPT);
+    const prompt = new Uint32Array(PROMPT);
     for (let i = 0; i < PROMPT; i++) {
       x ^= x << 13;
       x ^= x >>> 17;
       x ^= x << 5;
-      tokenIds[i] = (x >>> 0) % 128_000;
+      prompt[i] = (x >>> 0) % 128_000;
     }
     requests.push({
       requestId: `req-${salt}-${r}`,
-      tokenIds,
+      tokenIds: prompt as unknown as readonly number[],
       sampling: { maxTokens: OUTPUT, ignoreEos: true },
     });
   }
@@ -53,6 +55,8 @@ function newEngine(clock: VirtualClock): DataParallelEngine {
 
 interface RunResult {
   wallMs: number;
+  /** Process CPU time (user + system, all threads) over the run. */
+  cpuMs: number;
   tokens: number;
   simulatedMs: number;
   events: number;
@@ -76,13 +80,15 @@ function runCallbacks(requests: GenerateRequest[]): RunResult {
       finished++;
     },
   };
+  const cpu = process.cpuUsage();
   const start = performance.now();
   for (const request of requests) engine.submit(request, sink);
   clock.runUntilIdle();
   const wallMs = performance.now() - start;
+  const cpuUsed = process.cpuUsage(cpu);
   if (finished !== requests.length) throw new Error(`only ${finished} of ${requests.length} finished`);
   engine.close();
-  return { wallMs, tokens, simulatedMs: clock.now(), events };
+  return { wallMs, cpuMs: (cpuUsed.user + cpuUsed.system) / 1000, tokens, simulatedMs: clock.now(), events };
 }
 
 async function runAsyncIterables(requests: GenerateRequest[]): Promise<RunResult> {
@@ -100,6 +106,7 @@ async function runAsyncIterables(requests: GenerateRequest[]): Promise<RunResult
         throw new Error(`request ended with ${chunk.finishReason}`);
     }
   };
+  const cpu = process.cpuUsage();
   const start = performance.now();
   const consumers = requests.map((request) => consume(engine.generate(request)));
   for (let due = clock.nextDue(); due !== undefined; due = clock.nextDue()) {
@@ -108,8 +115,9 @@ async function runAsyncIterables(requests: GenerateRequest[]): Promise<RunResult
   }
   await Promise.all(consumers);
   const wallMs = performance.now() - start;
+  const cpuUsed = process.cpuUsage(cpu);
   engine.close();
-  return { wallMs, tokens, simulatedMs: clock.now(), events };
+  return { wallMs, cpuMs: (cpuUsed.user + cpuUsed.system) / 1000, tokens, simulatedMs: clock.now(), events };
 }
 
 function median(values: number[]): number {
@@ -128,15 +136,18 @@ async function main(): Promise<void> {
 
   const callback: RunResult[] = [];
   const iterable: RunResult[] = [];
+  // Fresh prompts for every run (no run benefits from another's cache), made before any timing.
+  const workloads = Array.from({ length: 2 * RUNS }, (_, i) => workload(REQUESTS, i));
   for (let run = 0; run < RUNS; run++) {
-    // Fresh prompts each run so no run benefits from another's cache; generation is not timed.
-    callback.push(runCallbacks(workload(REQUESTS, 2 * run)));
-    iterable.push(await runAsyncIterables(workload(REQUESTS, 2 * run + 1)));
+    callback.push(runCallbacks(workloads[2 * run]));
+    iterable.push(await runAsyncIterables(workloads[2 * run + 1]));
   }
   for (const r of [...callback, ...iterable])
     if (r.tokens !== expectedTokens) throw new Error(`expected ${expectedTokens} tokens, got ${r.tokens}`);
 
   const wallCallback = median(callback.map((r) => r.wallMs));
+  const cpuCallback = median(callback.map((r) => r.cpuMs));
+  const bestCallback = Math.min(...callback.map((r) => r.wallMs));
   const wallIterable = median(iterable.map((r) => r.wallMs));
   const usPerToken = (wallCallback * 1000) / expectedTokens;
   const usPerTokenBaseline = (wallIterable * 1000) / expectedTokens;
@@ -146,6 +157,14 @@ async function main(): Promise<void> {
   console.log(`simulated time: ${simulatedS.toFixed(2)} s of engine time; ${callback[0].events} KV events`);
   console.log(
     `callback API (measured):       ${wallCallback.toFixed(1)} ms wall, ${usPerToken.toFixed(3)} us/token, ${(simTokensPerS / 1e6).toFixed(2)} M sim tokens/s, ${(simulatedS / (wallCallback / 1000)).toFixed(0)}x real time`,
+  );
+  console.log(
+    `  runs (wall ms): ${callback.map((r) => r.wallMs.toFixed(0)).join(', ')}; best ${((bestCallback * 1000) / expectedTokens).toFixed(3)} us/token; CPU ${((cpuCallback * 1000) / expectedTokens).toFixed(3)} us/token (median; all threads, GC included)`,
+  );
+  console.log(
+    `  machine load average: ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')} on ${availableParallelism()} cores`,
   );
   console.log(
     `async iterables (baseline):    ${wallIterable.toFixed(1)} ms wall, ${usPerTokenBaseline.toFixed(3)} us/token`,
@@ -158,6 +177,8 @@ async function main(): Promise<void> {
       baseline_ratio: Number((usPerTokenBaseline / usPerToken).toFixed(3)),
       baseline: 'same workload through generate() async iterables, event loop turned per clock event',
       baseline_us_per_token: Number(usPerTokenBaseline.toFixed(4)),
+      cpu_us_per_token: Number(((cpuCallback * 1000) / expectedTokens).toFixed(4)),
+      best_us_per_token: Number(((bestCallback * 1000) / expectedTokens).toFixed(4)),
       requests: REQUESTS,
       ranks: RANKS,
       simulated_s: Number(simulatedS.toFixed(3)),

@@ -25,7 +25,7 @@ import { RankScheduler, type SchedulerMetrics } from './scheduler.ts';
 import { EngineSequence, type RequestResult, type RequestSink } from './sequence.ts';
 import { ChunkStream } from './stream.ts';
 import { InProcessKvTransfer, type KvSource, type PulledKv } from './transfer.ts';
-import { validateGenerateRequest } from './validate.ts';
+import { hashRangeError, validateGenerateRequest } from './validate.ts';
 
 export type RankMetrics = SchedulerMetrics;
 
@@ -163,7 +163,12 @@ export class DataParallelEngine implements KvSource {
   submit(request: GenerateRequest, sink: RequestSink, signal?: AbortSignal): void {
     if (this.closed) throw new EngineError('ENGINE_CLOSED', 'engine is closed');
     const options = this.options;
-    validateGenerateRequest(request, options.dataParallelSize);
+    const hasher = this.hasher;
+    const hashedTokens =
+      hasher !== null && Array.isArray(request?.tokenIds)
+        ? hasher.blockCount(request.tokenIds.length) * options.blockSize
+        : 0;
+    validateGenerateRequest(request, options.dataParallelSize, hashedTokens);
     if (this.active.has(request.requestId))
       throw new EngineError('ENGINE_DUPLICATE_REQUEST', `request ${request.requestId} is already running`);
     const bootstrap = request.bootstrap;
@@ -187,17 +192,24 @@ export class DataParallelEngine implements KvSource {
     const rank = request.dpRank ?? this.leastLoadedRank();
     const stops = new Set<number>(request.sampling.stopTokenIds ?? []);
     if (request.sampling.ignoreEos !== true) for (const token of this.eos) stops.add(token);
-    const seq = new EngineSequence({
-      requestId: request.requestId,
-      tokens: request.tokenIds,
-      maxTokens,
-      stopTokens: stops.size > 0 ? stops : null,
-      seed: samplerSeed(request.sampling.seed, request.requestId, options.seed),
-      sink,
-      arrivedAt: this.clock.now(),
-      blockSize: options.blockSize,
-      hasher: this.hasher,
-    });
+    let seq: EngineSequence;
+    try {
+      seq = new EngineSequence({
+        requestId: request.requestId,
+        tokens: request.tokenIds,
+        maxTokens,
+        stopTokens: stops.size > 0 ? stops : null,
+        seed: samplerSeed(request.sampling.seed, request.requestId, options.seed),
+        sink,
+        arrivedAt: this.clock.now(),
+        blockSize: options.blockSize,
+        hasher,
+      });
+    } catch (error) {
+      // The hasher checked the tokens of the full blocks (see validateGenerateRequest).
+      if (error instanceof RangeError) throw hashRangeError(error);
+      throw error;
+    }
     seq.dpRank = rank;
     const tracked: Tracked = { seq, signal, onAbort: null, pull: null, room: null };
     this.active.set(request.requestId, tracked);

@@ -35,6 +35,8 @@ export interface RequestSink {
   onFinish(result: RequestResult): void;
 }
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
 export type SequenceState = 'pulling' | 'waiting' | 'prefilling' | 'running' | 'done';
 
 export class EngineSequence {
@@ -94,9 +96,19 @@ export class EngineSequence {
       const seq = init.hasher.sequenceHashes(local);
       const n = local.length >>> 1;
       const { seqHashes, localHashes } = this.hashes;
-      for (let i = 0; i < n; i++) {
-        localHashes.push(readPackedU64(local, i));
-        seqHashes.push(readPackedU64(seq, i));
+      if (LITTLE_ENDIAN) {
+        // A packed [lo, hi] pair is then a little-endian u64: read it as one bigint, no arithmetic.
+        const localView = new DataView(local.buffer, local.byteOffset, local.byteLength);
+        const seqView = new DataView(seq.buffer, seq.byteOffset, seq.byteLength);
+        for (let i = 0; i < n; i++) {
+          localHashes.push(localView.getBigUint64(8 * i, true));
+          seqHashes.push(seqView.getBigUint64(8 * i, true));
+        }
+      } else {
+        for (let i = 0; i < n; i++) {
+          localHashes.push(readPackedU64(local, i));
+          seqHashes.push(readPackedU64(seq, i));
+        }
       }
     }
   }

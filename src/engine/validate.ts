@@ -19,15 +19,28 @@ export function rankOutOfRange(rank: number, size: number): EngineError {
   return new EngineError('ENGINE_RANK_OUT_OF_RANGE', `rank ${rank} out of range [0, ${size})`);
 }
 
-export function validateGenerateRequest(request: GenerateRequest, dataParallelSize: number): void {
+/**
+ * Throws an EngineError for the first bad field. Token ids before `checkTokensFrom` are left to
+ * the block hasher, which checks every token of the full blocks it hashes (see hashRangeError).
+ */
+export function validateGenerateRequest(
+  request: GenerateRequest,
+  dataParallelSize: number,
+  checkTokensFrom = 0,
+): void {
   if (request === null || typeof request !== 'object') throw invalid('request must be an object');
   if (typeof request.requestId !== 'string' || request.requestId.length === 0)
     throw invalid('requestId must be a non-empty string');
   const tokens = request.tokenIds as unknown;
-  if (!Array.isArray(tokens) || tokens.length === 0) throw invalid('tokenIds must be a non-empty array');
-  for (let i = 0; i < tokens.length; i++)
-    if (!isU32(tokens[i]))
-      throw invalid(`tokenIds[${i}] is not an integer token id in [0, 2^32): ${String(tokens[i])}`);
+  // A Uint32Array (trace replay) holds valid token ids by construction.
+  if (tokens instanceof Uint32Array) {
+    if (tokens.length === 0) throw invalid('tokenIds must not be empty');
+  } else {
+    if (!Array.isArray(tokens) || tokens.length === 0) throw invalid('tokenIds must be a non-empty array');
+    for (let i = checkTokensFrom; i < tokens.length; i++)
+      if (!isU32(tokens[i]))
+        throw invalid(`tokenIds[${i}] is not an integer token id in [0, 2^32): ${String(tokens[i])}`);
+  }
   const sampling = request.sampling as GenerateRequest['sampling'] | undefined;
   if (sampling === null || typeof sampling !== 'object') throw invalid('sampling must be an object');
   const { maxTokens, stopTokenIds, seed, ignoreEos } = sampling;
@@ -60,4 +73,9 @@ export function validateGenerateRequest(request: GenerateRequest, dataParallelSi
       throw invalid('bootstrap.prefillWorkerId must be a u64 bigint');
     if (!isDpRank(bootstrap.prefillDpRank)) throw invalid('bootstrap.prefillDpRank must be a rank');
   }
+}
+
+/** The block hasher's RangeError for a bad token, as the engine's coded error. */
+export function hashRangeError(error: RangeError): EngineError {
+  return invalid(`tokenIds: ${error.message}`);
 }

@@ -109,3 +109,25 @@ describe('prefix caching', () => {
     expect(engine.rankMetrics(0).inactiveBlocks).toBe(0);
   });
 });
+
+describe('Uint32Array prompts (trace replay)', () => {
+  it('hash, cache and decode exactly like number[] prompts', () => {
+    const { clock, engine, events } = harness();
+    const a = collector(clock);
+    engine.submit(
+      {
+        requestId: 'a',
+        tokenIds: Uint32Array.from(promptA) as unknown as number[],
+        sampling: { maxTokens: 3, seed: 5 },
+      },
+      a,
+    );
+    clock.runUntilIdle();
+    const b = collector(clock);
+    engine.submit({ requestId: 'b', tokenIds: promptA, sampling: { maxTokens: 3, seed: 5 } }, b);
+    clock.runUntilIdle();
+    expect(storedEvents(events)[0].data.blocks.map((x) => x.blockHash)).toEqual(sequenceHashes(promptA));
+    expect(b.result?.usage.cachedTokens).toBe(5 * BS);
+    expect(b.tokens).toEqual(a.tokens);
+  });
+});
