@@ -83,6 +83,18 @@ export class DiscoveryView {
     return events;
   }
 
+  /** Replaces the state by a fresh snapshot: what vanished is removed, the rest is (re)added. */
+  resync(entries: readonly KvEntry[]): DiscoveryEvent[] {
+    const present = new Set(entries.map((e) => e.key));
+    const changes: KvChange[] = [];
+    for (const [id, slot] of this.slots) {
+      const keys = [slot.instance ? `v1/instances/${id}` : undefined, slot.card ? `v1/mdc/${id}` : undefined];
+      for (const key of keys) if (key && !present.has(key)) changes.push({ type: 'delete', key });
+    }
+    for (const e of entries) changes.push({ type: 'put', key: e.key, value: e.value });
+    return this.apply(changes);
+  }
+
   applyEntries(entries: readonly KvEntry[]): DiscoveryEvent[] {
     return this.apply(entries.map((e) => ({ type: 'put', key: e.key, value: e.value })));
   }
@@ -115,6 +127,7 @@ export class DiscoveryView {
   }
 }
 
+/** `{ns}/{comp}/{ep}/{hex}`: the instance key and the card key are this under `v1/instances/`, `v1/mdc/`. */
 function slotId(key: ParsedDiscoveryKey): string {
   const e = key.endpoint;
   return `${e.namespace}/${e.component}/${e.endpoint}/${key.instanceId.toString(16)}`;

@@ -112,7 +112,11 @@ export class KvDiscovery implements Discovery {
       }
     };
     const kvWatch = await this.retry('watch discovery', () =>
-      this.store.watchPrefix(DISCOVERY_ROOT, (changes) => emit(view.apply(changes))),
+      this.store.watchPrefix(
+        DISCOVERY_ROOT,
+        (changes) => emit(view.apply(changes)),
+        (entries) => emit(view.resync(entries)),
+      ),
     );
     const initial = view.applyEntries(kvWatch.initial);
     for (const event of initial) deliver(event);

@@ -35,7 +35,15 @@ export interface LeasedKvStore {
   putAll(entries: readonly KvEntry[], lease: StoreLease): Promise<void>;
   deleteAll(keys: readonly string[]): Promise<void>;
   getPrefix(prefix: string): Promise<KvEntry[]>;
-  /** Each call of onChanges carries the changes of one or more whole transactions, in order. */
-  watchPrefix(prefix: string, onChanges: (changes: readonly KvChange[]) => void): Promise<KvWatch>;
+  /**
+   * Each call of onChanges carries the changes of one or more whole transactions, in order. When
+   * the watch had to be restarted from a fresh snapshot (history compacted away while
+   * disconnected), onResync gets that snapshot; changes after it follow as usual.
+   */
+  watchPrefix(
+    prefix: string,
+    onChanges: (changes: readonly KvChange[]) => void,
+    onResync?: (entries: readonly KvEntry[]) => void,
+  ): Promise<KvWatch>;
   close(): Promise<void>;
 }

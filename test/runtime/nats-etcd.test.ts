@@ -2,6 +2,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeJson, encodeJson } from '../../src/runtime/codec.ts';
 import { connectDistributedRuntime, type DistributedRuntime } from '../../src/runtime/distributed.ts';
+import { isRuntimeError, RemoteError } from '../../src/runtime/errors.ts';
 import { EtcdKvStore } from '../../src/runtime/etcd/kv-store.ts';
 import { requestSubject } from '../../src/runtime/subjects.ts';
 import { type DiscoveryEvent, endpointId, type Runtime } from '../../src/runtime/types.ts';
@@ -123,6 +124,25 @@ describe('nats + etcd runtime: infrastructure failures', () => {
     expect(result).toEqual(Array.from({ length: 64 }, (_, i) => ({ i })));
     server.events.publish('restart.load.w1', new Uint8Array([42]));
     await waitFor(() => got.includes(42), 10_000, 'event after restart');
+  });
+
+  it('payloads over the server max_payload fail the call with a typed error, not a hang', async () => {
+    const rt = await open();
+    const ep = endpointId('big', 'backend', 'generate');
+    await rt.requests.serve(ep, 1n, async function* () {
+      yield new Uint8Array(10);
+      yield new Uint8Array(2 * 1024 * 1024);
+    });
+    const got: Uint8Array[] = [];
+    const error = await (async () => {
+      for await (const c of rt.requests.call(ep, 1n, new Uint8Array(1))) got.push(c);
+    })().catch((e: unknown) => e);
+    expect(got).toHaveLength(1);
+    expect(error).toBeInstanceOf(RemoteError);
+    const tooBig = await (async () => {
+      for await (const _ of rt.requests.call(ep, 1n, new Uint8Array(2 * 1024 * 1024)));
+    })().catch((e: unknown) => e);
+    expect(isRuntimeError(tooBig, 'RUNTIME_INVALID')).toBe(true);
   });
 
   it('a lease revoked behind its back is replaced and the instance registered again', async () => {

@@ -4,8 +4,9 @@
  * revision right after a snapshot read, so nothing between the two is missed or seen twice.
  * etcd3 re-establishes a broken watch stream from the last revision it saw.
  */
-import { Etcd3, type IOptions, type Lease } from 'etcd3';
+import { Etcd3, type IOptions, type Lease, type Watcher } from 'etcd3';
 import { log } from '../../util/log.ts';
+import { retryWithBackoff } from '../backoff.ts';
 import { errorMessage, RuntimeError } from '../errors.ts';
 import type { KvChange, KvEntry, KvWatch, LeasedKvStore, StoreLease } from '../kv-store.ts';
 
@@ -30,6 +31,7 @@ export function defaultEtcdHosts(): string[] {
 export class EtcdKvStore implements LeasedKvStore {
   readonly client: Etcd3;
   private readonly leases = new Set<Lease>();
+  private readonly stop = new AbortController();
 
   constructor(options: EtcdStoreOptions = {}) {
     const hosts = options.hosts ?? defaultEtcdHosts();
@@ -108,28 +110,62 @@ export class EtcdKvStore implements LeasedKvStore {
     return res.kvs.map((kv) => ({ key: kv.key.toString(), value: new Uint8Array(kv.value) }));
   }
 
-  async watchPrefix(prefix: string, onChanges: (changes: readonly KvChange[]) => void): Promise<KvWatch> {
-    const snapshot = await this.client.getAll().prefix(prefix).exec();
-    const initial = snapshot.kvs.map((kv) => ({ key: kv.key.toString(), value: new Uint8Array(kv.value) }));
-    const next = (BigInt(snapshot.header.revision) + 1n).toString();
-    const watcher = await this.client.watch().prefix(prefix).startRevision(next).create();
-    watcher.on('data', (res) => {
-      if (!res.events || res.events.length === 0) return;
-      const changes: KvChange[] = res.events.map((e) =>
-        e.type === 'Delete'
-          ? { type: 'delete', key: e.kv.key.toString() }
-          : { type: 'put', key: e.kv.key.toString(), value: new Uint8Array(e.kv.value) },
-      );
-      onChanges(changes);
-    });
-    watcher.on('error', (error) =>
-      log.error({ err: errorMessage(error), prefix }, 'runtime: etcd watch error'),
-    );
-    watcher.on('disconnected', () => log.warn({ prefix }, 'runtime: etcd watch disconnected; resuming'));
-    return { initial, close: () => void watcher.cancel().catch(() => {}) };
+  async watchPrefix(
+    prefix: string,
+    onChanges: (changes: readonly KvChange[]) => void,
+    onResync?: (entries: readonly KvEntry[]) => void,
+  ): Promise<KvWatch> {
+    let closed = false;
+    let current: Watcher | undefined;
+    const start = async (): Promise<KvEntry[]> => {
+      const snapshot = await this.client.getAll().prefix(prefix).exec();
+      const entries = snapshot.kvs.map((kv) => ({ key: kv.key.toString(), value: new Uint8Array(kv.value) }));
+      const next = (BigInt(snapshot.header.revision) + 1n).toString();
+      const watcher = await this.client.watch().prefix(prefix).startRevision(next).create();
+      if (closed) {
+        void watcher.cancel().catch(() => {});
+        return entries;
+      }
+      current = watcher;
+      watcher.on('data', (res) => {
+        if (!res.events || res.events.length === 0) return;
+        onChanges(
+          res.events.map((e) =>
+            e.type === 'Delete'
+              ? { type: 'delete', key: e.kv.key.toString() }
+              : { type: 'put', key: e.kv.key.toString(), value: new Uint8Array(e.kv.value) },
+          ),
+        );
+      });
+      watcher.on('disconnected', () => log.warn({ prefix }, 'runtime: etcd watch disconnected; resuming'));
+      // etcd3 resumes a broken stream by itself; an error means the watch was cancelled (e.g. its
+      // revision was compacted away): start over from a fresh snapshot.
+      watcher.once('error', (error) => {
+        log.error({ err: errorMessage(error), prefix }, 'runtime: etcd watch cancelled; resyncing');
+        if (closed || current !== watcher) return;
+        current = undefined;
+        void retryWithBackoff('etcd watch resync', start, { maxMs: 5_000, signal: this.stop.signal }).then(
+          (entries) => {
+            if (!closed) onResync?.(entries);
+          },
+          () => {},
+        );
+      });
+      return entries;
+    };
+    const initial = await start();
+    return {
+      initial,
+      close: () => {
+        closed = true;
+        void current?.cancel().catch(() => {});
+        current = undefined;
+      },
+    };
   }
 
   async close(): Promise<void> {
+    this.stop.abort();
     for (const lease of this.leases) lease.release();
     this.leases.clear();
     this.client.close();

@@ -230,7 +230,8 @@ export class NatsRequestPlane implements RequestPlane {
         try {
           this.nc.publish(subject, requestFrame(payload), { reply: call.reply });
         } catch (error) {
-          call.finish(new RuntimeError('RUNTIME_CLOSED', `cannot send request: ${errorMessage(error)}`));
+          const code = this.nc.isClosed() ? 'RUNTIME_CLOSED' : 'RUNTIME_INVALID';
+          call.finish(new RuntimeError(code, `cannot send request: ${errorMessage(error)}`));
         }
         return call;
       },
@@ -304,8 +305,10 @@ export class NatsRequestPlane implements RequestPlane {
         if (signal.aborted) return;
         if (!(chunk instanceof Uint8Array))
           throw new TypeError('handler yielded a value that is not a Uint8Array');
-        if (!this.safePublish(stream.reply, serverFrame(FrameKind.data, stream.seq++, chunk)))
-          return stream.abort.abort(new RuntimeError('RUNTIME_CLOSED', 'connection closed'));
+        // Throws when the chunk is over max_payload (the caller gets an ERROR frame) or when the
+        // connection is closed (the catch below then cannot send anything either).
+        this.nc.publish(stream.reply, serverFrame(FrameKind.data, stream.seq, chunk));
+        stream.seq++;
       }
       if (!signal.aborted) this.safePublish(stream.reply, serverFrame(FrameKind.end, stream.seq));
     } catch (error) {
