@@ -25,9 +25,10 @@ import {
   MIN_BLOCK_TABLE,
 } from './radix/block-table.ts';
 import { ChildTable } from './radix/child-table.ts';
-import { ALIAS, EntryPool, NO_ENTRY, NO_PARENT, STALE } from './radix/entry-pool.ts';
+import { ALIAS, EntryPool, NO_PARENT, STALE } from './radix/entry-pool.ts';
 import { hashPair, powerOfTwoAtLeast } from './radix/hash.ts';
 import { FLAG_MIXED_KEYS, NO_NODE, NodePool, ROOT } from './radix/node-pool.ts';
+import { OwnerSlab, sizeClassOf } from './radix/owner-slab.ts';
 
 export interface RadixTreeIndexerOptions {
   /** Shared owner numbering (the router's). When absent the indexer creates and manages its own. */
@@ -67,6 +68,7 @@ export class RadixTreeIndexer implements KvIndexer {
   private readonly nodes: NodePool;
   private readonly entries: EntryPool;
   private readonly children: ChildTable;
+  private readonly slab: OwnerSlab;
 
   /** Per owner: block hash table, live keys (tree size), stale entries. */
   private ownerSlots: Int32Array[] = [];
@@ -98,6 +100,7 @@ export class RadixTreeIndexer implements KvIndexer {
     this.nodes = new NodePool(capacity);
     this.entries = new EntryPool(capacity);
     this.children = new ChildTable(this.nodes, capacity);
+    this.slab = new OwnerSlab(capacity);
     this.ensureOwners(this.owners.capacity);
   }
 
@@ -131,12 +134,17 @@ export class RadixTreeIndexer implements KvIndexer {
     const nodes = this.nodes;
     const ownerCount = nodes.ownerCount;
     const staleCount = nodes.staleCount;
-    const ownerHead = nodes.ownerHead;
+    const ownerStart = nodes.ownerStart;
+    const slabOwner = this.slab.owner;
     const entryOwner = this.entries.owner;
-    const entryNext = this.entries.next;
+    const ownerKeys = this.ownerKeys;
+    const outTreeSizes = scores.treeSizes;
     const mark = this.mark;
     const active = this.active;
+    const outOwners = scores.owners;
+    const outBlocks = scores.blocks;
     const earlyExit = options?.earlyExit === true;
+    let count = 0;
 
     // `full`: the active set is exactly cur's owners; otherwise it is active[0 .. activeCount).
     let full = true;
@@ -151,14 +159,21 @@ export class RadixTreeIndexer implements KvIndexer {
         if (staleCount[child] !== 0 || childOwners !== ownerCount[cur]) {
           // The set changes here: stamp the child's owners, then drop the active ones it lacks.
           const stamp = this.nextStamp();
-          for (let e = ownerHead[child]; e !== NO_ENTRY; e = entryNext[e]) mark[entryOwner[e]] = stamp;
+          if (childOwners === 1) mark[entryOwner[ownerStart[child]]] = stamp;
+          else
+            for (let k = ownerStart[child], end = k + childOwners; k < end; k++) mark[slabOwner[k]] = stamp;
           let kept = 0;
           if (full) {
             const collect = staleCount[child] !== 0;
-            for (let e = ownerHead[cur]; e !== NO_ENTRY; e = entryNext[e]) {
-              const owner = entryOwner[e];
-              if (mark[owner] !== stamp) this.emit(owner, depth);
-              else {
+            const single = activeCount === 1;
+            const first = ownerStart[cur];
+            for (let k = first, end = k + activeCount; k < end; k++) {
+              const owner = single ? entryOwner[first] : slabOwner[k];
+              if (mark[owner] !== stamp) {
+                outOwners[count] = owner;
+                outTreeSizes[count] = ownerKeys[owner];
+                outBlocks[count++] = depth;
+              } else {
                 if (collect) active[kept] = owner;
                 kept++;
               }
@@ -166,8 +181,11 @@ export class RadixTreeIndexer implements KvIndexer {
           } else {
             for (let k = 0; k < activeCount; k++) {
               const owner = active[k];
-              if (mark[owner] !== stamp) this.emit(owner, depth);
-              else active[kept++] = owner;
+              if (mark[owner] !== stamp) {
+                outOwners[count] = owner;
+                outTreeSizes[count] = ownerKeys[owner];
+                outBlocks[count++] = depth;
+              } else active[kept++] = owner;
             }
           }
           activeCount = kept;
@@ -179,10 +197,27 @@ export class RadixTreeIndexer implements KvIndexer {
         if (earlyExit && activeCount === 1) break;
       }
     }
-    if (full) {
-      if (activeCount > 0)
-        for (let e = ownerHead[cur]; e !== NO_ENTRY; e = entryNext[e]) this.emit(entryOwner[e], depth);
-    } else for (let k = 0; k < activeCount; k++) this.emit(active[k], depth);
+    if (full && activeCount === 1) {
+      const owner = entryOwner[ownerStart[cur]];
+      outOwners[count] = owner;
+      outTreeSizes[count] = ownerKeys[owner];
+      outBlocks[count++] = depth;
+    } else if (full) {
+      for (let k = ownerStart[cur], end = k + activeCount; k < end; k++) {
+        const owner = slabOwner[k];
+        outOwners[count] = owner;
+        outTreeSizes[count] = ownerKeys[owner];
+        outBlocks[count++] = depth;
+      }
+    } else {
+      for (let k = 0; k < activeCount; k++) {
+        const owner = active[k];
+        outOwners[count] = owner;
+        outTreeSizes[count] = ownerKeys[owner];
+        outBlocks[count++] = depth;
+      }
+    }
+    scores.count = count;
     return scores;
   }
 
@@ -214,7 +249,8 @@ export class RadixTreeIndexer implements KvIndexer {
       const node = queue[head];
       const atRoot = nodes.parent[node] === ROOT;
       const tokensHash = this.keyOf(nodes.tokensLo[node], nodes.tokensHi[node]);
-      for (let e = nodes.ownerHead[node]; e !== NO_ENTRY; e = entries.next[e]) {
+      for (let k = 0; k < nodes.ownerCount[node]; k++) {
+        const e = this.memberEntry(node, k);
         const parentEntry = entries.parentEntry[e];
         if (!atRoot && (parentEntry < 0 || emitted[parentEntry] === 0)) continue;
         emitted[e] = 1;
@@ -257,6 +293,7 @@ export class RadixTreeIndexer implements KvIndexer {
         this.nodes.bytes +
         this.entries.bytes +
         this.children.bytes +
+        this.slab.bytes +
         ownerBytes +
         this.blockHalves.byteLength +
         this.dupSlots.byteLength +
@@ -480,7 +517,7 @@ export class RadixTreeIndexer implements KvIndexer {
     const nodes = this.nodes;
     const entries = this.entries;
     if (nodes.ownerCount[node] === 0) return -1;
-    const head = nodes.ownerHead[node];
+    const head = this.memberEntry(node, 0);
     const found = blockTableFind(this.ownerSlots[owner], entries, entries.keyLo[head], entries.keyHi[head]);
     if (found >= 0) {
       const primary = this.primaryOf(found);
@@ -488,7 +525,10 @@ export class RadixTreeIndexer implements KvIndexer {
     }
     // Every key on the node equals the head's unless flagged, and this owner has no entry under it.
     if ((nodes.flags[node] & FLAG_MIXED_KEYS) === 0) return -1;
-    for (let e = head; e !== NO_ENTRY; e = entries.next[e]) if (entries.owner[e] === owner) return e;
+    for (let k = 0; k < nodes.ownerCount[node]; k++) {
+      const entry = this.memberEntry(node, k);
+      if (entries.owner[entry] === owner) return entry;
+    }
     return -1;
   }
 
@@ -498,14 +538,11 @@ export class RadixTreeIndexer implements KvIndexer {
     const nodes = this.nodes;
     entries.parentEntry[entry] = parentEntry;
     if (parentEntry >= 0) entries.kids[parentEntry]++;
-    const head = nodes.ownerHead[node];
-    if (head !== NO_ENTRY) {
+    if (nodes.ownerCount[node] > 0) {
+      const head = this.memberEntry(node, 0);
       if (entries.keyLo[head] !== lo || entries.keyHi[head] !== hi) nodes.flags[node] |= FLAG_MIXED_KEYS;
-      entries.prev[head] = entry;
     }
-    entries.next[entry] = head;
-    nodes.ownerHead[node] = entry;
-    nodes.ownerCount[node]++;
+    this.link(entry, node, owner);
     this.insertKey(owner, entry);
     if (this.ownerStale[owner] > 0 && nodes.childCount[node] > 0) this.adoptChildren(owner, entry);
     return entry;
@@ -536,10 +573,14 @@ export class RadixTreeIndexer implements KvIndexer {
 
   /** Removes a key from the owner's table and returns its record (still allocated), or -1. */
   private takeKey(owner: number, lo: number, hi: number): number {
-    const record = blockTableRemove(this.ownerSlots[owner], this.entries, lo, hi);
+    const slots = this.ownerSlots[owner];
+    const record = blockTableRemove(slots, this.entries, lo, hi);
     if (record >= 0) {
-      this.ownerKeys[owner]--;
+      const keys = --this.ownerKeys[owner];
       this.entryCount--;
+      // Shrink below 1/5 full (grown above 1/2): a burst of stores does not pin a large table.
+      if (slots.length > MIN_BLOCK_TABLE && 5 * keys < slots.length)
+        this.ownerSlots[owner] = blockTableRehash(slots, this.entries, slots.length >>> 1);
     }
     return record;
   }
@@ -586,14 +627,86 @@ export class RadixTreeIndexer implements KvIndexer {
     if (nodes.ownerCount[node] === 0 && nodes.childCount[node] === 0) this.pruneUpward(node);
   }
 
-  private unlink(entry: number, node: number): void {
+  /**
+   * Adds a primary entry to the node's owners. A single owner is kept inline (ownerStart is then the
+   * entry id); from two owners on they live in an OwnerSlab slice, moved to a larger one when full.
+   */
+  private link(entry: number, node: number, owner: number): void {
+    const nodes = this.nodes;
+    const slab = this.slab;
     const entries = this.entries;
-    const prev = entries.prev[entry];
-    const next = entries.next[entry];
-    if (prev !== NO_ENTRY) entries.next[prev] = next;
-    else this.nodes.ownerHead[node] = next;
-    if (next !== NO_ENTRY) entries.prev[next] = prev;
-    this.nodes.ownerCount[node]--;
+    const count = nodes.ownerCount[node];
+    nodes.ownerCount[node] = count + 1;
+    if (count === 0) {
+      nodes.ownerStart[node] = entry;
+      entries.pos[entry] = 0;
+      return;
+    }
+    let start: number;
+    if (count === 1) {
+      const first = nodes.ownerStart[node];
+      start = slab.alloc(1);
+      nodes.ownerClass[node] = 1;
+      slab.entry[start] = first;
+      slab.owner[start] = entries.owner[first];
+    } else if (count === 1 << nodes.ownerClass[node]) {
+      start = this.moveSlice(node, count, nodes.ownerClass[node] + 1);
+    } else start = nodes.ownerStart[node];
+    nodes.ownerStart[node] = start;
+    slab.entry[start + count] = entry;
+    slab.owner[start + count] = owner;
+    entries.pos[entry] = count;
+  }
+
+  /** Removes a primary entry from the node's owners (swap-remove); shrinks a slice at a quarter full. */
+  private unlink(entry: number, node: number): void {
+    const nodes = this.nodes;
+    const slab = this.slab;
+    const entries = this.entries;
+    const count = nodes.ownerCount[node] - 1;
+    nodes.ownerCount[node] = count;
+    if (count === 0) {
+      nodes.ownerStart[node] = -1;
+      return;
+    }
+    const start = nodes.ownerStart[node];
+    const pos = entries.pos[entry];
+    const sizeClass = nodes.ownerClass[node];
+    if (count === 1) {
+      const remaining = slab.entry[start + 1 - pos];
+      slab.free(start, sizeClass);
+      nodes.ownerStart[node] = remaining;
+      entries.pos[remaining] = 0;
+      return;
+    }
+    if (pos !== count) {
+      const moved = slab.entry[start + count];
+      slab.entry[start + pos] = moved;
+      slab.owner[start + pos] = slab.owner[start + count];
+      entries.pos[moved] = pos;
+    }
+    if (sizeClass >= 3 && count <= 1 << (sizeClass - 2))
+      nodes.ownerStart[node] = this.moveSlice(node, count, sizeClassOf(count));
+  }
+
+  /** The entry id of the node's k-th owner. */
+  private memberEntry(node: number, k: number): number {
+    const nodes = this.nodes;
+    return nodes.ownerCount[node] === 1
+      ? nodes.ownerStart[node]
+      : this.slab.entry[nodes.ownerStart[node] + k];
+  }
+
+  private moveSlice(node: number, count: number, sizeClass: number): number {
+    const nodes = this.nodes;
+    const slab = this.slab;
+    const start = slab.alloc(sizeClass);
+    const old = nodes.ownerStart[node];
+    slab.entry.copyWithin(start, old, old + count);
+    slab.owner.copyWithin(start, old, old + count);
+    slab.free(old, nodes.ownerClass[node]);
+    nodes.ownerClass[node] = sizeClass;
+    return start;
   }
 
   /** The owner left `entry`'s node: its entries on the children become stale. Rare (non-LRU removal). */
@@ -701,14 +814,6 @@ export class RadixTreeIndexer implements KvIndexer {
       this.stamp = 0;
     }
     return ++this.stamp;
-  }
-
-  private emit(owner: number, blocks: number): void {
-    const scores = this.scores;
-    const i = scores.count++;
-    scores.owners[i] = owner;
-    scores.blocks[i] = blocks;
-    scores.treeSizes[i] = this.ownerKeys[owner];
   }
 
   // ---- dump helpers -------------------------------------------------------------------------------

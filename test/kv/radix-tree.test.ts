@@ -220,70 +220,111 @@ describe('RadixTreeIndexer', () => {
 
 /** Random event streams over a small alphabet, checked against the reference indexer. */
 describe('RadixTreeIndexer against NaiveIndexer', () => {
-  const op = fc.oneof(
-    {
-      weight: 6,
-      arbitrary: fc.record({
-        kind: fc.constant('stored' as const),
-        worker: fc.integer({ min: 0, max: 3 }),
-        rank: fc.integer({ min: 0, max: 1 }),
-        parent: fc.option(fc.integer({ min: 1, max: 12 }), { nil: null }),
-        tokens: fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 5 }),
-      }),
-    },
-    {
-      weight: 3,
-      arbitrary: fc.record({
-        kind: fc.constant('removed' as const),
-        worker: fc.integer({ min: 0, max: 3 }),
-        rank: fc.integer({ min: 0, max: 1 }),
-        hashes: fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 4 }),
-      }),
-    },
-    {
-      weight: 1,
-      arbitrary: fc.record({ kind: fc.constant('cleared' as const), worker: fc.integer({ min: 0, max: 3 }) }),
-    },
-  );
-  const queries = [[1], [1, 2], [1, 2, 3], [2, 1, 4, 3], [1, 1, 1, 1, 1], [3, 4, 1, 2, 2], [4, 4, 4]];
+  function operations(workers: number, alphabet: number, hashes: number) {
+    return fc.oneof(
+      {
+        weight: 6,
+        arbitrary: fc.record({
+          kind: fc.constant('stored' as const),
+          worker: fc.integer({ min: 0, max: workers - 1 }),
+          rank: fc.integer({ min: 0, max: 1 }),
+          parent: fc.option(fc.integer({ min: 1, max: hashes }), { nil: null, freq: 3 }),
+          tokens: fc.array(fc.integer({ min: 1, max: alphabet }), { minLength: 1, maxLength: 5 }),
+        }),
+      },
+      {
+        weight: 3,
+        arbitrary: fc.record({
+          kind: fc.constant('removed' as const),
+          worker: fc.integer({ min: 0, max: workers - 1 }),
+          rank: fc.integer({ min: 0, max: 1 }),
+          hashes: fc.array(fc.integer({ min: 1, max: hashes }), { minLength: 1, maxLength: 4 }),
+        }),
+      },
+      {
+        weight: 1,
+        arbitrary: fc.record({
+          kind: fc.constant('cleared' as const),
+          worker: fc.integer({ min: 0, max: workers - 1 }),
+        }),
+      },
+    );
+  }
+  type Operation = {
+    kind: 'stored' | 'removed' | 'cleared';
+    worker: number;
+    rank?: number;
+    parent?: number | null;
+    tokens?: number[];
+    hashes?: number[];
+  };
 
-  it('matches, sizes, errors and dumps agree', () => {
+  function toEvent(o: Operation, hashes: number): RouterEvent {
+    if (o.kind === 'stored') {
+      // Block hashes: a rolling function of the parent and tokens, with collisions on purpose.
+      let previous = o.parent ?? 0;
+      const blockHashes = o.tokens!.map((t) => {
+        previous = ((previous * 7 + t) % hashes) + 1;
+        return BigInt(previous);
+      });
+      const parent = o.parent === null || o.parent === undefined ? null : BigInt(o.parent);
+      return storedEvent(BigInt(o.worker), o.rank!, o.tokens!, parent, blockHashes);
+    }
+    if (o.kind === 'removed') return removedEvent(BigInt(o.worker), o.rank!, o.hashes!.map(BigInt));
+    return clearedEvent(BigInt(o.worker));
+  }
+
+  const queries = [
+    [1],
+    [1, 2],
+    [1, 2, 3],
+    [2, 1, 4, 3],
+    [1, 1, 1, 1, 1],
+    [3, 4, 1, 2, 2],
+    [4, 4, 4],
+    [2, 2, 1],
+  ];
+
+  function agree(ops: Operation[], earlyExit: boolean, hashes: number, withRemoveWorker: boolean): void {
+    const tree = new RadixTreeIndexer({ initialCapacity: 2 });
+    const naive = new NaiveIndexer();
+    for (const [i, o] of ops.entries()) {
+      if (withRemoveWorker && o.kind === 'cleared' && i % 2 === 0) {
+        tree.removeWorker(BigInt(o.worker));
+        naive.removeWorker(BigInt(o.worker));
+      } else {
+        const event = toEvent(o, hashes);
+        expect(tree.apply(event)?.code).toBe(naive.apply(event)?.code);
+      }
+      expect(tree.size).toBe(naive.size);
+    }
+    for (const query of queries) {
+      const packed = packU64s(query.map(BigInt));
+      expect(overlapToRecord(tree, tree.findMatches(packed, { earlyExit }))).toEqual(
+        overlapToRecord(naive, naive.findMatches(packed, { earlyExit })),
+      );
+    }
+    expect(tree.stats().nodes).toBe(naive.stats().nodes);
+    expect(canonicalDump(tree)).toEqual(canonicalDump(naive));
+  }
+
+  it('matches, sizes, errors and dumps agree (few owners, colliding hashes)', () => {
     fc.assert(
-      fc.property(fc.array(op, { maxLength: 60 }), fc.boolean(), (ops, earlyExit) => {
-        const tree = new RadixTreeIndexer();
-        const naive = new NaiveIndexer();
-        for (const o of ops) {
-          let event: RouterEvent;
-          if (o.kind === 'stored') {
-            // Block hashes: a rolling function of the parent and tokens, with collisions on purpose.
-            let previous = o.parent ?? 0;
-            const hashes = o.tokens.map((t) => {
-              previous = ((previous * 7 + t) % 40) + 1;
-              return BigInt(previous);
-            });
-            event = storedEvent(
-              BigInt(o.worker),
-              o.rank,
-              o.tokens,
-              o.parent === null ? null : BigInt(o.parent),
-              hashes,
-            );
-          } else if (o.kind === 'removed')
-            event = removedEvent(BigInt(o.worker), o.rank, o.hashes.map(BigInt));
-          else event = clearedEvent(BigInt(o.worker));
-          expect(tree.apply(event)?.code).toBe(naive.apply(event)?.code);
-          expect(tree.size).toBe(naive.size);
-        }
-        for (const query of queries) {
-          const packed = packU64s(query.map(BigInt));
-          expect(overlapToRecord(tree, tree.findMatches(packed, { earlyExit }))).toEqual(
-            overlapToRecord(naive, naive.findMatches(packed, { earlyExit })),
-          );
-        }
-        expect(tree.stats().nodes).toBe(naive.stats().nodes);
-        expect(canonicalDump(tree)).toEqual(canonicalDump(naive));
-      }),
+      fc.property(fc.array(operations(4, 4, 40), { maxLength: 60 }), fc.boolean(), (ops, earlyExit) =>
+        agree(ops, earlyExit, 40, false),
+      ),
       { numRuns: 1500 },
+    );
+  });
+
+  it('agrees with many owners sharing few nodes (owner slices grow and shrink)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(operations(40, 3, 400), { minLength: 50, maxLength: 250 }),
+        fc.boolean(),
+        (ops, earlyExit) => agree(ops, earlyExit, 400, true),
+      ),
+      { numRuns: 200 },
     );
   });
 });

@@ -1,15 +1,15 @@
 /**
  * (block, owner) entries as structure-of-arrays. Each entry is one block hash an owner holds.
  *
- * A primary entry is an owner's membership of a node: it sits on the node's owner list
- * (prev/next), `parentEntry` is the same owner's primary entry on the parent node (NO_PARENT at the
+ * A primary entry is an owner's membership of a node: it sits at index `pos` of the node's owner
+ * slice (see OwnerSlab), `parentEntry` is the same owner's primary entry on the parent node (NO_PARENT at the
  * root's children, STALE when the owner no longer holds the parent) and `kids` counts the
  * same owner's primary entries on child nodes whose parentEntry is this one.
  *
  * An alias entry (rare: an engine reporting two block hashes for one node) only adds a key:
  * parentEntry is ALIAS and `kids` holds its primary entry.
  *
- * A free entry has owner -1 and threads the free list through `next`.
+ * A free entry has owner -1 and threads the free list through `node`.
  */
 import { grow, grownCapacity } from './node-pool.ts';
 
@@ -25,8 +25,7 @@ export class EntryPool {
   live = 0;
   node = new Int32Array(0);
   owner = new Int32Array(0);
-  prev = new Int32Array(0);
-  next = new Int32Array(0);
+  pos = new Int32Array(0);
   keyLo = new Int32Array(0);
   keyHi = new Int32Array(0);
   parentEntry = new Int32Array(0);
@@ -40,15 +39,14 @@ export class EntryPool {
 
   alloc(node: number, owner: number, lo: number, hi: number): number {
     let id = this.freeHead;
-    if (id !== NO_ENTRY) this.freeHead = this.next[id];
+    if (id !== NO_ENTRY) this.freeHead = this.node[id];
     else {
       if (this.bump === this.capacity) this.resize(grownCapacity(this.capacity));
       id = this.bump++;
     }
     this.node[id] = node;
     this.owner[id] = owner;
-    this.prev[id] = NO_ENTRY;
-    this.next[id] = NO_ENTRY;
+    this.pos[id] = -1;
     this.keyLo[id] = lo;
     this.keyHi[id] = hi;
     this.parentEntry[id] = NO_PARENT;
@@ -59,7 +57,7 @@ export class EntryPool {
 
   free(id: number): void {
     this.owner[id] = -1;
-    this.next[id] = this.freeHead;
+    this.node[id] = this.freeHead;
     this.freeHead = id;
     this.live--;
   }
@@ -69,14 +67,13 @@ export class EntryPool {
   }
 
   get bytes(): number {
-    return this.capacity * 8 * 4;
+    return this.capacity * 7 * 4;
   }
 
   private resize(capacity: number): void {
     this.node = grow(this.node, capacity);
     this.owner = grow(this.owner, capacity);
-    this.prev = grow(this.prev, capacity);
-    this.next = grow(this.next, capacity);
+    this.pos = grow(this.pos, capacity);
     this.keyLo = grow(this.keyLo, capacity);
     this.keyHi = grow(this.keyHi, capacity);
     this.parentEntry = grow(this.parentEntry, capacity);

@@ -3,8 +3,8 @@
  * threads the free list through `firstChild`.
  *
  * Per node: parent, tokens hash halves, the first child kept inline (later children live in the
- * ChildTable), the number of children, the head and length of its owner list (one primary entry per
- * owner), and `staleCount`: entries whose owner does not hold the parent node (left behind by a
+ * ChildTable), the number of children, the start, size class and length of its owner slice in the
+ * OwnerSlab (one primary entry per owner), and `staleCount`: entries whose owner does not hold the parent node (left behind by a
  * removed parent block; findMatches must intersect explicitly below such nodes).
  */
 export const ROOT = 0;
@@ -25,10 +25,11 @@ export class NodePool {
   tokensHi = new Int32Array(0);
   firstChild = new Int32Array(0);
   childCount = new Int32Array(0);
-  ownerHead = new Int32Array(0);
+  ownerStart = new Int32Array(0);
   ownerCount = new Int32Array(0);
   staleCount = new Int32Array(0);
   flags = new Uint8Array(0);
+  ownerClass = new Uint8Array(0);
   private freeHead = NO_NODE;
   private bump = 0;
 
@@ -67,7 +68,7 @@ export class NodePool {
   }
 
   get bytes(): number {
-    return this.capacity * (8 * 4 + 1);
+    return this.capacity * (8 * 4 + 2);
   }
 
   private init(id: number, parent: number, lo: number, hi: number): void {
@@ -76,10 +77,11 @@ export class NodePool {
     this.tokensHi[id] = hi;
     this.firstChild[id] = NO_NODE;
     this.childCount[id] = 0;
-    this.ownerHead[id] = -1;
+    this.ownerStart[id] = -1;
     this.ownerCount[id] = 0;
     this.staleCount[id] = 0;
     this.flags[id] = 0;
+    this.ownerClass[id] = 0;
   }
 
   private resize(capacity: number): void {
@@ -88,18 +90,23 @@ export class NodePool {
     this.tokensHi = grow(this.tokensHi, capacity);
     this.firstChild = grow(this.firstChild, capacity);
     this.childCount = grow(this.childCount, capacity);
-    this.ownerHead = grow(this.ownerHead, capacity);
+    this.ownerStart = grow(this.ownerStart, capacity);
     this.ownerCount = grow(this.ownerCount, capacity);
     this.staleCount = grow(this.staleCount, capacity);
-    const flags = new Uint8Array(capacity);
-    flags.set(this.flags);
-    this.flags = flags;
+    this.flags = growBytes(this.flags, capacity);
+    this.ownerClass = growBytes(this.ownerClass, capacity);
     this.capacity = capacity;
   }
 }
 
 export function grownCapacity(capacity: number): number {
-  return capacity < 65536 ? capacity * 2 : Math.ceil((capacity * 1.5) / 1024) * 1024;
+  return capacity < 65536 ? capacity * 2 : Math.ceil((capacity * 1.125) / 1024) * 1024;
+}
+
+function growBytes(array: Uint8Array, capacity: number): Uint8Array<ArrayBuffer> {
+  const next = new Uint8Array(capacity);
+  next.set(array);
+  return next;
 }
 
 export function grow(array: Int32Array, capacity: number): Int32Array<ArrayBuffer> {
