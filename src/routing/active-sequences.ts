@@ -2,10 +2,18 @@
  * Active-sequence load tracking (Dynamo's `sequence.rs`): for every owner (worker, dp_rank) the
  * prefill tokens still to compute and the deduplicated KV blocks held by its in-flight requests.
  *
- * Each owner has its own counters (typed arrays indexed by owner id). Block references live in one
- * table keyed by sequence hash whose entries are per-owner reference counts, so a candidate
- * request's overlap with every owner's active blocks costs one probe per block instead of one per
- * block per owner. Hashes are packed [lo, hi] u32 pairs; nothing on these paths uses bigint.
+ * Each owner has its own counters (typed arrays indexed by owner id). A request's blocks are its
+ * rolling sequence hashes, so they form a chain from the root, and a hash identifies its whole
+ * prefix: the active blocks of an owner are a tree (the union of its requests' chains). Each tree
+ * node is one (block, owner) with a parent link, a child count and the number of requests ending
+ * there. Hence:
+ * - add costs O(log n + new blocks): a binary search finds how much of the chain the owner already
+ *   holds, and only the rest is inserted;
+ * - free costs O(blocks released): from the request's last block upward while nothing else uses it;
+ * - the overlap of a candidate request with every owner's active blocks costs a few binary searches
+ *   over the per-block owner counts (which can only shrink along a chain), not one probe per block
+ *   per owner.
+ * Hashes are packed [lo, hi] u32 pairs; nothing here uses bigint.
  */
 import type { Clock } from '../util/clock.ts';
 import { realClock } from '../util/clock.ts';
@@ -14,7 +22,10 @@ import { U64IntMap } from './u64-int-map.ts';
 export interface AddRequestInput {
   /** Prompt tokens this request still has to prefill there: max(0, isl − overlap·bs). */
   readonly prefillTokens: number;
-  /** Packed [lo, hi] sequence hashes of the request's blocks, deduplicated per owner; null = none. */
+  /**
+   * Packed [lo, hi] rolling sequence hashes of the request's blocks (a chain from the first block),
+   * deduplicated per owner; null = none.
+   */
   readonly blocks?: Uint32Array | null;
   /** How many pairs of `blocks` to use (default: all). */
   readonly blockCount?: number;
@@ -26,7 +37,8 @@ interface ActiveRequest {
   readonly owner: number;
   readonly prefillTokens: number;
   prefillDone: boolean;
-  readonly blocks: Uint32Array | null;
+  /** Tree node of the request's last block, or NONE. */
+  readonly leaf: number;
   unshared: number;
   /** Weight of this request's unshared blocks (output-block decay; 1 = full). */
   unsharedWeight: number;
@@ -39,7 +51,19 @@ export interface ActiveSequencesOptions {
   readonly staleRequestSecs?: number;
 }
 
-const NO_ENTRY = -1;
+const NONE = -1;
+
+// Node layout: hash halves, owner, parent node, child count, requests ending here, next node of
+// the same hash (another owner), and (valid on the list head) the length of that list.
+const LO = 0;
+const HI = 1;
+const OWNER = 2;
+const PARENT = 3;
+const CHILDREN = 4;
+const ENDS = 5;
+const NEXT = 6;
+const LENGTH = 7;
+const NODE_STRIDE = 8;
 
 export class ActiveSequences {
   private readonly clock: Clock;
@@ -56,18 +80,22 @@ export class ActiveSequences {
   private prefillTokens = new Float64Array(0);
   private requestCounts = new Int32Array(0);
 
-  // Block table: sequence hash -> first entry of a list of (owner, refcount) entries.
-  private readonly table = new U64IntMap(4096);
-  private entryOwner = new Int32Array(4096);
-  private entryCount = new Int32Array(4096);
-  private entryNext = new Int32Array(4096);
-  private entryWeight = new Float64Array(4096);
-  private entryTop = 0;
-  private readonly freeEntries: number[] = [];
+  // Tree nodes, one per (block, owner); keyed by (hash, owner) in `nodeOf`.
+  private readonly nodeOf = new U64IntMap(4096);
+  /** Node fields, NODE_STRIDE int32 words per node (one cache line): see LO..LENGTH. */
+  private node = new Int32Array(4096 * NODE_STRIDE);
+  private nodeWeight = new Float64Array(4096);
+  private nodeCapacity = 4096;
+  /** Per block hash, the head of the list of its nodes (one per owner holding it). */
+  private readonly headOf = new U64IntMap(4096);
+  private nodeTop = 0;
+  private readonly freeNodes: number[] = [];
 
-  // Scratch for potential loads: per-owner overlap with active blocks, and which owners were touched.
-  private overlapScratch = new Int32Array(0);
-  private touchedScratch = new Int32Array(0);
+  // Scratch for potential loads.
+  private depthOf = new Int32Array(0);
+  private stamp = new Int32Array(0);
+  private stampValue = 0;
+  private alive = new Int32Array(0);
 
   constructor(options: ActiveSequencesOptions = {}) {
     this.clock = options.clock ?? realClock;
@@ -85,8 +113,9 @@ export class ActiveSequences {
     this.deficit = growFloat64(this.deficit, next);
     this.prefillTokens = growFloat64(this.prefillTokens, next);
     this.requestCounts = growInt32(this.requestCounts, next);
-    this.overlapScratch = growInt32(this.overlapScratch, next);
-    this.touchedScratch = growInt32(this.touchedScratch, next);
+    this.depthOf = growInt32(this.depthOf, next);
+    this.stamp = growInt32(this.stamp, next);
+    this.alive = growInt32(this.alive, next);
     this.capacity = next;
   }
 
@@ -108,24 +137,25 @@ export class ActiveSequences {
     this.expireStaleIfDue();
     if (this.requests.has(requestId)) return false;
     this.ensureOwners(owner + 1);
-    const blockCount = input.blocks ? (input.blockCount ?? input.blocks.length >>> 1) : 0;
-    const blocks = input.blocks && blockCount > 0 ? input.blocks.slice(0, 2 * blockCount) : null;
+    const blocks = input.blocks ?? null;
+    const blockCount =
+      blocks === null ? 0 : Math.min(input.blockCount ?? blocks.length >>> 1, blocks.length >>> 1);
     const prefill = Math.max(0, input.prefillTokens);
     const unshared = Math.max(0, input.unsharedBlocks ?? 0);
-    const request: ActiveRequest = {
+    const leaf = blockCount > 0 ? this.insertChain(blocks!, blockCount, owner) : NONE;
+    if (leaf !== NONE) this.node[leaf * NODE_STRIDE + ENDS]++;
+    this.requests.set(requestId, {
       owner,
       prefillTokens: prefill,
       prefillDone: false,
-      blocks,
+      leaf,
       unshared,
       unsharedWeight: 1,
       addedAt: this.clock.now(),
-    };
-    this.requests.set(requestId, request);
+    });
     this.prefillTokens[owner] += prefill;
     this.unsharedBlocks[owner] += unshared;
     this.requestCounts[owner]++;
-    if (blocks) for (let i = 0; i < blockCount; i++) this.reference(blocks[2 * i], blocks[2 * i + 1], owner);
     return true;
   }
 
@@ -147,8 +177,10 @@ export class ActiveSequences {
     this.markPrefillCompleted(requestId);
     this.requests.delete(requestId);
     const owner = request.owner;
-    const blocks = request.blocks;
-    if (blocks) for (let i = 0; i < blocks.length; i += 2) this.dereference(blocks[i], blocks[i + 1], owner);
+    if (request.leaf !== NONE) {
+      this.node[request.leaf * NODE_STRIDE + ENDS]--;
+      this.releaseUpward(request.leaf);
+    }
     this.unsharedBlocks[owner] -= request.unshared;
     this.deficit[owner] -= (1 - request.unsharedWeight) * request.unshared;
     if (--this.requestCounts[owner] === 0) {
@@ -173,14 +205,24 @@ export class ActiveSequences {
     request.unshared++;
     request.unsharedWeight = weight;
     this.unsharedBlocks[owner]++;
-    const blocks = request.blocks;
-    if (blocks) {
-      for (let i = 0; i < blocks.length; i += 2) {
-        const entry = this.findEntry(blocks[i], blocks[i + 1], owner);
-        if (entry !== NO_ENTRY && this.entryCount[entry] === 1) {
-          this.deficit[owner] += this.entryWeight[entry] - weight;
-          this.entryWeight[entry] = weight;
-        }
+    // The request's own blocks: from its last block up, while no other request shares them.
+    let node = request.leaf;
+    if (
+      node !== NONE &&
+      this.node[node * NODE_STRIDE + ENDS] === 1 &&
+      this.node[node * NODE_STRIDE + CHILDREN] === 0
+    ) {
+      while (node !== NONE) {
+        this.deficit[owner] += this.nodeWeight[node] - weight;
+        this.nodeWeight[node] = weight;
+        const parent = this.node[node * NODE_STRIDE + PARENT];
+        if (
+          parent === NONE ||
+          this.node[parent * NODE_STRIDE + CHILDREN] !== 1 ||
+          this.node[parent * NODE_STRIDE + ENDS] !== 0
+        )
+          break;
+        node = parent;
       }
     }
     return true;
@@ -224,8 +266,7 @@ export class ActiveSequences {
 
   activePrefillTokens(owner: number): number {
     if (owner >= this.capacity) return 0;
-    const value = this.prefillTokens[owner];
-    return Math.max(value, 0);
+    return Math.max(this.prefillTokens[owner], 0);
   }
 
   activeRequests(owner: number): number {
@@ -235,7 +276,7 @@ export class ActiveSequences {
   /**
    * Potential decode blocks of a candidate request on each listed owner:
    * `blocks not already active there + unsharedBlocks + that owner's active blocks`.
-   * Writes out[i] for owners[i], i < count.
+   * `hashes` is the request's chain of sequence hashes. Writes out[i] for owners[i], i < count.
    */
   potentialDecodeBlocks(
     hashes: Uint32Array | null,
@@ -245,31 +286,193 @@ export class ActiveSequences {
     count: number,
     out: Float64Array,
   ): void {
-    const overlap = this.overlapScratch;
-    const touched = this.touchedScratch;
-    let touchedCount = 0;
-    if (hashes !== null && this.table.size > 0) {
-      for (let i = 0; i < blockCount; i++) {
-        let entry = this.table.get(hashes[2 * i], hashes[2 * i + 1]);
-        while (entry !== NO_ENTRY) {
-          const owner = this.entryOwner[entry];
-          if (overlap[owner]++ === 0) touched[touchedCount++] = owner;
-          entry = this.entryNext[entry];
-        }
-      }
-    }
+    const touched = hashes !== null && blockCount > 0 ? this.matchDepths(hashes, blockCount) : 0;
+    const depthOf = this.depthOf;
     const requestBlocks = (hashes === null ? 0 : blockCount) + unsharedBlocks;
     for (let i = 0; i < count; i++) {
       const owner = owners[i];
-      const held = owner < this.capacity ? overlap[owner] : 0;
+      const held = owner < this.capacity ? depthOf[owner] : 0;
       out[i] = requestBlocks - held + this.activeBlocks(owner);
     }
-    for (let i = 0; i < touchedCount; i++) overlap[touched[i]] = 0;
+    const alive = this.alive;
+    for (let i = 0; i < touched; i++) depthOf[alive[i]] = 0;
   }
 
-  /** Approximate bytes held by the block table. */
+  /** Number of tree nodes (distinct (block, owner) pairs held). */
+  get nodes(): number {
+    return this.nodeOf.size;
+  }
+
+  /** Approximate bytes held by the block structures. */
   get bytes(): number {
-    return this.table.bytes + this.entryOwner.byteLength * 3 + this.entryWeight.byteLength;
+    return this.nodeOf.bytes + this.headOf.bytes + this.node.byteLength + this.nodeWeight.byteLength;
+  }
+
+  // ---- internals ------------------------------------------------------------------------------
+
+  /**
+   * Sets depthOf[owner] = how many leading blocks of the chain the owner holds, for every owner
+   * holding at least the first one. Owners holding block i are a subset of those holding block
+   * i − 1, so the owner count along the chain only shrinks: binary searches find where it drops,
+   * and only there is a list of owners walked. Returns how many owners were set; they are listed
+   * in this.alive[0..n) (the caller resets their depth).
+   */
+  private matchDepths(hashes: Uint32Array, n: number): number {
+    const firstHead = this.headOf.get(hashes[0], hashes[1]);
+    if (firstHead === NONE) return 0;
+    const alive = this.alive;
+    const depthOf = this.depthOf;
+    let aliveCount = 0;
+    for (let node = firstHead; node !== NONE; node = this.node[node * NODE_STRIDE + NEXT])
+      alive[aliveCount++] = this.node[node * NODE_STRIDE + OWNER];
+    const total = aliveCount;
+    let from = 0;
+    let countAt = aliveCount;
+    // Invariant: the `aliveCount` owners in alive[0..aliveCount) hold blocks 0..from.
+    for (;;) {
+      // Last index whose owner count still equals countAt (counts never grow along the chain).
+      let low = from;
+      let high = n - 1;
+      while (low < high) {
+        const mid = (low + high + 1) >>> 1;
+        if (this.ownerCount(hashes, mid) === countAt) low = mid;
+        else high = mid - 1;
+      }
+      const end = low + 1; // the alive owners hold exactly blocks 0..low
+      if (end === n) {
+        for (let i = 0; i < aliveCount; i++) depthOf[alive[i]] = n;
+        return total;
+      }
+      // Some owners stop at `end`: mark who holds block `end`, the others end there.
+      const head = this.headOf.get(hashes[2 * end], hashes[2 * end + 1]);
+      const stamp = ++this.stampValue;
+      let stillCount = 0;
+      for (let node = head; node !== NONE; node = this.node[node * NODE_STRIDE + NEXT]) {
+        this.stamp[this.node[node * NODE_STRIDE + OWNER]] = stamp;
+        stillCount++;
+      }
+      // Partition alive[0..aliveCount): holders first, stopped owners after (keeping all in alive).
+      let write = 0;
+      for (let i = 0; i < aliveCount; i++) {
+        const owner = alive[i];
+        if (this.stamp[owner] === stamp) {
+          alive[i] = alive[write];
+          alive[write++] = owner;
+        } else {
+          depthOf[owner] = end;
+        }
+      }
+      aliveCount = write;
+      if (aliveCount === 0 || stillCount === 0) return total;
+      from = end;
+      countAt = stillCount;
+    }
+  }
+
+  private ownerCount(hashes: Uint32Array, index: number): number {
+    const head = this.headOf.get(hashes[2 * index], hashes[2 * index + 1]);
+    return head === NONE ? 0 : this.node[head * NODE_STRIDE + LENGTH];
+  }
+
+  /** Inserts the part of the chain the owner does not hold yet; returns the node of its last block. */
+  private insertChain(hashes: Uint32Array, n: number, owner: number): number {
+    // Longest held prefix: holding block i implies holding every block before it.
+    let low = 0;
+    let high = n;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      if (this.nodeOf.get(hashes[2 * mid], hashes[2 * mid + 1], owner) !== NONE) low = mid + 1;
+      else high = mid;
+    }
+    let parent = low > 0 ? this.nodeOf.get(hashes[2 * low - 2], hashes[2 * low - 1], owner) : NONE;
+    for (let i = low; i < n; i++) {
+      const node = this.createNode(hashes[2 * i], hashes[2 * i + 1], owner, parent);
+      // A hash already held elsewhere in this owner's tree: not a rolling-hash chain (or a
+      // collision). Track the consistent part only.
+      if (node === NONE) break;
+      parent = node;
+    }
+    return parent;
+  }
+
+  /** A new node for (lo, hi, owner) under parent, or NONE when that key already has a node. */
+  private createNode(lo: number, hi: number, owner: number, parent: number): number {
+    const node = this.peekNode();
+    if (this.nodeOf.setIfAbsent(lo, hi, node, owner) !== NONE) return NONE;
+    this.takeNode(node);
+    this.uniqueBlocks[owner]++;
+    const nodes = this.node;
+    const at = node * NODE_STRIDE;
+    const head = this.headOf.exchange(lo, hi, node);
+    nodes[at + LO] = lo;
+    nodes[at + HI] = hi;
+    nodes[at + OWNER] = owner;
+    nodes[at + PARENT] = parent;
+    nodes[at + CHILDREN] = 0;
+    nodes[at + ENDS] = 0;
+    nodes[at + NEXT] = head;
+    nodes[at + LENGTH] = head === NONE ? 1 : nodes[head * NODE_STRIDE + LENGTH] + 1;
+    this.nodeWeight[node] = 1;
+    if (parent !== NONE) nodes[parent * NODE_STRIDE + CHILDREN]++;
+    return node;
+  }
+
+  /** Removes nodes from `node` upward while no request ends at or passes through them. */
+  private releaseUpward(node: number): void {
+    const nodes = this.node;
+    while (
+      node !== NONE &&
+      nodes[node * NODE_STRIDE + ENDS] === 0 &&
+      nodes[node * NODE_STRIDE + CHILDREN] === 0
+    ) {
+      const parent = nodes[node * NODE_STRIDE + PARENT];
+      this.removeNode(node);
+      if (parent !== NONE) nodes[parent * NODE_STRIDE + CHILDREN]--;
+      node = parent;
+    }
+  }
+
+  private removeNode(node: number): void {
+    const nodes = this.node;
+    const at = node * NODE_STRIDE;
+    const lo = nodes[at + LO];
+    const hi = nodes[at + HI];
+    const owner = nodes[at + OWNER];
+    const next = nodes[at + NEXT];
+    this.nodeOf.delete(lo, hi, owner);
+    const head = this.headOf.get(lo, hi);
+    if (head === node) {
+      if (next === NONE) this.headOf.delete(lo, hi);
+      else {
+        nodes[next * NODE_STRIDE + LENGTH] = nodes[at + LENGTH] - 1;
+        this.headOf.set(lo, hi, next);
+      }
+    } else {
+      // Singly linked: find the predecessor (lists hold one node per owner caching this block).
+      let previous = head;
+      while (nodes[previous * NODE_STRIDE + NEXT] !== node) previous = nodes[previous * NODE_STRIDE + NEXT];
+      nodes[previous * NODE_STRIDE + NEXT] = next;
+      nodes[head * NODE_STRIDE + LENGTH]--;
+    }
+    this.uniqueBlocks[owner]--;
+    this.deficit[owner] -= 1 - this.nodeWeight[node];
+    this.freeNodes.push(node);
+  }
+
+  /** The node id the next allocation returns (growing the arrays when full). */
+  private peekNode(): number {
+    if (this.freeNodes.length > 0) return this.freeNodes[this.freeNodes.length - 1];
+    if (this.nodeTop === this.nodeCapacity) {
+      this.nodeCapacity *= 2;
+      this.node = growInt32(this.node, this.nodeCapacity * NODE_STRIDE);
+      this.nodeWeight = growFloat64(this.nodeWeight, this.nodeCapacity);
+    }
+    return this.nodeTop;
+  }
+
+  private takeNode(node: number): void {
+    if (this.freeNodes.length > 0) this.freeNodes.pop();
+    else this.nodeTop = node + 1;
   }
 
   private staleCheckInterval(): number {
@@ -278,59 +481,6 @@ export class ActiveSequences {
 
   private expireStaleIfDue(): void {
     if (this.clock.now() >= this.nextStaleCheck) this.expireStale();
-  }
-
-  private findEntry(lo: number, hi: number, owner: number): number {
-    let entry = this.table.get(lo, hi);
-    while (entry !== NO_ENTRY && this.entryOwner[entry] !== owner) entry = this.entryNext[entry];
-    return entry;
-  }
-
-  private reference(lo: number, hi: number, owner: number): void {
-    const head = this.table.get(lo, hi);
-    for (let entry = head; entry !== NO_ENTRY; entry = this.entryNext[entry]) {
-      if (this.entryOwner[entry] === owner) {
-        this.entryCount[entry]++;
-        return;
-      }
-    }
-    const entry = this.allocateEntry();
-    this.entryOwner[entry] = owner;
-    this.entryCount[entry] = 1;
-    this.entryWeight[entry] = 1;
-    this.entryNext[entry] = head;
-    this.table.set(lo, hi, entry);
-    this.uniqueBlocks[owner]++;
-  }
-
-  private dereference(lo: number, hi: number, owner: number): void {
-    const head = this.table.get(lo, hi);
-    let previous = NO_ENTRY;
-    let entry = head;
-    while (entry !== NO_ENTRY && this.entryOwner[entry] !== owner) {
-      previous = entry;
-      entry = this.entryNext[entry];
-    }
-    if (entry === NO_ENTRY || --this.entryCount[entry] > 0) return;
-    const next = this.entryNext[entry];
-    if (previous !== NO_ENTRY) this.entryNext[previous] = next;
-    else if (next !== NO_ENTRY) this.table.set(lo, hi, next);
-    else this.table.delete(lo, hi);
-    this.uniqueBlocks[owner]--;
-    this.deficit[owner] -= 1 - this.entryWeight[entry];
-    this.freeEntries.push(entry);
-  }
-
-  private allocateEntry(): number {
-    if (this.freeEntries.length > 0) return this.freeEntries.pop()!;
-    if (this.entryTop === this.entryOwner.length) {
-      const next = this.entryOwner.length * 2;
-      this.entryOwner = growInt32(this.entryOwner, next);
-      this.entryCount = growInt32(this.entryCount, next);
-      this.entryNext = growInt32(this.entryNext, next);
-      this.entryWeight = growFloat64(this.entryWeight, next);
-    }
-    return this.entryTop++;
   }
 }
 

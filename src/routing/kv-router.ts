@@ -20,7 +20,7 @@ import {
   type KvRouterConfigInput,
   parseRouterConfig,
 } from './config.ts';
-import { DuplicateRequestError } from './errors.ts';
+import { DuplicateRequestError, InvalidTokensError } from './errors.ts';
 import { createDecisionIndexer, createEventIndexer, type DecisionIndexer } from './indexers.ts';
 import type {
   PolicyName,
@@ -71,6 +71,19 @@ export type SequenceEvent =
       readonly workerId: WorkerId;
       readonly dpRank: number;
     };
+
+/**
+ * A prompt already cut into blocks and hashed (e.g. hashed once by a frontend that routes both its
+ * prefill and decode, or a trace that carries block hashes): packed [lo, hi] pairs.
+ */
+export interface HashedPrompt {
+  /** Prompt length in tokens (the trailing partial block counts for prefill). */
+  readonly isl: number;
+  /** Local block hashes (tokens_hash), floor(isl / block_size) pairs. */
+  readonly localHashes: Uint32Array;
+  /** Rolling sequence hashes, same length; computed from localHashes when absent. */
+  readonly sequenceHashes?: Uint32Array;
+}
 
 export interface CandidateLoad {
   readonly workerId: WorkerId;
@@ -210,16 +223,50 @@ export class KvRouter implements RoutingPolicy {
 
   /** The (worker, rank) this router would pick now; changes no state. */
   bestWorker(tokens: ArrayLike<number>, options?: RouteOptions): RoutingDecision {
-    const candidate = this.decide(tokens, options);
-    this.queries++;
-    return this.decisionFor(candidate);
+    return this.query(tokens, null, options);
+  }
+
+  /** bestWorker for a prompt hashed by the caller. */
+  bestWorkerHashed(prompt: HashedPrompt, options?: RouteOptions): RoutingDecision {
+    return this.query(null, prompt, options);
   }
 
   /** Picks a (worker, rank) and tracks the request's load there. */
   route(requestId: string, tokens: ArrayLike<number>, options?: RouteOptions): RoutingDecision {
+    return this.commit(requestId, tokens, null, options);
+  }
+
+  /** route for a prompt hashed by the caller. */
+  routeHashed(requestId: string, prompt: HashedPrompt, options?: RouteOptions): RoutingDecision {
+    return this.commit(requestId, null, prompt, options);
+  }
+
+  /** Hashes tokens the way the router does (copies; for callers that route one prompt twice). */
+  hashPrompt(tokens: ArrayLike<number>): HashedPrompt {
+    const input = this.tokens.read(tokens);
+    const localHashes = this.hasher.localHashes(input);
+    return { isl: input.length, localHashes, sequenceHashes: this.hasher.sequenceHashes(localHashes) };
+  }
+
+  private query(
+    tokens: ArrayLike<number> | null,
+    hashed: HashedPrompt | null,
+    options: RouteOptions | undefined,
+  ): RoutingDecision {
+    const candidate = this.decide(tokens, hashed, options);
+    this.queries++;
+    return this.decisionFor(candidate);
+  }
+
+  private commit(
+    requestId: string,
+    tokens: ArrayLike<number> | null,
+    hashed: HashedPrompt | null,
+    options: RouteOptions | undefined,
+  ): RoutingDecision {
     checkRequestId(requestId);
     if (this.active.has(requestId)) throw new DuplicateRequestError(requestId);
-    const candidate = this.decide(tokens, options);
+    const candidate = this.decide(tokens, hashed, options);
     const owner = this.candidateOwners[candidate];
     const overlap = this.overlapByOwner[owner];
     const workerId = this.owners.workerOf(owner);
@@ -236,7 +283,7 @@ export class KvRouter implements RoutingPolicy {
    * every candidate rank. Changes no state (debugging, dashboards, tests).
    */
   potentialLoads(tokens: ArrayLike<number>, options?: RouteOptions): CandidateLoad[] {
-    const count = this.score(tokens, options);
+    const count = this.score(tokens, null, options);
     const out: CandidateLoad[] = [];
     for (let i = 0; i < count; i++) {
       const owner = this.candidateOwners[i];
@@ -367,8 +414,13 @@ export class KvRouter implements RoutingPolicy {
   // ---- internals ------------------------------------------------------------------------------
 
   /** Scores and selects; returns the candidate index. Overlaps stay set until clearOverlaps(). */
-  private decide(tokens: ArrayLike<number>, options: RouteOptions | undefined): number {
-    const count = this.score(tokens, options);
+  /** Exactly one of tokens / hashed is given. */
+  private decide(
+    tokens: ArrayLike<number> | null,
+    hashed: HashedPrompt | null,
+    options: RouteOptions | undefined,
+  ): number {
+    const count = this.score(tokens, hashed, options);
     if (count === 1) return 0;
     const temperature = options?.overrides?.routerTemperature ?? this.config.routerTemperature;
     try {
@@ -391,12 +443,17 @@ export class KvRouter implements RoutingPolicy {
   }
 
   /** Hashes, matches and fills costs / prefillTokens / decodeBlocks for every candidate. */
-  private score(tokens: ArrayLike<number>, options: RouteOptions | undefined): number {
+  private score(
+    tokens: ArrayLike<number> | null,
+    hashed: HashedPrompt | null,
+    options: RouteOptions | undefined,
+  ): number {
     const overrides = options?.overrides;
     if (overrides !== undefined) checkOverrides(overrides);
-    const { owners: candidates, count } = this.registry.resolve(options);
-    const input = this.tokens.read(tokens);
-    this.hash(input);
+    const count = this.registry.resolve(options);
+    const candidates = this.registry.resolved;
+    if (hashed === null) this.hash(this.tokens.read(tokens));
+    else this.useHashed(hashed);
 
     const weight = overrides?.overlapScoreWeight ?? this.config.overlapScoreWeight;
     this.ensureCandidates(count);
@@ -446,6 +503,28 @@ export class KvRouter implements RoutingPolicy {
     this.blockCount = blocks;
     this.local = this.hasher.localHashes(input, this.localScratch.subarray(0, 2 * blocks));
     this.sequence = null;
+  }
+
+  private useHashed(prompt: HashedPrompt): void {
+    const { isl, localHashes, sequenceHashes } = prompt ?? {};
+    if (!(localHashes instanceof Uint32Array) || (localHashes.length & 1) !== 0)
+      throw new InvalidTokensError('localHashes must be a Uint32Array of [lo, hi] pairs');
+    const blocks = localHashes.length >>> 1;
+    const blockSize = this.config.blockSize;
+    if (!Number.isSafeInteger(isl) || isl < 1 || Math.floor(isl / blockSize) !== blocks)
+      throw new InvalidTokensError(
+        `isl ${String(isl)} does not match ${blocks} blocks of ${blockSize} tokens`,
+      );
+    if (
+      sequenceHashes !== undefined &&
+      (!(sequenceHashes instanceof Uint32Array) || sequenceHashes.length !== localHashes.length)
+    )
+      throw new InvalidTokensError('sequenceHashes must be a Uint32Array as long as localHashes');
+    if (this.sequenceScratch.length < 2 * blocks) this.sequenceScratch = new Uint32Array(4 * blocks);
+    this.isl = isl;
+    this.blockCount = blocks;
+    this.local = localHashes;
+    this.sequence = sequenceHashes ?? null;
   }
 
   /** Rolling sequence hashes of the current request, computed on first use. */

@@ -36,6 +36,7 @@ export class WorkerRegistry {
   private all = new Int32Array(16);
   private allCount = 0;
   private scratch = new Int32Array(16);
+  private resolvedOwners: Int32Array = this.all;
 
   constructor(
     readonly owners: OwnerTable,
@@ -116,11 +117,16 @@ export class WorkerRegistry {
     return worker.owners[dpRank];
   }
 
+  /** Owner ids found by the last resolve(), valid until the next call. */
+  get resolved(): Int32Array {
+    return this.resolvedOwners;
+  }
+
   /**
-   * The candidates a request may go to under its options, written to a scratch array that stays
-   * valid until the next call. Throws NoWorkers / UnknownWorker / RankOutOfRange.
+   * How many candidates a request may go to under its options; their owner ids are in
+   * `resolved[0..count)`. Throws NoWorkers / UnknownWorker / RankOutOfRange.
    */
-  resolve(options: RouteOptions | undefined): { owners: Int32Array; count: number } {
+  resolve(options: RouteOptions | undefined): number {
     if (this.workers.size === 0) throw new NoWorkersError();
     const pinned = options?.pinned;
     const requestRank = options?.dpRank;
@@ -133,19 +139,25 @@ export class WorkerRegistry {
       if (rank !== undefined) {
         checkRank(rank, worker);
         this.scratch[0] = worker.owners[rank];
-        return { owners: this.scratch, count: 1 };
+        this.resolvedOwners = this.scratch;
+        return 1;
       }
       if (this.scratch.length < worker.owners.length) this.scratch = new Int32Array(worker.owners.length * 2);
       this.scratch.set(worker.owners);
-      return { owners: this.scratch, count: worker.owners.length };
+      this.resolvedOwners = this.scratch;
+      return worker.owners.length;
     }
-    if (requestRank === undefined) return { owners: this.all, count: this.allCount };
+    if (requestRank === undefined) {
+      this.resolvedOwners = this.all;
+      return this.allCount;
+    }
     let count = 0;
     if (this.scratch.length < this.workers.size) this.scratch = new Int32Array(this.workers.size * 2);
     for (const worker of this.workers.values())
       if (requestRank < worker.dataParallelSize) this.scratch[count++] = worker.owners[requestRank];
     if (count === 0) throw new RankOutOfRangeError(`no registered worker has dp_rank ${requestRank}`);
-    return { owners: this.scratch, count };
+    this.resolvedOwners = this.scratch;
+    return count;
   }
 
   /** Null when the event targets a registered worker and one of its ranks, else a coded error. */

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ActiveSequences } from '../../src/routing/active-sequences.ts';
 import { packU64s } from '../../src/tokens/u64.ts';
@@ -112,5 +113,78 @@ describe('ActiveSequences', () => {
     expect(seqs.removeOwner(0).sort()).toEqual(['a', 'b']);
     expect(loadsOf(seqs, 0)).toEqual({ blocks: 0, prefill: 0, requests: 0 });
     expect(loadsOf(seqs, 1)).toEqual({ blocks: 1, prefill: 5, requests: 1 });
+  });
+});
+
+describe('ActiveSequences against a reference model', () => {
+  // Chains of rolling "hashes" over a small alphabet, so prompts share prefixes often. The hash of
+  // block i identifies the whole prefix 0..i, as sequence hashes do; high halves exercise bit 63.
+  function chain(letters: number[]): Uint32Array {
+    const out = new Uint32Array(letters.length * 2);
+    let h = 0x9e37_79b9;
+    for (let i = 0; i < letters.length; i++) {
+      h = Math.imul(h ^ (letters[i] + 1), 0x85eb_ca6b) ^ (h >>> 13);
+      out[2 * i] = h >>> 0;
+      out[2 * i + 1] = (h ^ 0x8000_0000) >>> 0;
+    }
+    return out;
+  }
+
+  it('matches naive per-owner reference counting for adds, frees and potential loads', () => {
+    const op = fc.oneof(
+      fc.record({
+        kind: fc.constant('add' as const),
+        owner: fc.integer({ min: 0, max: 4 }),
+        letters: fc.array(fc.integer({ min: 0, max: 2 }), { maxLength: 7 }),
+      }),
+      fc.record({ kind: fc.constant('free' as const), pick: fc.nat() }),
+      fc.record({
+        kind: fc.constant('query' as const),
+        letters: fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 1, maxLength: 8 }),
+      }),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
+        const seqs = new ActiveSequences({ clock: new ManualClock() });
+        seqs.ensureOwners(5);
+        const model = new Map<string, { owner: number; keys: string[] }>();
+        const unique = (owner: number) => {
+          const set = new Set<string>();
+          for (const r of model.values()) if (r.owner === owner) for (const k of r.keys) set.add(k);
+          return set;
+        };
+        const keysOf = (packed: Uint32Array) =>
+          Array.from({ length: packed.length / 2 }, (_, i) => `${packed[2 * i]}:${packed[2 * i + 1]}`);
+        let next = 0;
+        for (const o of ops) {
+          if (o.kind === 'add') {
+            const id = `r${next++}`;
+            const blocksOf = chain(o.letters);
+            seqs.add(id, o.owner, { prefillTokens: 1, blocks: blocksOf });
+            model.set(id, { owner: o.owner, keys: keysOf(blocksOf) });
+          } else if (o.kind === 'free') {
+            const ids = [...model.keys()];
+            if (ids.length === 0) continue;
+            const id = ids[o.pick % ids.length];
+            expect(seqs.free(id)).toBe(true);
+            model.delete(id);
+          } else {
+            const q = chain(o.letters);
+            const owners = Int32Array.of(0, 1, 2, 3, 4);
+            const out = new Float64Array(5);
+            seqs.potentialDecodeBlocks(q, o.letters.length, 0, owners, 5, out);
+            for (let owner = 0; owner < 5; owner++) {
+              const u = unique(owner);
+              const fresh = keysOf(q).filter((k) => !u.has(k)).length;
+              expect(out[owner]).toBe(fresh + u.size);
+            }
+          }
+          for (let owner = 0; owner < 5; owner++) expect(seqs.activeBlocks(owner)).toBe(unique(owner).size);
+        }
+        for (const id of [...model.keys()]) seqs.free(id);
+        expect(seqs.nodes).toBe(0);
+      }),
+      { numRuns: 300 },
+    );
   });
 });

@@ -172,7 +172,8 @@ export abstract class BaselinePolicy implements RoutingPolicy {
     commit: boolean,
   ): RoutingDecision {
     if (options?.overrides !== undefined) checkOverrides(options.overrides);
-    const { owners: candidates, count } = this.registry.resolve(options);
+    const count = this.registry.resolve(options);
+    const candidates = this.registry.resolved;
     checkTokens(tokens);
     this.lastOverlap = 0;
     const index =

@@ -1,0 +1,271 @@
+/**
+ * Router decisions: 4096-token prompts (block size 16, 256 blocks) over 64 workers × 8 dp ranks
+ * (512 candidates), with a warm radix-tree index (every rank caches several prompts that share
+ * system prefixes) and realistic in-flight load (requests added, prefilled and freed as we go).
+ *
+ * Measured in interleaved rounds in one process (this VM is noisy):
+ *   - kv route() from tokens: hashing + tree walk + scoring + load tracking (the figure that counts);
+ *   - kv routeHashed() on pre-hashed prompts: routing without hashing;
+ *   - the hashing and the tree walk alone on the same prompts, to split the decision time;
+ *   - the round-robin policy's route() on the same prompts and lifecycle (the baseline).
+ * Last stdout line is JSON.
+ */
+import type { RouterEvent } from '../src/kv/events.ts';
+import { KvRouter } from '../src/routing/kv-router.ts';
+import { RoundRobinPolicy } from '../src/routing/policies/round-robin.ts';
+import type { RoutingPolicy } from '../src/routing/policy.ts';
+import { seededRandom } from '../src/routing/random.ts';
+import { BlockHasher } from '../src/tokens/block-hash.ts';
+import { unpackU64s } from '../src/tokens/u64.ts';
+
+const WORKERS = 64;
+const DP = 8;
+const BLOCK_SIZE = 16;
+const ISL = 4096;
+const BLOCKS = ISL / BLOCK_SIZE;
+const GROUPS = 128; // distinct system prefixes
+const PREFIX_BLOCKS = 128; // half of each prompt is its group's prefix
+const CACHED_PER_RANK = 4; // full prompts cached per rank in the warm index
+const IN_FLIGHT_PER_RANK = 4; // steady-state in-flight requests per rank
+const POOL = 1024; // query prompts
+const ROUNDS = 6;
+const PER_ROUND = 2500;
+const VOCAB = 152_064;
+
+const random = seededRandom(20_251_125);
+const hasher = new BlockHasher({ blockSize: BLOCK_SIZE });
+
+function tokensFrom(seed: number, count: number): Uint32Array {
+  const r = seededRandom(seed);
+  const out = new Uint32Array(count);
+  for (let i = 0; i < count; i++) out[i] = Math.floor(r() * VOCAB);
+  return out;
+}
+
+const prefixes = Array.from({ length: GROUPS }, (_, g) => tokensFrom(1_000 + g, PREFIX_BLOCKS * BLOCK_SIZE));
+function prompt(group: number, suffixSeed: number): Uint32Array {
+  const out = new Uint32Array(ISL);
+  out.set(prefixes[group]);
+  out.set(tokensFrom(suffixSeed, ISL - PREFIX_BLOCKS * BLOCK_SIZE), PREFIX_BLOCKS * BLOCK_SIZE);
+  return out;
+}
+
+// ---- warm index: every rank caches CACHED_PER_RANK prompts from a few groups --------------------
+const cachedPrompts: Uint32Array[] = [];
+const events: RouterEvent[] = [];
+let eventId = 0n;
+for (let w = 0; w < WORKERS; w++) {
+  for (let rank = 0; rank < DP; rank++) {
+    for (let j = 0; j < CACHED_PER_RANK; j++) {
+      const group = (w * DP + rank + j * 37) % GROUPS;
+      const tokens = prompt(group, 50_000 + cachedPrompts.length);
+      cachedPrompts.push(tokens);
+      const local = unpackU64s(hasher.localHashes(tokens));
+      const sequence = unpackU64s(hasher.sequenceHashes(hasher.localHashes(tokens)));
+      events.push({
+        workerId: BigInt(1000 + w),
+        event: {
+          eventId: eventId++,
+          dpRank: rank,
+          data: {
+            kind: 'stored',
+            parentHash: null,
+            blocks: sequence.map((blockHash, i) => ({ blockHash, tokensHash: local[i] })),
+          },
+        },
+      });
+    }
+  }
+}
+
+// Query prompts: half are follow-ups of cached prompts (full hit somewhere), half new suffixes on a
+// known prefix (half hit on several ranks).
+const pool: Uint32Array[] = [];
+for (let i = 0; i < POOL; i++) {
+  if (i % 2 === 0) pool.push(cachedPrompts[Math.floor(random() * cachedPrompts.length)]);
+  else pool.push(prompt(Math.floor(random() * GROUPS), 90_000 + i));
+}
+const poolArrays = pool.slice(0, 256).map((p) => Array.from(p));
+
+function addWorkers(policy: RoutingPolicy): void {
+  for (let w = 0; w < WORKERS; w++) policy.addWorker(BigInt(1000 + w), { dataParallelSize: DP });
+}
+
+const kv = new KvRouter({ blockSize: BLOCK_SIZE }, { random: seededRandom(1) });
+addWorkers(kv);
+const buildStart = performance.now();
+for (const event of events) {
+  const error = kv.applyEvent(event);
+  if (error !== null) throw error;
+}
+const buildMs = performance.now() - buildStart;
+const hashedPool = pool.map((p) => kv.hashPrompt(p));
+const rr = new RoundRobinPolicy({ blockSize: BLOCK_SIZE, random: seededRandom(2) });
+addWorkers(rr);
+
+/** Steady-state lifecycle: the newest requests are prefilling, the oldest are freed. */
+class Lifecycle {
+  private readonly ids: string[] = [];
+  private head = 0;
+  private next = 0;
+  constructor(
+    private readonly policy: RoutingPolicy,
+    private readonly prefix: string,
+  ) {}
+  id(): string {
+    return `${this.prefix}-${this.next++}`;
+  }
+  after(id: string): void {
+    this.ids.push(id);
+    const live = this.ids.length - this.head;
+    const prefilling = 64;
+    if (live > prefilling) this.policy.markPrefillCompleted(this.ids[this.ids.length - 1 - prefilling]);
+    if (live > WORKERS * DP * IN_FLIGHT_PER_RANK) this.policy.free(this.ids[this.head++]);
+    if (this.head > 100_000) {
+      this.ids.splice(0, this.head);
+      this.head = 0;
+    }
+  }
+}
+
+const kvLife = new Lifecycle(kv, 'kv');
+const rrLife = new Lifecycle(rr, 'rr');
+// Fill the in-flight load before measuring.
+for (let i = 0; i < WORKERS * DP * IN_FLIGHT_PER_RANK + 500; i++) {
+  const id = kvLife.id();
+  kv.route(id, pool[i % POOL]);
+  kvLife.after(id);
+  const rid = rrLife.id();
+  rr.route(rid, pool[i % POOL]);
+  rrLife.after(rid);
+}
+
+type Series = 'kv' | 'kv_number_array' | 'kv_prehashed' | 'hash' | 'tree' | 'rr';
+const samples = new Map<Series, number[]>(
+  (['kv', 'kv_number_array', 'kv_prehashed', 'hash', 'tree', 'rr'] as const).map((s) => [s, []]),
+);
+const record = (series: Series, us: number) => samples.get(series)!.push(us);
+
+const localOut = new Uint32Array(2 * BLOCKS);
+const sequenceOut = new Uint32Array(2 * BLOCKS);
+let sink = 0;
+let cursor = 0;
+for (let round = 0; round < ROUNDS; round++) {
+  const start = cursor;
+  for (let i = 0; i < PER_ROUND; i++) {
+    const id = kvLife.id();
+    const p = pool[(start + i) % POOL];
+    const t0 = performance.now();
+    const d = kv.route(id, p);
+    const t1 = performance.now();
+    record('kv', (t1 - t0) * 1000);
+    sink += d.dpRank;
+    kvLife.after(id);
+  }
+  for (let i = 0; i < PER_ROUND / 5; i++) {
+    const id = kvLife.id();
+    const p = poolArrays[(start + i) % poolArrays.length];
+    const t0 = performance.now();
+    const d = kv.route(id, p);
+    const t1 = performance.now();
+    record('kv_number_array', (t1 - t0) * 1000);
+    sink += d.dpRank;
+    kvLife.after(id);
+  }
+  for (let i = 0; i < PER_ROUND; i++) {
+    const id = kvLife.id();
+    const h = hashedPool[(start + i) % POOL];
+    const t0 = performance.now();
+    const d = kv.routeHashed(id, h);
+    const t1 = performance.now();
+    record('kv_prehashed', (t1 - t0) * 1000);
+    sink += d.overlapBlocks;
+    kvLife.after(id);
+  }
+  for (let i = 0; i < PER_ROUND; i++) {
+    const p = pool[(start + i) % POOL];
+    const t0 = performance.now();
+    hasher.localHashes(p, localOut);
+    hasher.sequenceHashes(localOut, sequenceOut);
+    const t1 = performance.now();
+    record('hash', (t1 - t0) * 1000);
+    sink += sequenceOut[0] & 1;
+  }
+  for (let i = 0; i < PER_ROUND; i++) {
+    const h = hashedPool[(start + i) % POOL];
+    const t0 = performance.now();
+    const scores = kv.indexer.findMatches(h.localHashes);
+    const t1 = performance.now();
+    record('tree', (t1 - t0) * 1000);
+    sink += scores.count;
+  }
+  for (let i = 0; i < PER_ROUND; i++) {
+    const id = rrLife.id();
+    const p = pool[(start + i) % POOL];
+    const t0 = performance.now();
+    const d = rr.route(id, p);
+    const t1 = performance.now();
+    record('rr', (t1 - t0) * 1000);
+    sink += d.dpRank;
+    rrLife.after(id);
+  }
+  cursor += PER_ROUND;
+}
+
+function summary(series: Series) {
+  const values = Float64Array.from(samples.get(series)!).sort();
+  const at = (q: number) => values[Math.min(values.length - 1, Math.floor(q * values.length))];
+  let sum = 0;
+  for (const v of values) sum += v;
+  return { mean: sum / values.length, p50: at(0.5), p99: at(0.99), perSecond: (1e6 * values.length) / sum };
+}
+
+const s = Object.fromEntries(
+  (['kv', 'kv_number_array', 'kv_prehashed', 'hash', 'tree', 'rr'] as const).map((k) => [k, summary(k)]),
+) as Record<Series, ReturnType<typeof summary>>;
+const scoringMean = Math.max(0, s.kv_prehashed.mean - s.tree.mean);
+const hashShare = s.hash.mean / s.kv.mean;
+const rrRatio = s.kv.perSecond / s.rr.perSecond;
+const stats = kv.indexer.stats();
+const fmt = (v: number) => v.toFixed(2).padStart(8);
+const busy = kv.loads().filter((l) => l.activeRequests > 0).length;
+
+console.log(
+  `router: ${WORKERS} workers x ${DP} ranks = ${WORKERS * DP} candidates, ${ISL}-token prompts, block size ${BLOCK_SIZE}`,
+);
+console.log(
+  `warm index: ${stats.entries} (block, rank) entries, ${stats.nodes} nodes, built from ${events.length} events in ${buildMs.toFixed(0)} ms`,
+);
+console.log(
+  `load: ~${WORKERS * DP * IN_FLIGHT_PER_RANK} requests in flight on ${busy} ranks; ${ROUNDS} interleaved rounds (sink ${sink & 1})`,
+);
+console.log('                                        mean us   p50 us   p99 us   decisions/s');
+const line = (label: string, k: Series) =>
+  console.log(
+    `${label.padEnd(38)}${fmt(s[k].mean)} ${fmt(s[k].p50)} ${fmt(s[k].p99)}   ${Math.round(s[k].perSecond).toString().padStart(10)}`,
+  );
+line('kv route (Uint32Array tokens)', 'kv');
+line('kv route (number[] tokens)', 'kv_number_array');
+line('kv routeHashed (without hashing)', 'kv_prehashed');
+line('  hashing alone (local + sequence)', 'hash');
+line('  tree walk alone (findMatches)', 'tree');
+line('round-robin route (baseline)', 'rr');
+console.log(
+  `split of a decision (means): hashing ${s.hash.mean.toFixed(2)} us (${(100 * hashShare).toFixed(0)}%), tree ${s.tree.mean.toFixed(2)} us, scoring + tracking ${scoringMean.toFixed(2)} us`,
+);
+console.log(`kv / round-robin decisions per second: ${rrRatio.toFixed(3)}`);
+console.log(
+  JSON.stringify({
+    decisions_per_s: Math.round(s.kv.perSecond),
+    p50_us: Number(s.kv.p50.toFixed(2)),
+    p99_us: Number(s.kv.p99.toFixed(2)),
+    prehashed_p50_us: Number(s.kv_prehashed.p50.toFixed(2)),
+    prehashed_p99_us: Number(s.kv_prehashed.p99.toFixed(2)),
+    hashing_us: Number(s.hash.mean.toFixed(2)),
+    tree_us: Number(s.tree.mean.toFixed(2)),
+    scoring_us: Number(scoringMean.toFixed(2)),
+    hash_share: Number(hashShare.toFixed(3)),
+    rr_decisions_per_s: Math.round(s.rr.perSecond),
+    rr_ratio: Number(rrRatio.toFixed(4)),
+  }),
+);
