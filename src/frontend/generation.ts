@@ -14,6 +14,9 @@ import { type NvextResponse, nvextFromChunk } from './nvext.ts';
 
 export type FinishReasonOut = 'stop' | 'length';
 
+/** Abort reason once a choice is over (made once; see serving.ts). */
+const CHOICE_ENDED = new Error('the choice has ended');
+
 export interface ChoiceDelta {
   /** Which choice this delta belongs to. */
   readonly index: number;
@@ -94,7 +97,7 @@ export async function* runChoice(run: ChoiceRun): AsyncGenerator<ChoiceDelta> {
   } finally {
     signal.removeEventListener('abort', forward);
     // Ended early (stop string, client gone, error) or not: the backend's work for it is over.
-    controller.abort();
+    controller.abort(CHOICE_ENDED);
   }
 }
 

@@ -47,6 +47,10 @@ export interface GenerationPlan {
   readonly includeUsage: boolean;
 }
 
+/** Abort reasons (made once: `abort()` without a reason builds a DOMException with a stack each time). */
+export const CLIENT_GONE = new Error('the client disconnected');
+export const REQUEST_ENDED = new Error('the request has ended');
+
 export interface ServeContext {
   readonly metrics: FrontendMetrics;
   readonly log: FastifyBaseLogger;
@@ -74,7 +78,7 @@ export async function serveGeneration(
   };
   const controller = new AbortController();
   const onClose = () => {
-    if (!reply.raw.writableFinished) controller.abort(new Error('client disconnected'));
+    if (!reply.raw.writableFinished) controller.abort(CLIENT_GONE);
   };
   reply.raw.once('close', onClose);
   const timer = context.metrics.startRequest(plan.model, plan.endpoint, plan.stream);
@@ -89,10 +93,10 @@ export async function serveGeneration(
   } finally {
     // Each path finishes the timer itself; what is left unfinished here was cut short by the client.
     timer.finish('cancelled', 499);
-    controller.abort(); // whatever happened, nothing keeps running for this request
     reply.raw.off('close', onClose);
     // The client is gone and nothing was sent: tell fastify not to wait for a response.
     if (controller.signal.aborted && !reply.sent) reply.hijack();
+    controller.abort(REQUEST_ENDED); // whatever happened, nothing keeps running for this request
   }
 }
 

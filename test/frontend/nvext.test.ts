@@ -130,6 +130,16 @@ describe('query_instance_id', () => {
     expect(body.nvext.token_ids.length).toBeGreaterThan(0);
   });
 
+  it('a backend without a router answers 400, streamed or not', async () => {
+    server = await testServer();
+    Object.defineProperty(server.backend, 'route', { value: undefined });
+    for (const stream of [false, true]) {
+      const response = await post(chatBody({ stream, nvext: { annotations: ['query_instance_id'] } }));
+      expect(response.statusCode).toBe(400);
+      expect(expectOpenAiError(response.json()).code).toBe('unsupported');
+    }
+  });
+
   it("a rank outside the worker's range is a 400 for a query too", async () => {
     server = await testServer({ dataParallelSize: 2 });
     const response = await post(chatBody({ nvext: { annotations: ['query_instance_id'], dp_rank: 2 } }));
