@@ -115,7 +115,10 @@ export class DataParallelEngine implements KvSource {
           hasher: this.hasher,
         },
         kv,
-        { finished: (seq, reason) => this.onSchedulerFinished(seq, reason) },
+        {
+          finished: (seq, reason) => this.onSchedulerFinished(seq, reason),
+          sinkFailed: (seq, error) => this.onSinkFailed(seq, error),
+        },
       );
       this.indexers.push(indexer);
       this.schedulers.push(scheduler);
@@ -228,7 +231,12 @@ export class DataParallelEngine implements KvSource {
         prefillDpRank: rank,
       };
     }
-    sink.onStart?.(rank, info);
+    try {
+      sink.onStart?.(rank, info);
+    } catch (error) {
+      this.cancel(request.requestId);
+      throw error;
+    }
 
     if (signal !== undefined) {
       if (signal.aborted) {
@@ -316,11 +324,14 @@ export class DataParallelEngine implements KvSource {
   }
 
   /**
-   * Drops a rank's cached (inactive) blocks and publishes `cleared` (SGLang's flush_cache).
-   * Refused (false) while the rank holds active blocks.
+   * Drops every rank's cached (inactive) blocks, each rank publishing `cleared` (SGLang's
+   * flush_cache; a router drops all ranks of a worker on `cleared`, so it is engine-wide).
+   * Refused (false, nothing changed) while any rank holds active blocks.
    */
-  clearCache(rank: number): boolean {
-    return this.schedulerOf(rank).kv.clear();
+  clearCache(): boolean {
+    if (this.schedulers.some((s) => s.kv.activeBlocks > 0)) return false;
+    for (const scheduler of this.schedulers) scheduler.kv.clear();
+    return true;
   }
 
   /** KvSource: hands the KV held in `room` on `dpRank` to a decode engine. */
@@ -429,7 +440,27 @@ export class DataParallelEngine implements KvSource {
       timing: seq.timing(),
       ...(error !== undefined ? { error } : {}),
     };
-    seq.sink.onFinish(result);
+    try {
+      seq.sink.onFinish(result);
+    } catch (error) {
+      // The request is over either way; a throwing consumer must not stall the rank's loop.
+      log.error({ err: error, requestId: seq.requestId }, 'request sink threw from onFinish');
+    }
+  }
+
+  private onSinkFailed(seq: EngineSequence, error: unknown): void {
+    log.error(
+      { err: error, requestId: seq.requestId },
+      'request sink threw from onToken; ending the request',
+    );
+    const tracked = this.active.get(seq.requestId);
+    if (tracked === undefined) return;
+    this.schedulers[seq.dpRank].remove(seq);
+    if (tracked.room !== null) this.rooms.abandon(tracked.room, 'prefill consumer failed');
+    this.fail(
+      tracked,
+      new EngineError('ENGINE_SINK_FAILED', `consumer of request ${seq.requestId} threw: ${String(error)}`),
+    );
   }
 
   private record(tracked: Tracked, finishReason?: FinishReason): void {

@@ -14,6 +14,7 @@ export type EngineErrorCode =
   | 'ENGINE_BOOTSTRAP_ROOM_CLAIMED'
   | 'ENGINE_BOOTSTRAP_EXPIRED'
   | 'ENGINE_CANCELLED'
+  | 'ENGINE_SINK_FAILED'
   | 'ENGINE_CLOSED';
 
 export class EngineError extends Error {

@@ -38,6 +38,8 @@ export interface SchedulerConfig {
 export interface SchedulerHooks {
   /** The request left the scheduler (its blocks are still held: call releaseBlocks or keep them). */
   finished(seq: EngineSequence, reason: 'stop' | 'length'): void;
+  /** The request's sink threw from onToken: the engine ends the request (the rank keeps running). */
+  sinkFailed(seq: EngineSequence, error: unknown): void;
 }
 
 export interface SchedulerMetrics {
@@ -350,7 +352,12 @@ export class RankScheduler {
     seq.computed = length + 1;
     if ((length + 1) % blockSize === 0) this.promoteLastBlock(seq);
     if (index === 0) seq.firstTokenAt = this.clock.now();
-    seq.sink.onToken(token);
+    try {
+      seq.sink.onToken(token);
+    } catch (error) {
+      this.hooks.sinkFailed(seq, error);
+      return;
+    }
     if (seq.state !== 'running') return; // cancelled from inside onToken
     let reason: 'stop' | 'length' | null = null;
     if (seq.stopTokens?.has(token)) reason = 'stop';

@@ -68,3 +68,41 @@ describe('cancellation', () => {
     expect(engine.placement('y')!.finishReason).toBe('cancelled');
   });
 });
+
+describe('misbehaving consumers and cache flush', () => {
+  it('a sink that throws ends its own request with an error; the rank keeps serving others', () => {
+    const { clock, engine } = harness();
+    const good = collector(clock);
+    let finished: string | undefined;
+    engine.submit(
+      { requestId: 'bad', tokenIds: range(0, 100), sampling: { maxTokens: 10 } },
+      {
+        onToken() {
+          throw new Error('consumer broke');
+        },
+        onFinish(result) {
+          finished = result.error?.code;
+        },
+      },
+    );
+    engine.submit({ requestId: 'good', tokenIds: range(500, 100), sampling: { maxTokens: 10 } }, good);
+    clock.runUntilIdle();
+    expect(finished).toBe('ENGINE_SINK_FAILED');
+    expect(good.tokens).toHaveLength(10);
+    expect(good.result?.reason).toBe('length');
+    expect(engine.rankMetrics(0).activeBlocks).toBe(0);
+  });
+
+  it('clearCache flushes every rank (cleared events) only when nothing is active', () => {
+    const { clock, engine, events } = harness({ dataParallelSize: 2 });
+    engine.submit({ requestId: 'a', tokenIds: range(0, 200), sampling: { maxTokens: 50 } }, collector(clock));
+    clock.runUntil(1);
+    expect(engine.clearCache()).toBe(false);
+    clock.runUntilIdle();
+    expect(engine.rankMetrics(0).inactiveBlocks).toBe(3);
+    expect(engine.clearCache()).toBe(true);
+    expect(events.filter((e) => e.data.kind === 'cleared').map((e) => e.dpRank)).toEqual([0, 1]);
+    expect(engine.heldBlocks(0)).toEqual([]);
+    expect(engine.localIndexer(0).size).toBe(0);
+  });
+});
