@@ -10,6 +10,7 @@ import { DataParallelEngine } from '../engine/data-parallel-engine.ts';
 import type { RequestResult, RequestSink } from '../engine/sequence.ts';
 import type { KvCacheEvent, WorkerId } from '../kv/events.ts';
 import type { GenerateRequest } from '../protocol/generate.ts';
+import { type KvRouterConfig, type KvRouterConfigInput, parseRouterConfig } from '../routing/config.ts';
 import { createPolicy } from '../routing/policies/index.ts';
 import { POLICY_NAMES, type PolicyName, type RoutingPolicy } from '../routing/policy.ts';
 import { seededRandom } from '../routing/random.ts';
@@ -59,6 +60,11 @@ export interface ReplayOptions {
   readonly maxNumBatchedTokens?: number;
   readonly speedupRatio?: number;
   readonly seed?: number;
+  /**
+   * Router settings (Dynamo's KvRouterConfig: overlap weight, temperature, ...). The replay sets the
+   * block size to `blockSize` and turns the stale-request expiry off (every request is freed).
+   */
+  readonly routerConfig?: KvRouterConfigInput;
   /** Recorded in the report (the trace is expected to be cut already). */
   readonly limit?: number | null;
   readonly onProgress?: (progress: ReplayProgress) => void;
@@ -89,6 +95,16 @@ function checkPositiveInt(name: string, value: number): void {
     throw new RangeError(`${name} must be a positive integer, got ${value}`);
 }
 
+function routerConfigOf(options: ReplayOptions): KvRouterConfig {
+  const blockSize = options.blockSize ?? REPLAY_DEFAULTS.blockSize;
+  const given = options.routerConfig ?? {};
+  if (given.blockSize !== undefined && given.blockSize !== blockSize)
+    throw new RangeError(`router block size ${given.blockSize} differs from the engines' ${blockSize}`);
+  // Every request is freed on finish, so the stale-request safety net (for lost streams) is off:
+  // under overload a request may legitimately wait longer than the default 300 s.
+  return parseRouterConfig({ ...given, blockSize, staleRequestSecs: NO_STALE_EXPIRY_SECS });
+}
+
 function settingsOf(options: ReplayOptions): ReplaySettings {
   const d = REPLAY_DEFAULTS;
   const settings: ReplaySettings = {
@@ -104,6 +120,7 @@ function settingsOf(options: ReplayOptions): ReplaySettings {
     seed: options.seed ?? d.seed,
     limit: options.limit ?? null,
     policies: [...(options.policies ?? REPLAY_POLICIES)],
+    router: routerConfigOf(options),
   };
   checkPositiveInt('workers', settings.workers);
   checkPositiveInt('dpSize', settings.dpSize);
@@ -155,9 +172,7 @@ async function replayPolicy(
 ): Promise<{ metrics: PolicyMetrics; ranks: RankCounters[]; eventErrors: number }> {
   const clock = new VirtualClock();
   const policy: RoutingPolicy = createPolicy(policyName, {
-    // Every request is freed on finish, so the stale-request safety net (for lost streams) is off:
-    // under overload a request may legitimately wait longer than its default 300 s.
-    config: { blockSize: settings.blockSize, staleRequestSecs: NO_STALE_EXPIRY_SECS },
+    config: settings.router,
     clock,
     random: seededRandom(policySeed(settings.seed, policyName)),
   });

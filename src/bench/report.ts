@@ -5,6 +5,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { KvRouterConfig } from '../routing/config.ts';
 import { renderReportHtml } from './report-html.ts';
 
 export interface LatencySummary {
@@ -84,6 +85,8 @@ export interface ReplaySettings {
   readonly seed: number;
   readonly limit: number | null;
   readonly policies: readonly string[];
+  /** The router settings every policy got (the `kv` policy uses all of them). */
+  readonly router: KvRouterConfig;
 }
 
 export interface ReplayReport {

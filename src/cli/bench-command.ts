@@ -10,6 +10,7 @@ import { generateTrace } from '../bench/generate.ts';
 import { REPLAY_DEFAULTS, REPLAY_POLICIES, type ReplayProgress, runReplay } from '../bench/replay.ts';
 import { headline, writeReport } from '../bench/report.ts';
 import { formatTrace, MOONCAKE_BLOCK_SIZE, readTrace, TraceFormatError } from '../bench/trace.ts';
+import { addRouterOptions, routerConfigFromOptions } from '../routing/config.ts';
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -119,6 +120,12 @@ async function replayAction(flags: ReplayFlags): Promise<void> {
     );
   }
   if (parsed.requests.length === 0) throw new Error(`${flags.trace} holds no valid request`);
+  const routerFlags = flags as unknown as Record<string, unknown>;
+  const router = routerConfigFromOptions(routerFlags);
+  if (routerFlags.routerBlockSize !== undefined && router.blockSize !== flags.blockSize)
+    throw new RangeError(
+      `--router-block-size ${router.blockSize} differs from --block-size ${flags.blockSize}`,
+    );
   const progress = progressReporter(flags.progress && process.stderr.isTTY === true);
   let result: Awaited<ReturnType<typeof runReplay>>;
   try {
@@ -136,6 +143,7 @@ async function replayAction(flags: ReplayFlags): Promise<void> {
       speedupRatio: flags.speedupRatio,
       seed: flags.seed,
       limit: flags.limit ?? null,
+      routerConfig: { ...router, blockSize: flags.blockSize },
       onProgress: progress.onProgress,
     });
   } finally {
@@ -205,7 +213,7 @@ export function registerBenchCommand(program: Command): void {
   const bench = program.command('bench').description('Trace replay benchmark and synthetic workloads');
   const d = REPLAY_DEFAULTS;
 
-  bench
+  const replay = bench
     .command('replay')
     .description('Replay a Mooncake trace in virtual time through routing policies and mock engines')
     .requiredOption('--trace <file>', 'Mooncake JSONL trace')
@@ -227,8 +235,8 @@ export function registerBenchCommand(program: Command): void {
     .option('--limit <n>', 'replay only the first n requests', positiveInt)
     .option('--skip-bad', 'skip and count malformed trace lines instead of failing')
     .option('--out <dir>', 'write report.json and report.html here')
-    .option('--no-progress', 'no progress bar')
-    .action(reportingErrors(replayAction));
+    .option('--no-progress', 'no progress bar');
+  addRouterOptions(replay).action(reportingErrors(replayAction));
 
   bench
     .command('gen')
