@@ -96,32 +96,32 @@ export class KvDiscovery implements Discovery {
     this.assertOpen();
     validatePrefix(prefix);
     const view = new DiscoveryView(prefix, this.malformed);
-    let ready = false;
-    const pending: DiscoveryEvent[] = [];
-    const emit = (events: DiscoveryEvent[]) => {
+    const deliver = (events: DiscoveryEvent[]) => {
       for (const event of events) {
-        if (!ready) pending.push(event);
-        else deliver(event);
+        try {
+          listener(event);
+        } catch (error) {
+          log.error({ err: error }, 'runtime: discovery listener threw');
+        }
       }
     };
-    const deliver = (event: DiscoveryEvent) => {
-      try {
-        listener(event);
-      } catch (error) {
-        log.error({ err: error }, 'runtime: discovery listener threw');
-      }
+    // Changes that arrive before the snapshot is applied wait for it, so order is kept.
+    let early: (() => DiscoveryEvent[])[] | undefined = [];
+    const onUpdate = (update: () => DiscoveryEvent[]) => {
+      if (early) early.push(update);
+      else deliver(update());
     };
     const kvWatch = await this.retry('watch discovery', () =>
       this.store.watchPrefix(
         DISCOVERY_ROOT,
-        (changes) => emit(view.apply(changes)),
-        (entries) => emit(view.resync(entries)),
+        (changes) => onUpdate(() => view.apply(changes)),
+        (entries) => onUpdate(() => view.resync(entries)),
       ),
     );
-    const initial = view.applyEntries(kvWatch.initial);
-    for (const event of initial) deliver(event);
-    ready = true;
-    for (const event of pending.splice(0)) deliver(event);
+    deliver(view.applyEntries(kvWatch.initial));
+    const queued = early;
+    early = undefined;
+    for (const update of queued) deliver(update());
     const handle: DiscoveryWatch = {
       close: () => {
         if (!this.watches.delete(handle)) return;

@@ -11,7 +11,7 @@ runPlaneConformance('local', async () => {
     crash: (runtime: Runtime) => (runtime as LocalRuntime).simulateCrash(),
     shortTtlSeconds: 0.3,
     crashDetectMs: 1_000,
-    streamLossDetectMs: 200,
+    streamLossDetectMs: 1_000,
     garbage: {
       discovery: async (key, value) => cluster.store.putUnleased([{ key, value }]),
       event: async (subject, bytes) => cluster.events.publish(subject, bytes),

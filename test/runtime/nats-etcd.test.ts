@@ -47,7 +47,8 @@ runPlaneConformance('nats + etcd', async () => {
     crash: (runtime: Runtime) => (runtime as DistributedRuntime).simulateCrash(),
     shortTtlSeconds: 2,
     crashDetectMs: 5_000,
-    streamLossDetectMs: 4 * HEARTBEAT_MS + 500,
+    // Detection takes the inactivity limit (3 heartbeats) plus a tick; the rest is slack for a busy CI.
+    streamLossDetectMs: 2_000,
     garbage: {
       discovery: (key, value) => rawEtcd.putRaw(key, value),
       request: async (endpoint, instanceId, bytes, reply) => {
