@@ -14,9 +14,20 @@
 import type { WorkerId } from '../kv/events.ts';
 import type { AgentHints, BackendChunk, RouterOverrides, RoutingDecision, RoutingHints } from './backend.ts';
 import { invalidRequest } from './errors.ts';
+import { isUnsafeNumber } from './json.ts';
 import type { NvextRequest } from './protocol.ts';
 
 export const QUERY_INSTANCE_ID = 'query_instance_id';
+
+const U64_FIELDS = ['backend_instance_id', 'prefill_worker_id', 'decode_worker_id'] as const;
+
+/** True when a parsed body's nvext holds an id JSON.parse rounded (the body must be re-parsed losslessly). */
+export function nvextNeedsLossless(body: unknown): boolean {
+  if (typeof body !== 'object' || body === null) return false;
+  const nvext = (body as { nvext?: unknown }).nvext;
+  if (typeof nvext !== 'object' || nvext === null) return false;
+  return U64_FIELDS.some((field) => isUnsafeNumber((nvext as Record<string, unknown>)[field]));
+}
 
 export interface ParsedNvext {
   readonly routing: RoutingHints;

@@ -24,6 +24,7 @@ import { type DashboardProvider, registerDashboard } from './dashboard.ts';
 import { ApiError, toApiError } from './errors.ts';
 import { parseJsonLossless, stringifyJson } from './json.ts';
 import { type Endpoint, FrontendMetrics } from './metrics.ts';
+import { nvextNeedsLossless } from './nvext.ts';
 import { chatPlan, completionPlan } from './preprocess.ts';
 import { chatCompletionSchema, completionSchema, parseBody } from './protocol.ts';
 import { type GenerationPlan, serveGeneration } from './serving.ts';
@@ -37,7 +38,7 @@ export interface FrontendServerOptions {
   readonly apiKeys?: readonly string[];
   /** Largest accepted request body in bytes (default 8 MiB); larger gets 413. */
   readonly bodyLimit?: number;
-  /** Log prompts (token counts always; text only when true). Default false. */
+  /** Log each request's prompt text (info level). Default false: prompts never reach the logs. */
   readonly logPrompts?: boolean;
   /** Tokenizer for models whose backend names none; default o200k_base. */
   readonly tokenizer?: Tokenizer | Promise<Tokenizer>;
@@ -120,7 +121,7 @@ export function createFrontendServer(options: FrontendServerOptions): FastifyIns
       return;
     }
     try {
-      done(null, parseJsonLossless(text));
+      done(null, parseJsonLossless(text, nvextNeedsLossless));
     } catch (error) {
       const detail = error instanceof Error ? error.message : 'parse error';
       done(
