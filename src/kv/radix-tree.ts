@@ -27,7 +27,21 @@ import {
 import { ChildTable } from './radix/child-table.ts';
 import { ALIAS, EntryPool, NO_PARENT, STALE } from './radix/entry-pool.ts';
 import { hashPair, powerOfTwoAtLeast } from './radix/hash.ts';
-import { FLAG_MIXED_KEYS, NO_NODE, NodePool, ROOT } from './radix/node-pool.ts';
+import {
+  CHILD_COUNT,
+  FIRST_CHILD,
+  FLAG_MIXED_KEYS,
+  NO_NODE,
+  NODE_STRIDE,
+  NodePool,
+  OWNER_COUNT,
+  OWNER_START,
+  PARENT,
+  ROOT,
+  STALE_COUNT,
+  TOKENS_HI,
+  TOKENS_LO,
+} from './radix/node-pool.ts';
 import { OwnerSlab, sizeClassOf } from './radix/owner-slab.ts';
 
 export interface RadixTreeIndexerOptions {
@@ -132,9 +146,7 @@ export class RadixTreeIndexer implements KvIndexer {
     let cur = this.childOf(ROOT, localHashes[0] | 0, localHashes[1] | 0);
     if (cur < 0) return scores;
     const nodes = this.nodes;
-    const ownerCount = nodes.ownerCount;
-    const staleCount = nodes.staleCount;
-    const ownerStart = nodes.ownerStart;
+    const data = nodes.data;
     const slabOwner = this.slab.owner;
     const entryOwner = this.entries.owner;
     const ownerKeys = this.ownerKeys;
@@ -148,25 +160,29 @@ export class RadixTreeIndexer implements KvIndexer {
 
     // `full`: the active set is exactly cur's owners; otherwise it is active[0 .. activeCount).
     let full = true;
-    let activeCount = ownerCount[cur];
+    let activeCount = data[cur * NODE_STRIDE + OWNER_COUNT];
     let depth = 1;
     if (activeCount === 0) return scores;
     if (!(earlyExit && activeCount === 1)) {
       for (let i = 1; i < length; i++) {
         const child = this.childOf(cur, localHashes[2 * i] | 0, localHashes[2 * i + 1] | 0);
         if (child < 0) break;
-        const childOwners = ownerCount[child];
-        if (staleCount[child] !== 0 || childOwners !== ownerCount[cur]) {
+        const childOwners = data[child * NODE_STRIDE + OWNER_COUNT];
+        if (
+          data[child * NODE_STRIDE + STALE_COUNT] !== 0 ||
+          childOwners !== data[cur * NODE_STRIDE + OWNER_COUNT]
+        ) {
           // The set changes here: stamp the child's owners, then drop the active ones it lacks.
           const stamp = this.nextStamp();
-          if (childOwners === 1) mark[entryOwner[ownerStart[child]]] = stamp;
+          if (childOwners === 1) mark[entryOwner[data[child * NODE_STRIDE + OWNER_START]]] = stamp;
           else
-            for (let k = ownerStart[child], end = k + childOwners; k < end; k++) mark[slabOwner[k]] = stamp;
+            for (let k = data[child * NODE_STRIDE + OWNER_START], end = k + childOwners; k < end; k++)
+              mark[slabOwner[k]] = stamp;
           let kept = 0;
           if (full) {
-            const collect = staleCount[child] !== 0;
+            const collect = data[child * NODE_STRIDE + STALE_COUNT] !== 0;
             const single = activeCount === 1;
-            const first = ownerStart[cur];
+            const first = data[cur * NODE_STRIDE + OWNER_START];
             for (let k = first, end = k + activeCount; k < end; k++) {
               const owner = single ? entryOwner[first] : slabOwner[k];
               if (mark[owner] !== stamp) {
@@ -198,12 +214,12 @@ export class RadixTreeIndexer implements KvIndexer {
       }
     }
     if (full && activeCount === 1) {
-      const owner = entryOwner[ownerStart[cur]];
+      const owner = entryOwner[data[cur * NODE_STRIDE + OWNER_START]];
       outOwners[count] = owner;
       outTreeSizes[count] = ownerKeys[owner];
       outBlocks[count++] = depth;
     } else if (full) {
-      for (let k = ownerStart[cur], end = k + activeCount; k < end; k++) {
+      for (let k = data[cur * NODE_STRIDE + OWNER_START], end = k + activeCount; k < end; k++) {
         const owner = slabOwner[k];
         outOwners[count] = owner;
         outTreeSizes[count] = ownerKeys[owner];
@@ -236,7 +252,7 @@ export class RadixTreeIndexer implements KvIndexer {
     const nextKid = new Int32Array(highWater).fill(NO_NODE);
     for (let id = highWater - 1; id > ROOT; id--) {
       if (!nodes.isLive(id)) continue;
-      const parent = nodes.parent[id];
+      const parent = nodes.data[id * NODE_STRIDE + PARENT];
       nextKid[id] = firstKid[parent];
       firstKid[parent] = id;
     }
@@ -247,9 +263,12 @@ export class RadixTreeIndexer implements KvIndexer {
     for (let kid = firstKid[ROOT]; kid !== NO_NODE; kid = nextKid[kid]) queue[tail++] = kid;
     for (let head = 0; head < tail; head++) {
       const node = queue[head];
-      const atRoot = nodes.parent[node] === ROOT;
-      const tokensHash = this.keyOf(nodes.tokensLo[node], nodes.tokensHi[node]);
-      for (let k = 0; k < nodes.ownerCount[node]; k++) {
+      const atRoot = nodes.data[node * NODE_STRIDE + PARENT] === ROOT;
+      const tokensHash = this.keyOf(
+        nodes.data[node * NODE_STRIDE + TOKENS_LO],
+        nodes.data[node * NODE_STRIDE + TOKENS_HI],
+      );
+      for (let k = 0; k < nodes.data[node * NODE_STRIDE + OWNER_COUNT]; k++) {
         const e = this.memberEntry(node, k);
         const parentEntry = entries.parentEntry[e];
         if (!atRoot && (parentEntry < 0 || emitted[parentEntry] === 0)) continue;
@@ -476,31 +495,41 @@ export class RadixTreeIndexer implements KvIndexer {
 
   private childOf(node: number, lo: number, hi: number): number {
     const nodes = this.nodes;
-    const first = nodes.firstChild[node];
+    const first = nodes.data[node * NODE_STRIDE + FIRST_CHILD];
     if (first !== NO_NODE) {
-      if (nodes.tokensLo[first] === lo && nodes.tokensHi[first] === hi) return first;
-      if (nodes.childCount[node] === 1) return -1;
-    } else if (nodes.childCount[node] === 0) return -1;
+      if (
+        nodes.data[first * NODE_STRIDE + TOKENS_LO] === lo &&
+        nodes.data[first * NODE_STRIDE + TOKENS_HI] === hi
+      )
+        return first;
+      if (nodes.data[node * NODE_STRIDE + CHILD_COUNT] === 1) return -1;
+    } else if (nodes.data[node * NODE_STRIDE + CHILD_COUNT] === 0) return -1;
     return this.children.find(node, lo, hi);
   }
 
   private createChild(parent: number, lo: number, hi: number): number {
     const nodes = this.nodes;
     const child = nodes.alloc(parent, lo, hi);
-    if (nodes.firstChild[parent] === NO_NODE) nodes.firstChild[parent] = child;
+    if (nodes.data[parent * NODE_STRIDE + FIRST_CHILD] === NO_NODE)
+      nodes.data[parent * NODE_STRIDE + FIRST_CHILD] = child;
     else this.children.insert(child);
-    nodes.childCount[parent]++;
+    nodes.data[parent * NODE_STRIDE + CHILD_COUNT]++;
     return child;
   }
 
   /** Frees a node nobody holds and with no children, then its ancestors that become so. */
   private pruneUpward(node: number): void {
     const nodes = this.nodes;
-    while (node !== ROOT && nodes.ownerCount[node] === 0 && nodes.childCount[node] === 0) {
-      const parent = nodes.parent[node];
-      if (nodes.firstChild[parent] === node) nodes.firstChild[parent] = NO_NODE;
+    while (
+      node !== ROOT &&
+      nodes.data[node * NODE_STRIDE + OWNER_COUNT] === 0 &&
+      nodes.data[node * NODE_STRIDE + CHILD_COUNT] === 0
+    ) {
+      const parent = nodes.data[node * NODE_STRIDE + PARENT];
+      if (nodes.data[parent * NODE_STRIDE + FIRST_CHILD] === node)
+        nodes.data[parent * NODE_STRIDE + FIRST_CHILD] = NO_NODE;
       else this.children.remove(node);
-      nodes.childCount[parent]--;
+      nodes.data[parent * NODE_STRIDE + CHILD_COUNT]--;
       nodes.free(node);
       node = parent;
     }
@@ -516,7 +545,7 @@ export class RadixTreeIndexer implements KvIndexer {
   private primaryOn(node: number, owner: number): number {
     const nodes = this.nodes;
     const entries = this.entries;
-    if (nodes.ownerCount[node] === 0) return -1;
+    if (nodes.data[node * NODE_STRIDE + OWNER_COUNT] === 0) return -1;
     const head = this.memberEntry(node, 0);
     const found = blockTableFind(this.ownerSlots[owner], entries, entries.keyLo[head], entries.keyHi[head]);
     if (found >= 0) {
@@ -525,7 +554,7 @@ export class RadixTreeIndexer implements KvIndexer {
     }
     // Every key on the node equals the head's unless flagged, and this owner has no entry under it.
     if ((nodes.flags[node] & FLAG_MIXED_KEYS) === 0) return -1;
-    for (let k = 0; k < nodes.ownerCount[node]; k++) {
+    for (let k = 0; k < nodes.data[node * NODE_STRIDE + OWNER_COUNT]; k++) {
       const entry = this.memberEntry(node, k);
       if (entries.owner[entry] === owner) return entry;
     }
@@ -538,13 +567,14 @@ export class RadixTreeIndexer implements KvIndexer {
     const nodes = this.nodes;
     entries.parentEntry[entry] = parentEntry;
     if (parentEntry >= 0) entries.kids[parentEntry]++;
-    if (nodes.ownerCount[node] > 0) {
+    if (nodes.data[node * NODE_STRIDE + OWNER_COUNT] > 0) {
       const head = this.memberEntry(node, 0);
       if (entries.keyLo[head] !== lo || entries.keyHi[head] !== hi) nodes.flags[node] |= FLAG_MIXED_KEYS;
     }
     this.link(entry, node, owner);
     this.insertKey(owner, entry);
-    if (this.ownerStale[owner] > 0 && nodes.childCount[node] > 0) this.adoptChildren(owner, entry);
+    if (this.ownerStale[owner] > 0 && nodes.data[node * NODE_STRIDE + CHILD_COUNT] > 0)
+      this.adoptChildren(owner, entry);
     return entry;
   }
 
@@ -562,7 +592,7 @@ export class RadixTreeIndexer implements KvIndexer {
   private insertKey(owner: number, entry: number): void {
     let slots = this.ownerSlots[owner];
     const keys = this.ownerKeys[owner] + 1;
-    if (2 * keys > slots.length) {
+    if (4 * keys > 3 * slots.length) {
       slots = blockTableRehash(slots, this.entries, slots.length * 2);
       this.ownerSlots[owner] = slots;
     }
@@ -578,7 +608,7 @@ export class RadixTreeIndexer implements KvIndexer {
     if (record >= 0) {
       const keys = --this.ownerKeys[owner];
       this.entryCount--;
-      // Shrink below 1/5 full (grown above 1/2): a burst of stores does not pin a large table.
+      // Grown above 3/4 full, shrunk below 1/5: a burst of stores does not pin a large table.
       if (slots.length > MIN_BLOCK_TABLE && 5 * keys < slots.length)
         this.ownerSlots[owner] = blockTableRehash(slots, this.entries, slots.length >>> 1);
     }
@@ -618,13 +648,17 @@ export class RadixTreeIndexer implements KvIndexer {
     const node = entries.node[entry];
     const parentEntry = entries.parentEntry[entry];
     if (parentEntry === STALE) {
-      nodes.staleCount[node]--;
+      nodes.data[node * NODE_STRIDE + STALE_COUNT]--;
       this.ownerStale[owner]--;
     } else if (parentEntry >= 0) entries.kids[parentEntry]--;
     if (entries.kids[entry] > 0) this.orphanChildren(owner, entry);
     this.unlink(entry, node);
     entries.free(entry);
-    if (nodes.ownerCount[node] === 0 && nodes.childCount[node] === 0) this.pruneUpward(node);
+    if (
+      nodes.data[node * NODE_STRIDE + OWNER_COUNT] === 0 &&
+      nodes.data[node * NODE_STRIDE + CHILD_COUNT] === 0
+    )
+      this.pruneUpward(node);
   }
 
   /**
@@ -635,24 +669,24 @@ export class RadixTreeIndexer implements KvIndexer {
     const nodes = this.nodes;
     const slab = this.slab;
     const entries = this.entries;
-    const count = nodes.ownerCount[node];
-    nodes.ownerCount[node] = count + 1;
+    const count = nodes.data[node * NODE_STRIDE + OWNER_COUNT];
+    nodes.data[node * NODE_STRIDE + OWNER_COUNT] = count + 1;
     if (count === 0) {
-      nodes.ownerStart[node] = entry;
+      nodes.data[node * NODE_STRIDE + OWNER_START] = entry;
       entries.pos[entry] = 0;
       return;
     }
     let start: number;
     if (count === 1) {
-      const first = nodes.ownerStart[node];
+      const first = nodes.data[node * NODE_STRIDE + OWNER_START];
       start = slab.alloc(1);
       nodes.ownerClass[node] = 1;
       slab.entry[start] = first;
       slab.owner[start] = entries.owner[first];
     } else if (count === 1 << nodes.ownerClass[node]) {
       start = this.moveSlice(node, count, nodes.ownerClass[node] + 1);
-    } else start = nodes.ownerStart[node];
-    nodes.ownerStart[node] = start;
+    } else start = nodes.data[node * NODE_STRIDE + OWNER_START];
+    nodes.data[node * NODE_STRIDE + OWNER_START] = start;
     slab.entry[start + count] = entry;
     slab.owner[start + count] = owner;
     entries.pos[entry] = count;
@@ -663,19 +697,19 @@ export class RadixTreeIndexer implements KvIndexer {
     const nodes = this.nodes;
     const slab = this.slab;
     const entries = this.entries;
-    const count = nodes.ownerCount[node] - 1;
-    nodes.ownerCount[node] = count;
+    const count = nodes.data[node * NODE_STRIDE + OWNER_COUNT] - 1;
+    nodes.data[node * NODE_STRIDE + OWNER_COUNT] = count;
     if (count === 0) {
-      nodes.ownerStart[node] = -1;
+      nodes.data[node * NODE_STRIDE + OWNER_START] = -1;
       return;
     }
-    const start = nodes.ownerStart[node];
+    const start = nodes.data[node * NODE_STRIDE + OWNER_START];
     const pos = entries.pos[entry];
     const sizeClass = nodes.ownerClass[node];
     if (count === 1) {
       const remaining = slab.entry[start + 1 - pos];
       slab.free(start, sizeClass);
-      nodes.ownerStart[node] = remaining;
+      nodes.data[node * NODE_STRIDE + OWNER_START] = remaining;
       entries.pos[remaining] = 0;
       return;
     }
@@ -686,22 +720,22 @@ export class RadixTreeIndexer implements KvIndexer {
       entries.pos[moved] = pos;
     }
     if (sizeClass >= 3 && count <= 1 << (sizeClass - 2))
-      nodes.ownerStart[node] = this.moveSlice(node, count, sizeClassOf(count));
+      nodes.data[node * NODE_STRIDE + OWNER_START] = this.moveSlice(node, count, sizeClassOf(count));
   }
 
   /** The entry id of the node's k-th owner. */
   private memberEntry(node: number, k: number): number {
     const nodes = this.nodes;
-    return nodes.ownerCount[node] === 1
-      ? nodes.ownerStart[node]
-      : this.slab.entry[nodes.ownerStart[node] + k];
+    return nodes.data[node * NODE_STRIDE + OWNER_COUNT] === 1
+      ? nodes.data[node * NODE_STRIDE + OWNER_START]
+      : this.slab.entry[nodes.data[node * NODE_STRIDE + OWNER_START] + k];
   }
 
   private moveSlice(node: number, count: number, sizeClass: number): number {
     const nodes = this.nodes;
     const slab = this.slab;
     const start = slab.alloc(sizeClass);
-    const old = nodes.ownerStart[node];
+    const old = nodes.data[node * NODE_STRIDE + OWNER_START];
     slab.entry.copyWithin(start, old, old + count);
     slab.owner.copyWithin(start, old, old + count);
     slab.free(old, nodes.ownerClass[node]);
@@ -718,7 +752,7 @@ export class RadixTreeIndexer implements KvIndexer {
       const slot = slots[i];
       if (slot === 0 || entries.parentEntry[slot - 1] !== entry) continue;
       entries.parentEntry[slot - 1] = STALE;
-      this.nodes.staleCount[entries.node[slot - 1]]++;
+      this.nodes.data[entries.node[slot - 1] * NODE_STRIDE + STALE_COUNT]++;
       this.ownerStale[owner]++;
       remaining--;
     }
@@ -735,10 +769,14 @@ export class RadixTreeIndexer implements KvIndexer {
       const slot = slots[i];
       if (slot === 0) continue;
       const child = slot - 1;
-      if (entries.parentEntry[child] !== STALE || nodes.parent[entries.node[child]] !== node) continue;
+      if (
+        entries.parentEntry[child] !== STALE ||
+        nodes.data[entries.node[child] * NODE_STRIDE + PARENT] !== node
+      )
+        continue;
       entries.parentEntry[child] = entry;
       entries.kids[entry]++;
-      nodes.staleCount[entries.node[child]]--;
+      nodes.data[entries.node[child] * NODE_STRIDE + STALE_COUNT]--;
       this.ownerStale[owner]--;
     }
   }
@@ -771,10 +809,14 @@ export class RadixTreeIndexer implements KvIndexer {
       }
       // All of this owner's entries go, so parent/child links between them need no upkeep.
       const node = entries.node[entry];
-      if (entries.parentEntry[entry] === STALE) nodes.staleCount[node]--;
+      if (entries.parentEntry[entry] === STALE) nodes.data[node * NODE_STRIDE + STALE_COUNT]--;
       this.unlink(entry, node);
       entries.free(entry);
-      if (nodes.ownerCount[node] === 0 && nodes.childCount[node] === 0) this.pruneUpward(node);
+      if (
+        nodes.data[node * NODE_STRIDE + OWNER_COUNT] === 0 &&
+        nodes.data[node * NODE_STRIDE + CHILD_COUNT] === 0
+      )
+        this.pruneUpward(node);
     }
     this.entryCount -= this.ownerKeys[owner];
     this.ownerKeys[owner] = 0;

@@ -1,6 +1,6 @@
 /**
  * Per-owner block hash -> entry lookup: an open-addressing table of entry id + 1 (0 is empty), keys
- * read from the entry arrays. Linear probing, backward-shift deletion, load <= 1/2.
+ * read from the entry arrays. Linear probing, backward-shift deletion, load <= 3/4 (kept by the caller).
  * Functions over a caller-held Int32Array so one owner's table is one typed array.
  */
 import type { EntryPool } from './entry-pool.ts';
@@ -22,7 +22,7 @@ export function blockTableFind(slots: Int32Array, entries: EntryPool, lo: number
   }
 }
 
-/** Places an entry whose key is absent; the caller keeps the load <= 1/2. */
+/** Places an entry whose key is absent; the caller keeps a free slot. */
 export function blockTablePlace(slots: Int32Array, entries: EntryPool, entry: number): void {
   const mask = slots.length - 1;
   let i = hashPair(entries.keyLo[entry], entries.keyHi[entry]) & mask;

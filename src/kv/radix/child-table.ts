@@ -4,7 +4,7 @@
  * arrays. Linear probing, backward-shift deletion, load <= 1/2.
  */
 import { hashTriple, powerOfTwoAtLeast } from './hash.ts';
-import type { NodePool } from './node-pool.ts';
+import { NODE_STRIDE, type NodePool, PARENT, TOKENS_HI, TOKENS_LO } from './node-pool.ts';
 
 export class ChildTable {
   slots: Int32Array;
@@ -20,15 +20,15 @@ export class ChildTable {
   find(parent: number, lo: number, hi: number): number {
     const slots = this.slots;
     const mask = slots.length - 1;
-    const parents = this.nodes.parent;
-    const los = this.nodes.tokensLo;
-    const his = this.nodes.tokensHi;
+    const data = this.nodes.data;
     let i = hashTriple(parent, lo, hi) & mask;
     for (;;) {
       const slot = slots[i];
       if (slot === 0) return -1;
       const child = slot - 1;
-      if (los[child] === lo && his[child] === hi && parents[child] === parent) return child;
+      const at = child * NODE_STRIDE;
+      if (data[at + TOKENS_LO] === lo && data[at + TOKENS_HI] === hi && data[at + PARENT] === parent)
+        return child;
       i = (i + 1) & mask;
     }
   }
@@ -44,7 +44,12 @@ export class ChildTable {
     const slots = this.slots;
     const mask = slots.length - 1;
     const nodes = this.nodes;
-    let i = hashTriple(nodes.parent[child], nodes.tokensLo[child], nodes.tokensHi[child]) & mask;
+    let i =
+      hashTriple(
+        nodes.data[child * NODE_STRIDE + PARENT],
+        nodes.data[child * NODE_STRIDE + TOKENS_LO],
+        nodes.data[child * NODE_STRIDE + TOKENS_HI],
+      ) & mask;
     while (slots[i] !== child + 1) {
       if (slots[i] === 0) return;
       i = (i + 1) & mask;
@@ -57,7 +62,12 @@ export class ChildTable {
       const slot = slots[j];
       if (slot === 0) break;
       const c = slot - 1;
-      const home = hashTriple(nodes.parent[c], nodes.tokensLo[c], nodes.tokensHi[c]) & mask;
+      const home =
+        hashTriple(
+          nodes.data[c * NODE_STRIDE + PARENT],
+          nodes.data[c * NODE_STRIDE + TOKENS_LO],
+          nodes.data[c * NODE_STRIDE + TOKENS_HI],
+        ) & mask;
       // It may move back unless its home lies cyclically within (hole, j].
       if (((j - home) & mask) >= ((j - hole) & mask)) {
         slots[hole] = slot;
@@ -75,7 +85,12 @@ export class ChildTable {
   private place(slots: Int32Array, child: number): void {
     const mask = slots.length - 1;
     const nodes = this.nodes;
-    let i = hashTriple(nodes.parent[child], nodes.tokensLo[child], nodes.tokensHi[child]) & mask;
+    let i =
+      hashTriple(
+        nodes.data[child * NODE_STRIDE + PARENT],
+        nodes.data[child * NODE_STRIDE + TOKENS_LO],
+        nodes.data[child * NODE_STRIDE + TOKENS_HI],
+      ) & mask;
     while (slots[i] !== 0) i = (i + 1) & mask;
     slots[i] = child + 1;
   }
