@@ -17,6 +17,9 @@ export interface PreprocessOptions {
   readonly defaultMaxTokens: number;
 }
 
+/** Most generations one request may start (prompts × n). */
+export const MAX_CHOICES = 256;
+
 /** OpenAI's documented default for /v1/completions. */
 export const COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
 
@@ -70,6 +73,13 @@ export function completionPlan(
     throw invalidRequest('best_of other than n is not supported.', 'best_of', 'unsupported');
   }
   const prompts = promptTokens(body.prompt, tokenizer);
+  if (prompts.length * (body.n ?? 1) > MAX_CHOICES) {
+    throw invalidRequest(
+      `At most ${MAX_CHOICES} choices per request (prompts × n).`,
+      'n',
+      'too_many_choices',
+    );
+  }
   const requested = body.max_tokens ?? undefined;
   return {
     kind: 'text',

@@ -45,6 +45,12 @@ describe('bad input gets a 4xx with an OpenAI error body', () => {
     ],
     ['temperature out of range', chatBody({ temperature: 7 }), 400, 'invalid_value'],
     ['n too large', chatBody({ n: 100_000 }), 400, 'invalid_value'],
+    [
+      'too many prompts × n',
+      { model: 'fake-model', prompt: Array(30).fill('x'), n: 10 },
+      400,
+      'too_many_choices',
+    ],
     ['logprobs requested', chatBody({ logprobs: true }), 400, 'invalid_value'],
     [
       'tools given',
@@ -56,7 +62,9 @@ describe('bad input gets a 4xx with an OpenAI error body', () => {
     ['an unknown model', chatBody({ model: 'no-such-model' }), 404, 'model_not_found'],
     ['a prompt beyond the context length', chatBody({ max_tokens: 1000 }), 400, 'context_length_exceeded'],
   ])('%s', async (_name, payload, status, code) => {
-    const response = await post(payload as string | object);
+    const url =
+      typeof payload === 'object' && 'prompt' in payload ? '/v1/completions' : '/v1/chat/completions';
+    const response = await post(payload as string | object, url);
     expect(response.statusCode).toBe(status);
     const error = expectOpenAiError(response.json());
     if (code !== null) expect(error.code).toBe(code);
