@@ -79,6 +79,8 @@ export class ActiveSequences {
   private deficit = new Float64Array(0);
   private prefillTokens = new Float64Array(0);
   private requestCounts = new Int32Array(0);
+  /** activeBlocks(owner), refreshed on every change, so scoring reads one array. */
+  private blockCache = new Float64Array(0);
 
   // Tree nodes, one per (block, owner); keyed by (hash, owner) in `nodeOf`.
   private readonly nodeOf = new U64IntMap(4096);
@@ -96,6 +98,7 @@ export class ActiveSequences {
   private stamp = new Int32Array(0);
   private stampValue = 0;
   private alive = new Int32Array(0);
+  private matched = 0;
 
   constructor(options: ActiveSequencesOptions = {}) {
     this.clock = options.clock ?? realClock;
@@ -113,6 +116,7 @@ export class ActiveSequences {
     this.deficit = growFloat64(this.deficit, next);
     this.prefillTokens = growFloat64(this.prefillTokens, next);
     this.requestCounts = growInt32(this.requestCounts, next);
+    this.blockCache = growFloat64(this.blockCache, next);
     this.depthOf = growInt32(this.depthOf, next);
     this.stamp = growInt32(this.stamp, next);
     this.alive = growInt32(this.alive, next);
@@ -156,6 +160,7 @@ export class ActiveSequences {
     this.prefillTokens[owner] += prefill;
     this.unsharedBlocks[owner] += unshared;
     this.requestCounts[owner]++;
+    this.refresh(owner);
     return true;
   }
 
@@ -165,7 +170,8 @@ export class ActiveSequences {
     if (request === undefined) return false;
     if (!request.prefillDone) {
       request.prefillDone = true;
-      this.prefillTokens[request.owner] -= request.prefillTokens;
+      const owner = request.owner;
+      this.prefillTokens[owner] = Math.max(0, this.prefillTokens[owner] - request.prefillTokens);
     }
     return true;
   }
@@ -188,6 +194,7 @@ export class ActiveSequences {
       this.prefillTokens[owner] = 0;
       this.deficit[owner] = 0;
     }
+    this.refresh(owner);
     return true;
   }
 
@@ -225,6 +232,7 @@ export class ActiveSequences {
         node = parent;
       }
     }
+    this.refresh(owner);
     return true;
   }
 
@@ -239,6 +247,7 @@ export class ActiveSequences {
       this.deficit[owner] = 0;
       this.prefillTokens[owner] = 0;
       this.requestCounts[owner] = 0;
+      this.blockCache[owner] = 0;
     }
     return freed;
   }
@@ -259,9 +268,23 @@ export class ActiveSequences {
 
   /** Deduplicated active blocks of an owner (fractional output blocks rounded, as Dynamo). */
   activeBlocks(owner: number): number {
-    if (owner >= this.capacity) return 0;
+    return owner < this.capacity ? this.blockCache[owner] : 0;
+  }
+
+  /** activeBlocks of every owner id below ensureOwners' capacity (read-only view). */
+  get blocksByOwner(): Float64Array {
+    return this.blockCache;
+  }
+
+  /** Active prefill tokens of every owner id below ensureOwners' capacity (read-only view). */
+  get prefillByOwner(): Float64Array {
+    return this.prefillTokens;
+  }
+
+  private refresh(owner: number): void {
     const value = Math.round(this.uniqueBlocks[owner] + this.unsharedBlocks[owner] - this.deficit[owner]);
-    return Math.max(value, 0);
+    this.blockCache[owner] = Math.max(value, 0);
+    if (this.prefillTokens[owner] < 0) this.prefillTokens[owner] = 0;
   }
 
   activePrefillTokens(owner: number): number {
@@ -271,6 +294,22 @@ export class ActiveSequences {
 
   activeRequests(owner: number): number {
     return owner < this.capacity ? this.requestCounts[owner] : 0;
+  }
+
+  /**
+   * How many leading blocks of the chain each owner holds: entry `owner` of the returned view
+   * (0 for owners not holding the first block). Call releaseMatch() once done reading.
+   */
+  matchChain(hashes: Uint32Array, blockCount: number): Int32Array {
+    this.matched = blockCount > 0 ? this.matchDepths(hashes, blockCount) : 0;
+    return this.depthOf;
+  }
+
+  releaseMatch(): void {
+    const depthOf = this.depthOf;
+    const alive = this.alive;
+    for (let i = 0; i < this.matched; i++) depthOf[alive[i]] = 0;
+    this.matched = 0;
   }
 
   /**
@@ -286,16 +325,14 @@ export class ActiveSequences {
     count: number,
     out: Float64Array,
   ): void {
-    const touched = hashes !== null && blockCount > 0 ? this.matchDepths(hashes, blockCount) : 0;
-    const depthOf = this.depthOf;
+    const depthOf = hashes !== null ? this.matchChain(hashes, blockCount) : this.depthOf;
     const requestBlocks = (hashes === null ? 0 : blockCount) + unsharedBlocks;
     for (let i = 0; i < count; i++) {
       const owner = owners[i];
       const held = owner < this.capacity ? depthOf[owner] : 0;
       out[i] = requestBlocks - held + this.activeBlocks(owner);
     }
-    const alive = this.alive;
-    for (let i = 0; i < touched; i++) depthOf[alive[i]] = 0;
+    this.releaseMatch();
   }
 
   /** Number of tree nodes (distinct (block, owner) pairs held). */

@@ -466,17 +466,14 @@ export class KvRouter implements RoutingPolicy {
     const reuse = overrides?.assumeKvReuse ?? this.config.assumeKvReuse;
     this.reuse = reuse;
     const track = this.config.trackActiveBlocks;
-    const hashes = track && reuse && this.blockCount > 0 ? this.sequenceHashes() : null;
-    const unshared = track && !reuse ? this.blockCount : 0;
-    this.active.potentialDecodeBlocks(
-      hashes,
-      this.blockCount,
-      unshared,
-      candidates,
-      count,
-      this.decodeBlocks,
-    );
-
+    const blockCount = this.blockCount;
+    const dedupe = track && reuse && blockCount > 0;
+    // decode_blocks = (request blocks not active there) + active blocks; without dedupe every
+    // block of the request is new (or none is counted when tracking is off).
+    const requestBlocks = track ? blockCount : 0;
+    const held = dedupe ? this.active.matchChain(this.sequenceHashes(), blockCount) : null;
+    const activeBlocks = this.active.blocksByOwner;
+    const activePrefill = this.active.prefillByOwner;
     const blockSize = this.config.blockSize;
     const isl = this.isl;
     const overlapByOwner = this.overlapByOwner;
@@ -486,10 +483,13 @@ export class KvRouter implements RoutingPolicy {
     for (let i = 0; i < count; i++) {
       const owner = candidates[i];
       const uncached = isl - overlapByOwner[owner] * blockSize;
-      const tokens = Math.max(uncached, 0) + this.active.activePrefillTokens(owner);
+      const tokens = Math.max(uncached, 0) + activePrefill[owner];
+      const blocks = requestBlocks - (held === null ? 0 : held[owner]) + activeBlocks[owner];
       prefill[i] = tokens;
-      costs[i] = weight * (tokens / blockSize) + decode[i];
+      decode[i] = blocks;
+      costs[i] = weight * (tokens / blockSize) + blocks;
     }
+    if (held !== null) this.active.releaseMatch();
     return count;
   }
 
