@@ -399,3 +399,83 @@ describe('KvRouter: bad input', () => {
     expect(router.workerCount).toBe(1);
   });
 });
+
+describe('KvRouter: hashed prompts, injected indexer, output blocks', () => {
+  it('routeHashed / bestWorkerHashed decide exactly as route / bestWorker', () => {
+    const a = makeRouter({}, new ManualClock(), 3);
+    const b = makeRouter({}, new ManualClock(), 3);
+    for (const r of [a, b]) {
+      r.addWorker(1n, { dataParallelSize: 4 });
+      r.addWorker(2n, { dataParallelSize: 2 });
+      r.applyEvent(storedEvent(2n, 1, blocks(1, 2, 3)));
+    }
+    for (let i = 0; i < 40; i++) {
+      const tokens =
+        i % 2 === 0 ? [...blocks(1, 2), ...randomTokens(20 + i, i)] : randomTokens(50 + i, 100 + i);
+      const hashed = b.hashPrompt(tokens);
+      expect(b.bestWorkerHashed(hashed)).toEqual(a.bestWorker(tokens));
+      expect(b.routeHashed(`r${i}`, hashed)).toEqual(a.route(`r${i}`, tokens));
+    }
+    expect(b.loads()).toEqual(a.loads());
+  });
+
+  it('rejects hashed prompts whose length and hashes disagree', () => {
+    const router = makeRouter();
+    router.addWorker(1n, { dataParallelSize: 1 });
+    const good = router.hashPrompt(blocks(1, 2));
+    expect(() => router.bestWorkerHashed({ ...good, isl: 3 * BS })).toThrow(InvalidTokensError);
+    expect(() =>
+      router.bestWorkerHashed({ isl: 2 * BS, localHashes: good.localHashes.subarray(0, 3) }),
+    ).toThrow(InvalidTokensError);
+    expect(() =>
+      router.bestWorkerHashed({ ...good, sequenceHashes: good.localHashes.subarray(0, 2) }),
+    ).toThrow(InvalidTokensError);
+    expect(router.bestWorkerHashed({ isl: 2 * BS + 5, localHashes: good.localHashes }).dpRank).toBe(0);
+  });
+
+  it('routes the same with the reference NaiveIndexer injected, and insists on one shared owner table', async () => {
+    const { NaiveIndexer } = await import('../../src/kv/naive-indexer.ts');
+    const { OwnerTable } = await import('../../src/kv/owners.ts');
+    const owners = new OwnerTable();
+    const router = new KvRouter(
+      { blockSize: BS },
+      { owners, indexer: new NaiveIndexer({ owners }), random: seededRandom(1) },
+    );
+    router.addWorker(3n, { dataParallelSize: 4 });
+    router.applyEvent(storedEvent(3n, 0, blocks(7, 8)));
+    router.applyEvent(storedEvent(3n, 2, blocks(7, 8, 9)));
+    expect(router.bestWorker(blocks(7, 8, 9))).toEqual({ workerId: 3n, dpRank: 2, overlapBlocks: 3 });
+    expect(router.bestWorker(blocks(7, 8))).toEqual({ workerId: 3n, dpRank: 0, overlapBlocks: 2 }); // smaller tree
+    expect(
+      () =>
+        new KvRouter({ blockSize: BS }, { owners: new OwnerTable(), indexer: new NaiveIndexer({ owners }) }),
+    ).toThrow(/OwnerTable/);
+  });
+
+  it('output-block tracking adds decode load only when enabled', () => {
+    for (const trackOutputBlocks of [false, true]) {
+      const router = makeRouter({ trackOutputBlocks });
+      router.addWorker(1n, { dataParallelSize: 1 });
+      router.route('a', blocks(1, 2));
+      expect(router.addOutputBlock('a')).toBe(trackOutputBlocks);
+      router.addOutputBlock('a');
+      expect(router.loads()[0].activeDecodeBlocks).toBe(trackOutputBlocks ? 4 : 2);
+      router.free('a');
+      expect(router.loads()[0].activeDecodeBlocks).toBe(0);
+    }
+  });
+
+  it('without KV reuse, requests sharing a prefix do not share decode blocks', () => {
+    const shared = blocks(1, 2, 3, 4);
+    for (const [assumeKvReuse, expected] of [
+      [true, 4],
+      [false, 8],
+    ] as const) {
+      const router = makeRouter({ assumeKvReuse });
+      router.addWorker(1n, { dataParallelSize: 1 });
+      router.route('a', shared);
+      router.route('b', shared);
+      expect(router.loads()[0].activeDecodeBlocks).toBe(expected);
+    }
+  });
+});
