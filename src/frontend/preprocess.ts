@@ -120,10 +120,13 @@ function templateMessage(message: ChatMessageBody): TemplateMessage {
     : { role: message.role, content };
 }
 
+/** Text prompts are tokenized as the engine would (with the model's BOS); token prompts are taken as they are. */
 function promptTokens(prompt: CompletionBody['prompt'], tokenizer: Tokenizer): number[][] {
-  if (typeof prompt === 'string') return [tokenizer.encode(prompt)];
-  if (prompt.length > 0 && typeof prompt[0] === 'string')
-    return (prompt as string[]).map((p) => tokenizer.encode(p));
+  const bos = tokenizer.bosTokenId;
+  const encode = (text: string) =>
+    bos === undefined ? tokenizer.encode(text) : [bos, ...tokenizer.encode(text)];
+  if (typeof prompt === 'string') return [encode(prompt)];
+  if (prompt.length > 0 && typeof prompt[0] === 'string') return (prompt as string[]).map(encode);
   if (prompt.length > 0 && typeof prompt[0] === 'number') return [checkIds(prompt as number[], tokenizer)];
   return (prompt as number[][]).map((ids) => checkIds(ids, tokenizer));
 }

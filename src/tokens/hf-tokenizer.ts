@@ -33,6 +33,7 @@ export interface TokenizerJson {
   readonly normalizer?: Record<string, unknown> | null;
   readonly pre_tokenizer?: Record<string, unknown> | null;
   readonly decoder?: Record<string, unknown> | null;
+  readonly post_processor?: Record<string, unknown> | null;
   readonly model: {
     readonly type?: string;
     readonly vocab: Record<string, number>;
@@ -49,6 +50,11 @@ export interface HfTokenizerOptions {
   readonly name?: string;
   /** End-of-sequence token text; default from tokenizer_config.json or the usual names. */
   readonly eosToken?: string;
+  /**
+   * Beginning-of-sequence token put in front of raw text prompts; default: the special token the
+   * post-processor's TemplateProcessing puts before the text, if any. null = none.
+   */
+  readonly bosToken?: string | null;
 }
 
 const USUAL_EOS = ['<|endoftext|>', '<|end_of_text|>', '<|eot_id|>', '</s>', '<|im_end|>'];
@@ -59,6 +65,7 @@ export class HfBpeTokenizer implements Tokenizer {
   readonly name: string;
   readonly vocabSize: number;
   readonly eosTokenId: number | undefined;
+  readonly bosTokenId: number | undefined;
   private readonly vocab = new Map<string, number>();
   private readonly tokenText: string[] = [];
   /** Pair (left id, right id) → merge rank; the merged id is `mergedId[rank]`. */
@@ -132,6 +139,9 @@ export class HfBpeTokenizer implements Tokenizer {
       .sort((x, y) => y.content.length - x.content.length);
     const eosText = options.eosToken ?? USUAL_EOS.find((t) => this.specialByText.has(t));
     this.eosTokenId = eosText === undefined ? undefined : this.specialByText.get(eosText);
+    const bosText =
+      options.bosToken === undefined ? templatePrefixToken(json.post_processor) : options.bosToken;
+    this.bosTokenId = bosText == null ? undefined : this.specialByText.get(bosText);
   }
 
   encode(text: string): number[] {
@@ -263,6 +273,24 @@ export class HfBpeTokenizer implements Tokenizer {
     }
     return symbols;
   }
+}
+
+/**
+ * The special token a TemplateProcessing post-processor (possibly inside a Sequence) writes before
+ * the text of a single sequence, e.g. Llama 3's `<|begin_of_text|>`.
+ */
+function templatePrefixToken(config: Record<string, unknown> | null | undefined): string | undefined {
+  if (!config) return undefined;
+  if (config.type === 'Sequence') {
+    for (const step of (config.processors as Record<string, unknown>[] | undefined) ?? []) {
+      const token = templatePrefixToken(step);
+      if (token !== undefined) return token;
+    }
+    return undefined;
+  }
+  if (config.type !== 'TemplateProcessing') return undefined;
+  const first = (config.single as { SpecialToken?: { id?: string } }[] | undefined)?.[0];
+  return first?.SpecialToken?.id;
 }
 
 function splitMerge(merge: string): [string, string] {

@@ -20,6 +20,11 @@ export interface Tokenizer {
   readonly vocabSize: number;
   /** End-of-sequence token, when the vocabulary has one. */
   readonly eosTokenId?: number;
+  /**
+   * Beginning-of-sequence token the model expects in front of a raw text prompt (Llama's
+   * `<|begin_of_text|>`); absent when the model adds none. Chat templates write their own.
+   */
+  readonly bosTokenId?: number;
   /** Encodes `text` as ordinary text (special-token strings are not interpreted). */
   encode(text: string): number[];
   decode(ids: readonly number[], options?: DecodeOptions): string;

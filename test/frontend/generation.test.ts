@@ -1,6 +1,11 @@
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { HfBpeTokenizer } from '../../src/tokens/hf-tokenizer.ts';
 import { loadO200kTokenizer } from '../../src/tokens/tokenizer.ts';
 import { chatBody, type TestServer, testServer } from './helpers.ts';
+
+const TINY = fileURLToPath(new URL('../fixtures/tiny-bpe/tokenizer.json', import.meta.url));
 
 let server: TestServer | undefined;
 afterEach(async () => {
@@ -124,6 +129,31 @@ describe('generation over HTTP', () => {
       tokenizer.encode('three').length,
       tokenizer.encode('three').length,
     ]);
+  });
+
+  it("text prompts get the model tokenizer's BOS; chat prompts follow the template; token prompts stay as given", async () => {
+    const json = JSON.parse(await readFile(TINY, 'utf8'));
+    const tokenizer = new HfBpeTokenizer(json, { bosToken: '<|endoftext|>' });
+    server = await testServer({ tokenizer, model: 'tiny' });
+    Object.defineProperty(server.backend, 'tokenizer', { value: tokenizer });
+    await server.app.inject({
+      method: 'POST',
+      url: '/v1/completions',
+      payload: { model: 'tiny', prompt: 'hello world' },
+    });
+    expect(server.backend.requests[0].tokenIds).toEqual([300, 261, 265]);
+    await server.app.inject({
+      method: 'POST',
+      url: '/v1/chat/completions',
+      payload: chatBody({ model: 'tiny' }),
+    });
+    expect(server.backend.requests[1].tokenIds[0]).toBe(301); // <|im_start|>
+    await server.app.inject({
+      method: 'POST',
+      url: '/v1/completions',
+      payload: { model: 'tiny', prompt: [261] },
+    });
+    expect(server.backend.requests[2].tokenIds).toEqual([261]);
   });
 
   it('token-id prompts are passed through as they are', async () => {

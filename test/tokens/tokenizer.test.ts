@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -105,6 +106,30 @@ describe('Hugging Face tokenizer.json byte-level BPE (test/fixtures/tiny-bpe)', 
       }),
       { numRuns: 300 },
     );
+  });
+
+  it("takes the BOS from the post-processor's template (Llama 3 shape), or none", async () => {
+    const json = JSON.parse(await readFile(TINY, 'utf8'));
+    const llama = new HfBpeTokenizer({
+      ...json,
+      post_processor: {
+        type: 'Sequence',
+        processors: [
+          { type: 'ByteLevel' },
+          {
+            type: 'TemplateProcessing',
+            single: [
+              { SpecialToken: { id: '<|endoftext|>', type_id: 0 } },
+              { Sequence: { id: 'A', type_id: 0 } },
+            ],
+          },
+        ],
+      },
+    });
+    expect(llama.bosTokenId).toBe(300);
+    expect(llama.encode('hello')).toEqual([261]); // encode never adds it; prompts do
+    expect(new HfBpeTokenizer(json).bosTokenId).toBeUndefined();
+    expect(new HfBpeTokenizer(json, { bosToken: '<|im_start|>' }).bosTokenId).toBe(301);
   });
 
   it('is what loadTokenizer returns for a tokenizer.json path', async () => {
