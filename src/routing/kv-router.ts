@@ -413,8 +413,10 @@ export class KvRouter implements RoutingPolicy {
 
   // ---- internals ------------------------------------------------------------------------------
 
-  /** Scores and selects; returns the candidate index. Overlaps stay set until clearOverlaps(). */
-  /** Exactly one of tokens / hashed is given. */
+  /**
+   * Scores and selects (exactly one of tokens / hashed is given); returns the candidate index.
+   * Overlaps stay set until clearOverlaps().
+   */
   private decide(
     tokens: ArrayLike<number> | null,
     hashed: HashedPrompt | null,
@@ -423,12 +425,7 @@ export class KvRouter implements RoutingPolicy {
     const count = this.score(tokens, hashed, options);
     if (count === 1) return 0;
     const temperature = options?.overrides?.routerTemperature ?? this.config.routerTemperature;
-    try {
-      return this.selector.select(this.costs, count, temperature, this.treeSizeOfCandidate);
-    } catch (error) {
-      this.clearOverlaps();
-      throw error;
-    }
+    return this.selector.select(this.costs, count, temperature, this.treeSizeOfCandidate);
   }
 
   private decisionFor(candidate: number): RoutingDecision {
@@ -450,6 +447,7 @@ export class KvRouter implements RoutingPolicy {
   ): number {
     const overrides = options?.overrides;
     if (overrides !== undefined) checkOverrides(overrides);
+    // Everything that can reject the request runs before any scratch state is written.
     const count = this.registry.resolve(options);
     const candidates = this.registry.resolved;
     if (hashed === null) this.hash(this.tokens.read(tokens));
