@@ -130,9 +130,9 @@ async function main(): Promise<void> {
   console.log(
     `engine bench: ${REQUESTS} requests x (${PROMPT} prompt + ${OUTPUT} output) tokens, ${RANKS} ranks, virtual clock, ${RUNS} runs each (median)`,
   );
-  // Warm-up (JIT, WASM hash kernel) on a separate, smaller workload.
-  runCallbacks(workload(Math.min(200, REQUESTS), 99));
-  await runAsyncIterables(workload(Math.min(200, REQUESTS), 98));
+  // Warm-up (JIT, WASM hash kernel): one full untimed run of each API on its own prompts.
+  runCallbacks(workload(REQUESTS, 1001));
+  await runAsyncIterables(workload(REQUESTS, 1002));
 
   const callback: RunResult[] = [];
   const iterable: RunResult[] = [];
