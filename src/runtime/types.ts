@@ -154,9 +154,20 @@ export interface CallOptions {
   readonly timeoutMs?: number;
 }
 
+export interface StopOptions {
+  /**
+   * Running calls get this long to finish (default 0). Meanwhile new calls fail at once with
+   * RUNTIME_SERVER_CANCELLED ("draining"); afterwards they see RUNTIME_NO_RESPONDERS.
+   */
+  readonly graceMs?: number;
+}
+
 export interface ServeHandle {
-  /** Stops serving: new calls see no responder, running handlers are aborted and their callers fail. */
-  stop(): Promise<void>;
+  /**
+   * Stops serving. Calls still running after the grace period are aborted (handler signal) and
+   * their callers fail with RUNTIME_SERVER_CANCELLED.
+   */
+  stop(options?: StopOptions): Promise<void>;
 }
 
 export interface RequestPlane {

@@ -381,6 +381,37 @@ export function runPlaneConformance(name: string, setup: () => Promise<PlaneFixt
         );
       });
 
+      it('a graceful stop lets running calls finish and turns new ones away', async () => {
+        const { client, ep, id, handle } = await served(serveTokens(40, { delayMs: 5 }));
+        const running = collect(client.requests.call(ep, id, encodeJson({ prompt: 'hello' })));
+        await new Promise((r) => setTimeout(r, 30));
+        const stopping = handle.stop({ graceMs: 5_000 });
+        await new Promise((r) => setTimeout(r, 20));
+        await expectCode(
+          collect(client.requests.call(ep, id, encodeJson({ prompt: 'hello' }))),
+          'RUNTIME_SERVER_CANCELLED',
+        );
+        expect(await running).toHaveLength(40);
+        await stopping;
+        await expectCode(
+          collect(client.requests.call(ep, id, encodeJson({ prompt: 'hello' }))),
+          'RUNTIME_NO_RESPONDERS',
+        );
+      });
+
+      it('a graceful stop cancels what is still running when the grace period ends', async () => {
+        const seen: AbortSignal[] = [];
+        const { client, ep, id, handle } = await served(serveTokens(100_000, { delayMs: 5, seen }));
+        const outcome = expectCode(
+          collect(client.requests.call(ep, id, encodeJson({ prompt: 'hello' }))),
+          'RUNTIME_SERVER_CANCELLED',
+        );
+        await waitForSignal(seen);
+        await handle.stop({ graceMs: 100 });
+        await outcome;
+        expect(seen[0].aborted).toBe(true);
+      });
+
       it('a server that dies mid-stream fails the caller within a bounded time', async () => {
         const { server, client, ep, id } = await served(serveTokens(10_000, { delayMs: 5 }));
         let received = 0;

@@ -14,12 +14,15 @@ import {
   type RequestHandler,
   type RequestPlane,
   type ServeHandle,
+  type StopOptions,
 } from '../types.ts';
+import { waitUntil } from '../wait.ts';
 
 interface Served {
   readonly handler: RequestHandler;
   readonly owner: LocalRequestPlane;
   readonly calls: Set<LocalCall>;
+  draining: boolean;
 }
 
 /** The registry of served endpoints that all local planes of one cluster share. */
@@ -143,11 +146,18 @@ export class LocalRequestPlane implements RequestPlane {
     const key = servedKey(endpoint, instanceId);
     if (this.hub.served.has(key))
       throw new RuntimeError('RUNTIME_INVALID', `${key} is already served in this process`);
-    const served: Served = { handler, owner: this, calls: new Set() };
+    const served: Served = { handler, owner: this, calls: new Set(), draining: false };
     this.hub.served.set(key, served);
     this.serving.add(key);
     return {
-      stop: async () => this.unserve(key, served, 'RUNTIME_SERVER_CANCELLED', 'the server stopped serving'),
+      stop: async (options?: StopOptions) => {
+        const graceMs = options?.graceMs ?? 0;
+        if (graceMs > 0 && !served.draining) {
+          served.draining = true;
+          await waitUntil(() => served.calls.size === 0, graceMs);
+        }
+        this.unserve(key, served, 'RUNTIME_SERVER_CANCELLED', 'the server stopped serving');
+      },
     };
   }
 
@@ -168,6 +178,8 @@ export class LocalRequestPlane implements RequestPlane {
               `no responders for ${formatEndpointId(endpoint)} instance ${instanceId.toString(16)}`,
             ),
           );
+        if (served.draining)
+          return rejecting(new RuntimeError('RUNTIME_SERVER_CANCELLED', 'the server is draining'));
         return new LocalCall(served, this.calls, payload, options);
       },
     };

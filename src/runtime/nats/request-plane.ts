@@ -28,7 +28,9 @@ import {
   type RequestHandler,
   type RequestPlane,
   type ServeHandle,
+  type StopOptions,
 } from '../types.ts';
+import { waitUntil } from '../wait.ts';
 import { CANCEL_FRAME, FrameKind, frameText, parseServerFrame, requestFrame, serverFrame } from './frames.ts';
 
 export interface NatsRequestPlaneOptions {
@@ -146,6 +148,7 @@ interface ServerStream {
 interface Served {
   readonly subscription: Subscription;
   readonly streams: Map<string, ServerStream>;
+  draining: boolean;
 }
 
 export class NatsRequestPlane implements RequestPlane {
@@ -197,16 +200,28 @@ export class NatsRequestPlane implements RequestPlane {
     const subject = requestSubject(endpoint, instanceId);
     if (this.served.has(subject)) throw new RuntimeError('RUNTIME_INVALID', `${subject} is already served`);
     const streams = new Map<string, ServerStream>();
+    let served: Served | undefined;
     const subscription = this.nc.subscribe(subject, {
       callback: (error, msg) => {
         if (error) return log.warn({ err: error, subject }, 'runtime: serve subscription error');
-        this.onRequest(msg, streams, handler);
+        if (served) this.onRequest(msg, served, handler);
       },
     });
-    const served: Served = { subscription, streams };
-    this.served.set(subject, served);
+    served = { subscription, streams, draining: false };
+    const handle = served;
+    this.served.set(subject, handle);
     await this.nc.flush();
-    return { stop: () => this.unserve(subject, served, 'the server stopped serving') };
+    return {
+      stop: async (options?: StopOptions) => {
+        const graceMs = options?.graceMs ?? 0;
+        if (graceMs > 0 && !handle.draining) {
+          // Stay subscribed while draining: callers' CANCEL frames still have to arrive.
+          handle.draining = true;
+          await waitUntil(() => streams.size === 0, graceMs);
+        }
+        await this.unserve(subject, handle, 'the server stopped serving');
+      },
+    };
   }
 
   call(
@@ -269,7 +284,8 @@ export class NatsRequestPlane implements RequestPlane {
     this.calls.delete(token);
   }
 
-  private onRequest(msg: Msg, streams: Map<string, ServerStream>, handler: RequestHandler): void {
+  private onRequest(msg: Msg, served: Served, handler: RequestHandler): void {
+    const { streams } = served;
     const data = msg.data;
     const reply = msg.reply;
     if (!reply || data.length === 0) {
@@ -282,6 +298,10 @@ export class NatsRequestPlane implements RequestPlane {
     }
     if (data[0] !== FrameKind.request || streams.has(reply)) {
       this.malformed.drop('request', 'request frame', `kind ${data[0]} from ${reply}`);
+      return;
+    }
+    if (served.draining) {
+      this.safePublish(reply, serverFrame(FrameKind.stopped, 0, 'the server is draining'));
       return;
     }
     const stream: ServerStream = {
