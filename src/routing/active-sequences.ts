@@ -31,6 +31,11 @@ export interface AddRequestInput {
   readonly blockCount?: number;
   /** Blocks counted without deduplication (no KV reuse assumed, or hashing not done). */
   readonly unsharedBlocks?: number;
+  /**
+   * Leading blocks of `blocks` the owner already holds, as matchChain reported with no change
+   * since; saves searching for it. Absent: searched.
+   */
+  readonly heldBlocks?: number;
 }
 
 interface ActiveRequest {
@@ -146,7 +151,7 @@ export class ActiveSequences {
       blocks === null ? 0 : Math.min(input.blockCount ?? blocks.length >>> 1, blocks.length >>> 1);
     const prefill = Math.max(0, input.prefillTokens);
     const unshared = Math.max(0, input.unsharedBlocks ?? 0);
-    const leaf = blockCount > 0 ? this.insertChain(blocks!, blockCount, owner) : NONE;
+    const leaf = blockCount > 0 ? this.insertChain(blocks!, blockCount, owner, input.heldBlocks) : NONE;
     if (leaf !== NONE) this.node[leaf * NODE_STRIDE + ENDS]++;
     this.requests.set(requestId, {
       owner,
@@ -412,10 +417,10 @@ export class ActiveSequences {
   }
 
   /** Inserts the part of the chain the owner does not hold yet; returns the node of its last block. */
-  private insertChain(hashes: Uint32Array, n: number, owner: number): number {
+  private insertChain(hashes: Uint32Array, n: number, owner: number, held: number | undefined): number {
     // Longest held prefix: holding block i implies holding every block before it.
-    let low = 0;
-    let high = n;
+    let low = held === undefined ? 0 : Math.min(Math.max(0, held), n);
+    let high = held === undefined ? n : low;
     while (low < high) {
       const mid = (low + high) >>> 1;
       if (this.nodeOf.get(hashes[2 * mid], hashes[2 * mid + 1], owner) !== NONE) low = mid + 1;

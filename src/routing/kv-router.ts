@@ -142,6 +142,8 @@ export class KvRouter implements RoutingPolicy {
   private blockCount = 0;
   private isl = 0;
   private sequence: Uint32Array | null = null;
+  /** Per-owner leading blocks of the current request already active there (null: not matched). */
+  private heldDepths: Int32Array | null = null;
   /** assumeKvReuse for the current decision (config or per-request override). */
   private reuse = true;
 
@@ -269,10 +271,11 @@ export class KvRouter implements RoutingPolicy {
     const candidate = this.decide(tokens, hashed, options);
     const owner = this.candidateOwners[candidate];
     const overlap = this.overlapByOwner[owner];
+    const held = this.heldDepths === null ? undefined : this.heldDepths[owner];
     const workerId = this.owners.workerOf(owner);
     const dpRank = this.owners.rankOf(owner);
     this.clearOverlaps();
-    this.track(requestId, owner, workerId, dpRank, overlap);
+    this.track(requestId, owner, workerId, dpRank, overlap, held);
     this.decisions++;
     if (options?.pinned !== undefined) this.pinnedDecisions++;
     return { workerId, dpRank, overlapBlocks: overlap };
@@ -470,6 +473,7 @@ export class KvRouter implements RoutingPolicy {
     // block of the request is new (or none is counted when tracking is off).
     const requestBlocks = track ? blockCount : 0;
     const held = dedupe ? this.active.matchChain(this.sequenceHashes(), blockCount) : null;
+    this.heldDepths = held;
     const activeBlocks = this.active.blocksByOwner;
     const activePrefill = this.active.prefillByOwner;
     const blockSize = this.config.blockSize;
@@ -487,7 +491,6 @@ export class KvRouter implements RoutingPolicy {
       decode[i] = blocks;
       costs[i] = weight * (tokens / blockSize) + blocks;
     }
-    if (held !== null) this.active.releaseMatch();
     return count;
   }
 
@@ -558,12 +561,24 @@ export class KvRouter implements RoutingPolicy {
     }
   }
 
+  /** Ends a decision: resets the overlap and active-block match scratch. */
   private clearOverlaps(): void {
     // Only owners some index reported can be non-zero; a full fill is cheap and always right.
     this.overlapByOwner.fill(0);
+    if (this.heldDepths !== null) {
+      this.active.releaseMatch();
+      this.heldDepths = null;
+    }
   }
 
-  private track(requestId: string, owner: number, workerId: WorkerId, dpRank: number, overlap: number): void {
+  private track(
+    requestId: string,
+    owner: number,
+    workerId: WorkerId,
+    dpRank: number,
+    overlap: number,
+    heldBlocks: number | undefined,
+  ): void {
     const reuse = this.reuse;
     const track = this.config.trackActiveBlocks;
     const hasBlocks = this.blockCount > 0;
@@ -573,6 +588,7 @@ export class KvRouter implements RoutingPolicy {
       prefillTokens: Math.max(0, this.isl - overlap * this.config.blockSize),
       blocks,
       unsharedBlocks,
+      heldBlocks,
     });
     if (hasBlocks) {
       if (this.approximate !== null)
