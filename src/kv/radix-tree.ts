@@ -25,7 +25,20 @@ import {
   MIN_BLOCK_TABLE,
 } from './radix/block-table.ts';
 import { ChildTable } from './radix/child-table.ts';
-import { ALIAS, EntryPool, NO_PARENT, STALE } from './radix/entry-pool.ts';
+import {
+  ALIAS,
+  ENTRY_STRIDE,
+  EntryPool,
+  KEY_HI,
+  KEY_LO,
+  KIDS,
+  NO_PARENT,
+  NODE,
+  OWNER,
+  PARENT_ENTRY,
+  POS,
+  STALE,
+} from './radix/entry-pool.ts';
 import { hashPair, powerOfTwoAtLeast } from './radix/hash.ts';
 import {
   CHILD_COUNT,
@@ -148,7 +161,7 @@ export class RadixTreeIndexer implements KvIndexer {
     const nodes = this.nodes;
     const data = nodes.data;
     const slabOwner = this.slab.owner;
-    const entryOwner = this.entries.owner;
+    const entryData = this.entries.data;
     const ownerKeys = this.ownerKeys;
     const outTreeSizes = scores.treeSizes;
     const mark = this.mark;
@@ -174,7 +187,8 @@ export class RadixTreeIndexer implements KvIndexer {
         ) {
           // The set changes here: stamp the child's owners, then drop the active ones it lacks.
           const stamp = this.nextStamp();
-          if (childOwners === 1) mark[entryOwner[data[child * NODE_STRIDE + OWNER_START]]] = stamp;
+          if (childOwners === 1)
+            mark[entryData[data[child * NODE_STRIDE + OWNER_START] * ENTRY_STRIDE + OWNER]] = stamp;
           else
             for (let k = data[child * NODE_STRIDE + OWNER_START], end = k + childOwners; k < end; k++)
               mark[slabOwner[k]] = stamp;
@@ -184,7 +198,7 @@ export class RadixTreeIndexer implements KvIndexer {
             const single = activeCount === 1;
             const first = data[cur * NODE_STRIDE + OWNER_START];
             for (let k = first, end = k + activeCount; k < end; k++) {
-              const owner = single ? entryOwner[first] : slabOwner[k];
+              const owner = single ? entryData[first * ENTRY_STRIDE + OWNER] : slabOwner[k];
               if (mark[owner] !== stamp) {
                 outOwners[count] = owner;
                 outTreeSizes[count] = ownerKeys[owner];
@@ -214,7 +228,7 @@ export class RadixTreeIndexer implements KvIndexer {
       }
     }
     if (full && activeCount === 1) {
-      const owner = entryOwner[data[cur * NODE_STRIDE + OWNER_START]];
+      const owner = entryData[data[cur * NODE_STRIDE + OWNER_START] * ENTRY_STRIDE + OWNER];
       outOwners[count] = owner;
       outTreeSizes[count] = ownerKeys[owner];
       outBlocks[count++] = depth;
@@ -270,11 +284,11 @@ export class RadixTreeIndexer implements KvIndexer {
       );
       for (let k = 0; k < nodes.data[node * NODE_STRIDE + OWNER_COUNT]; k++) {
         const e = this.memberEntry(node, k);
-        const parentEntry = entries.parentEntry[e];
+        const parentEntry = entries.data[e * ENTRY_STRIDE + PARENT_ENTRY];
         if (!atRoot && (parentEntry < 0 || emitted[parentEntry] === 0)) continue;
         emitted[e] = 1;
         const parentHash = atRoot ? null : minBigint(this.keysOf(parentEntry, aliasesOf));
-        const { workerId, dpRank } = this.owners.pairOf(entries.owner[e]);
+        const { workerId, dpRank } = this.owners.pairOf(entries.data[e * ENTRY_STRIDE + OWNER]);
         for (const blockHash of this.keysOf(e, aliasesOf))
           events.push({
             workerId,
@@ -390,7 +404,7 @@ export class RadixTreeIndexer implements KvIndexer {
           `worker ${workerId} rank ${dpRank}: parent block ${parentHash} is not indexed`,
         );
       parentEntry = this.primaryOf(found);
-      cur = this.entries.node[parentEntry];
+      cur = this.entries.data[parentEntry * ENTRY_STRIDE + NODE];
     }
     if (this.repeatsBlockHash(count, hasParent, parentLo, parentHi))
       return new KvEventError(
@@ -407,7 +421,7 @@ export class RadixTreeIndexer implements KvIndexer {
       const previous = blockTableFind(this.ownerSlots[owner], this.entries, keyLo, keyHi);
       if (previous >= 0) {
         const previousPrimary = this.primaryOf(previous);
-        if (this.entries.node[previousPrimary] === child) {
+        if (this.entries.data[previousPrimary * ENTRY_STRIDE + NODE] === child) {
           parentEntry = previousPrimary;
           cur = child;
           continue;
@@ -538,7 +552,9 @@ export class RadixTreeIndexer implements KvIndexer {
   // ---- entries ------------------------------------------------------------------------------------
 
   private primaryOf(record: number): number {
-    return this.entries.parentEntry[record] === ALIAS ? this.entries.kids[record] : record;
+    return this.entries.data[record * ENTRY_STRIDE + PARENT_ENTRY] === ALIAS
+      ? this.entries.data[record * ENTRY_STRIDE + KIDS]
+      : record;
   }
 
   /** The owner's primary entry on a node, or -1. */
@@ -547,16 +563,21 @@ export class RadixTreeIndexer implements KvIndexer {
     const entries = this.entries;
     if (nodes.data[node * NODE_STRIDE + OWNER_COUNT] === 0) return -1;
     const head = this.memberEntry(node, 0);
-    const found = blockTableFind(this.ownerSlots[owner], entries, entries.keyLo[head], entries.keyHi[head]);
+    const found = blockTableFind(
+      this.ownerSlots[owner],
+      entries,
+      entries.data[head * ENTRY_STRIDE + KEY_LO],
+      entries.data[head * ENTRY_STRIDE + KEY_HI],
+    );
     if (found >= 0) {
       const primary = this.primaryOf(found);
-      if (entries.node[primary] === node) return primary;
+      if (entries.data[primary * ENTRY_STRIDE + NODE] === node) return primary;
     }
     // Every key on the node equals the head's unless flagged, and this owner has no entry under it.
     if ((nodes.flags[node] & FLAG_MIXED_KEYS) === 0) return -1;
     for (let k = 0; k < nodes.data[node * NODE_STRIDE + OWNER_COUNT]; k++) {
       const entry = this.memberEntry(node, k);
-      if (entries.owner[entry] === owner) return entry;
+      if (entries.data[entry * ENTRY_STRIDE + OWNER] === owner) return entry;
     }
     return -1;
   }
@@ -565,11 +586,15 @@ export class RadixTreeIndexer implements KvIndexer {
     const entry = this.entries.alloc(node, owner, lo, hi);
     const entries = this.entries;
     const nodes = this.nodes;
-    entries.parentEntry[entry] = parentEntry;
-    if (parentEntry >= 0) entries.kids[parentEntry]++;
+    entries.data[entry * ENTRY_STRIDE + PARENT_ENTRY] = parentEntry;
+    if (parentEntry >= 0) entries.data[parentEntry * ENTRY_STRIDE + KIDS]++;
     if (nodes.data[node * NODE_STRIDE + OWNER_COUNT] > 0) {
       const head = this.memberEntry(node, 0);
-      if (entries.keyLo[head] !== lo || entries.keyHi[head] !== hi) nodes.flags[node] |= FLAG_MIXED_KEYS;
+      if (
+        entries.data[head * ENTRY_STRIDE + KEY_LO] !== lo ||
+        entries.data[head * ENTRY_STRIDE + KEY_HI] !== hi
+      )
+        nodes.flags[node] |= FLAG_MIXED_KEYS;
     }
     this.link(entry, node, owner);
     this.insertKey(owner, entry);
@@ -580,10 +605,10 @@ export class RadixTreeIndexer implements KvIndexer {
 
   private addAlias(owner: number, primary: number, lo: number, hi: number): void {
     const entries = this.entries;
-    const node = entries.node[primary];
+    const node = entries.data[primary * ENTRY_STRIDE + NODE];
     const alias = entries.alloc(node, owner, lo, hi);
-    entries.parentEntry[alias] = ALIAS;
-    entries.kids[alias] = primary;
+    entries.data[alias * ENTRY_STRIDE + PARENT_ENTRY] = ALIAS;
+    entries.data[alias * ENTRY_STRIDE + KIDS] = primary;
     this.nodes.flags[node] |= FLAG_MIXED_KEYS;
     this.aliasCount++;
     this.insertKey(owner, alias);
@@ -618,20 +643,28 @@ export class RadixTreeIndexer implements KvIndexer {
   /** Disposes of a record whose key has left the table: the owner may leave the node. */
   private dropKeyRecord(record: number): void {
     const entries = this.entries;
-    if (entries.parentEntry[record] === ALIAS) {
+    if (entries.data[record * ENTRY_STRIDE + PARENT_ENTRY] === ALIAS) {
       entries.free(record);
       this.aliasCount--;
       return;
     }
-    const owner = entries.owner[record];
-    if (this.aliasCount > 0 && (this.nodes.flags[entries.node[record]] & FLAG_MIXED_KEYS) !== 0) {
+    const owner = entries.data[record * ENTRY_STRIDE + OWNER];
+    if (
+      this.aliasCount > 0 &&
+      (this.nodes.flags[entries.data[record * ENTRY_STRIDE + NODE]] & FLAG_MIXED_KEYS) !== 0
+    ) {
       const alias = this.findAliasOf(owner, record);
       if (alias >= 0) {
         // Another key of this owner still maps here: the primary takes it over, membership stays.
         const slots = this.ownerSlots[owner];
-        blockTableRemove(slots, entries, entries.keyLo[alias], entries.keyHi[alias]);
-        entries.keyLo[record] = entries.keyLo[alias];
-        entries.keyHi[record] = entries.keyHi[alias];
+        blockTableRemove(
+          slots,
+          entries,
+          entries.data[alias * ENTRY_STRIDE + KEY_LO],
+          entries.data[alias * ENTRY_STRIDE + KEY_HI],
+        );
+        entries.data[record * ENTRY_STRIDE + KEY_LO] = entries.data[alias * ENTRY_STRIDE + KEY_LO];
+        entries.data[record * ENTRY_STRIDE + KEY_HI] = entries.data[alias * ENTRY_STRIDE + KEY_HI];
         blockTablePlace(slots, entries, record);
         entries.free(alias);
         this.aliasCount--;
@@ -644,14 +677,14 @@ export class RadixTreeIndexer implements KvIndexer {
   private removePrimary(entry: number): void {
     const entries = this.entries;
     const nodes = this.nodes;
-    const owner = entries.owner[entry];
-    const node = entries.node[entry];
-    const parentEntry = entries.parentEntry[entry];
+    const owner = entries.data[entry * ENTRY_STRIDE + OWNER];
+    const node = entries.data[entry * ENTRY_STRIDE + NODE];
+    const parentEntry = entries.data[entry * ENTRY_STRIDE + PARENT_ENTRY];
     if (parentEntry === STALE) {
       nodes.data[node * NODE_STRIDE + STALE_COUNT]--;
       this.ownerStale[owner]--;
-    } else if (parentEntry >= 0) entries.kids[parentEntry]--;
-    if (entries.kids[entry] > 0) this.orphanChildren(owner, entry);
+    } else if (parentEntry >= 0) entries.data[parentEntry * ENTRY_STRIDE + KIDS]--;
+    if (entries.data[entry * ENTRY_STRIDE + KIDS] > 0) this.orphanChildren(owner, entry);
     this.unlink(entry, node);
     entries.free(entry);
     if (
@@ -673,7 +706,7 @@ export class RadixTreeIndexer implements KvIndexer {
     nodes.data[node * NODE_STRIDE + OWNER_COUNT] = count + 1;
     if (count === 0) {
       nodes.data[node * NODE_STRIDE + OWNER_START] = entry;
-      entries.pos[entry] = 0;
+      entries.data[entry * ENTRY_STRIDE + POS] = 0;
       return;
     }
     let start: number;
@@ -682,14 +715,14 @@ export class RadixTreeIndexer implements KvIndexer {
       start = slab.alloc(1);
       nodes.ownerClass[node] = 1;
       slab.entry[start] = first;
-      slab.owner[start] = entries.owner[first];
+      slab.owner[start] = entries.data[first * ENTRY_STRIDE + OWNER];
     } else if (count === 1 << nodes.ownerClass[node]) {
       start = this.moveSlice(node, count, nodes.ownerClass[node] + 1);
     } else start = nodes.data[node * NODE_STRIDE + OWNER_START];
     nodes.data[node * NODE_STRIDE + OWNER_START] = start;
     slab.entry[start + count] = entry;
     slab.owner[start + count] = owner;
-    entries.pos[entry] = count;
+    entries.data[entry * ENTRY_STRIDE + POS] = count;
   }
 
   /** Removes a primary entry from the node's owners (swap-remove); shrinks a slice at a quarter full. */
@@ -704,20 +737,20 @@ export class RadixTreeIndexer implements KvIndexer {
       return;
     }
     const start = nodes.data[node * NODE_STRIDE + OWNER_START];
-    const pos = entries.pos[entry];
+    const pos = entries.data[entry * ENTRY_STRIDE + POS];
     const sizeClass = nodes.ownerClass[node];
     if (count === 1) {
       const remaining = slab.entry[start + 1 - pos];
       slab.free(start, sizeClass);
       nodes.data[node * NODE_STRIDE + OWNER_START] = remaining;
-      entries.pos[remaining] = 0;
+      entries.data[remaining * ENTRY_STRIDE + POS] = 0;
       return;
     }
     if (pos !== count) {
       const moved = slab.entry[start + count];
       slab.entry[start + pos] = moved;
       slab.owner[start + pos] = slab.owner[start + count];
-      entries.pos[moved] = pos;
+      entries.data[moved * ENTRY_STRIDE + POS] = pos;
     }
     if (sizeClass >= 3 && count <= 1 << (sizeClass - 2))
       nodes.data[node * NODE_STRIDE + OWNER_START] = this.moveSlice(node, count, sizeClassOf(count));
@@ -747,36 +780,36 @@ export class RadixTreeIndexer implements KvIndexer {
   private orphanChildren(owner: number, entry: number): void {
     const entries = this.entries;
     const slots = this.ownerSlots[owner];
-    let remaining = entries.kids[entry];
+    let remaining = entries.data[entry * ENTRY_STRIDE + KIDS];
     for (let i = 0; i < slots.length && remaining > 0; i++) {
       const slot = slots[i];
-      if (slot === 0 || entries.parentEntry[slot - 1] !== entry) continue;
-      entries.parentEntry[slot - 1] = STALE;
-      this.nodes.data[entries.node[slot - 1] * NODE_STRIDE + STALE_COUNT]++;
+      if (slot === 0 || entries.data[(slot - 1) * ENTRY_STRIDE + PARENT_ENTRY] !== entry) continue;
+      entries.data[(slot - 1) * ENTRY_STRIDE + PARENT_ENTRY] = STALE;
+      this.nodes.data[entries.data[(slot - 1) * ENTRY_STRIDE + NODE] * NODE_STRIDE + STALE_COUNT]++;
       this.ownerStale[owner]++;
       remaining--;
     }
-    entries.kids[entry] = 0;
+    entries.data[entry * ENTRY_STRIDE + KIDS] = 0;
   }
 
   /** The owner holds `entry`'s node again: its stale entries on the children count again. */
   private adoptChildren(owner: number, entry: number): void {
     const entries = this.entries;
     const nodes = this.nodes;
-    const node = entries.node[entry];
+    const node = entries.data[entry * ENTRY_STRIDE + NODE];
     const slots = this.ownerSlots[owner];
     for (let i = 0; i < slots.length && this.ownerStale[owner] > 0; i++) {
       const slot = slots[i];
       if (slot === 0) continue;
       const child = slot - 1;
       if (
-        entries.parentEntry[child] !== STALE ||
-        nodes.data[entries.node[child] * NODE_STRIDE + PARENT] !== node
+        entries.data[child * ENTRY_STRIDE + PARENT_ENTRY] !== STALE ||
+        nodes.data[entries.data[child * ENTRY_STRIDE + NODE] * NODE_STRIDE + PARENT] !== node
       )
         continue;
-      entries.parentEntry[child] = entry;
-      entries.kids[entry]++;
-      nodes.data[entries.node[child] * NODE_STRIDE + STALE_COUNT]--;
+      entries.data[child * ENTRY_STRIDE + PARENT_ENTRY] = entry;
+      entries.data[entry * ENTRY_STRIDE + KIDS]++;
+      nodes.data[entries.data[child * ENTRY_STRIDE + NODE] * NODE_STRIDE + STALE_COUNT]--;
       this.ownerStale[owner]--;
     }
   }
@@ -786,7 +819,11 @@ export class RadixTreeIndexer implements KvIndexer {
     const slots = this.ownerSlots[owner];
     for (let i = 0; i < slots.length; i++) {
       const slot = slots[i];
-      if (slot !== 0 && entries.parentEntry[slot - 1] === ALIAS && entries.kids[slot - 1] === primary)
+      if (
+        slot !== 0 &&
+        entries.data[(slot - 1) * ENTRY_STRIDE + PARENT_ENTRY] === ALIAS &&
+        entries.data[(slot - 1) * ENTRY_STRIDE + KIDS] === primary
+      )
         return slot - 1;
     }
     return -1;
@@ -802,14 +839,15 @@ export class RadixTreeIndexer implements KvIndexer {
       const slot = slots[i];
       if (slot === 0) continue;
       const entry = slot - 1;
-      if (entries.parentEntry[entry] === ALIAS) {
+      if (entries.data[entry * ENTRY_STRIDE + PARENT_ENTRY] === ALIAS) {
         entries.free(entry);
         this.aliasCount--;
         continue;
       }
       // All of this owner's entries go, so parent/child links between them need no upkeep.
-      const node = entries.node[entry];
-      if (entries.parentEntry[entry] === STALE) nodes.data[node * NODE_STRIDE + STALE_COUNT]--;
+      const node = entries.data[entry * ENTRY_STRIDE + NODE];
+      if (entries.data[entry * ENTRY_STRIDE + PARENT_ENTRY] === STALE)
+        nodes.data[node * NODE_STRIDE + STALE_COUNT]--;
       this.unlink(entry, node);
       entries.free(entry);
       if (
@@ -874,17 +912,23 @@ export class RadixTreeIndexer implements KvIndexer {
     for (const slots of this.ownerSlots)
       for (let i = 0; i < slots.length; i++) {
         const entry = slots[i] - 1;
-        if (entry < 0 || entries.parentEntry[entry] !== ALIAS) continue;
-        const key = this.keyOf(entries.keyLo[entry], entries.keyHi[entry]);
-        const list = aliasesOf.get(entries.kids[entry]);
-        if (list === undefined) aliasesOf.set(entries.kids[entry], [key]);
+        if (entry < 0 || entries.data[entry * ENTRY_STRIDE + PARENT_ENTRY] !== ALIAS) continue;
+        const key = this.keyOf(
+          entries.data[entry * ENTRY_STRIDE + KEY_LO],
+          entries.data[entry * ENTRY_STRIDE + KEY_HI],
+        );
+        const list = aliasesOf.get(entries.data[entry * ENTRY_STRIDE + KIDS]);
+        if (list === undefined) aliasesOf.set(entries.data[entry * ENTRY_STRIDE + KIDS], [key]);
         else list.push(key);
       }
     return aliasesOf;
   }
 
   private keysOf(primary: number, aliasesOf: Map<number, bigint[]>): bigint[] {
-    const own = this.keyOf(this.entries.keyLo[primary], this.entries.keyHi[primary]);
+    const own = this.keyOf(
+      this.entries.data[primary * ENTRY_STRIDE + KEY_LO],
+      this.entries.data[primary * ENTRY_STRIDE + KEY_HI],
+    );
     const aliases = aliasesOf.get(primary);
     return aliases === undefined ? [own] : [own, ...aliases];
   }

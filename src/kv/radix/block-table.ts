@@ -3,21 +3,21 @@
  * read from the entry arrays. Linear probing, backward-shift deletion, load <= 3/4 (kept by the caller).
  * Functions over a caller-held Int32Array so one owner's table is one typed array.
  */
-import type { EntryPool } from './entry-pool.ts';
+import { ENTRY_STRIDE, type EntryPool, KEY_HI, KEY_LO } from './entry-pool.ts';
 import { hashPair } from './hash.ts';
 
 export const MIN_BLOCK_TABLE = 8;
 
 export function blockTableFind(slots: Int32Array, entries: EntryPool, lo: number, hi: number): number {
   const mask = slots.length - 1;
-  const los = entries.keyLo;
-  const his = entries.keyHi;
+  const data = entries.data;
   let i = hashPair(lo, hi) & mask;
   for (;;) {
     const slot = slots[i];
     if (slot === 0) return -1;
     const entry = slot - 1;
-    if (los[entry] === lo && his[entry] === hi) return entry;
+    const at = entry * ENTRY_STRIDE;
+    if (data[at + KEY_LO] === lo && data[at + KEY_HI] === hi) return entry;
     i = (i + 1) & mask;
   }
 }
@@ -25,7 +25,8 @@ export function blockTableFind(slots: Int32Array, entries: EntryPool, lo: number
 /** Places an entry whose key is absent; the caller keeps a free slot. */
 export function blockTablePlace(slots: Int32Array, entries: EntryPool, entry: number): void {
   const mask = slots.length - 1;
-  let i = hashPair(entries.keyLo[entry], entries.keyHi[entry]) & mask;
+  let i =
+    hashPair(entries.data[entry * ENTRY_STRIDE + KEY_LO], entries.data[entry * ENTRY_STRIDE + KEY_HI]) & mask;
   while (slots[i] !== 0) i = (i + 1) & mask;
   slots[i] = entry + 1;
 }
@@ -33,14 +34,14 @@ export function blockTablePlace(slots: Int32Array, entries: EntryPool, entry: nu
 /** Removes the entry stored under (lo, hi); returns it, or -1 when absent. */
 export function blockTableRemove(slots: Int32Array, entries: EntryPool, lo: number, hi: number): number {
   const mask = slots.length - 1;
-  const los = entries.keyLo;
-  const his = entries.keyHi;
+  const data = entries.data;
   let i = hashPair(lo, hi) & mask;
   let found = -1;
   for (;;) {
     const slot = slots[i];
     if (slot === 0) return -1;
-    if (los[slot - 1] === lo && his[slot - 1] === hi) {
+    const at = (slot - 1) * ENTRY_STRIDE;
+    if (data[at + KEY_LO] === lo && data[at + KEY_HI] === hi) {
       found = slot - 1;
       break;
     }
@@ -52,7 +53,8 @@ export function blockTableRemove(slots: Int32Array, entries: EntryPool, lo: numb
     j = (j + 1) & mask;
     const slot = slots[j];
     if (slot === 0) break;
-    const home = hashPair(los[slot - 1], his[slot - 1]) & mask;
+    const at = (slot - 1) * ENTRY_STRIDE;
+    const home = hashPair(data[at + KEY_LO], data[at + KEY_HI]) & mask;
     if (((j - home) & mask) >= ((j - hole) & mask)) {
       slots[hole] = slot;
       hole = j;
