@@ -10,10 +10,12 @@
  *   {ns}.{comp}.kv_transfer       KvTransferPullWire   -> one KvTransferAnswerWire (prefill role)
  * Subjects (event plane):
  *   namespace.{ns}.component.{comp}.kv-events   one RouterEvent (src/kv/codec.ts) per message
- *   namespace.{ns}.component.{comp}.kv_metrics  WorkerLoadWire
+ *   namespace.{ns}.component.{comp}.kv_metrics  WorkerLoadWire (one (worker, rank) per message)
  *   namespace.{ns}.router.active_sequences_events  replica sync (src/routing/replica-sync.ts)
  */
 import { z } from 'zod';
+import { decodeRouterEventsValue, encodeRouterEvents, parseLosslessJson } from '../kv/codec.ts';
+import type { RouterEvent } from '../kv/events.ts';
 import type { BootstrapInfo, GenerateChunk, GenerateRequest } from './generate.ts';
 
 export const DEFAULT_NAMESPACE = 'kvgate';
@@ -214,3 +216,189 @@ export const kvTransferAnswerWireSchema = z.object({
   blocks: z.array(u64),
   token_ids: z.array(tokenId),
 });
+
+export function kvIndexerQueryToWire(query: {
+  readonly dpRank: number;
+  readonly startEventId?: bigint;
+  readonly endEventId?: bigint;
+}): z.input<typeof kvIndexerQueryWireSchema> {
+  return {
+    dp_rank: query.dpRank,
+    ...(query.startEventId !== undefined ? { start_event_id: query.startEventId } : {}),
+    ...(query.endEventId !== undefined ? { end_event_id: query.endEventId } : {}),
+  };
+}
+
+/**
+ * The answer to a kv_indexer_query, on the wire:
+ *   {"kind":"events"|"dump","dp_rank":R,"last_event_id":U64|null,"events":[RouterEvent…]}
+ *   {"kind":"unavailable","dp_rank":R,"oldest":U64|null,"newest":U64|null}
+ * `last_event_id` is the newest event id the rank had published when the answer was taken: a
+ * router that applies a dump continues from it. RouterEvents use src/kv/codec.ts (exact u64).
+ */
+export type KvIndexerAnswer =
+  | {
+      readonly kind: 'events' | 'dump';
+      readonly dpRank: number;
+      readonly lastEventId: bigint | null;
+      readonly events: readonly RouterEvent[];
+    }
+  | {
+      readonly kind: 'unavailable';
+      readonly dpRank: number;
+      readonly oldest: bigint | null;
+      readonly newest: bigint | null;
+    };
+
+const answerEncoder = new TextEncoder();
+const answerDecoder = new TextDecoder('utf-8', { fatal: true });
+
+const optionalU64Text = (v: bigint | null): string => (v === null ? 'null' : v.toString());
+
+export function encodeKvIndexerAnswer(answer: KvIndexerAnswer): Uint8Array {
+  const text =
+    answer.kind === 'unavailable'
+      ? `{"kind":"unavailable","dp_rank":${answer.dpRank},"oldest":${optionalU64Text(answer.oldest)},"newest":${optionalU64Text(answer.newest)}}`
+      : `{"kind":"${answer.kind}","dp_rank":${answer.dpRank},"last_event_id":${optionalU64Text(answer.lastEventId)},"events":${encodeRouterEvents(answer.events)}}`;
+  return answerEncoder.encode(text);
+}
+
+function optionalU64Field(value: unknown): bigint | null | undefined {
+  if (value === null) return null;
+  if (typeof value === 'bigint' && value >= 0n && value <= 0xffff_ffff_ffff_ffffn) return value;
+  return undefined;
+}
+
+export function decodeKvIndexerAnswer(bytes: Uint8Array): WireResult<KvIndexerAnswer> {
+  let text: string;
+  try {
+    text = answerDecoder.decode(bytes);
+  } catch {
+    return { ok: false, error: 'kv_indexer_query answer: invalid UTF-8' };
+  }
+  const parsed = parseLosslessJson(text);
+  if (!parsed.ok) return { ok: false, error: `kv_indexer_query answer: ${parsed.error.message}` };
+  const value = parsed.value;
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    return { ok: false, error: 'kv_indexer_query answer: not an object' };
+  const record = value as Record<string, unknown>;
+  const rankValue = record.dp_rank;
+  const dpRank = typeof rankValue === 'bigint' && rankValue <= 0xffff_ffffn ? Number(rankValue) : -1;
+  if (dpRank < 0) return { ok: false, error: 'kv_indexer_query answer: bad dp_rank' };
+  if (record.kind === 'unavailable') {
+    const oldest = optionalU64Field(record.oldest);
+    const newest = optionalU64Field(record.newest);
+    if (oldest === undefined || newest === undefined)
+      return { ok: false, error: 'kv_indexer_query answer: bad oldest/newest' };
+    return { ok: true, value: { kind: 'unavailable', dpRank, oldest, newest } };
+  }
+  if (record.kind !== 'events' && record.kind !== 'dump')
+    return { ok: false, error: 'kv_indexer_query answer: unknown kind' };
+  const lastEventId = optionalU64Field(record.last_event_id);
+  if (lastEventId === undefined) return { ok: false, error: 'kv_indexer_query answer: bad last_event_id' };
+  const events = decodeRouterEventsValue(record.events);
+  if (!events.ok) return { ok: false, error: `kv_indexer_query answer: ${events.error.message}` };
+  return { ok: true, value: { kind: record.kind, dpRank, lastEventId, events: events.events } };
+}
+
+/** Per-(worker, rank) load as published on kv_metrics. */
+export interface WorkerRankLoad {
+  readonly workerId: bigint;
+  readonly dpRank: number;
+  readonly activeDecodeBlocks: number;
+  readonly totalKvBlocks: number;
+  readonly numRunning: number;
+  readonly numWaiting: number;
+  readonly kvUsage: number;
+  readonly prefixHitRate: number;
+  /** Prompt tokens still to prefill on the rank. */
+  readonly pendingPrefillTokens?: number;
+  /** Newest KV event id the rank published (lets a router notice events it missed at the tail). */
+  readonly lastEventId?: bigint | null;
+}
+
+export const workerRankLoadWireSchema = workerLoadWireSchema.extend({
+  pending_prefill_tokens: z.number().int().nonnegative().optional(),
+  last_event_id: u64.nullable().optional(),
+});
+
+export function workerLoadToWire(load: WorkerRankLoad): z.input<typeof workerRankLoadWireSchema> {
+  return {
+    worker_id: load.workerId,
+    dp_rank: load.dpRank,
+    active_decode_blocks: load.activeDecodeBlocks,
+    total_kv_blocks: load.totalKvBlocks,
+    num_running: load.numRunning,
+    num_waiting: load.numWaiting,
+    kv_usage: Math.min(1, Math.max(0, load.kvUsage)),
+    prefix_hit_rate: Math.min(1, Math.max(0, load.prefixHitRate)),
+    ...(load.pendingPrefillTokens !== undefined ? { pending_prefill_tokens: load.pendingPrefillTokens } : {}),
+    ...(load.lastEventId !== undefined ? { last_event_id: load.lastEventId } : {}),
+  };
+}
+
+export function workerLoadFromWire(value: unknown): WireResult<WorkerRankLoad> {
+  const parsed = workerRankLoadWireSchema.safeParse(value);
+  if (!parsed.success) return { ok: false, error: z.prettifyError(parsed.error) };
+  const w = parsed.data;
+  return {
+    ok: true,
+    value: {
+      workerId: w.worker_id,
+      dpRank: w.dp_rank,
+      activeDecodeBlocks: w.active_decode_blocks,
+      totalKvBlocks: w.total_kv_blocks,
+      numRunning: w.num_running,
+      numWaiting: w.num_waiting,
+      kvUsage: w.kv_usage,
+      prefixHitRate: w.prefix_hit_rate,
+      ...(w.pending_prefill_tokens !== undefined ? { pendingPrefillTokens: w.pending_prefill_tokens } : {}),
+      ...(w.last_event_id !== undefined ? { lastEventId: w.last_event_id } : {}),
+    },
+  };
+}
+
+/** A failed kv_transfer pull: the prefill engine's error code (ENGINE_BOOTSTRAP_*) and message. */
+export const kvTransferErrorWireSchema = z.object({
+  error_code: z.string().min(1),
+  error: z.string(),
+});
+
+export type KvTransferAnswer =
+  | { readonly ok: true; readonly blocks: readonly bigint[]; readonly tokenIds: readonly number[] }
+  | { readonly ok: false; readonly code: string; readonly message: string };
+
+export function kvTransferAnswerToWire(
+  answer: KvTransferAnswer,
+): z.input<typeof kvTransferAnswerWireSchema> | z.input<typeof kvTransferErrorWireSchema> {
+  return answer.ok
+    ? { blocks: [...answer.blocks], token_ids: [...answer.tokenIds] }
+    : { error_code: answer.code, error: answer.message };
+}
+
+export function kvTransferAnswerFromWire(value: unknown): WireResult<KvTransferAnswer> {
+  const failure = kvTransferErrorWireSchema.safeParse(value);
+  if (failure.success)
+    return { ok: true, value: { ok: false, code: failure.data.error_code, message: failure.data.error } };
+  const parsed = kvTransferAnswerWireSchema.safeParse(value);
+  if (!parsed.success) return { ok: false, error: z.prettifyError(parsed.error) };
+  return { ok: true, value: { ok: true, blocks: parsed.data.blocks, tokenIds: parsed.data.token_ids } };
+}
+
+/**
+ * A worker's endpoint handlers fail with `CODE: message` (the caller sees it as a RemoteError with
+ * this text). `WORKER_UNAVAILABLE` means "not here, try another worker" (draining, shutting down):
+ * a router migrates such a request instead of failing it.
+ */
+export const WORKER_UNAVAILABLE = 'WORKER_UNAVAILABLE';
+export const WORKER_BAD_REQUEST = 'WORKER_BAD_REQUEST';
+
+export function workerErrorText(code: string, message: string): string {
+  return `${code}: ${message}`;
+}
+
+/** The code of a worker error text (`CODE: message`), or undefined. */
+export function workerErrorCode(text: string): string | undefined {
+  const match = /^([A-Z][A-Z0-9_]+): /.exec(text);
+  return match?.[1];
+}

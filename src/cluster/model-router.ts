@@ -1,0 +1,628 @@
+/**
+ * The router's view of one model's workers of one component (`backend` or `prefill`): discovery
+ * feeds the routing policy's workers, the event plane feeds its KV index (with gap recovery, see
+ * kv-event-ingest.ts) and the workers' reported loads, and `generate` routes a request to a
+ * (worker, rank), streams it back, tracks its load, and migrates it to another worker when the
+ * first one dies mid-stream (Dynamo's KvPushRouter + migration).
+ */
+import type { RouterEvent, WorkerId } from '../kv/events.ts';
+import type { GenerateChunk, GenerateRequest, Usage } from '../protocol/generate.ts';
+import {
+  BACKEND_COMPONENT,
+  DEFAULT_NAMESPACE,
+  decodeKvIndexerAnswer,
+  GENERATE_ENDPOINT,
+  generateChunkFromWire,
+  generateRequestToWire,
+  KV_INDEXER_QUERY_ENDPOINT,
+  type KvIndexerAnswer,
+  kvIndexerQueryToWire,
+  kvMetricsSubject,
+  WORKER_UNAVAILABLE,
+  type WorkerRankLoad,
+  workerErrorCode,
+  workerLoadFromWire,
+} from '../protocol/wire.ts';
+import type { KvRouterConfigInput, RouterOverrides } from '../routing/config.ts';
+import { parseRouterConfig } from '../routing/config.ts';
+import { NoWorkersError } from '../routing/errors.ts';
+import { KvRouter } from '../routing/kv-router.ts';
+import { createPolicy } from '../routing/policies/index.ts';
+import type {
+  PolicyName,
+  RankLoad,
+  RouteOptions,
+  RoutingDecision,
+  RoutingPolicy,
+} from '../routing/policy.ts';
+import { ReplicaSync } from '../routing/replica-sync.ts';
+import { decodeJson, encodeJson } from '../runtime/codec.ts';
+import { errorMessage, isRuntimeError, RemoteError, RuntimeError } from '../runtime/errors.ts';
+import { randomU64 } from '../runtime/ids.ts';
+import type { ModelCard } from '../runtime/model-card.ts';
+import { kvEventsSubject } from '../runtime/subjects.ts';
+import {
+  type DiscoveryEvent,
+  type DiscoveryWatch,
+  type EndpointId,
+  endpointId,
+  type Runtime,
+  type Subscription,
+} from '../runtime/types.ts';
+import { log } from '../util/log.ts';
+import { BadResponseError, WorkerLostError, WorkerRequestError } from './errors.ts';
+import { type IndexerQuery, KvEventIngest, type KvEventIngestStats } from './kv-event-ingest.ts';
+import { EventPlaneReplicaSyncBus } from './replica-sync-bus.ts';
+
+/** Where a request should (or must) run. `dpRank` 0 is a real rank. */
+export interface RequestRouting {
+  /** Pin to this worker (nvext.backend_instance_id / decode_worker_id / prefill_worker_id). */
+  readonly workerId?: WorkerId;
+  /** With a pinned worker: its rank; without: restrict the choice to this rank. */
+  readonly dpRank?: number;
+  readonly overrides?: RouterOverrides;
+}
+
+export interface RoutedRequest extends GenerateRequest {
+  readonly routing?: RequestRouting;
+}
+
+/** A chunk of output and the (worker, rank) producing it (after a migration: the new one). */
+export interface RoutedChunk extends GenerateChunk {
+  readonly workerId: WorkerId;
+  readonly dpRank: number;
+}
+
+export interface ModelInstance {
+  readonly workerId: WorkerId;
+  readonly card: ModelCard;
+}
+
+/** The router's tracked load of a (worker, rank), with the worker's latest kv_metrics report. */
+export interface ModelRankLoad extends RankLoad {
+  readonly reported?: WorkerRankLoad;
+}
+
+/** Dynamo's busy thresholds (null or absent = that check is off). */
+export interface BusyThresholds {
+  /** Fraction of the rank's total KV blocks. */
+  readonly activeDecodeBlocksThreshold?: number | null;
+  /** Absolute prompt tokens waiting to prefill. */
+  readonly activePrefillTokensThreshold?: number | null;
+  /** Fraction of the rank's max_num_batched_tokens. */
+  readonly activePrefillTokensThresholdFrac?: number | null;
+}
+
+export interface ModelRouterOptions {
+  readonly runtime: Runtime;
+  readonly model: string;
+  /** Default `kvgate`. */
+  readonly namespace?: string;
+  /** Default `backend` (aggregated and decode workers); `prefill` for the prefill pool. */
+  readonly component?: string;
+  /** Routing policy (default `kv`). */
+  readonly policy?: PolicyName;
+  /** Router config; `blockSize` must match the workers' kv_block_size. */
+  readonly config?: KvRouterConfigInput;
+  /** Re-routes after a worker dies mid-stream (default 3; 0 = fail at once). */
+  readonly migrationLimit?: number;
+  /** How long generate waits for a first worker before NoWorkersError (default 30 s). */
+  readonly waitForWorkersMs?: number;
+  /** This router's id for replica sync (default random). */
+  readonly routerId?: bigint;
+  /** kv_indexer_query attempts and first back-off per recovery. */
+  readonly recoveryAttempts?: number;
+  readonly recoveryDelayMs?: number;
+  /** Deadline of one kv_indexer_query call (default 10 s). */
+  readonly recoveryTimeoutMs?: number;
+}
+
+export interface ModelRouterStats {
+  readonly workers: number;
+  readonly requests: number;
+  readonly migrations: number;
+  readonly workerLost: number;
+  readonly skippedCards: number;
+  readonly malformedMetrics: number;
+  readonly events: KvEventIngestStats;
+}
+
+/** Errors after which the request can continue on another worker. */
+function isWorkerGone(error: unknown): boolean {
+  if (error instanceof RemoteError) return workerErrorCode(error.message) === WORKER_UNAVAILABLE;
+  return (
+    isRuntimeError(error, 'RUNTIME_STREAM_LOST') ||
+    isRuntimeError(error, 'RUNTIME_NO_RESPONDERS') ||
+    isRuntimeError(error, 'RUNTIME_SERVER_CANCELLED')
+  );
+}
+
+export class ModelRouter {
+  readonly model: string;
+  readonly namespace: string;
+  readonly component: string;
+  readonly policy: RoutingPolicy;
+  readonly blockSize: number;
+  readonly routerId: bigint;
+  readonly migrationLimit: number;
+  readonly waitForWorkersMs: number;
+
+  private readonly runtime: Runtime;
+  private readonly generateEndpoint: EndpointId;
+  private readonly queryEndpoint: EndpointId;
+  private readonly cards = new Map<WorkerId, ModelCard>();
+  private readonly reported = new Map<string, WorkerRankLoad>();
+  private readonly ingest: KvEventIngest;
+  private readonly replicaSync: ReplicaSync | null = null;
+  private readonly subscriptions: Subscription[] = [];
+  private readonly workerWaiters = new Set<() => void>();
+  private readonly recoveryTimeoutMs: number;
+  private watch: DiscoveryWatch | undefined;
+  private startPromise: Promise<void> | undefined;
+  private closed = false;
+  private requests = 0;
+  private migrations = 0;
+  private workerLost = 0;
+  private skippedCards = 0;
+  private malformedMetrics = 0;
+
+  constructor(options: ModelRouterOptions) {
+    this.runtime = options.runtime;
+    this.model = options.model;
+    this.namespace = options.namespace ?? DEFAULT_NAMESPACE;
+    this.component = options.component ?? BACKEND_COMPONENT;
+    this.generateEndpoint = endpointId(this.namespace, this.component, GENERATE_ENDPOINT);
+    this.queryEndpoint = endpointId(this.namespace, this.component, KV_INDEXER_QUERY_ENDPOINT);
+    const config = parseRouterConfig(options.config ?? {});
+    this.blockSize = config.blockSize;
+    this.policy = createPolicy(options.policy ?? 'kv', { config });
+    this.routerId = options.routerId ?? randomU64();
+    this.migrationLimit = options.migrationLimit ?? 3;
+    this.waitForWorkersMs = options.waitForWorkersMs ?? 30_000;
+    this.recoveryTimeoutMs = options.recoveryTimeoutMs ?? 10_000;
+    if (!Number.isInteger(this.migrationLimit) || this.migrationLimit < 0)
+      throw new TypeError('migrationLimit must be an integer >= 0');
+    this.ingest = new KvEventIngest({
+      sink: {
+        applyEvent: (event) => this.policy.applyEvent(event),
+        resetRank: (workerId, dpRank) => this.resetRank(workerId, dpRank),
+      },
+      query: (workerId, query) => this.queryIndexer(workerId, query),
+      malformed: this.runtime.malformed,
+      recoveryAttempts: options.recoveryAttempts,
+      recoveryDelayMs: options.recoveryDelayMs,
+    });
+    if (config.replicaSync && this.policy instanceof KvRouter)
+      this.replicaSync = new ReplicaSync(
+        this.policy,
+        new EventPlaneReplicaSyncBus(this.runtime.events, this.namespace, this.runtime.malformed),
+        { routerId: this.routerId },
+      );
+  }
+
+  /** Creates a router and starts it (resolves once the current workers are known). */
+  static async create(options: ModelRouterOptions): Promise<ModelRouter> {
+    const router = new ModelRouter(options);
+    await router.start();
+    return router;
+  }
+
+  /**
+   * Subscribes to KV events and loads, then watches discovery. Resolves once the current workers
+   * were added (their dumps are ingested in the background: see `settled`).
+   */
+  start(): Promise<void> {
+    this.startPromise ??= this.doStart();
+    return this.startPromise;
+  }
+
+  private async doStart(): Promise<void> {
+    const events = this.runtime.events;
+    const kvSubject = kvEventsSubject(this.namespace, this.component);
+    this.subscriptions.push(events.subscribe(kvSubject, (m) => this.ingest.onMessage(m.payload, m.subject)));
+    const metricsSubject = kvMetricsSubject(this.namespace, this.component);
+    this.subscriptions.push(events.subscribe(metricsSubject, (m) => this.onMetrics(m.payload)));
+    await events.flush();
+    this.watch = await this.runtime.discovery.watch(
+      { namespace: this.namespace, component: this.component, endpoint: GENERATE_ENDPOINT },
+      (event) => this.onDiscovery(event),
+    );
+    if (this.closed) this.watch.close();
+  }
+
+  /** Resolves once no KV recovery (dump or range) is in flight. */
+  settled(): Promise<void> {
+    return this.ingest.settled();
+  }
+
+  // ---- the cluster view -----------------------------------------------------------------------
+
+  instances(): ModelInstance[] {
+    return [...this.cards].map(([workerId, card]) => ({ workerId, card }));
+  }
+
+  loads(): ModelRankLoad[] {
+    return this.policy.loads().map((load) => {
+      const reported = this.reported.get(rankKey(load.workerId, load.dpRank));
+      return reported === undefined ? load : { ...load, reported };
+    });
+  }
+
+  /** Events rebuilding the router's KV index (empty for policies that keep none). */
+  dump(): RouterEvent[] {
+    return this.policy instanceof KvRouter ? this.policy.dump() : [];
+  }
+
+  /** True when every (worker, rank) is over one of the thresholds (false without workers). */
+  isBusy(thresholds: BusyThresholds): boolean {
+    const loads = this.policy.loads();
+    if (loads.length === 0) return false;
+    const decodeFrac = thresholds.activeDecodeBlocksThreshold ?? null;
+    const prefillAbs = thresholds.activePrefillTokensThreshold ?? null;
+    const prefillFrac = thresholds.activePrefillTokensThresholdFrac ?? null;
+    for (const load of loads) {
+      const card = this.cards.get(load.workerId);
+      if (card === undefined) return false;
+      const decodeBusy = decodeFrac !== null && load.activeDecodeBlocks > decodeFrac * card.totalKvBlocks;
+      const prefillBusy =
+        (prefillAbs !== null && load.activePrefillTokens > prefillAbs) ||
+        (prefillFrac !== null && load.activePrefillTokens > prefillFrac * card.maxNumBatchedTokens);
+      if (!decodeBusy && !prefillBusy) return false;
+    }
+    return true;
+  }
+
+  /** Where the request would run now (no state changes). */
+  decide(tokens: ArrayLike<number>, routing: RequestRouting = {}): RoutingDecision {
+    return this.policy.bestWorker(tokens, routeOptions(routing));
+  }
+
+  stats(): ModelRouterStats {
+    return {
+      workers: this.cards.size,
+      requests: this.requests,
+      migrations: this.migrations,
+      workerLost: this.workerLost,
+      skippedCards: this.skippedCards,
+      malformedMetrics: this.malformedMetrics,
+      events: this.ingest.stats(),
+    };
+  }
+
+  /** Resolves when at least one worker serves the model; NoWorkersError after `timeoutMs`. */
+  async waitForInstances(timeoutMs: number = this.waitForWorkersMs, signal?: AbortSignal): Promise<void> {
+    await this.start();
+    if (this.cards.size > 0) return;
+    await new Promise<void>((resolve, reject) => {
+      const finish = (error?: Error) => {
+        clearTimeout(timer);
+        this.workerWaiters.delete(wake);
+        signal?.removeEventListener('abort', onAbort);
+        if (error) reject(error);
+        else resolve();
+      };
+      const wake = () => finish();
+      const onAbort = () =>
+        finish(new RuntimeError('RUNTIME_CANCELLED', 'cancelled while waiting for a worker'));
+      const timer = setTimeout(
+        () =>
+          finish(
+            new NoWorkersError(
+              `no ${this.component} worker serves model ${JSON.stringify(this.model)} (waited ${timeoutMs} ms)`,
+            ),
+          ),
+        timeoutMs,
+      );
+      this.workerWaiters.add(wake);
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  // ---- generate -------------------------------------------------------------------------------
+
+  /**
+   * Routes and streams one request. Every chunk names the (worker, rank) producing it. The load is
+   * tracked from routing to the end of the stream (also when the consumer stops early). A worker
+   * lost mid-stream is replaced: the request continues elsewhere with prompt + tokens so far.
+   */
+  async *generate(request: RoutedRequest, signal?: AbortSignal): AsyncGenerator<RoutedChunk> {
+    await this.waitForInstances(this.waitForWorkersMs, signal);
+    this.requests++;
+    const prompt = request.tokenIds;
+    const maxTokens = request.sampling.maxTokens;
+    const generated: number[] = [];
+    const avoid = new Set<WorkerId>();
+    let routing = request.routing ?? {};
+    let cachedTokens = 0;
+    for (let attempt = 0; ; attempt++) {
+      const tokens = generated.length === 0 ? prompt : [...prompt, ...generated];
+      const decision = this.routeAvoiding(request.requestId, tokens, routing, avoid);
+      const { workerId, dpRank } = decision;
+      const payload = encodeJson(
+        generateRequestToWire({
+          requestId: request.requestId,
+          tokenIds: tokens,
+          sampling: { ...request.sampling, maxTokens: maxTokens - generated.length },
+          dpRank,
+          ...(request.bootstrap !== undefined ? { bootstrap: request.bootstrap } : {}),
+        }),
+      );
+      let prefillDone = false;
+      let finished = false;
+      try {
+        const stream = this.runtime.requests.call(
+          this.generateEndpoint,
+          workerId,
+          payload,
+          signal ? { signal } : {},
+        );
+        for await (const frame of stream) {
+          const chunk = this.decodeChunk(frame, workerId);
+          if (!prefillDone && chunk.tokenIds.length > 0) {
+            prefillDone = true;
+            this.policy.markPrefillCompleted(request.requestId);
+          }
+          for (const token of chunk.tokenIds) generated.push(token);
+          if (chunk.usage !== undefined && attempt === 0) cachedTokens = chunk.usage.cachedTokens;
+          const out: RoutedChunk = {
+            ...chunk,
+            ...(chunk.usage !== undefined
+              ? { usage: fixUsage(chunk.usage, prompt.length, generated.length, attempt, cachedTokens) }
+              : {}),
+            workerId,
+            dpRank: chunk.dpRank ?? dpRank,
+          };
+          if (chunk.finishReason !== undefined) finished = true;
+          yield out;
+          if (finished) return;
+        }
+        if (!finished)
+          throw new RuntimeError(
+            'RUNTIME_STREAM_LOST',
+            `worker ${workerId.toString(16)} ended the stream early`,
+          );
+      } catch (error) {
+        if (!isWorkerGone(error)) {
+          if (error instanceof RemoteError) throw new WorkerRequestError(error.message, { cause: error });
+          throw error;
+        }
+        this.workerLost++;
+        if (attempt >= this.migrationLimit)
+          throw new WorkerLostError(
+            this.migrationLimit === 0
+              ? `worker ${workerId.toString(16)} was lost mid-request (${errorMessage(error)}); migration is off`
+              : `worker ${workerId.toString(16)} was lost mid-request (${errorMessage(error)}); migration limit ${this.migrationLimit} reached`,
+            { cause: error },
+          );
+        avoid.add(workerId);
+        routing = { ...(routing.overrides ? { overrides: routing.overrides } : {}) };
+        this.migrations++;
+        log.warn(
+          {
+            model: this.model,
+            requestId: request.requestId,
+            workerId: workerId.toString(16),
+            dpRank,
+            generated: generated.length,
+            attempt: attempt + 1,
+            err: errorMessage(error),
+          },
+          'router: worker lost mid-stream; migrating the request',
+        );
+        if (generated.length >= maxTokens) {
+          yield {
+            tokenIds: [],
+            finishReason: 'length',
+            usage: { promptTokens: prompt.length, completionTokens: generated.length, cachedTokens },
+            workerId,
+            dpRank,
+          };
+          return;
+        }
+      } finally {
+        this.policy.free(request.requestId);
+      }
+    }
+  }
+
+  /** Routes, but never to a worker this request already lost (it may still be in discovery). */
+  private routeAvoiding(
+    requestId: string,
+    tokens: readonly number[],
+    routing: RequestRouting,
+    avoid: ReadonlySet<WorkerId>,
+  ): RoutingDecision {
+    const options = routeOptions(routing);
+    const decision = this.policy.route(requestId, tokens, options);
+    if (!avoid.has(decision.workerId)) return decision;
+    this.policy.free(requestId);
+    const busy = new Map<WorkerId, number>();
+    for (const load of this.policy.loads())
+      if (!avoid.has(load.workerId))
+        busy.set(
+          load.workerId,
+          (busy.get(load.workerId) ?? 0) + load.activeDecodeBlocks + load.activeRequests,
+        );
+    let best: WorkerId | undefined;
+    for (const [workerId, load] of busy) if (best === undefined || load < busy.get(best)!) best = workerId;
+    if (best === undefined)
+      throw new WorkerLostError(
+        `no other ${this.component} worker of ${this.model} to continue the request on`,
+      );
+    return this.policy.route(requestId, tokens, { ...options, pinned: { workerId: best } });
+  }
+
+  private decodeChunk(frame: Uint8Array, workerId: WorkerId): GenerateChunk {
+    let result: ReturnType<typeof generateChunkFromWire>;
+    try {
+      result = generateChunkFromWire(decodeJson(frame));
+    } catch (error) {
+      result = { ok: false, error: errorMessage(error) };
+    }
+    if (result.ok) return result.value;
+    this.runtime.malformed.drop(
+      'request',
+      'generate chunk',
+      `from ${workerId.toString(16)}: ${result.error}`,
+    );
+    throw new BadResponseError(`worker ${workerId.toString(16)} sent a malformed chunk: ${result.error}`);
+  }
+
+  // ---- discovery, events, loads ---------------------------------------------------------------
+
+  private onDiscovery(event: DiscoveryEvent): void {
+    const workerId = event.instance.instanceId;
+    if (event.type === 'removed') {
+      if (!this.cards.delete(workerId)) return;
+      this.ingest.removeWorker(workerId);
+      this.policy.removeWorker(workerId);
+      for (const key of [...this.reported.keys()])
+        if (key.startsWith(`${workerId}:`)) this.reported.delete(key);
+      log.info({ model: this.model, workerId: workerId.toString(16) }, 'router: worker removed');
+      return;
+    }
+    const card = event.card;
+    if (card === undefined || card.modelName !== this.model) return;
+    if (card.kvBlockSize !== this.blockSize) {
+      this.skippedCards++;
+      log.warn(
+        {
+          model: this.model,
+          workerId: workerId.toString(16),
+          kvBlockSize: card.kvBlockSize,
+          routerBlockSize: this.blockSize,
+        },
+        'router: worker skipped: its KV block size differs from the router’s',
+      );
+      return;
+    }
+    const previous = this.cards.get(workerId);
+    this.cards.set(workerId, card);
+    try {
+      this.policy.addWorker(workerId, {
+        dataParallelSize: card.dataParallelSize,
+        blockSize: card.kvBlockSize,
+        totalKvBlocks: card.totalKvBlocks,
+        maxNumBatchedTokens: card.maxNumBatchedTokens,
+        maxNumSeqs: card.maxNumSeqs,
+      });
+    } catch (error) {
+      this.cards.delete(workerId);
+      this.skippedCards++;
+      log.warn(
+        { model: this.model, workerId: workerId.toString(16), err: errorMessage(error) },
+        'router: worker skipped',
+      );
+      return;
+    }
+    if (previous === undefined || previous.dataParallelSize !== card.dataParallelSize) {
+      this.ingest.addWorker(workerId, card.dataParallelSize, previous !== undefined);
+      log.info(
+        {
+          model: this.model,
+          workerId: workerId.toString(16),
+          dpSize: card.dataParallelSize,
+          role: card.role,
+        },
+        'router: worker added',
+      );
+    }
+    for (const wake of [...this.workerWaiters]) wake();
+  }
+
+  private onMetrics(payload: Uint8Array): void {
+    let load: WorkerRankLoad;
+    try {
+      const result = workerLoadFromWire(decodeJson(payload));
+      if (!result.ok) throw new Error(result.error);
+      load = result.value;
+    } catch (error) {
+      this.malformedMetrics++;
+      this.runtime.malformed.drop('event', 'kv_metrics', errorMessage(error));
+      return;
+    }
+    if (!this.cards.has(load.workerId)) return;
+    this.reported.set(rankKey(load.workerId, load.dpRank), load);
+    if (load.lastEventId !== undefined && load.lastEventId !== null)
+      this.ingest.onNewestEventId(load.workerId, load.dpRank, load.lastEventId);
+  }
+
+  private async queryIndexer(workerId: WorkerId, query: IndexerQuery): Promise<KvIndexerAnswer> {
+    const payload = encodeJson(kvIndexerQueryToWire(query));
+    for await (const frame of this.runtime.requests.call(this.queryEndpoint, workerId, payload, {
+      timeoutMs: this.recoveryTimeoutMs,
+    })) {
+      const answer = decodeKvIndexerAnswer(frame);
+      if (!answer.ok) {
+        this.runtime.malformed.drop('request', 'kv_indexer_query answer', answer.error);
+        throw new BadResponseError(answer.error);
+      }
+      if (answer.value.dpRank !== query.dpRank)
+        throw new BadResponseError('kv_indexer_query answer for another rank');
+      return answer.value;
+    }
+    throw new BadResponseError('empty kv_indexer_query answer');
+  }
+
+  /** Removes every block indexed for one rank of a worker (before its dump is ingested). */
+  private resetRank(workerId: WorkerId, dpRank: number): void {
+    if (!(this.policy instanceof KvRouter)) return;
+    const hashes: bigint[] = [];
+    for (const event of this.policy.dump()) {
+      const data = event.event.data;
+      if (event.workerId === workerId && event.event.dpRank === dpRank && data.kind === 'stored')
+        for (const block of data.blocks) hashes.push(block.blockHash);
+    }
+    if (hashes.length > 0)
+      this.policy.applyEvent({
+        workerId,
+        event: { eventId: 0n, dpRank, data: { kind: 'removed', blockHashes: hashes } },
+      });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.watch?.close();
+    for (const s of this.subscriptions) s.unsubscribe();
+    this.replicaSync?.close();
+    this.ingest.close();
+  }
+}
+
+function rankKey(workerId: WorkerId, dpRank: number): string {
+  return `${workerId}:${dpRank}`;
+}
+
+function routeOptions(routing: RequestRouting): RouteOptions {
+  return {
+    ...(routing.workerId !== undefined
+      ? {
+          pinned: {
+            workerId: routing.workerId,
+            ...(routing.dpRank !== undefined ? { dpRank: routing.dpRank } : {}),
+          },
+        }
+      : routing.dpRank !== undefined
+        ? { dpRank: routing.dpRank }
+        : {}),
+    ...(routing.overrides !== undefined ? { overrides: routing.overrides } : {}),
+  };
+}
+
+/** After a migration the last worker saw prompt + earlier output as its prompt: report the original split. */
+function fixUsage(
+  usage: Usage,
+  promptLength: number,
+  completion: number,
+  attempt: number,
+  cached: number,
+): Usage {
+  if (attempt === 0) return usage;
+  return {
+    promptTokens: promptLength,
+    completionTokens: completion,
+    cachedTokens: Math.min(cached, promptLength),
+  };
+}
