@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeJson, encodeJson } from '../../src/runtime/codec.ts';
@@ -144,6 +146,57 @@ describe('nats + etcd runtime: infrastructure failures', () => {
       for await (const _ of rt.requests.call(ep, 1n, new Uint8Array(2 * 1024 * 1024)));
     })().catch((e: unknown) => e);
     expect(isRuntimeError(tooBig, 'RUNTIME_INVALID')).toBe(true);
+  });
+
+  it('a worker process killed mid-stream: the caller fails fast, discovery drops it after the TTL', async () => {
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        fileURLToPath(new URL('../support/child-worker.ts', import.meta.url)),
+        nats.url,
+        etcd.endpoint,
+        'sigkill',
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    try {
+      const ready = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        child.stdout?.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /ready ([0-9a-f]+)/.exec(out);
+          if (m) resolve(m[1]);
+        });
+        child.once('exit', (code) => reject(new Error(`child exited early (${code})`)));
+      });
+      const id = BigInt(`0x${ready}`);
+      const caller = await open();
+      const events: DiscoveryEvent[] = [];
+      await caller.discovery.watch({ namespace: 'sigkill' }, (e) => events.push(e));
+      expect(events.map((e) => [e.type, e.instance.instanceId])).toEqual([['added', id]]);
+      let received = 0;
+      let killedAt = 0;
+      const error = await (async () => {
+        for await (const _ of caller.requests.call(
+          endpointId('sigkill', 'backend', 'generate'),
+          id,
+          encodeJson({}),
+        )) {
+          if (++received === 3) {
+            killedAt = Date.now();
+            child.kill('SIGKILL');
+          }
+        }
+      })().catch((e: unknown) => e);
+      expect(isRuntimeError(error, 'RUNTIME_STREAM_LOST')).toBe(true);
+      expect(Date.now() - killedAt).toBeLessThan(2_000);
+      await waitFor(() => events.some((e) => e.type === 'removed'), 6_000, 'lease expiry');
+      expect(events.at(-1)?.instance.instanceId).toBe(id);
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 
   it('a lease revoked behind its back is replaced and the instance registered again', async () => {
