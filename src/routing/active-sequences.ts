@@ -91,7 +91,8 @@ export class ActiveSequences {
   private readonly nodeOf = new U64IntMap(4096);
   /** Node fields, NODE_STRIDE int32 words per node (one cache line): see LO..LENGTH. */
   private node = new Int32Array(4096 * NODE_STRIDE);
-  private nodeWeight = new Float64Array(4096);
+  /** Weight of each node (1 unless output-block decay lowered it); reset to 1 when a node is freed. */
+  private nodeWeight = new Float64Array(4096).fill(1);
   private nodeCapacity = 4096;
   /** Per block hash, the head of the list of its nodes (one per owner holding it). */
   private readonly headOf = new U64IntMap(4096);
@@ -454,7 +455,6 @@ export class ActiveSequences {
     nodes[at + ENDS] = 0;
     nodes[at + NEXT] = head;
     nodes[at + LENGTH] = head === NONE ? 1 : nodes[head * NODE_STRIDE + LENGTH] + 1;
-    this.nodeWeight[node] = 1;
     if (parent !== NONE) nodes[parent * NODE_STRIDE + CHILDREN]++;
     return node;
   }
@@ -497,7 +497,11 @@ export class ActiveSequences {
       nodes[head * NODE_STRIDE + LENGTH]--;
     }
     this.uniqueBlocks[owner]--;
-    this.deficit[owner] -= 1 - this.nodeWeight[node];
+    const weight = this.nodeWeight[node];
+    if (weight !== 1) {
+      this.deficit[owner] -= 1 - weight;
+      this.nodeWeight[node] = 1;
+    }
     this.freeNodes.push(node);
   }
 
@@ -508,6 +512,7 @@ export class ActiveSequences {
       this.nodeCapacity *= 2;
       this.node = growInt32(this.node, this.nodeCapacity * NODE_STRIDE);
       this.nodeWeight = growFloat64(this.nodeWeight, this.nodeCapacity);
+      this.nodeWeight.fill(1, this.nodeTop);
     }
     return this.nodeTop;
   }
