@@ -67,8 +67,9 @@ export interface StopMatch {
 }
 
 /**
- * Finds the first occurrence of any stop string in a stream of text pieces. The earliest match
- * wins (for equal starts, the longest stop string). Text after the match is discarded.
+ * Finds the first stop string to complete in a stream of text pieces: the match that ends first
+ * (for equal ends, the longest), which is where generation stops; the result does not depend on
+ * how the text is chunked. The stop string and everything after it are discarded.
  */
 export class StopStringMatcher {
   private readonly stops: readonly string[];
@@ -89,12 +90,18 @@ export class StopStringMatcher {
     if (this.done) return { text: '', stopped: true };
     if (this.stops.length === 0) return { text: piece, stopped: false };
     const buffer = this.held + piece;
+    // The stop string completed first wins (smallest end; for equal ends the longest), which is
+    // where generation would have stopped, however the text was cut into chunks.
     let at = -1;
+    let end = Number.POSITIVE_INFINITY;
     let which = '';
     for (const stop of this.stops) {
       const index = buffer.indexOf(stop);
-      if (index >= 0 && (at < 0 || index < at || (index === at && stop.length > which.length))) {
+      if (index < 0) continue;
+      const stopEnd = index + stop.length;
+      if (stopEnd < end || (stopEnd === end && index < at)) {
         at = index;
+        end = stopEnd;
         which = stop;
       }
     }

@@ -95,9 +95,23 @@ describe('StopStringMatcher', () => {
     expect(m.flush()).toBe('S');
   });
 
-  it('the earliest match wins among several stop strings', () => {
-    const m = new StopStringMatcher(['world', 'lo w']);
-    expect(m.push('hello world')).toEqual({ text: 'hel', stopped: true, stop: 'lo w' });
+  it('the stop string completed first wins, whatever the chunking', () => {
+    expect(new StopStringMatcher(['world', 'lo w']).push('hello world')).toEqual({
+      text: 'hel',
+      stopped: true,
+      stop: 'lo w',
+    });
+    // "a" completes before "bab" does, even though "bab" starts earlier.
+    expect(new StopStringMatcher(['bab', 'a']).push('bab')).toEqual({ text: 'b', stopped: true, stop: 'a' });
+    const m = new StopStringMatcher(['bab', 'a']);
+    expect(m.push('b')).toEqual({ text: '', stopped: false });
+    expect(m.push('ab')).toEqual({ text: 'b', stopped: true, stop: 'a' });
+    // Equal ends: the longer stop string wins.
+    expect(new StopStringMatcher(['c', 'abc']).push('xabc')).toEqual({
+      text: 'x',
+      stopped: true,
+      stop: 'abc',
+    });
   });
 
   it('equals a one-shot search for any chunking (property)', () => {
@@ -110,8 +124,18 @@ describe('StopStringMatcher', () => {
         }),
         fc.array(fc.integer({ min: 1, max: 5 }), { minLength: 1, maxLength: 10 }),
         (text, stops, sizes) => {
-          const firstAt = Math.min(...stops.map((s) => text.indexOf(s)).filter((i) => i >= 0));
-          const expected = Number.isFinite(firstAt) ? text.slice(0, firstAt) : text;
+          // Reference: scan the text one character at a time; stop at the first completed stop string.
+          let expected = text;
+          let firstAt = Number.POSITIVE_INFINITY;
+          for (let end = 1; end <= text.length && !Number.isFinite(firstAt); end++) {
+            const done = stops
+              .filter((s) => text.slice(0, end).endsWith(s))
+              .sort((a, b) => b.length - a.length)[0];
+            if (done !== undefined) {
+              firstAt = end - done.length;
+              expected = text.slice(0, firstAt);
+            }
+          }
           const m = new StopStringMatcher(stops);
           let out = '';
           let at = 0;
@@ -129,7 +153,7 @@ describe('StopStringMatcher', () => {
           expect(stopped).toBe(Number.isFinite(firstAt));
         },
       ),
-      { numRuns: 500 },
+      { numRuns: 3000 },
     );
   });
 });
