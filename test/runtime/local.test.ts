@@ -4,21 +4,25 @@ import { LocalCluster, type LocalRuntime } from '../../src/runtime/local/cluster
 import { type DiscoveryEvent, endpointId, type Runtime } from '../../src/runtime/types.ts';
 import { runPlaneConformance } from './planes.conformance.ts';
 
-runPlaneConformance('local', async () => {
-  const cluster = new LocalCluster();
-  return {
-    createRuntime: async (options) => cluster.runtime(options),
-    crash: (runtime: Runtime) => (runtime as LocalRuntime).simulateCrash(),
-    shortTtlSeconds: 0.3,
-    crashDetectMs: 1_000,
-    streamLossDetectMs: 1_000,
-    garbage: {
-      discovery: async (key, value) => cluster.store.putUnleased([{ key, value }]),
-      event: async (subject, bytes) => cluster.events.publish(subject, bytes),
-    },
-    teardown: async () => {},
-  };
-});
+runPlaneConformance(
+  'local',
+  async () => {
+    const cluster = new LocalCluster();
+    return {
+      createRuntime: async (options) => cluster.runtime(options),
+      crash: (runtime: Runtime) => (runtime as LocalRuntime).simulateCrash(),
+      shortTtlSeconds: 0.3,
+      crashDetectMs: 1_000,
+      streamLossDetectMs: 1_000,
+      garbage: {
+        discovery: async (key, value) => cluster.store.putUnleased([{ key, value }]),
+        event: async (subject, bytes) => cluster.events.publish(subject, bytes),
+      },
+      teardown: async () => {},
+    };
+  },
+  { requestWire: false },
+);
 
 describe('local runtime specifics', () => {
   it('expiring a lease from outside removes its instances, then the live runtime registers again', async () => {

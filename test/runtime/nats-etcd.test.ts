@@ -40,35 +40,39 @@ function runtimeFor(
   });
 }
 
-runPlaneConformance('nats + etcd', async () => {
-  const [nats, etcd] = await Promise.all([startNatsServer(), startEtcd()]);
-  const raw: NatsConnection = await connect({ servers: nats.url });
-  const rawEtcd = new EtcdKvStore({ hosts: etcd.endpoint });
-  return {
-    createRuntime: (options) => runtimeFor(nats, etcd, options?.leaseTtlSeconds),
-    crash: (runtime: Runtime) => (runtime as DistributedRuntime).simulateCrash(),
-    shortTtlSeconds: 2,
-    crashDetectMs: 5_000,
-    // Detection takes the inactivity limit (3 heartbeats) plus a tick; the rest is slack for a busy CI.
-    streamLossDetectMs: 2_000,
-    garbage: {
-      discovery: (key, value) => rawEtcd.putRaw(key, value),
-      request: async (endpoint, instanceId, bytes, reply) => {
-        raw.publish(requestSubject(endpoint, instanceId), bytes, reply ? { reply } : undefined);
-        await raw.flush();
+runPlaneConformance(
+  'nats + etcd',
+  async () => {
+    const [nats, etcd] = await Promise.all([startNatsServer(), startEtcd()]);
+    const raw: NatsConnection = await connect({ servers: nats.url });
+    const rawEtcd = new EtcdKvStore({ hosts: etcd.endpoint });
+    return {
+      createRuntime: (options) => runtimeFor(nats, etcd, options?.leaseTtlSeconds),
+      crash: (runtime: Runtime) => (runtime as DistributedRuntime).simulateCrash(),
+      shortTtlSeconds: 2,
+      crashDetectMs: 5_000,
+      // Detection takes the inactivity limit (3 heartbeats) plus a tick; the rest is slack for a busy CI.
+      streamLossDetectMs: 2_000,
+      garbage: {
+        discovery: (key, value) => rawEtcd.putRaw(key, value),
+        request: async (endpoint, instanceId, bytes, reply) => {
+          raw.publish(requestSubject(endpoint, instanceId), bytes, reply ? { reply } : undefined);
+          await raw.flush();
+        },
+        event: async (subject, bytes) => {
+          raw.publish(subject, bytes);
+          await raw.flush();
+        },
       },
-      event: async (subject, bytes) => {
-        raw.publish(subject, bytes);
-        await raw.flush();
+      teardown: async () => {
+        await raw.close();
+        await rawEtcd.close();
+        await Promise.all([nats.dispose(), etcd.dispose()]);
       },
-    },
-    teardown: async () => {
-      await raw.close();
-      await rawEtcd.close();
-      await Promise.all([nats.dispose(), etcd.dispose()]);
-    },
-  };
-});
+    };
+  },
+  { requestWire: true },
+);
 
 describe('nats + etcd runtime: infrastructure failures', () => {
   let nats: NatsServer;
