@@ -6,7 +6,7 @@
  * The hot path (route / bestWorker) hashes into reused buffers, walks the indexer, and scores into
  * preallocated typed arrays: no bigint arithmetic and no allocation per candidate.
  */
-import type { KvErrorCode, KvEventError } from '../kv/errors.ts';
+import { type KvErrorCode, KvEventError } from '../kv/errors.ts';
 import { isDpRank, type RouterEvent, type WorkerId } from '../kv/events.ts';
 import type { KvIndexer, OverlapScores } from '../kv/indexer.ts';
 import { OwnerTable } from '../kv/owners.ts';
@@ -335,10 +335,19 @@ export class KvRouter implements RoutingPolicy {
 
   /** Applies one KV event; unknown workers and ranks outside the registration are rejected. */
   applyEvent(event: RouterEvent): KvEventError | null {
-    const error = this.registry.checkEvent(event) ?? this.indexer.apply(event);
+    const error = this.registry.checkEvent(event) ?? this.applyToIndex(event);
     if (error === null) this.eventsApplied++;
     else this.eventErrors.set(error.code, (this.eventErrors.get(error.code) ?? 0) + 1);
     return error;
+  }
+
+  private applyToIndex(event: RouterEvent): KvEventError | null {
+    try {
+      return this.indexer.apply(event);
+    } catch (cause) {
+      // Events are validated by the codec at the edge; a hand-built malformed one still must not crash.
+      return new KvEventError('KV_INVALID_EVENT', `malformed event: ${String(cause)}`);
+    }
   }
 
   // ---- replica sync ---------------------------------------------------------------------------

@@ -275,13 +275,18 @@ describe('KvRouter: events', () => {
       },
     };
     expect(router.applyEvent(orphan)?.code).toBe('KV_PARENT_NOT_FOUND');
+    const shapeless = {
+      workerId: 1n,
+      event: { eventId: 2n, dpRank: 0, data: null },
+    } as unknown as RouterEvent;
+    expect(router.applyEvent(shapeless)?.code).toBe('KV_INVALID_EVENT');
     expect(router.applyEvent(storedEvent(1n, 1, blocks(1)))).toBeNull();
     expect(router.metrics()).toMatchObject({
       eventsApplied: 1,
       eventErrors: {
         KV_UNKNOWN_WORKER: 1,
         KV_RANK_OUT_OF_RANGE: 2,
-        KV_INVALID_EVENT: 1,
+        KV_INVALID_EVENT: 2,
         KV_PARENT_NOT_FOUND: 1,
       },
     });
