@@ -6,12 +6,14 @@
  * `agent_hints`, and `annotations: ["query_instance_id"]` (also Dynamo's newer
  * `"query_instance_id:<anything>"`), which asks where the request would run without running it.
  * A top-level `data_parallel_rank` (vLLM / SGLang's field) is the same as `nvext.dp_rank`; when both
- * are given they must agree.
+ * are given they must agree. Dynamo's routing headers (`x-worker-instance-id`, `x-dp-rank`, ...)
+ * override the body.
  *
  * Response: `nvext: {worker_id, dp_rank, prefill_worker_id?, prefill_dp_rank?, decode_worker_id?,
  * decode_dp_rank?}`: the decision actually used (ids as JSON numbers, full 64 bits).
  */
-import type { WorkerId } from '../kv/events.ts';
+import { isDpRank, MAX_DP_RANK, type WorkerId } from '../kv/events.ts';
+import { U64_MAX } from '../tokens/u64.ts';
 import type { AgentHints, BackendChunk, RouterOverrides, RoutingDecision, RoutingHints } from './backend.ts';
 import { invalidRequest } from './errors.ts';
 import { isUnsafeNumber } from './json.ts';
@@ -37,9 +39,48 @@ export interface ParsedNvext {
   readonly queryOnly: boolean;
 }
 
+/** Dynamo's routing headers (set by gateways such as the Inference Gateway's endpoint picker). */
+export const HEADER_WORKER_INSTANCE_ID = 'x-worker-instance-id';
+export const HEADER_PREFILL_INSTANCE_ID = 'x-prefill-instance-id';
+export const HEADER_DP_RANK = 'x-dp-rank';
+export const HEADER_PREFILL_DP_RANK = 'x-prefill-dp-rank';
+/** A prefill rank header with this value means "not set" (Dynamo's sentinel). */
+const UNSET_RANK = MAX_DP_RANK;
+
+export type RequestHeaders = Readonly<Record<string, string | string[] | undefined>>;
+
+function header(headers: RequestHeaders | undefined, name: string): string | undefined {
+  const value = headers?.[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function headerU64(headers: RequestHeaders | undefined, name: string): bigint | undefined {
+  const value = header(headers, name)?.trim();
+  if (value === undefined) return undefined;
+  if (/^\d{1,20}$/.test(value) && BigInt(value) <= U64_MAX) return BigInt(value);
+  throw invalidRequest(`Header ${name} must be an unsigned 64-bit integer.`, name, 'invalid_value');
+}
+
+function headerRank(headers: RequestHeaders | undefined, name: string): number | undefined {
+  const value = header(headers, name)?.trim();
+  if (value === undefined) return undefined;
+  if (/^\d{1,10}$/.test(value) && isDpRank(Number(value))) return Number(value);
+  throw invalidRequest(
+    `Header ${name} must be a data-parallel rank (an integer in [0, 2^32)).`,
+    name,
+    'invalid_value',
+  );
+}
+
+/**
+ * Parses the routing extension. Headers take priority over the body, as in Dynamo:
+ * `x-worker-instance-id` sets the pinned (and decode) worker, `x-prefill-instance-id` the prefill
+ * worker, `x-dp-rank` the rank, `x-prefill-dp-rank` the prefill rank.
+ */
 export function parseNvext(
   nvext: NvextRequest | null | undefined,
   dataParallelRank: number | null | undefined,
+  headers?: RequestHeaders,
 ): ParsedNvext {
   const nvRank = nvext?.dp_rank ?? undefined;
   const topRank = dataParallelRank ?? undefined;
@@ -50,12 +91,17 @@ export function parseNvext(
       'invalid_value',
     );
   }
+  const pinnedWorker = headerU64(headers, HEADER_WORKER_INSTANCE_ID);
+  const headerPrefillRank = headerRank(headers, HEADER_PREFILL_DP_RANK);
   const routing: RoutingHints = compact({
-    backendInstanceId: nvext?.backend_instance_id ?? undefined,
-    prefillWorkerId: nvext?.prefill_worker_id ?? undefined,
-    decodeWorkerId: nvext?.decode_worker_id ?? undefined,
-    dpRank: nvRank ?? topRank,
-    prefillDpRank: nvext?.prefill_dp_rank ?? undefined,
+    backendInstanceId: pinnedWorker ?? nvext?.backend_instance_id ?? undefined,
+    prefillWorkerId: headerU64(headers, HEADER_PREFILL_INSTANCE_ID) ?? nvext?.prefill_worker_id ?? undefined,
+    decodeWorkerId: pinnedWorker ?? nvext?.decode_worker_id ?? undefined,
+    dpRank: headerRank(headers, HEADER_DP_RANK) ?? nvRank ?? topRank,
+    prefillDpRank:
+      headerPrefillRank === UNSET_RANK
+        ? undefined
+        : (headerPrefillRank ?? nvext?.prefill_dp_rank ?? undefined),
   });
   const override = nvext?.router_config_override;
   const hints = nvext?.agent_hints;

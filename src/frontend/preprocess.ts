@@ -8,7 +8,7 @@ import type { Tokenizer } from '../tokens/tokenizer.ts';
 import type { ModelBackend } from './backend.ts';
 import { ChatMlTemplate, type ChatTemplate, type TemplateMessage } from './chat-template.ts';
 import { ApiError, invalidRequest } from './errors.ts';
-import { parseNvext } from './nvext.ts';
+import { parseNvext, type RequestHeaders } from './nvext.ts';
 import type { ChatCompletionBody, ChatMessageBody, CompletionBody } from './protocol.ts';
 import type { GenerationPlan } from './serving.ts';
 
@@ -40,6 +40,7 @@ export function chatPlan(
   backend: ModelBackend,
   tokenizer: Tokenizer,
   options: PreprocessOptions,
+  headers?: RequestHeaders,
 ): GenerationPlan {
   const template = chatTemplateFor(backend, tokenizer);
   const prompt = template.apply(body.messages.map(templateMessage), {
@@ -58,7 +59,7 @@ export function chatPlan(
     n: body.n ?? 1,
     sampling: [sampling(body, maxTokens, tokenizer, template.stopTokenIds)],
     stopStrings: stopStrings(body.stop),
-    nvext: parseNvext(body.nvext, body.data_parallel_rank),
+    nvext: parseNvext(body.nvext, body.data_parallel_rank, headers),
     stream: body.stream ?? false,
     includeUsage: body.stream_options?.include_usage ?? false,
   };
@@ -68,6 +69,7 @@ export function completionPlan(
   body: CompletionBody,
   backend: ModelBackend,
   tokenizer: Tokenizer,
+  headers?: RequestHeaders,
 ): GenerationPlan {
   if (body.best_of != null && body.best_of !== (body.n ?? 1)) {
     throw invalidRequest('best_of other than n is not supported.', 'best_of', 'unsupported');
@@ -98,7 +100,7 @@ export function completionPlan(
       ),
     ),
     stopStrings: stopStrings(body.stop),
-    nvext: parseNvext(body.nvext, body.data_parallel_rank),
+    nvext: parseNvext(body.nvext, body.data_parallel_rank, headers),
     stream: body.stream ?? false,
     includeUsage: body.stream_options?.include_usage ?? false,
   };

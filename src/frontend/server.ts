@@ -24,7 +24,7 @@ import { type DashboardProvider, registerDashboard } from './dashboard.ts';
 import { ApiError, toApiError } from './errors.ts';
 import { parseJsonLossless, stringifyJson } from './json.ts';
 import { type Endpoint, FrontendMetrics } from './metrics.ts';
-import { nvextNeedsLossless } from './nvext.ts';
+import { nvextNeedsLossless, type RequestHeaders } from './nvext.ts';
 import { chatPlan, completionPlan } from './preprocess.ts';
 import { chatCompletionSchema, completionSchema, parseBody } from './protocol.ts';
 import { type GenerationPlan, serveGeneration } from './serving.ts';
@@ -203,7 +203,12 @@ export function createFrontendServer(options: FrontendServerOptions): FastifyIns
     <B extends { model: string; stream?: boolean | null }>(
       endpoint: Endpoint,
       validate: (body: unknown) => B,
-      build: (body: B, backend: ModelBackend, tokenizer: Tokenizer) => GenerationPlan,
+      build: (
+        body: B,
+        backend: ModelBackend,
+        tokenizer: Tokenizer,
+        headers: RequestHeaders,
+      ) => GenerationPlan,
     ) =>
     async (request: FastifyRequest, reply: FastifyReply) => {
       let label = 'unknown';
@@ -226,7 +231,7 @@ export function createFrontendServer(options: FrontendServerOptions): FastifyIns
           });
         }
         const tokenizer = await tokenizerFor(backend);
-        const generation = build(body, backend, tokenizer);
+        const generation = build(body, backend, tokenizer, request.headers);
         if (options.logPrompts) {
           request.log.info(
             { model: label, prompts: generation.prompts.map((p) => tokenizer.decode(p)) },
@@ -250,7 +255,8 @@ export function createFrontendServer(options: FrontendServerOptions): FastifyIns
     generationRoute(
       'chat_completions',
       (body) => parseBody(chatCompletionSchema, body),
-      (body, backend, tokenizer) => chatPlan(body, backend, tokenizer, { defaultMaxTokens }),
+      (body, backend, tokenizer, headers) =>
+        chatPlan(body, backend, tokenizer, { defaultMaxTokens }, headers),
     ),
   );
   app.post(
@@ -258,7 +264,7 @@ export function createFrontendServer(options: FrontendServerOptions): FastifyIns
     generationRoute(
       'completions',
       (body) => parseBody(completionSchema, body),
-      (body, backend, tokenizer) => completionPlan(body, backend, tokenizer),
+      (body, backend, tokenizer, headers) => completionPlan(body, backend, tokenizer, headers),
     ),
   );
 

@@ -51,6 +51,42 @@ describe('nvext routing hints reach the backend exactly', () => {
     });
   });
 
+  it("Dynamo's routing headers override the body", async () => {
+    server = await testServer();
+    const response = await server.app.inject({
+      method: 'POST',
+      url: '/v1/chat/completions',
+      payload: chatBody({ nvext: { backend_instance_id: 5, dp_rank: 3 } }),
+      headers: {
+        'x-worker-instance-id': BIG,
+        'x-dp-rank': '0',
+        'x-prefill-instance-id': '9',
+        'x-prefill-dp-rank': '4294967295',
+      },
+    });
+    expect(response.statusCode).toBe(200);
+    expect(server.backend.requests[0].routing).toEqual({
+      backendInstanceId: BigInt(BIG),
+      decodeWorkerId: BigInt(BIG),
+      prefillWorkerId: 9n,
+      dpRank: 0,
+    });
+    for (const headers of [
+      { 'x-dp-rank': '-1' },
+      { 'x-dp-rank': '1.5' },
+      { 'x-worker-instance-id': 'abc' },
+    ]) {
+      const bad = await server.app.inject({
+        method: 'POST',
+        url: '/v1/chat/completions',
+        payload: chatBody(),
+        headers,
+      });
+      expect(bad.statusCode).toBe(400);
+      expectOpenAiError(bad.json());
+    }
+  });
+
   it('router overrides and agent hints pass through', async () => {
     server = await testServer();
     await post(

@@ -1,0 +1,255 @@
+/**
+ * The frontend's model backends over the cluster view: one `ClusterModelBackend` per served model,
+ * wrapping the `ModelRouter` a `ModelWatcher` keeps for the model's `backend` component, and a
+ * `ClusterModelRegistry` listing what discovery currently sees.
+ *
+ * nvext pins become router pins (`backend_instance_id` or `decode_worker_id` + `dp_rank`),
+ * `query_instance_id` becomes `decide` (no state change), and every response names the (worker,
+ * rank) that produced it (after a migration: the last one). Router and cluster errors are turned
+ * into OpenAI-style errors with a clear message and the right status.
+ */
+import { ClusterError, WorkerLostError } from '../cluster/errors.ts';
+import type { ModelRouter, RequestRouting, RoutedChunk } from '../cluster/model-router.ts';
+import type { ModelWatcher } from '../cluster/model-watcher.ts';
+import {
+  InvalidOverrideError,
+  NoWorkersError,
+  RankOutOfRangeError,
+  RoutingError,
+  UnknownWorkerError,
+} from '../routing/errors.ts';
+import { isRuntimeError } from '../runtime/errors.ts';
+import type { Tokenizer } from '../tokens/tokenizer.ts';
+import {
+  type BackendChunk,
+  BackendError,
+  type BackendHealth,
+  type BackendRequest,
+  type BusyThresholdControl,
+  type BusyThresholds,
+  type ModelBackend,
+  type ModelInfo,
+  type ModelRegistry,
+  type RoutingDecision,
+} from './backend.ts';
+import type { ChatTemplate } from './chat-template.ts';
+
+/** Every busy check off (Dynamo's default). */
+export const NO_BUSY_THRESHOLDS: BusyThresholds = {
+  activeDecodeBlocksThreshold: null,
+  activePrefillTokensThreshold: null,
+  activePrefillTokensThresholdFrac: null,
+};
+
+export interface ClusterBackendOptions {
+  /** Tokenizer for the model; absent = the server's default. */
+  readonly tokenizer?: Tokenizer;
+  readonly chatTemplate?: ChatTemplate;
+  /** Maximum prompt + completion tokens; absent = unbounded. */
+  readonly contextLength?: number;
+  /** Initial busy thresholds (changeable at run time through /busy_threshold). */
+  readonly busyThresholds?: Partial<BusyThresholds>;
+  /** Unix seconds the model became available. */
+  readonly created?: number;
+}
+
+export class ClusterModelBackend implements ModelBackend {
+  readonly model: string;
+  readonly created?: number;
+  readonly ownedBy = 'kvgate';
+  readonly contextLength?: number;
+  readonly tokenizer?: Tokenizer;
+  readonly chatTemplate?: ChatTemplate;
+  readonly busyThresholds: BusyThresholdControl;
+  private thresholds: BusyThresholds;
+
+  constructor(
+    readonly router: ModelRouter,
+    options: ClusterBackendOptions = {},
+  ) {
+    this.model = router.model;
+    this.created = options.created;
+    this.contextLength = options.contextLength;
+    this.tokenizer = options.tokenizer;
+    this.chatTemplate = options.chatTemplate;
+    this.thresholds = { ...NO_BUSY_THRESHOLDS, ...options.busyThresholds };
+    this.busyThresholds = {
+      get: () => this.thresholds,
+      set: (update) => {
+        this.thresholds = { ...this.thresholds, ...update };
+        return this.thresholds;
+      },
+    };
+  }
+
+  async *generate(request: BackendRequest, signal: AbortSignal): AsyncIterable<BackendChunk> {
+    const routing = requestRouting(request);
+    const stream = this.router.generate(
+      { requestId: request.requestId, tokenIds: request.tokenIds, sampling: request.sampling, routing },
+      signal,
+    );
+    let reported: { workerId: bigint; dpRank: number } | undefined;
+    try {
+      for await (const chunk of stream) {
+        yield backendChunk(chunk, reported);
+        reported = { workerId: chunk.workerId, dpRank: chunk.dpRank };
+      }
+    } catch (error) {
+      throw clusterApiError(error, signal);
+    }
+  }
+
+  async route(request: BackendRequest, signal: AbortSignal): Promise<RoutingDecision> {
+    const routing = requestRouting(request);
+    try {
+      await this.router.waitForInstances(undefined, signal);
+      const decision = this.router.decide(request.tokenIds, routing);
+      return { workerId: decision.workerId, dpRank: decision.dpRank, overlapBlocks: decision.overlapBlocks };
+    } catch (error) {
+      throw clusterApiError(error, signal);
+    }
+  }
+
+  health(): BackendHealth {
+    const instances = this.router.instances().map(({ workerId, card }) => ({
+      workerId,
+      role: card.role,
+      dataParallelSize: card.dataParallelSize,
+    }));
+    return { ready: instances.length > 0, instances };
+  }
+
+  busy(): boolean {
+    const t = this.thresholds;
+    if (
+      t.activeDecodeBlocksThreshold === null &&
+      t.activePrefillTokensThreshold === null &&
+      t.activePrefillTokensThresholdFrac === null
+    )
+      return false;
+    return this.router.isBusy(t);
+  }
+}
+
+/**
+ * The router pin of a request. In an aggregated cluster `decode_worker_id` names the same worker
+ * as `backend_instance_id`; prefill pins need a prefill pool, which this backend does not have.
+ */
+function requestRouting(request: BackendRequest): RequestRouting {
+  const { routing, routerOverrides } = request;
+  if (routing.prefillWorkerId !== undefined || routing.prefillDpRank !== undefined) {
+    throw new BackendError(
+      `Model '${request.model}' is served without disaggregation: nvext.prefill_worker_id and nvext.prefill_dp_rank do not apply.`,
+      { status: 400, param: 'nvext.prefill_worker_id', code: 'unsupported' },
+    );
+  }
+  const backend = routing.backendInstanceId;
+  const decode = routing.decodeWorkerId;
+  if (backend !== undefined && decode !== undefined && backend !== decode) {
+    throw new BackendError(
+      'nvext.backend_instance_id and nvext.decode_worker_id name different workers; give one of them.',
+      { status: 400, param: 'nvext.decode_worker_id', code: 'invalid_value' },
+    );
+  }
+  const workerId = backend ?? decode;
+  return {
+    ...(workerId !== undefined ? { workerId } : {}),
+    ...(routing.dpRank !== undefined ? { dpRank: routing.dpRank } : {}),
+    ...(routerOverrides !== undefined ? { overrides: routerOverrides } : {}),
+  };
+}
+
+/** The routing echo goes on the first chunk and again whenever a migration moved the request. */
+function backendChunk(
+  chunk: RoutedChunk,
+  reported: { workerId: bigint; dpRank: number } | undefined,
+): BackendChunk {
+  const { workerId, dpRank, ...rest } = chunk;
+  if (reported !== undefined && reported.workerId === workerId && reported.dpRank === dpRank) return rest;
+  return { ...rest, workerId, dpRank };
+}
+
+/** Maps what the router throws to the error the HTTP client sees (status, type, message). */
+export function clusterApiError(error: unknown, signal?: AbortSignal): unknown {
+  if (error instanceof BackendError) return error;
+  if (signal?.aborted && isRuntimeError(error, 'RUNTIME_CANCELLED')) return error;
+  if (error instanceof RankOutOfRangeError)
+    return new BackendError(error.message, { status: 400, param: 'nvext.dp_rank', code: 'invalid_dp_rank' });
+  if (error instanceof UnknownWorkerError)
+    return new BackendError(`No worker with instance id ${error.workerId} serves this model.`, {
+      status: 404,
+      type: 'invalid_request_error',
+      param: 'nvext.backend_instance_id',
+      code: 'worker_not_found',
+    });
+  if (error instanceof InvalidOverrideError)
+    return new BackendError(error.message, {
+      status: 400,
+      param: 'nvext.router_config_override',
+      code: 'invalid_value',
+    });
+  if (error instanceof NoWorkersError)
+    return new BackendError(`No worker is available: ${error.message}.`, {
+      status: 503,
+      type: 'service_unavailable',
+      code: 'no_workers',
+    });
+  if (error instanceof RoutingError)
+    return new BackendError(error.message, {
+      status: error.statusCode,
+      code: error.code.toLowerCase(),
+    });
+  if (error instanceof WorkerLostError)
+    return new BackendError(`The worker serving this request was lost: ${error.message}.`, {
+      status: 503,
+      type: 'service_unavailable',
+      code: 'worker_lost',
+    });
+  if (error instanceof ClusterError)
+    return new BackendError(error.message, {
+      status: error.statusCode,
+      code: error.statusCode < 500 ? 'invalid_request' : 'worker_error',
+    });
+  return error;
+}
+
+export interface ClusterRegistryOptions extends Omit<ClusterBackendOptions, 'created'> {}
+
+/**
+ * The models discovery sees: `list()` names those with at least one live worker; `get()` also
+ * answers for a model whose workers all left (its requests wait for one to come back, up to the
+ * router's waitForWorkersMs, then fail with 503), so a rolling restart does not turn into 404s.
+ */
+export class ClusterModelRegistry implements ModelRegistry {
+  private readonly backends = new WeakMap<ModelRouter, ClusterModelBackend>();
+  private readonly firstSeen = new Map<string, number>();
+
+  constructor(
+    readonly watcher: ModelWatcher,
+    private readonly options: ClusterRegistryOptions = {},
+  ) {}
+
+  get(model: string): ClusterModelBackend | undefined {
+    const router = this.watcher.routerFor(model);
+    if (router === undefined) return undefined;
+    let backend = this.backends.get(router);
+    if (backend === undefined) {
+      backend = new ClusterModelBackend(router, { ...this.options, created: this.since(model) });
+      this.backends.set(router, backend);
+    }
+    return backend;
+  }
+
+  list(): readonly ModelInfo[] {
+    return this.watcher.models().map((id) => ({ id, created: this.since(id), ownedBy: 'kvgate' }));
+  }
+
+  private since(model: string): number {
+    let created = this.firstSeen.get(model);
+    if (created === undefined) {
+      created = Math.floor(Date.now() / 1000);
+      this.firstSeen.set(model, created);
+    }
+    return created;
+  }
+}
