@@ -18,7 +18,7 @@ function embedJson(value: unknown): string {
 }
 
 const STYLE = `
-body { font: 14px/1.45 system-ui, -apple-system, Segoe UI, sans-serif; margin: 24px auto; max-width: 1040px;
+body { font: 14px/1.45 system-ui, -apple-system, Segoe UI, sans-serif; margin: 24px auto; max-width: 1180px;
   color: #1d2329; padding: 0 16px; }
 h1 { font-size: 22px; margin: 0 0 4px; }
 h2 { font-size: 17px; margin: 28px 0 6px; }
@@ -157,7 +157,10 @@ const SCRIPT = `
     policies.forEach(function (p) { p.ranks.forEach(function (r) { if (r.busyMs > maxBusy) maxBusy = r.busyMs; }); });
     var L = 150, R = 90, T = 18, rowH = 26;
     var W = 980;
-    var cellW = ranks > 0 ? (W - L - R) / ranks : 0;
+    // A small gap between workers, so each worker's ranks read as one group.
+    var dp = report.settings.dpSize, workers = Math.ceil(ranks / dp), gap = dp > 1 ? 4 : 0;
+    var cellW = ranks > 0 ? (W - L - R - gap * (workers - 1)) / ranks : 0;
+    function cellX(j) { return L + j * cellW + Math.floor(j / dp) * gap; }
     var H = T + policies.length * rowH + 8;
     var svg = el('svg', { viewBox: '0 0 ' + W + ' ' + H, role: 'img', 'aria-label': 'busy time per worker and rank' }, container);
     text(svg, W - R + 8, 12, 'max/mean');
@@ -167,7 +170,7 @@ const SCRIPT = `
       p.ranks.forEach(function (r, j) {
         var share = maxBusy > 0 ? r.busyMs / maxBusy : 0;
         var light = Math.round(96 - 62 * share);
-        var cell = el('rect', { x: L + j * cellW, y: y + 2, width: Math.max(1, cellW - 1), height: rowH - 4,
+        var cell = el('rect', { x: cellX(j), y: y + 2, width: Math.max(1, cellW - 1), height: rowH - 4,
           fill: 'hsl(210, 70%, ' + light + '%)' }, svg);
         var title = el('title', {}, cell);
         title.textContent = p.policy + ' worker ' + r.workerId + ' rank ' + r.dpRank + ': busy ' + fmtMs(r.busyMs) + ', ' + r.requests + ' requests';
@@ -186,11 +189,11 @@ const SCRIPT = `
       ['ITL p99', function (p) { return fmtMs(p.itlMs.p99); }],
       ['E2E p50', function (p) { return fmtMs(p.e2eMs.p50); }],
       ['E2E p99', function (p) { return fmtMs(p.e2eMs.p99); }],
-      ['output tok/s', function (p) { return p.outputTokensPerS.toFixed(0); }],
+      ['out tok/s', function (p) { return p.outputTokensPerS.toFixed(0); }],
       ['hit rate', function (p) { return pct(p.hitRate); }],
       ['load max/mean', function (p) { return p.loadImbalance.toFixed(2); }],
-      ['preemptions', function (p) { return String(p.preemptions); }],
-      ['completed', function (p) { return p.completed + '/' + p.requests; }],
+      ['preempted', function (p) { return String(p.preemptions); }],
+      ['done', function (p) { return p.completed + '/' + p.requests; }],
     ];
     var table = document.createElement('table');
     var head = table.createTHead().insertRow();
