@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
 import { registerBenchCommand } from './bench-command.ts';
+import { registerServeCommand } from './serve-command.ts';
+import { registerWorkerCommand } from './worker-command.ts';
 
 /**
  * Every subcommand registers itself here, one module per command (serve, frontend, worker, router,
@@ -7,4 +9,6 @@ import { registerBenchCommand } from './bench-command.ts';
  */
 export function registerCommands(program: Command): void {
   registerBenchCommand(program);
+  registerServeCommand(program);
+  registerWorkerCommand(program);
 }

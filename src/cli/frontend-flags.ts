@@ -1,0 +1,275 @@
+/**
+ * Flags shared by `kvgate serve` and `kvgate frontend`: HTTP address, routing policy and router
+ * settings, migration, API keys, busy thresholds, tokenizer. Every flag can also come from a
+ * `KVGATE_*` environment variable (the flag wins). A bad value is a usage error: a clear message
+ * on stderr and exit code 2.
+ */
+import { type Command, type CommanderError, InvalidArgumentError, Option } from 'commander';
+import type { BusyThresholds } from '../frontend/backend.ts';
+import type { ClusterFrontendOptions } from '../frontend/cluster-frontend.ts';
+import { addRouterOptions, type KvRouterConfigInput, routerConfigFromOptions } from '../routing/config.ts';
+import { POLICY_NAMES, type PolicyName } from '../routing/policy.ts';
+import { loadTokenizer, type Tokenizer } from '../tokens/tokenizer.ts';
+
+export const USAGE_EXIT_CODE = 2;
+
+/** A usage error found after commander parsed the flags (combinations, files): exit 2. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+export function positiveInt(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isSafeInteger(n) || n < 1)
+    throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+
+export function nonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isSafeInteger(n) || n < 0)
+    throw new InvalidArgumentError('expected a non-negative integer');
+  return n;
+}
+
+export function nonNegativeNumber(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0)
+    throw new InvalidArgumentError('expected a non-negative number');
+  return n;
+}
+
+export function port(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isInteger(n) || n < 0 || n > 65_535)
+    throw new InvalidArgumentError('expected a TCP port in [0, 65535]');
+  return n;
+}
+
+function fraction(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1)
+    throw new InvalidArgumentError('expected a number in [0, 1]');
+  return n;
+}
+
+function host(value: string): string {
+  if (value.trim() === '' || /\s/.test(value)) throw new InvalidArgumentError('expected a host name or IP');
+  return value;
+}
+
+function nonEmpty(value: string): string {
+  if (value.trim() === '') throw new InvalidArgumentError('expected a non-empty value');
+  return value;
+}
+
+function policy(value: string): PolicyName {
+  if (!(POLICY_NAMES as readonly string[]).includes(value))
+    throw new InvalidArgumentError(`expected one of ${POLICY_NAMES.join(', ')}`);
+  return value as PolicyName;
+}
+
+/** Repeatable; the environment variable may hold several keys separated by commas. */
+function apiKeys(value: string, previous: string[] | undefined): string[] {
+  const keys = value
+    .split(',')
+    .map((k) => k.trim())
+    .filter((k) => k !== '');
+  if (keys.length === 0) throw new InvalidArgumentError('expected a non-empty key');
+  return [...(previous ?? []), ...keys];
+}
+
+/** `--name <value>` read from KVGATE_<NAME> too. */
+export function envOption(flags: string, description: string, env: string): Option {
+  return new Option(flags, description).env(env);
+}
+
+export interface FrontendFlags {
+  host: string;
+  port: number;
+  routerMode: PolicyName;
+  migrationLimit: number;
+  apiKey?: string[];
+  activeDecodeBlocksThreshold?: number;
+  activePrefillTokensThreshold?: number;
+  activePrefillTokensThresholdFrac?: number;
+  tokenizer?: string;
+  maxInflight?: number;
+}
+
+export function addFrontendOptions(cmd: Command, defaults: { host: string }): Command {
+  cmd
+    .addOption(
+      envOption('--host <host>', 'address to listen on', 'KVGATE_HOST')
+        .argParser(host)
+        .default(defaults.host),
+    )
+    .addOption(
+      envOption('--port <port>', 'HTTP port (0 = any free port)', 'KVGATE_PORT')
+        .argParser(port)
+        .default(8000),
+    )
+    .addOption(
+      envOption('--router-mode <mode>', `routing policy: ${POLICY_NAMES.join(' | ')}`, 'KVGATE_ROUTER_MODE')
+        .argParser(policy)
+        .default('kv'),
+    )
+    .addOption(
+      envOption(
+        '--migration-limit <n>',
+        'times a request moves to another worker when its worker dies mid-stream (0 = fail at once)',
+        'KVGATE_MIGRATION_LIMIT',
+      )
+        .argParser(nonNegativeInt)
+        .default(3),
+    )
+    .addOption(
+      envOption(
+        '--api-key <key>',
+        'require this bearer key (repeatable; the env var takes comma-separated keys)',
+        'KVGATE_API_KEY',
+      ).argParser(apiKeys),
+    )
+    .addOption(
+      envOption(
+        '--active-decode-blocks-threshold <fraction>',
+        'busy when active decode blocks exceed this share of a rank’s KV blocks (503 when every rank is busy)',
+        'KVGATE_ACTIVE_DECODE_BLOCKS_THRESHOLD',
+      ).argParser(fraction),
+    )
+    .addOption(
+      envOption(
+        '--active-prefill-tokens-threshold <tokens>',
+        'busy when a rank has more prompt tokens than this waiting to prefill',
+        'KVGATE_ACTIVE_PREFILL_TOKENS_THRESHOLD',
+      ).argParser(nonNegativeInt),
+    )
+    .addOption(
+      envOption(
+        '--active-prefill-tokens-threshold-frac <fraction>',
+        'busy when prefill tokens exceed this multiple of max_num_batched_tokens',
+        'KVGATE_ACTIVE_PREFILL_TOKENS_THRESHOLD_FRAC',
+      ).argParser(nonNegativeNumber),
+    )
+    .addOption(
+      envOption(
+        '--tokenizer <path>',
+        'Hugging Face tokenizer.json (default: the o200k_base BPE)',
+        'KVGATE_TOKENIZER',
+      ).argParser(nonEmpty),
+    )
+    .addOption(
+      envOption(
+        '--max-inflight <n>',
+        'answer 429 above this many requests in flight (default unlimited)',
+        'KVGATE_MAX_INFLIGHT',
+      ).argParser(positiveInt),
+    );
+  addRouterOptions(cmd);
+  return cmd;
+}
+
+/** Usage errors (bad flag, bad environment value, unknown option) exit with code 2, not commander's 1. */
+export function exitTwoOnUsageError(cmd: Command): Command {
+  return cmd.exitOverride((error: CommanderError) => {
+    process.exit(error.exitCode === 0 ? 0 : USAGE_EXIT_CODE);
+  });
+}
+
+/** Runs a command action; a UsageError prints `error: ...` and exits 2. */
+export function usageGuard<A extends unknown[]>(
+  action: (...args: A) => Promise<void>,
+): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      await action(...args);
+    } catch (error) {
+      if (error instanceof UsageError) {
+        process.stderr.write(`error: ${error.message}\n`);
+        process.exit(USAGE_EXIT_CODE);
+      }
+      throw error;
+    }
+  };
+}
+
+/**
+ * The router config from the `--router-*` flags and KVGATE_ROUTER_* variables. The block size is
+ * left out unless given, so each model's router takes its workers' block size.
+ */
+export function routerConfigFrom(
+  flags: object,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): { config: KvRouterConfigInput; blockSizeGiven: boolean } {
+  let config: KvRouterConfigInput;
+  try {
+    config = routerConfigFromOptions(flags as Readonly<Record<string, unknown>>, env);
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
+  const blockSizeGiven =
+    (flags as { routerBlockSize?: unknown }).routerBlockSize !== undefined ||
+    env.KVGATE_ROUTER_BLOCK_SIZE !== undefined;
+  if (blockSizeGiven) return { config, blockSizeGiven };
+  const { blockSize: _default, ...rest } = config;
+  return { config: rest, blockSizeGiven };
+}
+
+export function busyThresholdsFrom(flags: FrontendFlags): Partial<BusyThresholds> {
+  return {
+    ...(flags.activeDecodeBlocksThreshold !== undefined
+      ? { activeDecodeBlocksThreshold: flags.activeDecodeBlocksThreshold }
+      : {}),
+    ...(flags.activePrefillTokensThreshold !== undefined
+      ? { activePrefillTokensThreshold: flags.activePrefillTokensThreshold }
+      : {}),
+    ...(flags.activePrefillTokensThresholdFrac !== undefined
+      ? { activePrefillTokensThresholdFrac: flags.activePrefillTokensThresholdFrac }
+      : {}),
+  };
+}
+
+export async function tokenizerFrom(flags: FrontendFlags): Promise<Tokenizer> {
+  try {
+    return await loadTokenizer(flags.tokenizer !== undefined ? { tokenizerJsonPath: flags.tokenizer } : {});
+  } catch (error) {
+    throw new UsageError(
+      `--tokenizer ${flags.tokenizer}: ${error instanceof Error ? error.message : String(error)}`,
+    );
+  }
+}
+
+/** The frontend settings every command shares (the caller adds the runtime). */
+export async function frontendOptionsFrom(
+  flags: FrontendFlags,
+  routerConfig: KvRouterConfigInput,
+): Promise<Omit<ClusterFrontendOptions, 'runtime'>> {
+  return {
+    policy: flags.routerMode,
+    routerConfig,
+    migrationLimit: flags.migrationLimit,
+    busyThresholds: busyThresholdsFrom(flags),
+    tokenizer: await tokenizerFrom(flags),
+    ...(flags.apiKey !== undefined ? { apiKeys: flags.apiKey } : {}),
+    ...(flags.maxInflight !== undefined ? { maxInflight: flags.maxInflight } : {}),
+  };
+}
+
+/** Stops `stop` once on SIGINT or SIGTERM, then exits (a second signal exits at once). */
+export function onShutdownSignal(stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = (signal: NodeJS.Signals) => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    process.stderr.write(`kvgate: ${signal}: shutting down\n`);
+    stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        process.stderr.write(`kvgate: shutdown failed: ${error instanceof Error ? error.message : error}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+}
