@@ -35,6 +35,7 @@ function servedKey(endpoint: EndpointId, instanceId: InstanceId): string {
 }
 
 const noop = () => {};
+const DONE: IteratorResult<Uint8Array> = { value: undefined, done: true };
 
 class LocalCall implements AsyncIterator<Uint8Array> {
   private readonly handlerAbort = new AbortController();
@@ -74,30 +75,34 @@ class LocalCall implements AsyncIterator<Uint8Array> {
     this.release();
   }
 
-  async next(): Promise<IteratorResult<Uint8Array>> {
-    if (this.failure) throw this.failure;
-    if (this.finished) return { value: undefined, done: true };
-    let result: IteratorResult<Uint8Array>;
+  next(): Promise<IteratorResult<Uint8Array>> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.finished) return Promise.resolve(DONE);
+    let pending: Promise<IteratorResult<Uint8Array>>;
     try {
       this.iterator ??= this.served
         .handler(this.payload, { signal: this.handlerAbort.signal })
         [Symbol.asyncIterator]();
-      result = await this.interruptible(this.iterator.next());
+      pending = this.iterator.next();
     } catch (error) {
-      if (this.failure) throw this.failure;
-      this.finish();
-      throw new RemoteError(errorMessage(error));
+      return Promise.reject(this.handlerFailed(error));
     }
-    if (this.failure) throw this.failure;
-    if (result.done) {
-      this.finish();
-      return { value: undefined, done: true };
-    }
-    if (!(result.value instanceof Uint8Array)) {
-      this.finish();
-      throw new RemoteError('handler yielded a value that is not a Uint8Array');
-    }
-    return result;
+    // One promise per chunk, settled by the handler's result or by fail(), whichever comes first.
+    return new Promise((resolve, reject) => {
+      this.rejectPending = reject;
+      pending.then(
+        (result) => {
+          if (this.failure) reject(this.failure);
+          else if (result.done) {
+            this.finish();
+            resolve(DONE);
+          } else if (!(result.value instanceof Uint8Array)) {
+            reject(this.handlerFailed(new TypeError('handler yielded a value that is not a Uint8Array')));
+          } else resolve(result);
+        },
+        (error: unknown) => reject(this.handlerFailed(error)),
+      );
+    });
   }
 
   async return(): Promise<IteratorResult<Uint8Array>> {
@@ -106,15 +111,13 @@ class LocalCall implements AsyncIterator<Uint8Array> {
       this.iterator?.return?.().catch(noop);
       this.finish();
     }
-    return { value: undefined, done: true };
+    return DONE;
   }
 
-  /** The handler's next result, unless fail() comes first. */
-  private interruptible(next: Promise<IteratorResult<Uint8Array>>): Promise<IteratorResult<Uint8Array>> {
-    return new Promise((resolve, reject) => {
-      this.rejectPending = reject;
-      next.then(resolve, reject);
-    });
+  private handlerFailed(error: unknown): RuntimeError {
+    if (this.failure) return this.failure;
+    this.finish();
+    return new RemoteError(errorMessage(error));
   }
 
   private finish(): void {
