@@ -7,6 +7,7 @@
  * never enters the report.
  */
 import { DataParallelEngine } from '../engine/data-parallel-engine.ts';
+import { EngineError } from '../engine/errors.ts';
 import type { RequestResult, RequestSink } from '../engine/sequence.ts';
 import type { KvCacheEvent, WorkerId } from '../kv/events.ts';
 import type { GenerateRequest } from '../protocol/generate.ts';
@@ -238,7 +239,15 @@ async function replayPolicy(
       sampling: { maxTokens: request.outputLength, ignoreEos: true },
       dpRank: decision.dpRank,
     };
-    engines[workerIndex].submit(generate, sink);
+    try {
+      engines[workerIndex].submit(generate, sink);
+    } catch (err) {
+      // A request the engine refuses (e.g. larger than a rank's KV cache) fails alone.
+      if (!(err instanceof EngineError)) throw err;
+      policy.free(requestId);
+      metrics.failedRequest(index, clock.now());
+      report();
+    }
   };
 
   // Arrivals chain one timer at a time, so the clock's heap holds engine timers plus one arrival.

@@ -157,6 +157,26 @@ describe('trace replay', () => {
     expect(slow.report.policies[0].promptTokens).toBe(slow.report.trace.promptTokens);
   });
 
+  it('fails only the requests an engine refuses', async () => {
+    const requests: TraceRequest[] = [
+      { timestamp: 0, inputLength: 600, outputLength: 2, hashIds: [1, 2] },
+      {
+        timestamp: 1,
+        inputLength: 5000,
+        outputLength: 2,
+        hashIds: Array.from({ length: 10 }, (_, i) => 10 + i),
+      },
+      { timestamp: 2, inputLength: 600, outputLength: 2, hashIds: [1, 3] },
+    ];
+    // 20 blocks of 64 tokens hold the short prompts, not the 5000-token one.
+    const { report } = await runReplay(trace(requests), { source: 't', workers: 1, numGpuBlocks: 20 });
+    for (const p of report.policies) {
+      expect(p.completed).toBe(2);
+      expect(p.failed).toBe(1);
+      expect(p.promptTokens).toBe(1200);
+    }
+  });
+
   it('rejects bad settings', async () => {
     const t = trace(generateTrace({ arrivals: 2 }));
     await expect(runReplay(t, { source: 't', workers: 0 })).rejects.toThrow(RangeError);
