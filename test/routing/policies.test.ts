@@ -175,6 +175,17 @@ describe('cache-aware (SGLang)', () => {
     expect(policy.bestWorker(prompt)).toMatchObject({ dpRank: 0, overlapBlocks: 10 });
   });
 
+  it('forgets a removed worker in its tree', () => {
+    const policy = cacheAware();
+    policy.addWorker(2n, { dataParallelSize: 1 });
+    policy.route('a', prompt, { pinned: { workerId: 2n } });
+    policy.route('b', blocks(40, 41), { pinned: { workerId: 1n, dpRank: 1 } });
+    expect(policy.treeSize).toBe(12);
+    policy.removeWorker(2n);
+    expect(policy.treeSize).toBe(2);
+    expect(policy.bestWorker(prompt).overlapBlocks).toBe(0);
+  });
+
   it('keeps its tree within maxTreeSize, dropping the least recently routed blocks', () => {
     const policy = cacheAware({ maxTreeSize: 20 });
     for (let i = 0; i < 10; i++) {
