@@ -1,11 +1,17 @@
 /**
  * Server-sent events on a raw Node response, with backpressure: a write that fills the socket
- * buffer waits for 'drain' (or for the client to go away) before the next one.
+ * buffer waits for 'drain' (or for the client to go away) before the next one. Events produced in
+ * the same event-loop turn are coalesced into one packet.
  */
 import type { ServerResponse } from 'node:http';
 
 export class SseWriter {
   private closed = false;
+  private corked = false;
+  private readonly uncork = () => {
+    this.corked = false;
+    this.res.uncork();
+  };
 
   constructor(private readonly res: ServerResponse) {
     res.once('close', () => {
@@ -46,11 +52,18 @@ export class SseWriter {
   }
 
   end(): void {
-    if (!this.res.writableEnded) this.res.end();
+    if (!this.res.writableEnded) this.res.end(); // end() flushes corked data too
   }
 
   private write(text: string): Promise<void> {
     if (this.isClosed) return Promise.resolve();
+    // Events written in the same turn of the event loop leave in one packet: the socket is corked
+    // on the first write and uncorked once pending I/O has been processed.
+    if (!this.corked) {
+      this.corked = true;
+      this.res.cork();
+      setImmediate(this.uncork);
+    }
     if (this.res.write(text)) return Promise.resolve();
     return new Promise((resolve) => {
       const finish = () => {
