@@ -4,8 +4,10 @@
  * is routable. SIGINT / SIGTERM stop it cleanly (in-flight requests finish first).
  */
 import { type Command, InvalidArgumentError } from 'commander';
+import { EngineError } from '../engine/errors.ts';
+import { errorMessage } from '../runtime/errors.ts';
 import { log } from '../util/log.ts';
-import { startEmbeddedServer } from './embedded-server.ts';
+import { type EmbeddedServer, startEmbeddedServer } from './embedded-server.ts';
 import {
   addFrontendOptions,
   envOption,
@@ -117,21 +119,29 @@ async function serveAction(flags: ServeFlags): Promise<void> {
       `--max-num-batched-tokens ${flags.maxNumBatchedTokens} is smaller than --block-size ${flags.blockSize}`,
     );
   const common = await frontendOptionsFrom(flags, config);
-  const server = await startEmbeddedServer({
-    ...common,
-    model: flags.model,
-    workers: flags.workers,
-    engine: {
-      dataParallelSize: flags.dpSize,
-      blockSize: flags.blockSize,
-      numGpuBlocks: flags.numGpuBlocks,
-      maxNumSeqs: flags.maxNumSeqs,
-      maxNumBatchedTokens: flags.maxNumBatchedTokens,
-      speedupRatio: flags.speedupRatio,
-    },
-    host: flags.host,
-    port: flags.port,
-  });
+  let server: EmbeddedServer;
+  try {
+    server = await startEmbeddedServer({
+      ...common,
+      model: flags.model,
+      workers: flags.workers,
+      engine: {
+        dataParallelSize: flags.dpSize,
+        blockSize: flags.blockSize,
+        numGpuBlocks: flags.numGpuBlocks,
+        maxNumSeqs: flags.maxNumSeqs,
+        maxNumBatchedTokens: flags.maxNumBatchedTokens,
+        speedupRatio: flags.speedupRatio,
+      },
+      host: flags.host,
+      port: flags.port,
+    });
+  } catch (error) {
+    if (error instanceof EngineError && error.code === 'ENGINE_INVALID_OPTIONS')
+      throw new UsageError(error.message);
+    process.stderr.write(`error: kvgate serve could not start: ${errorMessage(error)}\n`);
+    process.exit(1);
+  }
   onShutdownSignal(() => server.close());
   log.info(
     {
