@@ -130,8 +130,8 @@ function settingsOf(options: ReplayOptions): ReplaySettings {
   checkPositiveInt('numGpuBlocks', settings.numGpuBlocks);
   checkPositiveInt('maxNumSeqs', settings.maxNumSeqs);
   checkPositiveInt('maxNumBatchedTokens', settings.maxNumBatchedTokens);
-  if (!Number.isSafeInteger(settings.seed))
-    throw new RangeError(`seed must be an integer, got ${settings.seed}`);
+  if (!Number.isSafeInteger(settings.seed) || settings.seed < 0)
+    throw new RangeError(`seed must be a non-negative integer, got ${settings.seed}`);
   if (!(settings.rate > 0 && Number.isFinite(settings.rate)))
     throw new RangeError(`rate must be a positive number, got ${settings.rate}`);
   if (!(settings.speedupRatio > 0 && Number.isFinite(settings.speedupRatio)))

@@ -231,7 +231,7 @@ export function registerBenchCommand(program: Command): void {
     .option('--max-num-seqs <n>', 'running sequences per rank', positiveInt, d.maxNumSeqs)
     .option('--max-num-batched-tokens <n>', 'tokens per scheduler pass', positiveInt, d.maxNumBatchedTokens)
     .option('--speedup-ratio <x>', 'engine speed-up over the timing model', positiveNumber, d.speedupRatio)
-    .option('--seed <n>', 'seed of the engines and the random policies', integer, d.seed)
+    .option('--seed <n>', 'seed of the engines and the random policies', nonNegativeInt, d.seed)
     .option('--limit <n>', 'replay only the first n requests', positiveInt)
     .option('--skip-bad', 'skip and count malformed trace lines instead of failing')
     .option('--out <dir>', 'write report.json and report.html here')

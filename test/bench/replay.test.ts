@@ -181,6 +181,10 @@ describe('trace replay', () => {
     const t = trace(generateTrace({ arrivals: 2 }));
     await expect(runReplay(t, { source: 't', workers: 0 })).rejects.toThrow(RangeError);
     await expect(runReplay(t, { source: 't', rate: 0 })).rejects.toThrow(RangeError);
+    await expect(runReplay(t, { source: 't', seed: -1 })).rejects.toThrow(/seed/);
+    await expect(runReplay(t, { source: 't', routerConfig: { blockSize: 16 } })).rejects.toThrow(
+      /block size/,
+    );
     await expect(runReplay(t, { source: 't', policies: ['nope'] })).rejects.toThrow(/unknown policy/);
   });
 });
