@@ -153,6 +153,32 @@ describe('RadixTreeIndexer', () => {
     expect(matchedBlocks(tree, query)['129:1']).toBe(62);
   });
 
+  it('scores a wide set that narrows level by level', () => {
+    const tree = new RadixTreeIndexer();
+    // 40 owners hold [1,2,3]; owners w < 12 also hold 4, w < 5 also 5, w < 2 also 6; w 0 also 7.
+    for (let w = 0; w < 40; w++) {
+      const tokens = [1, 2, 3, 4, 5, 6, 7].slice(
+        0,
+        3 + (w < 12 ? 1 : 0) + (w < 5 ? 1 : 0) + (w < 2 ? 1 : 0) + (w < 1 ? 1 : 0),
+      );
+      ok(tree, storedEvent(BigInt(w), 0, tokens));
+    }
+    const expected = (w: number) =>
+      3 + (w < 12 ? 1 : 0) + (w < 5 ? 1 : 0) + (w < 2 ? 1 : 0) + (w < 1 ? 1 : 0);
+    const blocks = matchedBlocks(tree, [1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(Object.keys(blocks)).toHaveLength(40);
+    for (let w = 0; w < 40; w++) expect(blocks[`${w}:0`]).toBe(expected(w));
+    // earlyExit: the walk stops at level 7, where owner 0 is the only one left.
+    const exitEarly = matches(tree, [1, 2, 3, 4, 5, 6, 7, 8], true);
+    expect(exitEarly['0:0']).toEqual({ blocks: 7, treeSize: 7 });
+    expect(exitEarly['1:0']).toEqual({ blocks: 6, treeSize: 6 });
+    expect(exitEarly['39:0']).toEqual({ blocks: 3, treeSize: 3 });
+    // A stale owner below the narrowing point does not come back.
+    ok(tree, removedEvent(3n, 0, [400n]));
+    expect(matchedBlocks(tree, [1, 2, 3, 4, 5])['3:0']).toBe(3);
+    expect(matchedBlocks(tree, [1, 2, 3, 4, 5])['4:0']).toBe(5);
+  });
+
   it('rebuilds an equal tree from its dump', () => {
     const tree = new RadixTreeIndexer();
     for (let w = 0; w < 20; w++) {
