@@ -87,8 +87,7 @@ export class ActiveSequences {
   /** activeBlocks(owner), refreshed on every change, so scoring reads one array. */
   private blockCache = new Float64Array(0);
 
-  // Tree nodes, one per (block, owner); keyed by (hash, owner) in `nodeOf`.
-  private readonly nodeOf = new U64IntMap(4096);
+  // Tree nodes, one per (block, owner), found through the list of their block hash.
   /** Node fields, NODE_STRIDE int32 words per node (one cache line): see LO..LENGTH. */
   private node = new Int32Array(4096 * NODE_STRIDE);
   /** Weight of each node (1 unless output-block decay lowered it); reset to 1 when a node is freed. */
@@ -97,6 +96,7 @@ export class ActiveSequences {
   /** Per block hash, the head of the list of its nodes (one per owner holding it). */
   private readonly headOf = new U64IntMap(4096);
   private nodeTop = 0;
+  private nodeCount = 0;
   private readonly freeNodes: number[] = [];
 
   // Scratch for potential loads.
@@ -343,12 +343,12 @@ export class ActiveSequences {
 
   /** Number of tree nodes (distinct (block, owner) pairs held). */
   get nodes(): number {
-    return this.nodeOf.size;
+    return this.nodeCount;
   }
 
   /** Approximate bytes held by the block structures. */
   get bytes(): number {
-    return this.nodeOf.bytes + this.headOf.bytes + this.node.byteLength + this.nodeWeight.byteLength;
+    return this.headOf.bytes + this.node.byteLength + this.nodeWeight.byteLength;
   }
 
   // ---- internals ------------------------------------------------------------------------------
@@ -417,33 +417,41 @@ export class ActiveSequences {
     return head === NONE ? 0 : this.node[head * NODE_STRIDE + LENGTH];
   }
 
-  /** Inserts the part of the chain the owner does not hold yet; returns the node of its last block. */
+  /** The owner's node for a block hash, or NONE (walks the block's list: one node per owner). */
+  private findNode(lo: number, hi: number, owner: number): number {
+    let node = this.headOf.get(lo, hi);
+    while (node !== NONE && this.node[node * NODE_STRIDE + OWNER] !== owner)
+      node = this.node[node * NODE_STRIDE + NEXT];
+    return node;
+  }
+
+  /**
+   * Inserts the part of the chain the owner does not hold yet; returns the node of its last block.
+   * Relies on the chain property (a block's hash identifies its whole prefix): if the owner does not
+   * hold block `held`, it holds no later block of the chain either, so those are created unchecked.
+   */
   private insertChain(hashes: Uint32Array, n: number, owner: number, held: number | undefined): number {
     // Longest held prefix: holding block i implies holding every block before it.
     let low = held === undefined ? 0 : Math.min(Math.max(0, held), n);
     let high = held === undefined ? n : low;
     while (low < high) {
       const mid = (low + high) >>> 1;
-      if (this.nodeOf.get(hashes[2 * mid], hashes[2 * mid + 1], owner) !== NONE) low = mid + 1;
+      if (this.findNode(hashes[2 * mid], hashes[2 * mid + 1], owner) !== NONE) low = mid + 1;
       else high = mid;
     }
-    let parent = low > 0 ? this.nodeOf.get(hashes[2 * low - 2], hashes[2 * low - 1], owner) : NONE;
-    for (let i = low; i < n; i++) {
-      const node = this.createNode(hashes[2 * i], hashes[2 * i + 1], owner, parent);
-      // A hash already held elsewhere in this owner's tree: not a rolling-hash chain (or a
-      // collision). Track the consistent part only.
-      if (node === NONE) break;
-      parent = node;
-    }
+    let parent = low > 0 ? this.findNode(hashes[2 * low - 2], hashes[2 * low - 1], owner) : NONE;
+    // A held first "new" block means the input is not a rolling-hash chain (or `held` was stale):
+    // keep the consistent part rather than corrupt the tree.
+    if (low < n && this.findNode(hashes[2 * low], hashes[2 * low + 1], owner) !== NONE) return parent;
+    for (let i = low; i < n; i++) parent = this.createNode(hashes[2 * i], hashes[2 * i + 1], owner, parent);
     return parent;
   }
 
-  /** A new node for (lo, hi, owner) under parent, or NONE when that key already has a node. */
   private createNode(lo: number, hi: number, owner: number, parent: number): number {
     const node = this.peekNode();
-    if (this.nodeOf.setIfAbsent(lo, hi, node, owner) !== NONE) return NONE;
     this.takeNode(node);
     this.uniqueBlocks[owner]++;
+    this.nodeCount++;
     const nodes = this.node;
     const at = node * NODE_STRIDE;
     const head = this.headOf.exchange(lo, hi, node);
@@ -481,7 +489,7 @@ export class ActiveSequences {
     const hi = nodes[at + HI];
     const owner = nodes[at + OWNER];
     const next = nodes[at + NEXT];
-    this.nodeOf.delete(lo, hi, owner);
+    this.nodeCount--;
     const head = this.headOf.get(lo, hi);
     if (head === node) {
       if (next === NONE) this.headOf.delete(lo, hi);

@@ -105,6 +105,20 @@ describe('ActiveSequences', () => {
     expect(seqs.addOutputBlock('a')).toBe(false);
   });
 
+  it('survives block lists that are not rolling-hash chains: no crash, nothing left after free', () => {
+    const seqs = new ActiveSequences({ clock: new ManualClock() });
+    seqs.add('a', 0, { prefillTokens: 0, blocks: hashes(H2) });
+    seqs.add('b', 0, { prefillTokens: 0, blocks: hashes(H1, H2) });
+    seqs.add('c', 0, { prefillTokens: 0, blocks: hashes(H2, H1) });
+    seqs.add('d', 0, { prefillTokens: 0, blocks: hashes(H3, H3, H3) });
+    const out = new Float64Array(1);
+    seqs.potentialDecodeBlocks(hashes(H1, H2, H3), 3, 0, Int32Array.of(0), 1, out);
+    expect(Number.isFinite(out[0])).toBe(true);
+    for (const id of ['c', 'a', 'd', 'b']) expect(seqs.free(id)).toBe(true);
+    expect(seqs.nodes).toBe(0);
+    expect(seqs.activeBlocks(0)).toBe(0);
+  });
+
   it('removeOwner frees every request of that owner only', () => {
     const seqs = new ActiveSequences({ clock: new ManualClock() });
     seqs.add('a', 0, { prefillTokens: 3, blocks: hashes(H1) });
