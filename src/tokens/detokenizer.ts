@@ -70,16 +70,24 @@ export interface StopMatch {
  * Finds the first stop string to complete in a stream of text pieces: the match that ends first
  * (for equal ends, the longest), which is where generation stops; the result does not depend on
  * how the text is chunked. The stop string and everything after it are discarded.
+ *
+ * Each stop string runs a Knuth-Morris-Pratt automaton over the text (UTF-16 code units), so the
+ * cost is O(text length × stop strings) however long the stop strings are; text that could still
+ * be the start of a stop string (the longest partial match) is held back.
  */
 export class StopStringMatcher {
   private readonly stops: readonly string[];
-  private readonly maxLength: number;
+  /** KMP failure function per stop string. */
+  private readonly failure: readonly Int32Array[];
+  /** Length of the longest prefix of each stop string that ends the text seen so far. */
+  private readonly state: Int32Array;
   private held = '';
   private done = false;
 
   constructor(stops: readonly string[]) {
     this.stops = stops.filter((s) => s.length > 0);
-    this.maxLength = this.stops.reduce((m, s) => Math.max(m, s.length), 0);
+    this.failure = this.stops.map(failureFunction);
+    this.state = new Int32Array(this.stops.length);
   }
 
   get stopped(): boolean {
@@ -90,27 +98,33 @@ export class StopStringMatcher {
     if (this.done) return { text: '', stopped: true };
     if (this.stops.length === 0) return { text: piece, stopped: false };
     const buffer = this.held + piece;
-    // The stop string completed first wins (smallest end; for equal ends the longest), which is
-    // where generation would have stopped, however the text was cut into chunks.
-    let at = -1;
-    let end = Number.POSITIVE_INFINITY;
-    let which = '';
-    for (const stop of this.stops) {
-      const index = buffer.indexOf(stop);
-      if (index < 0) continue;
-      const stopEnd = index + stop.length;
-      if (stopEnd < end || (stopEnd === end && index < at)) {
-        at = index;
-        end = stopEnd;
-        which = stop;
+    const offset = this.held.length;
+    let keep = 0;
+    for (let i = 0; i < piece.length; i++) {
+      const c = piece.charCodeAt(i);
+      let completed = -1;
+      keep = 0;
+      for (let k = 0; k < this.stops.length; k++) {
+        const stop = this.stops[k];
+        let q = this.state[k];
+        while (q > 0 && stop.charCodeAt(q) !== c) q = this.failure[k][q - 1];
+        if (stop.charCodeAt(q) === c) q++;
+        if (q === stop.length) {
+          if (completed < 0 || stop.length > this.stops[completed].length) completed = k;
+          q = this.failure[k][q - 1];
+        }
+        this.state[k] = q;
+        if (q > keep) keep = q;
+      }
+      if (completed >= 0) {
+        this.done = true;
+        this.held = '';
+        const end = offset + i + 1;
+        const stop = this.stops[completed];
+        return { text: buffer.slice(0, end - stop.length), stopped: true, stop };
       }
     }
-    if (at >= 0) {
-      this.done = true;
-      this.held = '';
-      return { text: buffer.slice(0, at), stopped: true, stop: which };
-    }
-    const keep = this.heldSuffixLength(buffer);
+    if (piece.length === 0) return { text: '', stopped: false };
     this.held = buffer.slice(buffer.length - keep);
     return { text: buffer.slice(0, buffer.length - keep), stopped: false };
   }
@@ -119,18 +133,19 @@ export class StopStringMatcher {
   flush(): string {
     const text = this.done ? '' : this.held;
     this.held = '';
+    this.state.fill(0);
     return text;
   }
+}
 
-  /** Length of the longest suffix of `buffer` that is a proper prefix of some stop string. */
-  private heldSuffixLength(buffer: string): number {
-    const limit = Math.min(buffer.length, this.maxLength - 1);
-    for (let length = limit; length > 0; length--) {
-      const suffix = buffer.slice(buffer.length - length);
-      for (const stop of this.stops) {
-        if (stop.length > length && stop.startsWith(suffix)) return length;
-      }
-    }
-    return 0;
+/** failure[q] = length of the longest proper prefix of s[0..q] that is also its suffix. */
+function failureFunction(s: string): Int32Array {
+  const failure = new Int32Array(s.length);
+  let k = 0;
+  for (let q = 1; q < s.length; q++) {
+    while (k > 0 && s.charCodeAt(k) !== s.charCodeAt(q)) k = failure[k - 1];
+    if (s.charCodeAt(k) === s.charCodeAt(q)) k++;
+    failure[q] = k;
   }
+  return failure;
 }

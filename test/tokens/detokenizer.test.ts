@@ -118,9 +118,9 @@ describe('StopStringMatcher', () => {
     fc.assert(
       fc.property(
         fc.string({ unit: fc.constantFrom('a', 'b', 'c', 'x'), maxLength: 40 }),
-        fc.array(fc.string({ unit: fc.constantFrom('a', 'b', 'c'), minLength: 1, maxLength: 4 }), {
+        fc.array(fc.string({ unit: fc.constantFrom('a', 'b', 'c'), minLength: 1, maxLength: 6 }), {
           minLength: 1,
-          maxLength: 3,
+          maxLength: 4,
         }),
         fc.array(fc.integer({ min: 1, max: 5 }), { minLength: 1, maxLength: 10 }),
         (text, stops, sizes) => {
