@@ -78,7 +78,8 @@ export class HfBpeTokenizer implements Tokenizer {
   private readonly preTokenize: PreTokenizer;
   private readonly added = new Map<number, AddedToken>();
   private readonly specialByText = new Map<string, number>();
-  private readonly matchable: readonly AddedToken[];
+  private readonly addedByContent: ReadonlyMap<string, AddedToken>;
+  private readonly addedPattern: RegExp | undefined;
   private readonly wordCache = new Map<string, readonly number[]>();
 
   constructor(json: TokenizerJson, options: HfTokenizerOptions = {}) {
@@ -133,10 +134,14 @@ export class HfBpeTokenizer implements Tokenizer {
       this.mergedId[rank] = merged;
     });
 
-    // Non-special added tokens are matched in text, longest first.
-    this.matchable = [...this.added.values()]
-      .filter((t) => !t.special)
-      .sort((x, y) => y.content.length - x.content.length);
+    // Non-special added tokens are matched in text, longest first (one alternation, one pass).
+    const matchable = [...this.added.values()].filter((t) => !t.special && t.content.length > 0);
+    matchable.sort((x, y) => y.content.length - x.content.length);
+    this.addedByContent = new Map(matchable.map((t) => [t.content, t]));
+    this.addedPattern =
+      matchable.length === 0
+        ? undefined
+        : new RegExp(matchable.map((t) => t.content.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'gu');
     const eosText = options.eosToken ?? USUAL_EOS.find((t) => this.specialByText.has(t));
     this.eosTokenId = eosText === undefined ? undefined : this.specialByText.get(eosText);
     const bosText =
@@ -200,33 +205,25 @@ export class HfBpeTokenizer implements Tokenizer {
     return this.added.get(id)?.special === true;
   }
 
-  /** Splits text on non-special added tokens (honouring lstrip / rstrip); ids stand for matches. */
+  /** Splits text on non-special added tokens (honouring lstrip / rstrip); ids stand for matches. One pass. */
   private splitAdded(text: string): (string | number)[] {
-    if (this.matchable.length === 0) return [text];
+    if (!this.addedPattern) return [text];
     const out: (string | number)[] = [];
-    let rest = text;
-    while (rest.length > 0) {
-      let at = -1;
-      let hit: AddedToken | undefined;
-      for (const token of this.matchable) {
-        const index = rest.indexOf(token.content);
-        if (index >= 0 && (at < 0 || index < at)) {
-          at = index;
-          hit = token;
-        }
-      }
-      if (!hit) {
-        out.push(rest);
-        break;
-      }
-      let before = rest.slice(0, at);
-      let after = rest.slice(at + hit.content.length);
-      if (hit.lstrip) before = before.trimEnd();
-      if (hit.rstrip) after = after.trimStart();
+    let last = 0;
+    let stripNext = false;
+    for (const match of text.matchAll(this.addedPattern)) {
+      const token = this.addedByContent.get(match[0])!;
+      let before = text.slice(last, match.index);
+      if (stripNext) before = before.trimStart();
+      if (token.lstrip) before = before.trimEnd();
       if (before) out.push(before);
-      out.push(hit.id);
-      rest = after;
+      out.push(token.id);
+      last = (match.index ?? 0) + match[0].length;
+      stripNext = token.rstrip === true;
     }
+    let rest = text.slice(last);
+    if (stripNext) rest = rest.trimStart();
+    if (rest) out.push(rest);
     return out;
   }
 

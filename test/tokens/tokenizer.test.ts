@@ -88,6 +88,16 @@ describe('Hugging Face tokenizer.json byte-level BPE (test/fixtures/tiny-bpe)', 
     expect(tok.isSpecial(303)).toBe(false);
   });
 
+  it('lstrip / rstrip added tokens swallow the whitespace beside them; repeated tokens split in one pass', async () => {
+    const json = JSON.parse(await readFile(TINY, 'utf8'));
+    json.added_tokens = json.added_tokens.map((t: { id: number }) =>
+      t.id === 303 ? { ...t, lstrip: true, rstrip: true } : t,
+    );
+    const stripping = new HfBpeTokenizer(json);
+    expect(stripping.encode('a  <tool_call>\n b')).toEqual([97, 303, 98]);
+    expect(tok.encode('a <tool_call><tool_call>b')).toEqual([97, 32, 303, 303, 98]);
+  });
+
   it('encodes multi-byte characters as byte tokens and decodes them back', () => {
     expect(tok.encode('é')).toEqual([0xc3, 0xa9]);
     expect(tok.decode([0xc3, 0xa9])).toBe('é');
