@@ -144,13 +144,6 @@ function settingsOf(options: ReplayOptions): ReplaySettings {
   return settings;
 }
 
-/** A plain array copy (the engine's request protocol takes arrays; Array.from on a typed array is slow). */
-function toArray(tokens: Uint32Array): number[] {
-  const out = new Array<number>(tokens.length);
-  for (let i = 0; i < tokens.length; i++) out[i] = tokens[i];
-  return out;
-}
-
 /** Worker ids of the replay: 1..W (u64, as the router and events carry them). */
 function workerIdOf(index: number): WorkerId {
   return BigInt(index + 1);
@@ -235,7 +228,9 @@ async function replayPolicy(
     };
     const generate: GenerateRequest = {
       requestId,
-      tokenIds: toArray(tokens),
+      // The engine takes a Uint32Array prompt as is (hashed without a copy; see engine/validate.ts),
+      // though the protocol type names arrays only. `tokens` is fresh per request and never reused.
+      tokenIds: tokens as unknown as readonly number[],
       sampling: { maxTokens: request.outputLength, ignoreEos: true },
       dpRank: decision.dpRank,
     };
