@@ -22,6 +22,7 @@ import {
   blockTablePlace,
   blockTableRehash,
   blockTableRemove,
+  blockTableSizeFor,
   MIN_BLOCK_TABLE,
 } from './radix/block-table.ts';
 import { ChildTable } from './radix/child-table.ts';
@@ -100,6 +101,8 @@ export class RadixTreeIndexer implements KvIndexer {
   /** Per owner: block hash table, live keys (tree size), stale entries. */
   private ownerSlots: Int32Array[] = [];
   private ownerKeys = new Int32Array(0);
+  /** Per owner: table slots in use (live keys and tombstones). */
+  private ownerUsed = new Int32Array(0);
   private ownerStale = new Int32Array(0);
   /** findMatches scratch: membership stamps and the explicit active list. */
   private mark = new Int32Array(0);
@@ -354,6 +357,7 @@ export class RadixTreeIndexer implements KvIndexer {
     let owners = 0;
     let ownerBytes =
       this.ownerKeys.byteLength +
+      this.ownerUsed.byteLength +
       this.ownerStale.byteLength +
       this.mark.byteLength +
       this.active.byteLength +
@@ -661,29 +665,48 @@ export class RadixTreeIndexer implements KvIndexer {
   }
 
   private insertKey(owner: number, entry: number): void {
-    let slots = this.ownerSlots[owner];
-    const keys = this.ownerKeys[owner] + 1;
-    if (4 * keys > 3 * slots.length) {
-      slots = blockTableRehash(slots, this.entries, slots.length * 2);
-      this.ownerSlots[owner] = slots;
-    }
-    blockTablePlace(slots, this.entries, entry);
-    this.ownerKeys[owner] = keys;
+    this.placeKey(owner, entry);
+    this.ownerKeys[owner]++;
     this.entryCount++;
   }
 
   /** Removes a key from the owner's table and returns its record (still allocated), or -1. */
   private takeKey(owner: number, lo: number, hi: number): number {
-    const slots = this.ownerSlots[owner];
-    const record = blockTableRemove(slots, this.entries, lo, hi);
+    const record = this.unplaceKey(owner, lo, hi);
     if (record >= 0) {
       const keys = --this.ownerKeys[owner];
       this.entryCount--;
-      // Grown above 3/4 full, shrunk below 1/5: a burst of stores does not pin a large table.
-      if (slots.length > MIN_BLOCK_TABLE && 5 * keys < slots.length)
-        this.ownerSlots[owner] = blockTableRehash(slots, this.entries, slots.length >>> 1);
+      // Rehashed above 3/4 used, shrunk below 1/5 live: a burst of stores does not pin a large table.
+      const slots = this.ownerSlots[owner];
+      if (slots.length > MIN_BLOCK_TABLE && 5 * keys < slots.length) this.rehashKeys(owner, keys);
     }
     return record;
+  }
+
+  /** Puts an entry's key in the owner's table (its key is absent), rehashing when too full. */
+  private placeKey(owner: number, entry: number): void {
+    let slots = this.ownerSlots[owner];
+    if (4 * (this.ownerUsed[owner] + 1) > 3 * slots.length) {
+      this.rehashKeys(owner, this.ownerKeys[owner] + 1);
+      slots = this.ownerSlots[owner];
+    }
+    this.ownerUsed[owner] += blockTablePlace(slots, this.entries, entry);
+  }
+
+  private unplaceKey(owner: number, lo: number, hi: number): number {
+    const result = blockTableRemove(this.ownerSlots[owner], this.entries, lo, hi);
+    if (result < 0) return -1;
+    this.ownerUsed[owner] -= result & 1;
+    return result >>> 1;
+  }
+
+  /** Rebuilds the owner's table for `keys` live keys, dropping tombstones. */
+  private rehashKeys(owner: number, keys: number): void {
+    const old = this.ownerSlots[owner];
+    let live = 0;
+    for (let i = 0; i < old.length; i++) if (old[i] > 0) live++;
+    this.ownerSlots[owner] = blockTableRehash(old, this.entries, blockTableSizeFor(keys));
+    this.ownerUsed[owner] = live;
   }
 
   /** Disposes of a record whose key has left the table: the owner may leave the node. */
@@ -702,16 +725,14 @@ export class RadixTreeIndexer implements KvIndexer {
       const alias = this.findAliasOf(owner, record);
       if (alias >= 0) {
         // Another key of this owner still maps here: the primary takes it over, membership stays.
-        const slots = this.ownerSlots[owner];
-        blockTableRemove(
-          slots,
-          entries,
+        this.unplaceKey(
+          owner,
           entries.data[alias * ENTRY_STRIDE + KEY_LO],
           entries.data[alias * ENTRY_STRIDE + KEY_HI],
         );
         entries.data[record * ENTRY_STRIDE + KEY_LO] = entries.data[alias * ENTRY_STRIDE + KEY_LO];
         entries.data[record * ENTRY_STRIDE + KEY_HI] = entries.data[alias * ENTRY_STRIDE + KEY_HI];
-        blockTablePlace(slots, entries, record);
+        this.placeKey(owner, record);
         entries.free(alias);
         this.aliasCount--;
         return;
@@ -829,7 +850,7 @@ export class RadixTreeIndexer implements KvIndexer {
     let remaining = entries.data[entry * ENTRY_STRIDE + KIDS];
     for (let i = 0; i < slots.length && remaining > 0; i++) {
       const slot = slots[i];
-      if (slot === 0 || entries.data[(slot - 1) * ENTRY_STRIDE + PARENT_ENTRY] !== entry) continue;
+      if (slot <= 0 || entries.data[(slot - 1) * ENTRY_STRIDE + PARENT_ENTRY] !== entry) continue;
       entries.data[(slot - 1) * ENTRY_STRIDE + PARENT_ENTRY] = STALE;
       this.nodes.data[entries.data[(slot - 1) * ENTRY_STRIDE + NODE] * NODE_STRIDE + STALE_COUNT]++;
       this.ownerStale[owner]++;
@@ -846,7 +867,7 @@ export class RadixTreeIndexer implements KvIndexer {
     const slots = this.ownerSlots[owner];
     for (let i = 0; i < slots.length && this.ownerStale[owner] > 0; i++) {
       const slot = slots[i];
-      if (slot === 0) continue;
+      if (slot <= 0) continue;
       const child = slot - 1;
       if (
         entries.data[child * ENTRY_STRIDE + PARENT_ENTRY] !== STALE ||
@@ -866,7 +887,7 @@ export class RadixTreeIndexer implements KvIndexer {
     for (let i = 0; i < slots.length; i++) {
       const slot = slots[i];
       if (
-        slot !== 0 &&
+        slot > 0 &&
         entries.data[(slot - 1) * ENTRY_STRIDE + PARENT_ENTRY] === ALIAS &&
         entries.data[(slot - 1) * ENTRY_STRIDE + KIDS] === primary
       )
@@ -883,7 +904,7 @@ export class RadixTreeIndexer implements KvIndexer {
     const slots = this.ownerSlots[owner];
     for (let i = 0; i < slots.length; i++) {
       const slot = slots[i];
-      if (slot === 0) continue;
+      if (slot <= 0) continue;
       const entry = slot - 1;
       if (entries.data[entry * ENTRY_STRIDE + PARENT_ENTRY] === ALIAS) {
         entries.free(entry);
@@ -904,6 +925,7 @@ export class RadixTreeIndexer implements KvIndexer {
     }
     this.entryCount -= this.ownerKeys[owner];
     this.ownerKeys[owner] = 0;
+    this.ownerUsed[owner] = 0;
     this.ownerStale[owner] = 0;
     this.ownerSlots[owner] = new Int32Array(MIN_BLOCK_TABLE);
   }
@@ -925,6 +947,9 @@ export class RadixTreeIndexer implements KvIndexer {
     const stale = new Int32Array(capacity);
     stale.set(this.ownerStale);
     this.ownerStale = stale;
+    const used = new Int32Array(capacity);
+    used.set(this.ownerUsed);
+    this.ownerUsed = used;
     const mark = new Int32Array(capacity);
     mark.set(this.mark);
     this.mark = mark;

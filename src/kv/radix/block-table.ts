@@ -1,12 +1,15 @@
 /**
- * Per-owner block hash -> entry lookup: an open-addressing table of entry id + 1 (0 is empty), keys
- * read from the entry arrays. Linear probing, backward-shift deletion, load <= 3/4 (kept by the caller).
+ * Per-owner block hash -> entry lookup: an open-addressing table of entry id + 1 (0 is empty, TOMBSTONE
+ * a removed key), keys read from the entry records. Linear probing; removal leaves a tombstone unless
+ * the next slot is empty, so it never reads other entries (backward shifting would, one cache miss
+ * each). The caller keeps live keys + tombstones <= 3/4 of the slots and rehashes past that.
  * Functions over a caller-held Int32Array so one owner's table is one typed array.
  */
 import { ENTRY_STRIDE, type EntryPool, KEY_HI, KEY_LO } from './entry-pool.ts';
 import { hashPair } from './hash.ts';
 
 export const MIN_BLOCK_TABLE = 8;
+export const TOMBSTONE = -1;
 
 export function blockTableFind(slots: Int32Array, entries: EntryPool, lo: number, hi: number): number {
   const mask = slots.length - 1;
@@ -15,57 +18,61 @@ export function blockTableFind(slots: Int32Array, entries: EntryPool, lo: number
   for (;;) {
     const slot = slots[i];
     if (slot === 0) return -1;
-    const entry = slot - 1;
-    const at = entry * ENTRY_STRIDE;
-    if (data[at + KEY_LO] === lo && data[at + KEY_HI] === hi) return entry;
+    if (slot > 0) {
+      const at = (slot - 1) * ENTRY_STRIDE;
+      if (data[at + KEY_LO] === lo && data[at + KEY_HI] === hi) return slot - 1;
+    }
     i = (i + 1) & mask;
   }
 }
 
-/** Places an entry whose key is absent; the caller keeps a free slot. */
-export function blockTablePlace(slots: Int32Array, entries: EntryPool, entry: number): void {
+/** Places an entry whose key is absent. Returns 1 when it took an empty slot, 0 for a tombstone. */
+export function blockTablePlace(slots: Int32Array, entries: EntryPool, entry: number): number {
   const mask = slots.length - 1;
-  let i =
-    hashPair(entries.data[entry * ENTRY_STRIDE + KEY_LO], entries.data[entry * ENTRY_STRIDE + KEY_HI]) & mask;
-  while (slots[i] !== 0) i = (i + 1) & mask;
+  const at = entry * ENTRY_STRIDE;
+  let i = hashPair(entries.data[at + KEY_LO], entries.data[at + KEY_HI]) & mask;
+  while (slots[i] > 0) i = (i + 1) & mask;
+  const empty = slots[i] === 0 ? 1 : 0;
   slots[i] = entry + 1;
+  return empty;
 }
 
-/** Removes the entry stored under (lo, hi); returns it, or -1 when absent. */
+/**
+ * Removes the key (lo, hi). Returns -1 when absent, else (entry << 1) | 1 when its slot became empty
+ * and (entry << 1) when it left a tombstone.
+ */
 export function blockTableRemove(slots: Int32Array, entries: EntryPool, lo: number, hi: number): number {
   const mask = slots.length - 1;
   const data = entries.data;
   let i = hashPair(lo, hi) & mask;
-  let found = -1;
   for (;;) {
     const slot = slots[i];
     if (slot === 0) return -1;
-    const at = (slot - 1) * ENTRY_STRIDE;
-    if (data[at + KEY_LO] === lo && data[at + KEY_HI] === hi) {
-      found = slot - 1;
-      break;
+    if (slot > 0) {
+      const at = (slot - 1) * ENTRY_STRIDE;
+      if (data[at + KEY_LO] === lo && data[at + KEY_HI] === hi) {
+        if (slots[(i + 1) & mask] === 0) {
+          slots[i] = 0;
+          return ((slot - 1) << 1) | 1;
+        }
+        slots[i] = TOMBSTONE;
+        return (slot - 1) << 1;
+      }
     }
     i = (i + 1) & mask;
   }
-  let hole = i;
-  let j = i;
-  for (;;) {
-    j = (j + 1) & mask;
-    const slot = slots[j];
-    if (slot === 0) break;
-    const at = (slot - 1) * ENTRY_STRIDE;
-    const home = hashPair(data[at + KEY_LO], data[at + KEY_HI]) & mask;
-    if (((j - home) & mask) >= ((j - hole) & mask)) {
-      slots[hole] = slot;
-      hole = j;
-    }
-  }
-  slots[hole] = 0;
-  return found;
 }
 
+/** A table of `capacity` slots holding the live keys of `old` (tombstones dropped). */
 export function blockTableRehash(old: Int32Array, entries: EntryPool, capacity: number): Int32Array {
   const slots = new Int32Array(capacity);
-  for (let i = 0; i < old.length; i++) if (old[i] !== 0) blockTablePlace(slots, entries, old[i] - 1);
+  for (let i = 0; i < old.length; i++) if (old[i] > 0) blockTablePlace(slots, entries, old[i] - 1);
   return slots;
+}
+
+/** The smallest table that holds `keys` live keys at most half full. */
+export function blockTableSizeFor(keys: number): number {
+  let size = MIN_BLOCK_TABLE;
+  while (2 * keys > size) size *= 2;
+  return size;
 }
