@@ -116,7 +116,7 @@ describe('kvgate serve, spawned', () => {
       const errors: string[] = [];
       page.on('pageerror', (e) => errors.push(e.message));
       await page.goto(`${url}/dashboard`);
-      await page.waitForFunction((n) => document.querySelectorAll('#rows tr').length >= n, expected.length);
+      await page.waitForSelector(`#rows tr:nth-child(${expected.length})`);
       const shown = await page.$$eval('#rows tr', (rows) =>
         rows.map((tr) => `${tr.getAttribute('data-worker')}/${tr.getAttribute('data-rank')}`),
       );
