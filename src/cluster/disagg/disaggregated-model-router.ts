@@ -1,0 +1,490 @@
+/**
+ * Disaggregated prefill/decode for one model (DESIGN §8, Dynamo's PrefillRouter): the same
+ * `generate` / `decide` surface as ModelRouter, over two pools.
+ *
+ * 1. The prefill router (component `prefill`; KV-aware, DP-aware, no active-block tracking) picks
+ *    (prefill worker, prefill dp_rank), or a PrefillSelector does (a standalone router service).
+ * 2. The prefill request (`max_tokens` 1, `dp_rank` = that rank) runs on exactly that rank; its
+ *    first chunk opens the bootstrap room, and the bootstrap info becomes: host/port from the
+ *    prefill worker's card, the room, the prefill worker id and the prefill rank.
+ * 3. The decode router (component `backend`, overlap weight 0, no KV-reuse assumption) picks
+ *    (decode worker, decode rank) by load; the decode request carries the bootstrap info and its
+ *    engine pulls the KV from that prefill worker **and rank**.
+ * 4. Chunks report both sides: `workerId`/`dpRank` (decode) and `prefillWorkerId`/`prefillDpRank`.
+ *
+ * Without prefill workers, requests run aggregated (or fail with DISAGG_NO_PREFILL_WORKER when
+ * disaggregation is enforced). Conditional disaggregation runs a request aggregated when its
+ * uncached prompt is short or every prefill rank is busy, if an aggregated worker can take it. A
+ * failed prefill falls back to an aggregated run, or to another prefill worker, or fails clearly.
+ */
+import type { WorkerId } from '../../kv/events.ts';
+import type { BootstrapInfo } from '../../protocol/generate.ts';
+import { GENERATE_ENDPOINT } from '../../protocol/wire.ts';
+import type { RouterOverrides } from '../../routing/config.ts';
+import type { RoutingDecision } from '../../routing/policy.ts';
+import { errorMessage } from '../../runtime/errors.ts';
+import { endpointId, type Runtime } from '../../runtime/types.ts';
+import { log } from '../../util/log.ts';
+import { WorkerRequestError } from '../errors.ts';
+import type {
+  BusyThresholds,
+  ModelInstance,
+  ModelRankLoad,
+  ModelRouter,
+  RequestRouting,
+  RoutedChunk,
+  RoutedRequest,
+} from '../model-router.ts';
+import { canPrefillLocally, routingFor } from './decode-pool.ts';
+import { DisaggError } from './errors.ts';
+import { type PrefillHandoff, type PrefillTarget, startPrefill } from './prefill-handoff.ts';
+import { effectiveRank, type PrefillSelector, type WorkerSelection } from './selection.ts';
+
+/** Dynamo's decode-stage override: no overlap scoring, no KV-reuse assumption. */
+export const DECODE_OVERRIDES: RouterOverrides = { overlapScoreWeight: 0, assumeKvReuse: false };
+
+export interface DisaggRequest extends RoutedRequest {
+  /** Where the prefill should (or must) run: nvext.prefill_worker_id and prefill_dp_rank. */
+  readonly prefillRouting?: RequestRouting;
+}
+
+/** A decode-side chunk, plus the prefill side when the request was disaggregated. */
+export interface DisaggChunk extends RoutedChunk {
+  readonly disaggregated: boolean;
+  readonly prefillWorkerId?: WorkerId;
+  readonly prefillDpRank?: number;
+}
+
+export interface DisaggDecision extends RoutingDecision {
+  /** Set when the request would be disaggregated; the outer choice is then the decode side. */
+  readonly prefill?: RoutingDecision;
+}
+
+export type AggregatedReason =
+  | 'no_prefill_workers'
+  | 'short_prompt'
+  | 'prefill_busy'
+  | 'prefill_failed';
+
+export interface DisaggregationOptions {
+  /** Never run a request aggregated: no prefill worker or a failed prefill is an error. */
+  readonly enforceDisagg?: boolean;
+  /**
+   * Conditional disaggregation: run aggregated when the prompt tokens not cached on the chosen
+   * prefill rank are fewer than this (0 = off). Needs an aggregated worker in the decode pool.
+   */
+  readonly minUncachedTokens?: number;
+  /** Conditional disaggregation: run aggregated when every prefill rank is over these. */
+  readonly prefillBusyThresholds?: BusyThresholds;
+  /** Prefill attempts per request on distinct prefill workers (default 2). */
+  readonly maxPrefillAttempts?: number;
+}
+
+export interface DisaggregatedModelRouterOptions extends DisaggregationOptions {
+  readonly runtime: Runtime;
+  /** The model's `backend` component: decode workers (and aggregated ones). */
+  readonly decode: ModelRouter;
+  /** The model's `prefill` component; a getter when it appears later (a ModelWatcher makes it). */
+  readonly prefill: ModelRouter | (() => ModelRouter | undefined);
+  /** Chooses the prefill (worker, rank) instead of the prefill router (e.g. a RemoteRouterClient). */
+  readonly prefillSelector?: PrefillSelector;
+}
+
+export interface DisaggStats {
+  readonly requests: number;
+  readonly disaggregated: number;
+  readonly aggregated: Readonly<Record<AggregatedReason, number>>;
+  /** Prefills whose bootstrap room opened (the decode was dispatched). */
+  readonly handoffs: number;
+  readonly prefillFailures: number;
+  readonly prefillRetries: number;
+}
+
+type Plan =
+  | { readonly kind: 'aggregated'; readonly reason: AggregatedReason }
+  | { readonly kind: 'disaggregated'; readonly target: PrefillTarget; readonly pinned: boolean };
+
+export class DisaggregatedModelRouter {
+  readonly model: string;
+  readonly decode: ModelRouter;
+  readonly enforceDisagg: boolean;
+  readonly minUncachedTokens: number;
+  readonly maxPrefillAttempts: number;
+
+  private readonly runtime: Runtime;
+  private readonly prefillSource: ModelRouter | (() => ModelRouter | undefined);
+  private readonly selector: PrefillSelector | undefined;
+  private readonly busyThresholds: BusyThresholds | undefined;
+  private counts = {
+    requests: 0,
+    disaggregated: 0,
+    handoffs: 0,
+    prefillFailures: 0,
+    prefillRetries: 0,
+  };
+  private readonly aggregatedCounts: Record<AggregatedReason, number> = {
+    no_prefill_workers: 0,
+    short_prompt: 0,
+    prefill_busy: 0,
+    prefill_failed: 0,
+  };
+
+  constructor(options: DisaggregatedModelRouterOptions) {
+    this.runtime = options.runtime;
+    this.decode = options.decode;
+    this.model = options.decode.model;
+    this.prefillSource = options.prefill;
+    this.selector = options.prefillSelector;
+    this.enforceDisagg = options.enforceDisagg ?? false;
+    this.minUncachedTokens = options.minUncachedTokens ?? 0;
+    this.maxPrefillAttempts = options.maxPrefillAttempts ?? 2;
+    this.busyThresholds = options.prefillBusyThresholds;
+    if (!Number.isInteger(this.minUncachedTokens) || this.minUncachedTokens < 0)
+      throw new TypeError('minUncachedTokens must be an integer >= 0');
+    if (!Number.isInteger(this.maxPrefillAttempts) || this.maxPrefillAttempts < 1)
+      throw new TypeError('maxPrefillAttempts must be an integer >= 1');
+  }
+
+  /** The prefill router, when one exists for the model. */
+  get prefill(): ModelRouter | undefined {
+    return typeof this.prefillSource === 'function' ? this.prefillSource() : this.prefillSource;
+  }
+
+  /** Decode-pool and prefill-pool instances. */
+  instances(): ModelInstance[] {
+    return [...this.decode.instances(), ...(this.prefill?.instances() ?? [])];
+  }
+
+  /** Tracked loads of both pools. */
+  loads(): ModelRankLoad[] {
+    return [...this.decode.loads(), ...(this.prefill?.loads() ?? [])];
+  }
+
+  /** Busy when the decode pool is (prefill load only decides whether to disaggregate). */
+  isBusy(thresholds: BusyThresholds): boolean {
+    return this.decode.isBusy(thresholds);
+  }
+
+  waitForInstances(timeoutMs?: number, signal?: AbortSignal): Promise<void> {
+    return this.decode.waitForInstances(timeoutMs, signal);
+  }
+
+  stats(): DisaggStats {
+    return { ...this.counts, aggregated: { ...this.aggregatedCounts } };
+  }
+
+  /**
+   * Where the request would run now, both sides (no state changes). Uses the embedded prefill
+   * router even when a remote selector is configured for generate.
+   */
+  decide(
+    tokens: readonly number[],
+    routing: RequestRouting = {},
+    prefillRouting: RequestRouting = {},
+  ): DisaggDecision {
+    let chosen: RoutingDecision | undefined;
+    const plan = this.plan(tokens, prefillRouting, undefined, new Set(), (router) => {
+      chosen = router.decide(tokens, prefillRouting);
+      return chosen;
+    });
+    if (plan instanceof Promise) throw new Error('unreachable: a synchronous selection planned asynchronously');
+    if (plan.kind === 'aggregated')
+      return this.decode.decide(tokens, routingFor(this.decode, tokens, routing, 'local-prefill'));
+    const decode = this.decode.decide(tokens, this.decodeRouting(tokens, routing));
+    const prefill: RoutingDecision = {
+      workerId: plan.target.workerId,
+      dpRank: plan.target.dpRank ?? chosen!.dpRank,
+      overlapBlocks: chosen?.workerId === plan.target.workerId ? chosen.overlapBlocks : 0,
+    };
+    return { ...decode, prefill };
+  }
+
+  /**
+   * Routes and streams one request, disaggregated when a prefill worker serves the model. The
+   * decode side's (worker, rank) is on every chunk; the prefill side's on every disaggregated one.
+   */
+  async *generate(request: DisaggRequest, signal?: AbortSignal): AsyncGenerator<DisaggChunk> {
+    this.counts.requests++;
+    await this.decode.waitForInstances(undefined, signal);
+    const tokens = request.tokenIds;
+    const prefillRouting = request.prefillRouting ?? {};
+    const avoid = new Set<WorkerId>();
+    for (let attempt = 0; ; attempt++) {
+      const plan = await this.plan(tokens, prefillRouting, request.dpRank, avoid, (router) =>
+        this.select(router, tokens, prefillRouting, signal),
+      );
+      if (plan.kind === 'aggregated') {
+        this.aggregatedCounts[plan.reason]++;
+        yield* this.aggregated(request, signal);
+        return;
+      }
+      const { target } = plan;
+      let failure: DisaggError;
+      try {
+        yield* this.disaggregated(request, target, signal);
+        return;
+      } catch (error) {
+        if (!(error instanceof PrefillFailure)) throw error;
+        failure = error.error;
+      }
+      this.counts.prefillFailures++;
+      avoid.add(target.workerId);
+      log.warn(
+        {
+          model: this.model,
+          requestId: request.requestId,
+          prefillWorkerId: target.workerId.toString(16),
+          prefillDpRank: target.dpRank,
+          err: failure.message,
+        },
+        'disagg: prefill failed',
+      );
+      if (!this.enforceDisagg && canPrefillLocally(this.decode)) {
+        this.aggregatedCounts.prefill_failed++;
+        yield* this.aggregated(request, signal);
+        return;
+      }
+      const others = (this.prefill?.instances() ?? []).filter((i) => !avoid.has(i.workerId));
+      if (plan.pinned || attempt + 1 >= this.maxPrefillAttempts || others.length === 0)
+        throw new DisaggError(
+          'DISAGG_PREFILL_FAILED',
+          `${failure.message}; ${
+            this.enforceDisagg
+              ? 'disaggregation is enforced'
+              : `no worker of ${this.model} can prefill locally`
+          } and ${plan.pinned ? 'the prefill worker was pinned' : 'no other prefill worker is left to retry on'}`,
+          503,
+          { cause: failure },
+        );
+      this.counts.prefillRetries++;
+    }
+  }
+
+  // ---- planning --------------------------------------------------------------------------------
+
+  /**
+   * Aggregated or disaggregated, and where the prefill runs. Synchronous with a synchronous
+   * selector (decide), so the two entry points share one rule set.
+   */
+  private plan(
+    tokens: readonly number[],
+    prefillRouting: RequestRouting,
+    requestRank: number | undefined,
+    avoid: ReadonlySet<WorkerId>,
+    select: (router: ModelRouter) => WorkerSelection | Promise<WorkerSelection>,
+  ): Plan | Promise<Plan> {
+    const prefill = this.prefill;
+    const pinned = prefillRouting.workerId !== undefined;
+    const live = (prefill?.instances() ?? []).filter((i) => !avoid.has(i.workerId));
+    if (prefill === undefined || live.length === 0) {
+      if (pinned)
+        throw new DisaggError(
+          'DISAGG_NO_PREFILL_WORKER',
+          `nvext.prefill_worker_id ${prefillRouting.workerId} names no prefill worker of ${this.model}`,
+          404,
+        );
+      if (this.enforceDisagg)
+        throw new DisaggError(
+          'DISAGG_NO_PREFILL_WORKER',
+          `disaggregation is enforced and no prefill worker serves ${this.model}`,
+          503,
+        );
+      return { kind: 'aggregated', reason: 'no_prefill_workers' };
+    }
+    const conditional = !pinned && !this.enforceDisagg && canPrefillLocally(this.decode);
+    if (conditional && this.busyThresholds !== undefined && prefill.isBusy(this.busyThresholds))
+      return { kind: 'aggregated', reason: 'prefill_busy' };
+    const selection = select(prefill);
+    const finish = (chosen: WorkerSelection): Plan => {
+      const instance = live.find((i) => i.workerId === chosen.workerId);
+      if (instance === undefined) {
+        const known = prefill.instances().find((i) => i.workerId === chosen.workerId);
+        if (known === undefined && !avoid.has(chosen.workerId))
+          throw new DisaggError(
+            pinned ? 'DISAGG_NO_PREFILL_WORKER' : 'DISAGG_WRONG_ROLE',
+            `worker ${chosen.workerId} is not a prefill worker of ${this.model}`,
+            pinned ? 404 : 502,
+          );
+        // The selector chose a worker this request already failed on: take the least loaded other.
+        return this.finishPlan(tokens, this.leastLoaded(prefill, live), pinned, requestRank);
+      }
+      if (conditional && this.minUncachedTokens > 0) {
+        const uncached = tokens.length - chosen.overlapBlocks * prefill.blockSize;
+        if (uncached < this.minUncachedTokens) return { kind: 'aggregated', reason: 'short_prompt' };
+      }
+      return this.finishPlan(tokens, chosen, pinned, requestRank, instance);
+    };
+    return selection instanceof Promise ? selection.then(finish) : finish(selection);
+  }
+
+  private finishPlan(
+    _tokens: readonly number[],
+    chosen: WorkerSelection,
+    pinned: boolean,
+    requestRank: number | undefined,
+    instance?: ModelInstance,
+  ): Plan {
+    const card = (instance ?? this.prefill!.instances().find((i) => i.workerId === chosen.workerId))!.card;
+    const dpRank = effectiveRank(chosen.dpRank, requestRank);
+    if (dpRank !== undefined && !(Number.isInteger(dpRank) && dpRank >= 0 && dpRank < card.dataParallelSize))
+      throw new DisaggError(
+        'DISAGG_RANK_OUT_OF_RANGE',
+        `prefill rank ${dpRank} is outside [0, ${card.dataParallelSize}) of prefill worker ${chosen.workerId}`,
+        400,
+      );
+    return { kind: 'disaggregated', pinned, target: { workerId: chosen.workerId, dpRank, card } };
+  }
+
+  private leastLoaded(prefill: ModelRouter, live: readonly ModelInstance[]): WorkerSelection {
+    const busy = new Map<WorkerId, number>();
+    for (const i of live) busy.set(i.workerId, 0);
+    for (const load of prefill.loads())
+      if (busy.has(load.workerId))
+        busy.set(load.workerId, busy.get(load.workerId)! + load.activePrefillTokens + load.activeRequests);
+    let best = live[0].workerId;
+    for (const [workerId, load] of busy) if (load < busy.get(best)!) best = workerId;
+    return { workerId: best, overlapBlocks: 0 };
+  }
+
+  private select(
+    router: ModelRouter,
+    tokens: readonly number[],
+    routing: RequestRouting,
+    signal: AbortSignal | undefined,
+  ): WorkerSelection | Promise<WorkerSelection> {
+    if (this.selector !== undefined && routing.workerId === undefined)
+      return this.selector.select(tokens, routing, signal);
+    return router.decide(tokens, routing);
+  }
+
+  private decodeRouting(tokens: readonly number[], routing: RequestRouting): RequestRouting {
+    const withOverrides: RequestRouting = {
+      ...routing,
+      overrides: { ...routing.overrides, ...DECODE_OVERRIDES },
+    };
+    return routingFor(this.decode, tokens, withOverrides, 'pull');
+  }
+
+  // ---- running ---------------------------------------------------------------------------------
+
+  private async *aggregated(request: DisaggRequest, signal: AbortSignal | undefined): AsyncGenerator<DisaggChunk> {
+    const routing = routingFor(this.decode, request.tokenIds, request.routing ?? {}, 'local-prefill');
+    const { prefillRouting: _p, bootstrap: _b, ...rest } = request;
+    for await (const chunk of this.decode.generate({ ...rest, routing }, signal))
+      yield { ...chunk, disaggregated: false };
+  }
+
+  /**
+   * One disaggregated attempt. A prefill that fails before the decode produced anything throws a
+   * PrefillFailure (the caller falls back); any other failure is the request's.
+   */
+  private async *disaggregated(
+    request: DisaggRequest,
+    target: PrefillTarget,
+    signal: AbortSignal | undefined,
+  ): AsyncGenerator<DisaggChunk> {
+    const prefill = this.prefill!;
+    const tokens = request.tokenIds;
+    const endpoint = endpointId(prefill.namespace, prefill.component, GENERATE_ENDPOINT);
+    const trackId = request.requestId;
+    let tracked = false;
+    const track = (dpRank: number) => {
+      try {
+        prefill.policy.route(trackId, tokens, { pinned: { workerId: target.workerId, dpRank } });
+        tracked = true;
+      } catch (error) {
+        log.debug({ err: errorMessage(error) }, 'disagg: prefill load not tracked');
+      }
+    };
+    const routing = this.decodeRouting(tokens, request.routing ?? {});
+    if (target.dpRank !== undefined) track(target.dpRank);
+    let handoff: PrefillHandoff | undefined;
+    try {
+      try {
+        handoff = await startPrefill({
+          runtime: this.runtime,
+          endpoint,
+          target,
+          request: { requestId: request.requestId, tokenIds: tokens, sampling: request.sampling },
+          ...(signal !== undefined ? { signal } : {}),
+        });
+      } catch (error) {
+        if (signal?.aborted) throw error;
+        if (error instanceof DisaggError && error.code === 'DISAGG_RANK_MISMATCH') throw error;
+        throw new PrefillFailure(asDisaggError(error, target));
+      }
+      this.counts.handoffs++;
+      const bootstrap: BootstrapInfo = handoff.bootstrap;
+      if (!tracked) track(bootstrap.prefillDpRank);
+      void handoff.finished.then(
+        () => prefill.policy.markPrefillCompleted(trackId),
+        () => undefined,
+      );
+
+      const decodeAbort = new AbortController();
+      const onAbort = () => decodeAbort.abort(signal?.reason);
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener('abort', onAbort, { once: true });
+      let produced = false;
+      let prefillError: DisaggError | undefined;
+      handoff.finished.catch((error: unknown) => {
+        prefillError = asDisaggError(error, target);
+        if (!produced) decodeAbort.abort(prefillError);
+      });
+      const { prefillRouting: _p, ...rest } = request;
+      try {
+        for await (const chunk of this.decode.generate({ ...rest, routing, bootstrap }, decodeAbort.signal)) {
+          if (chunk.tokenIds.length > 0 || chunk.finishReason !== undefined) produced = true;
+          yield {
+            ...chunk,
+            disaggregated: true,
+            prefillWorkerId: bootstrap.prefillWorkerId,
+            prefillDpRank: bootstrap.prefillDpRank,
+          };
+        }
+        this.counts.disaggregated++;
+      } catch (error) {
+        if (signal?.aborted || produced) throw error;
+        if (prefillError !== undefined) throw new PrefillFailure(prefillError);
+        if (isBootstrapFailure(error))
+          throw new PrefillFailure(
+            new DisaggError(
+              'DISAGG_PREFILL_FAILED',
+              `the decode could not pull room ${bootstrap.room} from prefill worker ${bootstrap.prefillWorkerId.toString(16)} rank ${bootstrap.prefillDpRank}: ${errorMessage(error)}`,
+              503,
+              { cause: error },
+            ),
+          );
+        throw error;
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+      }
+    } finally {
+      handoff?.cancel();
+      if (tracked) prefill.policy.free(trackId);
+    }
+  }
+}
+
+/** Thrown inside one attempt: the prefill side failed before the decode produced anything. */
+class PrefillFailure extends Error {
+  constructor(readonly error: DisaggError) {
+    super(error.message);
+    this.name = 'PrefillFailure';
+  }
+}
+
+function asDisaggError(error: unknown, target: PrefillTarget): DisaggError {
+  if (error instanceof DisaggError) return error;
+  return new DisaggError(
+    'DISAGG_PREFILL_FAILED',
+    `prefill on worker ${target.workerId.toString(16)} rank ${target.dpRank ?? '(engine-chosen)'} failed: ${errorMessage(error)}`,
+    503,
+    { cause: error },
+  );
+}
+
+/** A decode that failed because its KV could not be pulled (room gone, prefill worker gone). */
+function isBootstrapFailure(error: unknown): boolean {
+  return error instanceof WorkerRequestError && (error.workerCode?.startsWith('ENGINE_BOOTSTRAP_') ?? false);
+}
