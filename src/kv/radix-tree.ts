@@ -2,16 +2,24 @@
  * The KV block index as a radix tree in typed arrays (Dynamo's radix_tree.rs, semantics pinned by
  * test/kv/indexer.conformance.ts and the NaiveIndexer reference).
  *
- * Layout (see src/kv/radix/): nodes and (block, owner) entries are structure-of-arrays; a node's first
- * child is inline and the others sit in one global open-addressing table keyed by (parent, tokens
- * hash); each owner has its own block hash -> entry table. Event bigints become u32 halves once, at the
- * edge; nothing on the store, remove or query paths allocates per block.
+ * Layout (see src/kv/radix/): nodes are 8 x Int32 records and (block, owner) entries 7 x Int32 records
+ * in growable typed arrays; a node's first child is inline and the others sit in one global
+ * open-addressing table keyed by (parent, tokens hash); a node's owners are inline (one) or a
+ * contiguous OwnerSlab slice (several); each owner has its own block hash -> entry table. Event bigints
+ * become u32 halves once, at the edge; nothing on the store, remove or query paths allocates per block.
  *
  * Removal does not cascade: an owner may keep entries below a block it no longer holds ("stale"
  * entries). Each entry knows the same owner's entry on the parent node, or that it has none, and each
  * node counts its stale entries. A node without stale entries holds a subset of its parent's owners, so
  * findMatches can compare counts: a level whose owner count equals its parent's changes nothing and
- * costs O(1); per-owner work happens only where the set shrinks or below stale entries.
+ * costs O(1); per-owner work happens only where the set shrinks or below stale entries. A node nobody
+ * holds is kept while it has children (re-storing it brings the deeper blocks back, as in the
+ * reference; Dynamo itself drops such children) and freed with no children.
+ *
+ * Divergences from Dynamo on inconsistent engine input, as in the reference: a block hash stored
+ * again at another position moves there; two block hashes of one owner on one node are both kept
+ * (the second as an alias key); a stored event whose block hash repeats its parent or an earlier block
+ * is rejected whole (KV_INVALID_BLOCK_SEQUENCE).
  */
 import { KvEventError } from './errors.ts';
 import { isDpRank, type RouterEvent, type StoredBlock, type WorkerId } from './events.ts';
@@ -66,6 +74,10 @@ export interface RadixTreeIndexerOptions {
 }
 
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
+/** Runs of at least this many owners are emitted with native copy/fill. */
+const BULK_RUN = 32;
+/** Up to this many survivors of a bulk-emitted level are taken back by position instead of by a scan. */
+const FEW_SURVIVORS = 16;
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 const LO = LITTLE_ENDIAN ? 0 : 1;
 const HI = 1 - LO;
@@ -98,10 +110,9 @@ export class RadixTreeIndexer implements KvIndexer {
   private readonly children: ChildTable;
   private readonly slab: OwnerSlab;
 
-  /** Per owner: block hash table, live keys (tree size), stale entries. */
+  /** Per owner: block hash table, live keys (its tree size), slots in use (keys + tombstones), stale entries. */
   private ownerSlots: Int32Array[] = [];
   private ownerKeys = new Int32Array(0);
-  /** Per owner: table slots in use (live keys and tombstones). */
   private ownerUsed = new Int32Array(0);
   private ownerStale = new Int32Array(0);
   /** findMatches scratch: membership stamps and the explicit active list. */
@@ -1068,10 +1079,6 @@ function emitRun(
   }
   return end;
 }
-
-const BULK_RUN = 32;
-/** Up to this many survivors of a bulk-emitted level are taken back by position instead of by a scan. */
-const FEW_SURVIVORS = 16;
 
 function minBigint(values: readonly bigint[]): bigint {
   let min = values[0];
