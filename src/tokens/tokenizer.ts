@@ -7,6 +7,7 @@
  * example `<|im_start|>`) is encoded as the characters it is made of, never as the special token,
  * so message content cannot forge template structure. Templates insert special tokens by id.
  */
+import { RankBpe } from './tokenizer-bpe.ts';
 
 export interface DecodeOptions {
   /** Drop special tokens (end-of-text, template markers) from the output. Default false. */
@@ -66,10 +67,16 @@ const O200K_SPECIAL_TOKENS = [
   '<|endofprompt|>',
 ] as const;
 
-const NO_SPECIAL = new Set<string>();
 const utf8 = new TextEncoder();
 
-/** o200k_base through gpt-tokenizer. Build it with `loadO200kTokenizer()`. */
+const PIECE_CACHE_LIMIT = 100_000;
+const PIECE_CACHE_MAX_LENGTH = 64;
+
+/**
+ * o200k_base: the ranks, pre-tokenizer regex and special tokens of gpt-tokenizer, with our own
+ * merge loop (tokenizer-bpe.ts, tiktoken's semantics in O(n log n); gpt-tokenizer's is quadratic
+ * in the length of a piece). Decoding is gpt-tokenizer's. Build it with `loadO200kTokenizer()`.
+ */
 export class GptTokenizer implements Tokenizer {
   readonly name: string;
   readonly vocabSize: number;
@@ -77,14 +84,25 @@ export class GptTokenizer implements Tokenizer {
   private readonly specialByText = new Map<string, number>();
   private readonly specialById = new Map<number, Uint8Array>();
   private readonly bytesCache = new Map<number, Uint8Array>();
+  private readonly bpe: RankBpe;
+  private readonly pieceCache = new Map<string, readonly number[]>();
 
   constructor(
     name: string,
     private readonly api: GptEncodingApi,
     private readonly ranks: readonly RankEntry[],
     specialTokens: readonly string[],
+    private readonly splitRegex: RegExp,
   ) {
     this.name = name;
+    const byBytes = new Map<string, number>();
+    ranks.forEach((entry, rank) => {
+      byBytes.set(
+        Buffer.from(typeof entry === 'string' ? entry : Uint8Array.from(entry)).toString('latin1'),
+        rank,
+      );
+    });
+    this.bpe = new RankBpe(byBytes);
     for (const text of specialTokens) {
       const ids = api.encode(text, { allowedSpecial: 'all' });
       if (ids.length === 1) {
@@ -99,7 +117,19 @@ export class GptTokenizer implements Tokenizer {
   }
 
   encode(text: string): number[] {
-    return this.api.encode(text, { disallowedSpecial: NO_SPECIAL });
+    const ids: number[] = [];
+    for (const [piece] of text.matchAll(this.splitRegex)) {
+      let pieceIds = this.pieceCache.get(piece);
+      if (pieceIds === undefined) {
+        pieceIds = this.bpe.encodePiece(Buffer.from(piece, 'utf8').toString('latin1'));
+        if (piece.length <= PIECE_CACHE_MAX_LENGTH) {
+          if (this.pieceCache.size >= PIECE_CACHE_LIMIT) this.pieceCache.clear();
+          this.pieceCache.set(piece, pieceIds);
+        }
+      }
+      for (const id of pieceIds) ids.push(id);
+    }
+    return ids;
   }
 
   decode(ids: readonly number[], options?: DecodeOptions): string {
@@ -141,11 +171,18 @@ let o200k: Promise<Tokenizer> | undefined;
  */
 export function loadO200kTokenizer(): Promise<Tokenizer> {
   o200k ??= (async () => {
-    const [encoding, ranks] = await Promise.all([
+    const [encoding, ranks, constants] = await Promise.all([
       import('gpt-tokenizer/encoding/o200k_base'),
       import('gpt-tokenizer/bpeRanks/o200k_base'),
+      import('gpt-tokenizer/encodingParams/constants'),
     ]);
-    return new GptTokenizer('o200k_base', encoding.default, ranks.default, O200K_SPECIAL_TOKENS);
+    return new GptTokenizer(
+      'o200k_base',
+      encoding.default,
+      ranks.default,
+      O200K_SPECIAL_TOKENS,
+      constants.O200K_TOKEN_SPLIT_REGEX,
+    );
   })();
   return o200k;
 }

@@ -1,0 +1,160 @@
+/**
+ * Rank-based byte-pair encoding with tiktoken's exact semantics (`_byte_pair_merge`): start from
+ * single bytes, repeatedly merge the adjacent pair whose concatenation has the lowest rank (the
+ * leftmost one on ties) until no adjacent concatenation is in the vocabulary.
+ *
+ * Short pieces use tiktoken's own scan; long ones use a heap over a linked list of parts, so a
+ * piece of n bytes costs O(n log n) instead of O(n²). (gpt-tokenizer's scan takes ~30 s for a
+ * 100 kB run of one letter, which would let one request freeze the gateway.)
+ *
+ * Byte strings are handled as latin1 strings (one char per byte) so they can key a Map.
+ */
+
+const HEAP_THRESHOLD = 64;
+
+export class RankBpe {
+  /** @param ranks latin1 byte string of each token → its rank (= token id). */
+  constructor(private readonly ranks: ReadonlyMap<string, number>) {}
+
+  rank(bytes: string): number | undefined {
+    return this.ranks.get(bytes);
+  }
+
+  /** Token ids of one pre-tokenized piece (latin1 bytes). */
+  encodePiece(bytes: string): number[] {
+    const whole = this.ranks.get(bytes);
+    if (whole !== undefined) return [whole];
+    return bytes.length <= HEAP_THRESHOLD ? this.mergeByScan(bytes) : this.mergeByHeap(bytes);
+  }
+
+  private pairRank(bytes: string, start: number, end: number): number {
+    return this.ranks.get(bytes.slice(start, end)) ?? Number.POSITIVE_INFINITY;
+  }
+
+  /** tiktoken's loop: parts[i] = start offset of part i, ranks[i] = rank of parts i and i+1 joined. */
+  private mergeByScan(bytes: string): number[] {
+    const starts: number[] = [];
+    for (let i = 0; i <= bytes.length; i++) starts.push(i);
+    const ranks: number[] = [];
+    for (let i = 0; i + 2 < starts.length; i++) ranks.push(this.pairRank(bytes, starts[i], starts[i + 2]));
+    for (;;) {
+      let best = Number.POSITIVE_INFINITY;
+      let at = -1;
+      for (let i = 0; i < ranks.length; i++) {
+        if (ranks[i] < best) {
+          best = ranks[i];
+          at = i;
+        }
+      }
+      if (at < 0) break;
+      starts.splice(at + 1, 1);
+      ranks.splice(at, 1);
+      if (at < ranks.length) ranks[at] = this.pairRank(bytes, starts[at], starts[at + 2]);
+      if (at > 0) ranks[at - 1] = this.pairRank(bytes, starts[at - 1], starts[at + 1]);
+    }
+    return this.partsToIds(bytes, starts);
+  }
+
+  /** The same merges in O(n log n): parts are a linked list, candidate pairs sit in a min-heap. */
+  private mergeByHeap(bytes: string): number[] {
+    const n = bytes.length;
+    // Part i starts at byte i; next[i] / prev[i] link live parts; n is the end sentinel.
+    const next = new Int32Array(n + 1);
+    const prev = new Int32Array(n + 1);
+    const version = new Int32Array(n + 1);
+    for (let i = 0; i <= n; i++) {
+      next[i] = i + 1;
+      prev[i] = i - 1;
+    }
+    const heap = new PairHeap();
+    const push = (left: number) => {
+      version[left]++; // whatever was queued for this part is stale now
+      const right = next[left];
+      if (right >= n) return;
+      const rank = this.pairRank(bytes, left, next[right]);
+      if (rank !== Number.POSITIVE_INFINITY) heap.push(rank, left, version[left]);
+    };
+    for (let i = 0; i < n - 1; i++) push(i);
+    while (heap.size > 0) {
+      const { start, stamp } = heap.pop();
+      if (stamp !== version[start]) continue; // stale: that pair changed since it was queued
+      const right = next[start];
+      const after = next[right];
+      next[start] = after;
+      if (after <= n) prev[after] = start;
+      version[right]++; // the right part no longer exists: drop its queued pair
+      push(start);
+      if (prev[start] >= 0) push(prev[start]);
+    }
+    const starts: number[] = [];
+    for (let i = 0; i <= n; i = next[i]) starts.push(i);
+    return this.partsToIds(bytes, starts);
+  }
+
+  private partsToIds(bytes: string, starts: readonly number[]): number[] {
+    const ids: number[] = [];
+    for (let i = 0; i + 1 < starts.length; i++) {
+      const id = this.ranks.get(bytes.slice(starts[i], starts[i + 1]));
+      if (id === undefined) throw new Error(`byte ${bytes.charCodeAt(starts[i])} has no rank`);
+      ids.push(id);
+    }
+    return ids;
+  }
+}
+
+/** Binary min-heap of (rank, start, stamp), ordered by rank then start (leftmost first). */
+class PairHeap {
+  private ranks: number[] = [];
+  private starts: number[] = [];
+  private stamps: number[] = [];
+
+  get size(): number {
+    return this.ranks.length;
+  }
+
+  push(rank: number, start: number, stamp: number): void {
+    this.ranks.push(rank);
+    this.starts.push(start);
+    this.stamps.push(stamp);
+    let i = this.ranks.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!this.less(i, parent)) break;
+      this.swap(i, parent);
+      i = parent;
+    }
+  }
+
+  pop(): { rank: number; start: number; stamp: number } {
+    const top = { rank: this.ranks[0], start: this.starts[0], stamp: this.stamps[0] };
+    const last = this.ranks.length - 1;
+    this.swap(0, last);
+    this.ranks.pop();
+    this.starts.pop();
+    this.stamps.pop();
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let smallest = i;
+      if (l < this.ranks.length && this.less(l, smallest)) smallest = l;
+      if (r < this.ranks.length && this.less(r, smallest)) smallest = r;
+      if (smallest === i) break;
+      this.swap(i, smallest);
+      i = smallest;
+    }
+    return top;
+  }
+
+  private less(a: number, b: number): boolean {
+    return (
+      this.ranks[a] < this.ranks[b] || (this.ranks[a] === this.ranks[b] && this.starts[a] < this.starts[b])
+    );
+  }
+
+  private swap(a: number, b: number): void {
+    [this.ranks[a], this.ranks[b]] = [this.ranks[b], this.ranks[a]];
+    [this.starts[a], this.starts[b]] = [this.starts[b], this.starts[a]];
+    [this.stamps[a], this.stamps[b]] = [this.stamps[b], this.stamps[a]];
+  }
+}
