@@ -19,6 +19,7 @@ import {
   type PreTokenizer,
 } from './hf-pretokenizer.ts';
 import { type DecodeOptions, type Tokenizer, TokenizerError } from './tokenizer.ts';
+import { mergeByRank } from './tokenizer-bpe.ts';
 
 interface AddedToken {
   readonly id: number;
@@ -59,6 +60,8 @@ export interface HfTokenizerOptions {
 
 const USUAL_EOS = ['<|endoftext|>', '<|end_of_text|>', '<|eot_id|>', '</s>', '<|im_end|>'];
 const WORD_CACHE_LIMIT = 50_000;
+/** Words longer than this (in byte-level characters) are merged with the heap. */
+const LONG_WORD = 64;
 const utf8 = new TextEncoder();
 
 export class HfBpeTokenizer implements Tokenizer {
@@ -237,7 +240,10 @@ export class HfBpeTokenizer implements Tokenizer {
     return ids;
   }
 
-  /** Repeatedly merges the lowest-ranked adjacent pair (every occurrence of it, left to right). */
+  /**
+   * Repeatedly merges the lowest-ranked adjacent pair (every occurrence of it, left to right);
+   * long words go through the O(n log n) heap instead, with the same result.
+   */
   private bpe(word: string): number[] {
     let symbols: number[] = [];
     for (const char of word) {
@@ -245,6 +251,13 @@ export class HfBpeTokenizer implements Tokenizer {
       if (id === undefined)
         throw new TokenizerError(`character ${JSON.stringify(char)} is not in the vocabulary`);
       symbols.push(id);
+    }
+    if (symbols.length > LONG_WORD) {
+      return mergeByRank(
+        symbols,
+        (a, b) => this.mergeRank.get(a * this.pairBase + b) ?? Number.POSITIVE_INFINITY,
+        (rank) => this.mergedId[rank],
+      );
     }
     while (symbols.length > 1) {
       let best = -1;

@@ -102,6 +102,50 @@ export class RankBpe {
   }
 }
 
+/**
+ * Merge-list BPE (Hugging Face semantics) in O(n log n): `symbols` are token ids; repeatedly merge
+ * the adjacent pair with the lowest `pairRank` (leftmost on ties) into `mergedId(rank)`.
+ * `pairRank` returns Infinity for pairs that do not merge.
+ */
+export function mergeByRank(
+  symbols: readonly number[],
+  pairRank: (left: number, right: number) => number,
+  mergedId: (rank: number) => number,
+): number[] {
+  const n = symbols.length;
+  const ids = Int32Array.from(symbols);
+  const next = new Int32Array(n);
+  const prev = new Int32Array(n);
+  const version = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    next[i] = i + 1;
+    prev[i] = i - 1;
+  }
+  const heap = new PairHeap();
+  const push = (left: number) => {
+    version[left]++;
+    const right = next[left];
+    if (right >= n) return;
+    const rank = pairRank(ids[left], ids[right]);
+    if (rank !== Number.POSITIVE_INFINITY) heap.push(rank, left, version[left]);
+  };
+  for (let i = 0; i + 1 < n; i++) push(i);
+  while (heap.size > 0) {
+    const { rank, start, stamp } = heap.pop();
+    if (stamp !== version[start]) continue;
+    const right = next[start];
+    ids[start] = mergedId(rank);
+    next[start] = next[right];
+    if (next[right] < n) prev[next[right]] = start;
+    version[right]++;
+    push(start);
+    if (prev[start] >= 0) push(prev[start]);
+  }
+  const out: number[] = [];
+  for (let i = 0; i < n; i = next[i]) out.push(ids[i]);
+  return out;
+}
+
 /** Binary min-heap of (rank, start, stamp), ordered by rank then start (leftmost first). */
 class PairHeap {
   private ranks: number[] = [];

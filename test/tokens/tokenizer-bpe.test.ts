@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadO200kTokenizer, type Tokenizer } from '../../src/tokens/tokenizer.ts';
-import { RankBpe } from '../../src/tokens/tokenizer-bpe.ts';
+import { mergeByRank, RankBpe } from '../../src/tokens/tokenizer-bpe.ts';
 
 /** tiktoken's `_byte_pair_merge`, written the plain quadratic way, as the reference. */
 function referenceMerge(ranks: Map<string, number>, bytes: string): number[] {
@@ -41,6 +41,42 @@ describe('RankBpe (tiktoken semantics)', () => {
           ]);
           for (const token of tokens) ranks.set(token, ranks.size);
           expect(new RankBpe(ranks).encodePiece(text)).toEqual(referenceMerge(ranks, text));
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+});
+
+describe('mergeByRank (merge-list semantics)', () => {
+  it('equals merging the lowest-ranked pair leftmost-first, one at a time', () => {
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(fc.tuple(fc.integer({ min: 0, max: 5 }), fc.integer({ min: 0, max: 5 })), {
+          maxLength: 12,
+          selector: ([a, b]) => `${a},${b}`,
+        }),
+        fc.array(fc.integer({ min: 0, max: 5 }), { minLength: 1, maxLength: 200 }),
+        (merges, symbols) => {
+          // merge r joins (a, b) into the new id 100 + r; merged ids can merge again via later pairs
+          const rules = merges.map(([a, b], r) => [a, b, r] as const);
+          const rankOf = (a: number, b: number) =>
+            rules.find(([x, y]) => x === a && y === b)?.[2] ?? Number.POSITIVE_INFINITY;
+          let expected = [...symbols];
+          for (;;) {
+            let best = Number.POSITIVE_INFINITY;
+            let at = -1;
+            for (let i = 0; i + 1 < expected.length; i++) {
+              const r = rankOf(expected[i], expected[i + 1]);
+              if (r < best) {
+                best = r;
+                at = i;
+              }
+            }
+            if (at < 0) break;
+            expected = [...expected.slice(0, at), 100 + best, ...expected.slice(at + 2)];
+          }
+          expect(mergeByRank(symbols, rankOf, (r) => 100 + r)).toEqual(expected);
         },
       ),
       { numRuns: 500 },

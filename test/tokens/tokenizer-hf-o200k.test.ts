@@ -74,6 +74,10 @@ describe('tokenizer.json BPE agrees with tiktoken on o200k_base', () => {
       "Hello, world! It's a TEST of THE'LL and we'VE 12345 numbers.\n\n  indented\tcode();",
       'Übermäßig große Straße — naïve café, 日本語のテキスト, emoji 😀👍🏽, العربية',
       'def f(x):\n    return x ** 2  # comment\r\n',
+      // long pieces: the heap path
+      'ab'.repeat(1200),
+      'Supercalifragilisticexpialidocious'.repeat(40),
+      '日本語'.repeat(300),
     ];
     for (const text of samples) expect(converted.encode(text)).toEqual(reference.encode(text));
   });
