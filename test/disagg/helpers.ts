@@ -28,13 +28,20 @@ export interface Layout {
 }
 
 export async function startLayout(
-  workers: Partial<DisaggregatedWorkersOptions> & Pick<DisaggregatedWorkersOptions, 'prefillWorkers' | 'decodeWorkers'>,
+  workers: Partial<DisaggregatedWorkersOptions> &
+    Pick<DisaggregatedWorkersOptions, 'prefillWorkers' | 'decodeWorkers'>,
   router: Partial<Omit<DisaggregatedRouterOptions, 'runtime' | 'model'>> = {},
 ): Promise<Layout> {
   const started = await startDisaggregatedWorkers({
     model: MODEL,
     ...workers,
-    engine: { blockSize: BLOCK_SIZE, dataParallelSize: 4, speedupRatio: 0, numGpuBlocks: 4096, ...workers.engine },
+    engine: {
+      blockSize: BLOCK_SIZE,
+      dataParallelSize: 4,
+      speedupRatio: 0,
+      numGpuBlocks: 4096,
+      ...workers.engine,
+    },
     drainTimeoutMs: 0,
   });
   const runtime = started.cluster.runtime();
@@ -79,7 +86,11 @@ export function prompt(seed: number, length: number, prefix: readonly number[] =
   return out;
 }
 
-export function request(id: string, tokenIds: readonly number[], extra: Partial<DisaggRequest> = {}): DisaggRequest {
+export function request(
+  id: string,
+  tokenIds: readonly number[],
+  extra: Partial<DisaggRequest> = {},
+): DisaggRequest {
   return { requestId: id, tokenIds, sampling: { maxTokens: 3, ignoreEos: true, seed: 1 }, ...extra };
 }
 

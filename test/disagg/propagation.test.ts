@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RequestRouting } from '../../src/cluster/model-router.ts';
 import type { WorkerSelection } from '../../src/cluster/disagg/selection.ts';
+import type { RequestRouting } from '../../src/cluster/model-router.ts';
 import { PREFILL_COMPONENT } from '../../src/protocol/wire.ts';
 import { collect, type Layout, MODEL, prompt, request, startLayout, tokensOf } from './helpers.ts';
 
@@ -66,7 +66,8 @@ describe('dp_rank propagation, end to end', () => {
       await Promise.all(
         Array.from({ length: 20 }, async (_, j) => {
           const i = batch * 20 + j;
-          const tokens = i % 3 === 0 ? prompt(5000 + i, 64 + (i % 50), shared) : prompt(5000 + i, 17 + (i % 120));
+          const tokens =
+            i % 3 === 0 ? prompt(5000 + i, 64 + (i % 50), shared) : prompt(5000 + i, 17 + (i % 120));
           const id = `prop-${i}`;
           const chunks = await collect(layout.handle.router.generate(request(id, tokens)));
           expect(tokensOf(chunks)).toHaveLength(3);
@@ -98,6 +99,8 @@ describe('dp_rank propagation, end to end', () => {
     expect(ranks.size).toBeGreaterThanOrEqual(2);
     // The prefill pool's load is released once every request finished.
     const prefillRouter = layout.handle.watcher.routerFor(MODEL, PREFILL_COMPONENT)!;
-    expect(prefillRouter.loads().every((l) => l.activeRequests === 0 && l.activePrefillTokens === 0)).toBe(true);
+    expect(prefillRouter.loads().every((l) => l.activeRequests === 0 && l.activePrefillTokens === 0)).toBe(
+      true,
+    );
   });
 });

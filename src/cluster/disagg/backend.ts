@@ -5,7 +5,7 @@
  * `prefill_dp_rank` the prefill worker. Every response names the decode side and, when the request
  * was disaggregated, the prefill side.
  */
-import { clusterApiError, NO_BUSY_THRESHOLDS } from '../../frontend/cluster-backend.ts';
+
 import type {
   BackendChunk,
   BackendHealth,
@@ -18,6 +18,7 @@ import type {
   RoutingDecision,
 } from '../../frontend/backend.ts';
 import { BackendError } from '../../frontend/backend.ts';
+import { clusterApiError, NO_BUSY_THRESHOLDS } from '../../frontend/cluster-backend.ts';
 import { BACKEND_COMPONENT, PREFILL_COMPONENT } from '../../protocol/wire.ts';
 import type { Runtime } from '../../runtime/types.ts';
 import type { ModelRouter, RequestRouting } from '../model-router.ts';
@@ -25,8 +26,8 @@ import type { ModelWatcher } from '../model-watcher.ts';
 import {
   type DisaggChunk,
   type DisaggregatedModelRouter,
-  DisaggregatedModelRouter as Router,
   type DisaggregationOptions,
+  DisaggregatedModelRouter as Router,
 } from './disaggregated-model-router.ts';
 import { DisaggError } from './errors.ts';
 import type { PrefillSelector } from './selection.ts';
@@ -123,7 +124,10 @@ export class DisaggregatedModelBackend implements ModelBackend {
   }
 }
 
-function requestRouting(request: BackendRequest): { routing: RequestRouting; prefillRouting: RequestRouting } {
+function requestRouting(request: BackendRequest): {
+  routing: RequestRouting;
+  prefillRouting: RequestRouting;
+} {
   const { routing: hints, routerOverrides } = request;
   const backend = hints.backendInstanceId;
   const decode = hints.decodeWorkerId;
@@ -240,4 +244,3 @@ export class DisaggregatedModelRegistry implements ModelRegistry {
     return created;
   }
 }
-

@@ -91,6 +91,7 @@ export function routingFor(
       }
     }
   }
-  if (best === undefined) throw new NoWorkersError(`no ${[...roles].join('/')} worker of ${router.model} fits`);
+  if (best === undefined)
+    throw new NoWorkersError(`no ${[...roles].join('/')} worker of ${router.model} fits`);
   return { ...routing, workerId: best.workerId, dpRank: best.dpRank };
 }

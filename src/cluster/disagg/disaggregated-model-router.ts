@@ -60,11 +60,7 @@ export interface DisaggDecision extends RoutingDecision {
   readonly prefill?: RoutingDecision;
 }
 
-export type AggregatedReason =
-  | 'no_prefill_workers'
-  | 'short_prompt'
-  | 'prefill_busy'
-  | 'prefill_failed';
+export type AggregatedReason = 'no_prefill_workers' | 'short_prompt' | 'prefill_busy' | 'prefill_failed';
 
 export interface DisaggregationOptions {
   /** Never run a request aggregated: no prefill worker or a failed prefill is an error. */
@@ -187,7 +183,8 @@ export class DisaggregatedModelRouter {
       chosen = router.decide(tokens, prefillRouting);
       return chosen;
     });
-    if (plan instanceof Promise) throw new Error('unreachable: a synchronous selection planned asynchronously');
+    if (plan instanceof Promise)
+      throw new Error('unreachable: a synchronous selection planned asynchronously');
     if (plan.kind === 'aggregated')
       return this.decode.decide(tokens, routingFor(this.decode, tokens, routing, 'local-prefill'));
     const decode = this.decode.decide(tokens, this.decodeRouting(tokens, routing));
@@ -210,7 +207,8 @@ export class DisaggregatedModelRouter {
     const prefillRouting = request.prefillRouting ?? {};
     const avoid = new Set<WorkerId>();
     for (let attempt = 0; ; attempt++) {
-      const plan = await this.plan(tokens, prefillRouting, request.dpRank, avoid, (router) =>
+      const requestRank = prefillRouting.dpRank ?? request.dpRank;
+      const plan = await this.plan(tokens, prefillRouting, requestRank, avoid, (router) =>
         this.select(router, tokens, prefillRouting, signal),
       );
       if (plan.kind === 'aggregated') {
@@ -367,7 +365,10 @@ export class DisaggregatedModelRouter {
 
   // ---- running ---------------------------------------------------------------------------------
 
-  private async *aggregated(request: DisaggRequest, signal: AbortSignal | undefined): AsyncGenerator<DisaggChunk> {
+  private async *aggregated(
+    request: DisaggRequest,
+    signal: AbortSignal | undefined,
+  ): AsyncGenerator<DisaggChunk> {
     const routing = routingFor(this.decode, request.tokenIds, request.routing ?? {}, 'local-prefill');
     const { prefillRouting: _p, bootstrap: _b, ...rest } = request;
     for await (const chunk of this.decode.generate({ ...rest, routing }, signal))
@@ -445,6 +446,8 @@ export class DisaggregatedModelRouter {
         this.counts.disaggregated++;
       } catch (error) {
         if (signal?.aborted || produced) throw error;
+        // The decode may notice a lost prefill (its pull fails) before the prefill stream does.
+        if (prefillError === undefined) await settledWithin(handoff.finished, PREFILL_SETTLE_MS);
         if (prefillError !== undefined) throw new PrefillFailure(prefillError);
         if (isBootstrapFailure(error))
           throw new PrefillFailure(
@@ -464,6 +467,20 @@ export class DisaggregatedModelRouter {
       if (tracked) prefill.policy.free(trackId);
     }
   }
+}
+
+/** How long a failed decode waits to learn whether its prefill failed too. */
+const PREFILL_SETTLE_MS = 1_000;
+
+function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    promise.then(done, done);
+  });
 }
 
 /** Thrown inside one attempt: the prefill side failed before the decode produced anything. */

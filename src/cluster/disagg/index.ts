@@ -1,9 +1,9 @@
 /** Disaggregated prefill/decode serving: router, frontend backend, embedded layout. */
 export {
-  DisaggregatedModelBackend,
-  DisaggregatedModelRegistry,
   type DisaggBackendOptions,
   type DisaggRegistryOptions,
+  DisaggregatedModelBackend,
+  DisaggregatedModelRegistry,
   disaggApiError,
 } from './backend.ts';
 export { canPrefillLocally, type DecodeNeed, rolesFor, routingFor } from './decode-pool.ts';
@@ -12,10 +12,10 @@ export {
   DECODE_OVERRIDES,
   type DisaggChunk,
   type DisaggDecision,
+  type DisaggRequest,
   DisaggregatedModelRouter,
   type DisaggregatedModelRouterOptions,
   type DisaggregationOptions,
-  type DisaggRequest,
   type DisaggStats,
 } from './disaggregated-model-router.ts';
 export {

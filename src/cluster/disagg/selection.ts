@@ -30,7 +30,10 @@ export interface PrefillSelector {
  * The rank to send with the request: the router's, else the request's own, else undefined (the
  * engine chooses and reports the rank it ran on).
  */
-export function effectiveRank(answerRank: number | undefined, requestRank: number | undefined): number | undefined {
+export function effectiveRank(
+  answerRank: number | undefined,
+  requestRank: number | undefined,
+): number | undefined {
   if (answerRank !== undefined) return answerRank;
   return requestRank;
 }
