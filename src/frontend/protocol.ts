@@ -2,8 +2,9 @@
  * OpenAI request schemas (zod) for /v1/chat/completions and /v1/completions, with the extensions
  * kvgate accepts: vLLM's `ignore_eos`, `stop_token_ids`, `data_parallel_rank`, and Dynamo's `nvext`.
  * Unknown fields are ignored, as OpenAI-compatible servers do; fields kvgate cannot honour
- * (log probabilities, echo, suffix, non-text content) are rejected with a 400 instead of silently
- * dropped.
+ * (log probabilities, echo, suffix, best_of other than n, non-text content, tools, JSON response
+ * formats) are rejected with a 400 instead of silently dropped. Sampling knobs the engine has no
+ * use for (top_p, penalties) are validated and accepted.
  */
 import { z } from 'zod';
 import { MAX_DP_RANK } from '../kv/events.ts';
