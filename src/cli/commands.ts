@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { registerBenchCommand } from './bench-command.ts';
+import { registerFrontendCommand } from './frontend-command.ts';
 import { registerServeCommand } from './serve-command.ts';
 import { registerWorkerCommand } from './worker-command.ts';
 
@@ -10,5 +11,6 @@ import { registerWorkerCommand } from './worker-command.ts';
 export function registerCommands(program: Command): void {
   registerBenchCommand(program);
   registerServeCommand(program);
+  registerFrontendCommand(program);
   registerWorkerCommand(program);
 }

@@ -319,7 +319,16 @@ export class Worker {
       if (error instanceof Error && error.message.startsWith(WORKER_BAD_REQUEST)) throw error;
       throw this.badRequest('generate request', errorMessage(error));
     }
+    // A caller that goes away aborts the signal; the plane may never resume this generator, so the
+    // request stops counting as in flight on the abort itself.
+    let counted = true;
+    const leave = () => {
+      if (!counted) return;
+      counted = false;
+      this.leave();
+    };
     this.enter();
+    ctx.signal.addEventListener('abort', leave, { once: true });
     try {
       await this.gate.wait(ctx.signal);
       if (this.draining) throw this.unavailable(); // parked behind the gate when shutdown began
@@ -333,7 +342,8 @@ export class Worker {
       this.loads.changed();
       for await (const chunk of stream) yield encodeJson(generateChunkToWire(chunk));
     } finally {
-      this.leave();
+      ctx.signal.removeEventListener('abort', leave);
+      leave();
     }
   }
 

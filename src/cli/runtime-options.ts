@@ -1,0 +1,220 @@
+/**
+ * Runtime flags shared by the commands that join a distributed deployment (worker, frontend,
+ * router): where NATS and etcd are, their credentials and TLS files (passed through), the
+ * namespace and the lease TTL. Every flag can also come from the environment (`KVGATE_*`); a flag
+ * wins over the environment.
+ */
+import { readFileSync } from 'node:fs';
+import { type Command, Option } from 'commander';
+import { DEFAULT_NAMESPACE } from '../protocol/wire.ts';
+import type { DistributedRuntimeOptions } from '../runtime/distributed.ts';
+import type { EtcdStoreOptions } from '../runtime/etcd/kv-store.ts';
+import type { NatsOptions } from '../runtime/nats/connection.ts';
+import { isValidName } from '../runtime/types.ts';
+
+/** A bad flag or environment value: print the message (no stack) and exit with code 2. */
+export class CliUsageError extends Error {
+  override readonly name = 'CliUsageError';
+}
+
+interface RuntimeFlag {
+  /** Commander attribute name. */
+  readonly key: string;
+  readonly flags: string;
+  readonly env: string;
+  readonly help: string;
+}
+
+const RUNTIME_FLAGS: readonly RuntimeFlag[] = [
+  { key: 'nats', flags: '--nats <urls>', env: 'KVGATE_NATS', help: 'NATS server URL(s), comma separated' },
+  { key: 'etcd', flags: '--etcd <urls>', env: 'KVGATE_ETCD', help: 'etcd endpoint(s), comma separated' },
+  {
+    key: 'namespace',
+    flags: '--namespace <name>',
+    env: 'KVGATE_NAMESPACE',
+    help: `namespace (default ${DEFAULT_NAMESPACE})`,
+  },
+  {
+    key: 'leaseTtl',
+    flags: '--lease-ttl <seconds>',
+    env: 'KVGATE_LEASE_TTL',
+    help: 'discovery lease TTL in seconds (default 10)',
+  },
+  { key: 'natsToken', flags: '--nats-token <token>', env: 'KVGATE_NATS_TOKEN', help: 'NATS auth token' },
+  { key: 'natsUser', flags: '--nats-user <user>', env: 'KVGATE_NATS_USER', help: 'NATS user' },
+  { key: 'natsPass', flags: '--nats-pass <password>', env: 'KVGATE_NATS_PASS', help: 'NATS password' },
+  { key: 'natsCreds', flags: '--nats-creds <file>', env: 'KVGATE_NATS_CREDS', help: 'NATS .creds file' },
+  { key: 'natsTlsCa', flags: '--nats-tls-ca <file>', env: 'KVGATE_NATS_TLS_CA', help: 'NATS TLS CA file' },
+  {
+    key: 'natsTlsCert',
+    flags: '--nats-tls-cert <file>',
+    env: 'KVGATE_NATS_TLS_CERT',
+    help: 'NATS TLS client certificate',
+  },
+  {
+    key: 'natsTlsKey',
+    flags: '--nats-tls-key <file>',
+    env: 'KVGATE_NATS_TLS_KEY',
+    help: 'NATS TLS client key',
+  },
+  { key: 'etcdUser', flags: '--etcd-user <user>', env: 'KVGATE_ETCD_USER', help: 'etcd user' },
+  { key: 'etcdPass', flags: '--etcd-pass <password>', env: 'KVGATE_ETCD_PASS', help: 'etcd password' },
+  { key: 'etcdTlsCa', flags: '--etcd-tls-ca <file>', env: 'KVGATE_ETCD_TLS_CA', help: 'etcd TLS CA file' },
+  {
+    key: 'etcdTlsCert',
+    flags: '--etcd-tls-cert <file>',
+    env: 'KVGATE_ETCD_TLS_CERT',
+    help: 'etcd TLS client certificate',
+  },
+  {
+    key: 'etcdTlsKey',
+    flags: '--etcd-tls-key <file>',
+    env: 'KVGATE_ETCD_TLS_KEY',
+    help: 'etcd TLS client key',
+  },
+];
+
+/** Adds the runtime flags to a command. */
+export function addRuntimeOptions(cmd: Command): Command {
+  for (const flag of RUNTIME_FLAGS) cmd.addOption(new Option(flag.flags, `${flag.help} (env ${flag.env})`));
+  return cmd;
+}
+
+export interface RuntimeSettings {
+  readonly namespace: string;
+  /** Absent when neither --nats nor --etcd (nor their variables) was given. */
+  readonly distributed?: DistributedRuntimeOptions;
+}
+
+function list(text: string): string[] {
+  return text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+}
+
+function readFile(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw new CliUsageError(`${what}: cannot read ${JSON.stringify(path)} (${(error as Error).message})`);
+  }
+}
+
+/** Resolves the runtime flags (flag, else environment) and validates them; throws CliUsageError. */
+export function runtimeSettingsFromOptions(
+  opts: object,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): RuntimeSettings {
+  const given = opts as Readonly<Record<string, unknown>>;
+  const value = (key: string): { text: string; source: string } | undefined => {
+    const flag = RUNTIME_FLAGS.find((f) => f.key === key)!;
+    const fromFlag = given[key];
+    if (typeof fromFlag === 'string') return { text: fromFlag, source: flag.flags.split(' ')[0] };
+    const fromEnv = env[flag.env];
+    if (fromEnv !== undefined && fromEnv !== '') return { text: fromEnv, source: flag.env };
+    return undefined;
+  };
+  const namespace = value('namespace');
+  if (namespace !== undefined && !isValidName(namespace.text))
+    throw new CliUsageError(
+      `${namespace.source}: invalid namespace ${JSON.stringify(namespace.text)} (letters, digits, _ and -)`,
+    );
+  let leaseTtlSeconds: number | undefined;
+  const ttl = value('leaseTtl');
+  if (ttl !== undefined) {
+    leaseTtlSeconds = Number(ttl.text);
+    if (!Number.isInteger(leaseTtlSeconds) || leaseTtlSeconds < 1 || leaseTtlSeconds > 3600)
+      throw new CliUsageError(
+        `${ttl.source}: expected a whole number of seconds in [1, 3600], got ${JSON.stringify(ttl.text)}`,
+      );
+  }
+  const nats = value('nats');
+  const etcd = value('etcd');
+  const settings = { namespace: namespace?.text ?? DEFAULT_NAMESPACE };
+  if (nats === undefined && etcd === undefined) return settings;
+  if (nats === undefined || etcd === undefined)
+    throw new CliUsageError(
+      `a distributed runtime needs both NATS and etcd: ${nats === undefined ? 'give --nats URL (or KVGATE_NATS)' : 'give --etcd URL (or KVGATE_ETCD)'}`,
+    );
+  const natsServers = list(nats.text);
+  for (const url of natsServers)
+    if (!/^(nats|tls|wss?):\/\/[^\s]+$/.test(url) && !/^[\w.-]+:\d+$/.test(url))
+      throw new CliUsageError(`${nats.source}: not a NATS URL: ${JSON.stringify(url)}`);
+  const etcdHosts = list(etcd.text);
+  for (const host of etcdHosts)
+    if (!/^(https?:\/\/)?[\w.-]+(:\d+)?$/.test(host))
+      throw new CliUsageError(`${etcd.source}: not an etcd endpoint: ${JSON.stringify(host)}`);
+  if (natsServers.length === 0 || etcdHosts.length === 0)
+    throw new CliUsageError('--nats and --etcd need at least one address each');
+
+  const natsUser = value('natsUser');
+  const natsPass = value('natsPass');
+  if ((natsUser === undefined) !== (natsPass === undefined))
+    throw new CliUsageError('--nats-user and --nats-pass go together');
+  const natsCreds = value('natsCreds');
+  if (natsCreds !== undefined) readFile(natsCreds.text, natsCreds.source);
+  const natsTls = tlsFiles(value('natsTlsCa'), value('natsTlsCert'), value('natsTlsKey'));
+  const natsOptions: NatsOptions = {
+    servers: natsServers,
+    name: 'kvgate',
+    ...(value('natsToken') ? { token: value('natsToken')!.text } : {}),
+    ...(natsUser && natsPass ? { user: natsUser.text, pass: natsPass.text } : {}),
+    ...(natsCreds ? { credsFile: natsCreds.text } : {}),
+    ...(natsTls
+      ? {
+          tls: {
+            ...(natsTls.ca ? { caFile: natsTls.ca } : {}),
+            ...(natsTls.cert ? { certFile: natsTls.cert } : {}),
+            ...(natsTls.key ? { keyFile: natsTls.key } : {}),
+          },
+        }
+      : {}),
+  };
+
+  const etcdUser = value('etcdUser');
+  const etcdPass = value('etcdPass');
+  if ((etcdUser === undefined) !== (etcdPass === undefined))
+    throw new CliUsageError('--etcd-user and --etcd-pass go together');
+  const etcdTls = tlsFiles(value('etcdTlsCa'), value('etcdTlsCert'), value('etcdTlsKey'));
+  if (etcdTls && etcdTls.ca === undefined) throw new CliUsageError('etcd TLS needs --etcd-tls-ca');
+  const etcdOptions: EtcdStoreOptions = {
+    hosts: etcdHosts,
+    ...(etcdUser && etcdPass ? { auth: { username: etcdUser.text, password: etcdPass.text } } : {}),
+    ...(etcdTls?.ca
+      ? {
+          credentials: {
+            rootCertificate: readFile(etcdTls.ca, '--etcd-tls-ca'),
+            ...(etcdTls.key ? { privateKey: readFile(etcdTls.key, '--etcd-tls-key') } : {}),
+            ...(etcdTls.cert ? { certChain: readFile(etcdTls.cert, '--etcd-tls-cert') } : {}),
+          },
+        }
+      : {}),
+  };
+  return {
+    ...settings,
+    distributed: {
+      nats: natsOptions,
+      etcd: etcdOptions,
+      ...(leaseTtlSeconds !== undefined ? { leaseTtlSeconds } : {}),
+    },
+  };
+}
+
+type Found = { text: string; source: string } | undefined;
+
+function tlsFiles(
+  ca: Found,
+  cert: Found,
+  key: Found,
+): { ca?: string; cert?: string; key?: string } | undefined {
+  if (!ca && !cert && !key) return undefined;
+  if ((cert === undefined) !== (key === undefined))
+    throw new CliUsageError(`${(cert ?? key)!.source}: a TLS client certificate and key go together`);
+  for (const f of [ca, cert, key]) if (f) readFile(f.text, f.source);
+  return {
+    ...(ca ? { ca: ca.text } : {}),
+    ...(cert ? { cert: cert.text } : {}),
+    ...(key ? { key: key.text } : {}),
+  };
+}

@@ -1,0 +1,188 @@
+/**
+ * `kvgate worker`: one engine worker joining a distributed deployment (NATS + etcd). It serves
+ * generate / kv_indexer_query / kv_transfer, publishes KV events and load, registers its model
+ * card under a lease, and on SIGTERM or SIGINT deregisters, drains and exits. In-process workers
+ * are started by `kvgate serve` instead.
+ */
+import { hostname } from 'node:os';
+import { type Command, type CommanderError, InvalidArgumentError, Option } from 'commander';
+import { EngineError } from '../engine/errors.ts';
+import type { WorkerRole } from '../protocol/generate.ts';
+import { connectDistributedRuntime, type DistributedRuntime } from '../runtime/distributed.ts';
+import { log } from '../util/log.ts';
+import { MockEngineAdapter } from '../worker/engine-adapter.ts';
+import { Worker } from '../worker/worker.ts';
+import { addRuntimeOptions, CliUsageError, runtimeSettingsFromOptions } from './runtime-options.ts';
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1)
+    throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+
+function nonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n))
+    throw new InvalidArgumentError('expected an integer >= 0');
+  return n;
+}
+
+function nonNegativeNumber(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0)
+    throw new InvalidArgumentError('expected a number >= 0');
+  return n;
+}
+
+function port(value: string): number {
+  const n = positiveInt(value);
+  if (n > 65535) throw new InvalidArgumentError('expected a port in [1, 65535]');
+  return n;
+}
+
+function modelName(value: string): string {
+  if (value.trim() === '' || value.length > 256)
+    throw new InvalidArgumentError('expected a model name (1 to 256 characters)');
+  return value;
+}
+
+interface WorkerFlags {
+  engine: 'mock';
+  model: string;
+  role: WorkerRole;
+  dpSize: number;
+  blockSize?: number;
+  numGpuBlocks?: number;
+  maxNumSeqs?: number;
+  maxNumBatchedTokens?: number;
+  speedupRatio?: number;
+  seed?: number;
+  prefixCaching: boolean;
+  bootstrapHost?: string;
+  bootstrapPort: number;
+  drainTimeout: number;
+  metricsInterval: number;
+}
+
+export function registerWorkerCommand(program: Command): void {
+  const cmd = program
+    .command('worker')
+    .description('run one engine worker against NATS + etcd (in-process workers: kvgate serve)')
+    .addOption(new Option('--engine <kind>', 'engine behind the worker').choices(['mock']).default('mock'))
+    .requiredOption('--model <name>', 'model name served (goes in the model card)', modelName)
+    .addOption(
+      new Option('--role <role>', 'aggregated, prefill or decode')
+        .choices(['aggregated', 'prefill', 'decode'])
+        .default('aggregated'),
+    )
+    .option('--dp-size <n>', 'data-parallel ranks', positiveInt, 1)
+    .option('--block-size <tokens>', 'tokens per KV block (default 64)', positiveInt)
+    .option('--num-gpu-blocks <n>', 'KV blocks per rank (default 16384)', positiveInt)
+    .option('--max-num-seqs <n>', 'running requests per rank (default 256)', positiveInt)
+    .option('--max-num-batched-tokens <n>', 'tokens per iteration (default 8192)', positiveInt)
+    .option(
+      '--speedup-ratio <x>',
+      'simulated time runs x times faster; 0 = no delay (default 1)',
+      nonNegativeNumber,
+    )
+    .option('--seed <n>', 'seed of the output tokens and room ids (default 0)', nonNegativeInt)
+    .option('--no-prefix-caching', 'disable prefix caching (and KV events)')
+    .option(
+      '--bootstrap-host <host>',
+      'prefill role: host advertised to decode workers (default this host name)',
+    )
+    .option('--bootstrap-port <port>', 'prefill role: port advertised to decode workers', port, 8998)
+    .option(
+      '--drain-timeout <seconds>',
+      'on SIGTERM, wait this long for in-flight requests',
+      nonNegativeNumber,
+      30,
+    )
+    .option('--metrics-interval <ms>', 'publish load at least this often', positiveInt, 1000);
+  addRuntimeOptions(cmd);
+  cmd.exitOverride((error: CommanderError) => {
+    process.exit(error.exitCode === 0 ? 0 : 2);
+  });
+  cmd.action(async (flags: WorkerFlags, command: Command) => {
+    try {
+      await runWorker(flags, command.opts());
+    } catch (error) {
+      if (
+        error instanceof CliUsageError ||
+        (error instanceof EngineError && error.code === 'ENGINE_INVALID_OPTIONS')
+      ) {
+        process.stderr.write(`error: ${error.message}\n`);
+        process.exit(2);
+      }
+      throw error;
+    }
+  });
+}
+
+async function runWorker(flags: WorkerFlags, opts: Record<string, unknown>): Promise<void> {
+  const settings = runtimeSettingsFromOptions(opts);
+  if (settings.distributed === undefined)
+    throw new CliUsageError(
+      'kvgate worker joins a distributed runtime: give --nats URL and --etcd URL (or KVGATE_NATS and KVGATE_ETCD). ' +
+        'In-process workers are created by `kvgate serve`.',
+    );
+  const bootstrapHost = flags.bootstrapHost ?? hostname();
+  const engineOptions = {
+    mode: flags.role,
+    dataParallelSize: flags.dpSize,
+    enablePrefixCaching: flags.prefixCaching,
+    bootstrapHost,
+    bootstrapPort: flags.bootstrapPort,
+    ...(flags.blockSize !== undefined ? { blockSize: flags.blockSize } : {}),
+    ...(flags.numGpuBlocks !== undefined ? { numGpuBlocks: flags.numGpuBlocks } : {}),
+    ...(flags.maxNumSeqs !== undefined ? { maxNumSeqs: flags.maxNumSeqs } : {}),
+    ...(flags.maxNumBatchedTokens !== undefined ? { maxNumBatchedTokens: flags.maxNumBatchedTokens } : {}),
+    ...(flags.speedupRatio !== undefined ? { speedupRatio: flags.speedupRatio } : {}),
+    ...(flags.seed !== undefined ? { seed: flags.seed } : {}),
+  };
+  // Validate the engine options before connecting anywhere (a bad flag exits with code 2).
+  new MockEngineAdapter(engineOptions).close();
+
+  const runtime: DistributedRuntime = await connectDistributedRuntime(settings.distributed);
+  const worker = await Worker.start({
+    runtime,
+    namespace: settings.namespace,
+    modelName: flags.model,
+    engine: MockEngineAdapter.factory(engineOptions),
+    ...(flags.role === 'prefill' ? { bootstrap: { host: bootstrapHost, port: flags.bootstrapPort } } : {}),
+    drainTimeoutMs: flags.drainTimeout * 1000,
+    metricsIntervalMs: flags.metricsInterval,
+    runtimeConfig: { engine: flags.engine },
+  });
+  log.info(
+    {
+      instanceId: worker.instanceId.toString(16),
+      namespace: settings.namespace,
+      component: worker.component,
+      model: flags.model,
+      role: flags.role,
+      dpSize: flags.dpSize,
+    },
+    'worker: serving (registration follows)',
+  );
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) {
+      log.warn({ signal }, 'worker: second signal, exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    log.info({ signal }, 'worker: shutting down');
+    void (async () => {
+      await worker.shutdown();
+      await runtime
+        .close()
+        .catch((error: unknown) => log.warn({ err: error }, 'worker: runtime close failed'));
+      process.exit(0);
+    })();
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
