@@ -36,10 +36,9 @@ describe('client disconnect', () => {
     expect(new TextDecoder().decode(first.value)).toContain('data: ');
     const signal = server.backend.signals[0];
     expect(signal.aborted).toBe(false);
-    const cut = Date.now();
     controller.abort();
-    await waitFor(() => signal.aborted);
-    expect(Date.now() - cut).toBeLessThan(500);
+    // The backend had 10,000 tokens × 20 ms to go: an abort seen within seconds came from the disconnect.
+    await waitFor(() => signal.aborted, 5000);
   });
 
   it('before a non-streamed answer aborts the backend signal too', async () => {
@@ -57,7 +56,7 @@ describe('client disconnect', () => {
     await waitFor(() => server!.backend.signals.length === 1);
     const signal = server.backend.signals[0];
     req.destroy();
-    await waitFor(() => signal.aborted);
+    await waitFor(() => signal.aborted, 5000);
   });
 
   it('a backend that fails mid-stream ends the stream with an error event then [DONE]', async () => {
