@@ -92,7 +92,7 @@ describe('liveness, health, shutdown, busy', () => {
   it('more requests in flight than maxInflight → 429', async () => {
     server = await testServer({ delayMs: 50 }, { maxInflight: 1 });
     const first = server.app.inject({ method: 'POST', url: '/v1/chat/completions', payload: chatBody() });
-    await new Promise((r) => setTimeout(r, 20));
+    while (server.backend.generateCalls === 0) await new Promise((r) => setTimeout(r, 1));
     const second = await server.app.inject({
       method: 'POST',
       url: '/v1/chat/completions',
