@@ -137,14 +137,19 @@ function requestRouting(request: BackendRequest): {
       { status: 400, param: 'nvext.decode_worker_id', code: 'invalid_value' },
     );
   const workerId = backend ?? decode;
+  // Dynamo: with only the prefill worker pinned, nvext.dp_rank names that worker's rank.
+  const rankIsPrefill =
+    hints.prefillWorkerId !== undefined && hints.prefillDpRank === undefined && workerId === undefined;
+  const decodeRank = rankIsPrefill ? undefined : hints.dpRank;
+  const prefillRank = rankIsPrefill ? hints.dpRank : hints.prefillDpRank;
   const routing: RequestRouting = {
     ...(workerId !== undefined ? { workerId } : {}),
-    ...(hints.dpRank !== undefined ? { dpRank: hints.dpRank } : {}),
+    ...(decodeRank !== undefined ? { dpRank: decodeRank } : {}),
     ...(routerOverrides !== undefined ? { overrides: routerOverrides } : {}),
   };
   const prefillRouting: RequestRouting = {
     ...(hints.prefillWorkerId !== undefined ? { workerId: hints.prefillWorkerId } : {}),
-    ...(hints.prefillDpRank !== undefined ? { dpRank: hints.prefillDpRank } : {}),
+    ...(prefillRank !== undefined ? { dpRank: prefillRank } : {}),
   };
   return { routing, prefillRouting };
 }

@@ -289,6 +289,16 @@ export class DisaggregatedModelRouter {
         );
       return { kind: 'aggregated', reason: 'no_prefill_workers' };
     }
+    if (pinned && !live.some((i) => i.workerId === prefillRouting.workerId)) {
+      const decodeWorker = this.decode.instances().some((i) => i.workerId === prefillRouting.workerId);
+      throw new DisaggError(
+        decodeWorker ? 'DISAGG_WRONG_ROLE' : 'DISAGG_NO_PREFILL_WORKER',
+        decodeWorker
+          ? `nvext.prefill_worker_id ${prefillRouting.workerId} is a decode worker of ${this.model}, not a prefill worker`
+          : `nvext.prefill_worker_id ${prefillRouting.workerId} names no prefill worker of ${this.model}`,
+        decodeWorker ? 400 : 404,
+      );
+    }
     const conditional = !pinned && !this.enforceDisagg && canPrefillLocally(this.decode);
     if (conditional && this.busyThresholds !== undefined && prefill.isBusy(this.busyThresholds))
       return { kind: 'aggregated', reason: 'prefill_busy' };

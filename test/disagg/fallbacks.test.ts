@@ -1,0 +1,103 @@
+/**
+ * When a request does not run disaggregated, and what happens when its prefill fails: conditional
+ * disaggregation, no prefill pool, enforced disaggregation, a prefill engine lost mid-request.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { DisaggError } from '../../src/cluster/disagg/errors.ts';
+import { collect, type Layout, prompt, request, startLayout, tokensOf } from './helpers.ts';
+
+let layout: Layout | undefined;
+
+afterEach(async () => {
+  await layout?.close();
+  layout = undefined;
+});
+
+async function until(check: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+describe('conditional disaggregation', () => {
+  it('short uncached prompts skip prefill; long ones are disaggregated', async () => {
+    layout = await startLayout(
+      { prefillWorkers: 1, decodeWorkers: 1, decodeRole: 'aggregated' },
+      { minUncachedTokens: 100 },
+    );
+    const router = layout.handle.router;
+    const short = await collect(router.generate(request('short', prompt(1, 60))));
+    expect(tokensOf(short)).toHaveLength(3);
+    expect(short[0].disaggregated).toBe(false);
+    expect(short[0].prefillWorkerId).toBeUndefined();
+    expect(layout.placement(layout.workers.prefill[0].instanceId, 'short')).toBeUndefined();
+
+    const long = await collect(router.generate(request('long', prompt(2, 200))));
+    expect(long[0].disaggregated).toBe(true);
+    expect(long[0].prefillWorkerId).toBe(layout.workers.prefill[0].instanceId);
+    expect(router.stats().aggregated.short_prompt).toBe(1);
+    expect(router.stats().disaggregated).toBe(1);
+  });
+
+  it('without an aggregated worker to prefill locally, short prompts are still disaggregated', async () => {
+    layout = await startLayout({ prefillWorkers: 1, decodeWorkers: 1 }, { minUncachedTokens: 100 });
+    const chunks = await collect(layout.handle.router.generate(request('short', prompt(3, 40))));
+    expect(chunks[0].disaggregated).toBe(true);
+  });
+});
+
+describe('no prefill pool', () => {
+  it('runs aggregated, or fails clearly when disaggregation is enforced', async () => {
+    layout = await startLayout({ prefillWorkers: 0, decodeWorkers: 1, decodeRole: 'aggregated' });
+    const chunks = await collect(layout.handle.router.generate(request('agg', prompt(4, 50))));
+    expect(chunks[0].disaggregated).toBe(false);
+    expect(layout.handle.router.stats().aggregated.no_prefill_workers).toBe(1);
+    await layout.close();
+
+    layout = await startLayout(
+      { prefillWorkers: 0, decodeWorkers: 1, decodeRole: 'aggregated' },
+      { enforceDisagg: true },
+    );
+    const failure = collect(layout.handle.router.generate(request('enforced', prompt(5, 50))));
+    await expect(failure).rejects.toBeInstanceOf(DisaggError);
+    await expect(failure).rejects.toMatchObject({ code: 'DISAGG_NO_PREFILL_WORKER', statusCode: 503 });
+  });
+});
+
+describe('a prefill engine lost mid-request', () => {
+  async function lostPrefill(enforceDisagg: boolean) {
+    layout = await startLayout(
+      {
+        prefillWorkers: 1,
+        decodeWorkers: 1,
+        decodeRole: 'aggregated',
+        // About a second of simulated prefill for the long prompt.
+        prefillEngine: { speedupRatio: 0.05 },
+      },
+      { enforceDisagg },
+    );
+    const router = layout.handle.router;
+    const running = collect(router.generate(request('lost', prompt(6, 3000))));
+    running.catch(() => undefined);
+    await until(() => router.stats().handoffs >= 1, 'the prefill handoff');
+    layout.workers.engineOf(layout.workers.prefill[0]).engine.close();
+    return { router, running };
+  }
+
+  it('falls back to an aggregated run', async () => {
+    const { router, running } = await lostPrefill(false);
+    const chunks = await running;
+    expect(tokensOf(chunks)).toHaveLength(3);
+    expect(chunks[0].disaggregated).toBe(false);
+    expect(router.stats().prefillFailures).toBe(1);
+    expect(router.stats().aggregated.prefill_failed).toBe(1);
+  });
+
+  it('fails with a clear error when disaggregation is enforced', async () => {
+    const { running } = await lostPrefill(true);
+    await expect(running).rejects.toMatchObject({ code: 'DISAGG_PREFILL_FAILED', statusCode: 503 });
+    await expect(running).rejects.toThrow(/prefill worker [0-9a-f]+ rank \d.*disaggregation is enforced/);
+  });
+});
