@@ -1,0 +1,318 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { WorkerLostError, WorkerRequestError } from '../../src/cluster/errors.ts';
+import { ModelRouter } from '../../src/cluster/model-router.ts';
+import { ModelWatcher } from '../../src/cluster/model-watcher.ts';
+import { kvMetricsSubject } from '../../src/protocol/wire.ts';
+import { NoWorkersError } from '../../src/routing/errors.ts';
+import { encodeJson } from '../../src/runtime/codec.ts';
+import { modelCardKey } from '../../src/runtime/discovery-keys.ts';
+import { LocalCluster, type LocalRuntime } from '../../src/runtime/local/cluster.ts';
+import { kvEventsSubject } from '../../src/runtime/subjects.ts';
+import { endpointId } from '../../src/runtime/types.ts';
+import type { MockEngineAdapter } from '../../src/worker/engine-adapter.ts';
+import type { Worker } from '../../src/worker/worker.ts';
+import { uniqueNamespace, waitFor } from '../worker/fixtures.ts';
+import {
+  BLOCK_SIZE,
+  canonical,
+  drain,
+  MODEL,
+  prompt,
+  req,
+  startWorker,
+  workersDump,
+  zeroLoads,
+} from './helpers.ts';
+
+describe('ModelRouter over the local runtime', () => {
+  let cluster: LocalCluster;
+  const runtimes: LocalRuntime[] = [];
+  const workers: Worker[] = [];
+  const routers: ModelRouter[] = [];
+  const rt = () => {
+    cluster ??= new LocalCluster();
+    const r = cluster.runtime({ leaseTtlSeconds: 2 });
+    runtimes.push(r);
+    return r;
+  };
+  const router = async (
+    namespace: string,
+    options: Partial<ConstructorParameters<typeof ModelRouter>[0]> = {},
+  ) => {
+    const r = await ModelRouter.create({
+      runtime: rt(),
+      namespace,
+      model: MODEL,
+      config: { blockSize: BLOCK_SIZE, ...options.config },
+      waitForWorkersMs: 2_000,
+      recoveryDelayMs: 20,
+      ...options,
+    });
+    routers.push(r);
+    return r;
+  };
+  const worker = async (namespace: string, engine = {}, model = MODEL) => {
+    const w = await startWorker(rt(), namespace, engine, model);
+    workers.push(w);
+    return w;
+  };
+
+  afterEach(async () => {
+    await Promise.all(routers.splice(0).map((r) => r.close()));
+    await Promise.all(workers.splice(0).map((w) => w.shutdown({ drainTimeoutMs: 0 })));
+    await Promise.all(runtimes.splice(0).map((r) => r.close().catch(() => undefined)));
+  });
+
+  it('routes to a (worker, rank), sends the rank (0 included), and its index equals the workers’ dumps', async () => {
+    const ns = uniqueNamespace();
+    const [a, b] = [await worker(ns), await worker(ns)];
+    const r = await router(ns);
+    expect(
+      r
+        .instances()
+        .map((i) => i.workerId)
+        .sort(),
+    ).toEqual([a.instanceId, b.instanceId].sort());
+    const seenRanks = new Set<string>();
+    for (let i = 0; i < 40; i++) {
+      const chunks = await drain(r.generate(req(prompt(i % 6, 17 + (i % 5), i), 5)));
+      expect(chunks.flatMap((c) => c.tokenIds)).toHaveLength(5);
+      const first = chunks[0];
+      expect(chunks.every((c) => c.workerId === first.workerId && c.dpRank === first.dpRank)).toBe(true);
+      const engine = (first.workerId === a.instanceId ? a : b).engine;
+      expect(first.dpRank).toBeGreaterThanOrEqual(0);
+      expect(first.dpRank).toBeLessThan(engine.description.dataParallelSize);
+      seenRanks.add(`${first.workerId}:${first.dpRank}`);
+    }
+    expect(seenRanks.size).toBeGreaterThan(2);
+    await r.settled();
+    await waitFor(() => canonical(r.dump()).join() === workersDump([a, b]).join(), 2_000, 'dumps equal');
+    expect(canonical(r.dump()).length).toBeGreaterThan(0);
+    expect(zeroLoads(r)).toBe(true);
+  });
+
+  it('a cached prefix wins: the same prompt goes back to the rank that holds it', async () => {
+    const ns = uniqueNamespace();
+    await worker(ns);
+    await worker(ns);
+    const r = await router(ns);
+    const p = prompt(42, 40);
+    const first = await drain(r.generate(req(p, 2)));
+    await waitFor(() => r.decide(p).overlapBlocks === 10, 2_000, 'blocks indexed');
+    const decision = r.decide(p);
+    expect({ workerId: decision.workerId, dpRank: decision.dpRank }).toEqual({
+      workerId: first[0].workerId,
+      dpRank: first[0].dpRank,
+    });
+    const second = await drain(r.generate(req(p, 2)));
+    expect(second[0].dpRank).toBe(first[0].dpRank);
+    expect(second.at(-1)?.usage?.cachedTokens).toBeGreaterThan(0);
+  });
+
+  it('honours a pinned worker and rank 0, and reports a bad pinned rank as a 400', async () => {
+    const ns = uniqueNamespace();
+    const a = await worker(ns);
+    await worker(ns);
+    const r = await router(ns);
+    const pinned = req(prompt(1, 12), 3, { workerId: a.instanceId, dpRank: 0 });
+    const chunks = await drain(r.generate(pinned));
+    expect(chunks[0]).toMatchObject({ workerId: a.instanceId, dpRank: 0 });
+    expect((a.engine as MockEngineAdapter).engine.placement(pinned.requestId)?.dpRank).toBe(0);
+    await expect(
+      drain(r.generate(req(prompt(1, 12), 3, { workerId: a.instanceId, dpRank: 9 }))),
+    ).rejects.toMatchObject({
+      statusCode: 400,
+    });
+  });
+
+  it('frees the load when the consumer stops early, and the engine cancels the request', async () => {
+    const ns = uniqueNamespace();
+    const a = await worker(ns, { speedupRatio: 0.2 });
+    const r = await router(ns);
+    const stream = r.generate(req(prompt(3, 20), 100));
+    for await (const chunk of stream) {
+      expect(chunk.tokenIds.length).toBeGreaterThan(0);
+      expect(r.loads().some((l) => l.activeRequests === 1)).toBe(true);
+      break;
+    }
+    expect(zeroLoads(r)).toBe(true);
+    const engine = (a.engine as MockEngineAdapter).engine;
+    await waitFor(
+      () => engine.rankMetrics().every((m) => m.activeBlocks === 0),
+      3_000,
+      'engine blocks freed',
+    );
+  });
+
+  it('ignores cards of another model and skips a worker whose block size differs', async () => {
+    const ns = uniqueNamespace();
+    await worker(ns, {}, 'other-model');
+    await worker(ns, { blockSize: 8 });
+    const good = await worker(ns);
+    const r = await router(ns);
+    expect(r.instances().map((i) => i.workerId)).toEqual([good.instanceId]);
+    expect(r.stats().skippedCards).toBe(1);
+  });
+
+  it('migrates a request whose worker dies mid-stream and completes it with the right token count', async () => {
+    const ns = uniqueNamespace();
+    const doomedRuntime = rt();
+    const doomed = await startWorker(doomedRuntime, ns, { speedupRatio: 0.2 });
+    await worker(ns, { speedupRatio: 0.2 });
+    const r = await router(ns);
+    const chunks = [];
+    let crashed = false;
+    for await (const chunk of r.generate(req(prompt(7, 21), 30, { workerId: doomed.instanceId }))) {
+      chunks.push(chunk);
+      const count = chunks.flatMap((c) => c.tokenIds).length;
+      if (!crashed && count >= 3) {
+        crashed = true;
+        await doomedRuntime.simulateCrash();
+      }
+    }
+    const tokens = chunks.flatMap((c) => c.tokenIds);
+    expect(tokens).toHaveLength(30);
+    expect(chunks[0].workerId).toBe(doomed.instanceId);
+    expect(chunks.at(-1)?.workerId).not.toBe(doomed.instanceId);
+    expect(chunks.at(-1)).toMatchObject({
+      finishReason: 'length',
+      usage: { promptTokens: 21, completionTokens: 30 },
+    });
+    expect(r.stats().migrations).toBe(1);
+    expect(zeroLoads(r)).toBe(true);
+    doomed.engine.close();
+  });
+
+  it('with migration off, a dead worker is a clear error at once', async () => {
+    const ns = uniqueNamespace();
+    const doomedRuntime = rt();
+    const doomed = await startWorker(doomedRuntime, ns, { speedupRatio: 0.2 });
+    await worker(ns);
+    const r = await router(ns, { migrationLimit: 0 });
+    const run = async () => {
+      for await (const _ of r.generate(req(prompt(7, 21), 30, { workerId: doomed.instanceId })))
+        await doomedRuntime.simulateCrash();
+    };
+    const error = await run().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(WorkerLostError);
+    expect((error as Error).message).toMatch(/migration is off/);
+    expect(zeroLoads(r)).toBe(true);
+    doomed.engine.close();
+  });
+
+  it('waits for a first worker instead of failing, and fails with NoWorkersError after the wait', async () => {
+    const ns = uniqueNamespace();
+    const r = await router(ns, { waitForWorkersMs: 3_000 });
+    const pending = drain(r.generate(req(prompt(1, 9), 2)));
+    await new Promise((res) => setTimeout(res, 200));
+    await worker(ns);
+    expect((await pending).flatMap((c) => c.tokenIds)).toHaveLength(2);
+    const empty = await router(uniqueNamespace(), { waitForWorkersMs: 100 });
+    await expect(drain(empty.generate(req(prompt(1, 9), 2)))).rejects.toBeInstanceOf(NoWorkersError);
+  });
+
+  it('drops the worker’s blocks and load on every rank when its lease runs out', async () => {
+    const ns = uniqueNamespace();
+    const doomedRuntime = rt();
+    const doomed = await startWorker(doomedRuntime, ns);
+    const other = await worker(ns);
+    const r = await router(ns);
+    for (let i = 0; i < 12; i++)
+      await drain(r.generate(req(prompt(i, 30), 2, { workerId: doomed.instanceId, dpRank: i % 4 })));
+    await waitFor(
+      () => canonical(r.dump()).some((s) => s.startsWith(`${doomed.instanceId}:3:`)),
+      2_000,
+      'doomed blocks',
+    );
+    await doomedRuntime.simulateCrash();
+    await waitFor(() => r.instances().length === 1, 5_000, 'instance removed');
+    expect(canonical(r.dump()).every((s) => s.startsWith(`${other.instanceId}:`))).toBe(true);
+    expect(r.loads().every((l) => l.workerId === other.instanceId)).toBe(true);
+    doomed.engine.close();
+  });
+
+  it('drops malformed messages on every plane with a count, and keeps routing', async () => {
+    const ns = uniqueNamespace();
+    const w = await worker(ns);
+    const r = await router(ns);
+    const routerRuntime = runtimes.at(-1)!;
+    const raw = rt();
+    const before = { ...routerRuntime.malformed.counts };
+    raw.events.publish(kvEventsSubject(ns, 'backend'), new TextEncoder().encode('{"worker_id":1,"event":'));
+    raw.events.publish(kvEventsSubject(ns, 'backend'), new Uint8Array([0xc3, 0x28]));
+    raw.events.publish(kvMetricsSubject(ns, 'backend'), encodeJson({ worker_id: 'nope' }));
+    cluster.store.putUnleased([
+      {
+        key: modelCardKey(endpointId(ns, 'backend', 'generate'), 0xbadn),
+        value: new TextEncoder().encode('{"model_name":'),
+      },
+    ]);
+    await waitFor(
+      () => routerRuntime.malformed.counts.event - before.event >= 3,
+      2_000,
+      'event drops counted',
+    );
+    await waitFor(
+      () => routerRuntime.malformed.counts.discovery > before.discovery,
+      2_000,
+      'card drop counted',
+    );
+    expect(r.stats().events.malformed).toBe(2);
+    expect(r.stats().malformedMetrics).toBe(1);
+    const bad = raw.requests.call(w.generateEndpoint, w.instanceId, new TextEncoder().encode('nonsense'));
+    await expect(drain(bad)).rejects.toThrow(/WORKER_BAD_REQUEST/);
+    const chunks = await drain(r.generate(req(prompt(2, 10), 4)));
+    expect(chunks.flatMap((c) => c.tokenIds)).toHaveLength(4);
+    expect(r.instances()).toHaveLength(1);
+  });
+
+  it('reports a worker-side refusal as a WorkerRequestError', async () => {
+    const ns = uniqueNamespace();
+    await worker(ns, { numGpuBlocks: 8 });
+    const r = await router(ns);
+    const error = await drain(r.generate(req(prompt(2, 40), 4))).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(WorkerRequestError);
+    expect(error).toMatchObject({ workerCode: 'ENGINE_REQUEST_TOO_LARGE', statusCode: 400 });
+    expect(zeroLoads(r)).toBe(true);
+  });
+
+  it('is busy only when every rank is over a threshold', async () => {
+    const ns = uniqueNamespace();
+    await worker(ns, { dataParallelSize: 2, speedupRatio: 0.05 });
+    const r = await router(ns);
+    expect(r.isBusy({ activeDecodeBlocksThreshold: 0 })).toBe(false);
+    const streams = [
+      r.generate(req(prompt(1, 40), 50, { dpRank: 0 })),
+      r.generate(req(prompt(2, 40), 50, { dpRank: 1 })),
+    ];
+    const iterators = streams.map((s) => s[Symbol.asyncIterator]());
+    await Promise.all(iterators.map((it) => it.next()));
+    expect(r.isBusy({ activeDecodeBlocksThreshold: 0 })).toBe(true);
+    expect(r.isBusy({ activeDecodeBlocksThreshold: 0.9 })).toBe(false);
+    expect(r.isBusy({ activePrefillTokensThreshold: 0 })).toBe(false); // prefill done on both
+    await Promise.all(iterators.map((it) => it.return?.(undefined)));
+    expect(r.isBusy({ activeDecodeBlocksThreshold: 0 })).toBe(false);
+  });
+
+  it('a ModelWatcher keeps one router per model and component', async () => {
+    const ns = uniqueNamespace();
+    await worker(ns, {}, 'alpha');
+    const watcher = await ModelWatcher.start({ runtime: rt(), namespace: ns, waitForWorkersMs: 1_000 });
+    try {
+      expect(watcher.models()).toEqual(['alpha']);
+      await worker(ns, { mode: 'prefill' }, 'beta');
+      await waitFor(() => watcher.models().length === 2, 2_000, 'beta');
+      expect(watcher.routerFor('beta')).toBeUndefined();
+      const prefill = watcher.routerFor('beta', 'prefill')!;
+      expect(prefill.component).toBe('prefill');
+      const alpha = watcher.routerFor('alpha')!;
+      expect(alpha.blockSize).toBe(BLOCK_SIZE);
+      const chunks = await drain(alpha.generate(req(prompt(1, 9), 3)));
+      expect(chunks.flatMap((c) => c.tokenIds)).toHaveLength(3);
+      const prefillChunks = await drain(prefill.generate(req(prompt(1, 9), 3)));
+      expect(prefillChunks[0].bootstrap?.prefillDpRank).toBe(prefillChunks[0].dpRank);
+    } finally {
+      await watcher.close();
+    }
+  });
+});
