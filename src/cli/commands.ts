@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { registerBenchCommand } from './bench-command.ts';
 import { registerFrontendCommand } from './frontend-command.ts';
+import { registerRouterCommand } from './router-command.ts';
 import { registerServeCommand } from './serve-command.ts';
 import { registerWorkerCommand } from './worker-command.ts';
 
@@ -13,4 +14,5 @@ export function registerCommands(program: Command): void {
   registerServeCommand(program);
   registerFrontendCommand(program);
   registerWorkerCommand(program);
+  registerRouterCommand(program);
 }

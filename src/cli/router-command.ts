@@ -1,0 +1,126 @@
+/**
+ * `kvgate router`: the standalone router service (Dynamo's `python -m dynamo.router`). It routes
+ * for the workers of one `ns.component.generate` endpoint and serves `{ns}.router.best_worker_id`
+ * and `{ns}.router.generate` on a distributed runtime, for frontends in other processes. The block
+ * size is required (there is no model card to take it from); prefill pools usually run with
+ * `--no-track-active-blocks`.
+ */
+import type { Command } from 'commander';
+import { RouterService } from '../router-service/router-service.ts';
+import { addRouterOptions, type KvRouterConfigInput, parseRouterConfig } from '../routing/config.ts';
+import { connectDistributedRuntime } from '../runtime/distributed.ts';
+import { errorMessage } from '../runtime/errors.ts';
+import { formatEndpointId, parseEndpointId } from '../runtime/types.ts';
+import { log } from '../util/log.ts';
+import {
+  exitTwoOnUsageError,
+  onShutdownSignal,
+  positiveInt,
+  routerConfigFrom,
+  UsageError,
+} from './frontend-flags.ts';
+import { addRuntimeOptions, CliUsageError, runtimeSettingsFromOptions } from './runtime-options.ts';
+
+interface RouterFlags {
+  endpoint?: string;
+  blockSize?: number;
+  trackActiveBlocks: boolean;
+  waitForWorkers: number;
+}
+
+export function registerRouterCommand(program: Command): void {
+  const cmd = program
+    .command('router')
+    .description('standalone KV router service: best_worker_id and a routing generate for other frontends')
+    .option('--endpoint <ns.component.endpoint>', 'the workers to route, e.g. kvgate.prefill.generate')
+    .option('--block-size <tokens>', 'the workers’ KV block size (required)', positiveInt)
+    .option('--no-track-active-blocks', 'track prompt tokens only, not active blocks (prefill pools)')
+    .option('--wait-for-workers <ms>', 'how long a query waits for a first worker', positiveInt, 30_000);
+  addRouterOptions(cmd);
+  addRuntimeOptions(cmd);
+  exitTwoOnUsageError(cmd);
+  cmd.action(async (flags: RouterFlags) => {
+    try {
+      await runRouter(flags);
+    } catch (error) {
+      if (error instanceof UsageError || error instanceof CliUsageError) {
+        process.stderr.write(`error: ${error.message}\n`);
+        process.exit(2);
+      }
+      throw error;
+    }
+  });
+}
+
+/** The router config from the flags: `--block-size` (or `--router-block-size`) is required. */
+export function routerServiceConfig(flags: RouterFlags & Record<string, unknown>): KvRouterConfigInput & {
+  blockSize: number;
+} {
+  const { config, blockSizeGiven } = routerConfigFrom(flags);
+  const given = flags.blockSize ?? (blockSizeGiven ? config.blockSize : undefined);
+  if (given === undefined)
+    throw new UsageError(
+      'give the workers’ KV block size: --block-size N (the router has no model card to read it from)',
+    );
+  if (flags.blockSize !== undefined && blockSizeGiven && config.blockSize !== flags.blockSize)
+    throw new UsageError(
+      `--block-size ${flags.blockSize} and --router-block-size ${config.blockSize} disagree`,
+    );
+  const merged = {
+    ...config,
+    blockSize: given,
+    ...(flags.trackActiveBlocks === false ? { trackActiveBlocks: false } : {}),
+  };
+  try {
+    parseRouterConfig(merged);
+  } catch (error) {
+    throw new UsageError(errorMessage(error));
+  }
+  return merged;
+}
+
+async function runRouter(flags: RouterFlags): Promise<void> {
+  if (flags.endpoint === undefined)
+    throw new UsageError('give the workers’ endpoint to route: --endpoint NS.COMPONENT.generate');
+  let endpoint: ReturnType<typeof parseEndpointId>;
+  try {
+    endpoint = parseEndpointId(flags.endpoint);
+  } catch (error) {
+    throw new UsageError(`--endpoint: ${errorMessage(error)}`);
+  }
+  if (endpoint.endpoint !== 'generate')
+    throw new UsageError(
+      `--endpoint: the router routes generate endpoints, got ${formatEndpointId(endpoint)}`,
+    );
+  const opts = flags as RouterFlags & Record<string, unknown>;
+  const config = routerServiceConfig(opts);
+  const settings = runtimeSettingsFromOptions(opts);
+  if (opts.namespace !== undefined && settings.namespace !== endpoint.namespace)
+    throw new UsageError(
+      `--namespace ${settings.namespace} differs from the --endpoint namespace ${endpoint.namespace}`,
+    );
+  if (settings.distributed === undefined)
+    throw new UsageError('kvgate router joins a distributed runtime: give --nats URL and --etcd URL');
+
+  const runtime = await connectDistributedRuntime(settings.distributed);
+  let service: RouterService;
+  try {
+    service = await RouterService.start({
+      runtime,
+      endpoint,
+      config,
+      waitForWorkersMs: flags.waitForWorkers,
+    });
+  } catch (error) {
+    await runtime.close().catch(() => undefined);
+    throw error;
+  }
+  onShutdownSignal(async () => {
+    await service.close();
+    await runtime.close();
+  });
+  log.info({ endpoint: formatEndpointId(endpoint), blockSize: config.blockSize }, 'kvgate router: ready');
+  process.stdout.write(
+    `kvgate router ${service.instanceId.toString(16)} serving ${endpoint.namespace}.router.best_worker_id and ${endpoint.namespace}.router.generate for ${formatEndpointId(endpoint)} (block size ${config.blockSize}, track active blocks ${config.trackActiveBlocks ?? true})\n`,
+  );
+}
