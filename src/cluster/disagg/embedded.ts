@@ -145,6 +145,8 @@ export async function startDisaggregatedWorkers(
 export interface DisaggregatedRouterOptions extends DisaggregationOptions {
   readonly runtime: Runtime;
   readonly model: string;
+  /** Default `kvgate`. */
+  readonly namespace?: string;
   readonly policy?: PolicyName;
   /** Router config of the decode pool (the prefill pool adds PREFILL_ROUTER_CONFIG). */
   readonly routerConfig?: KvRouterConfigInput;
@@ -165,6 +167,7 @@ export async function startDisaggregatedRouter(
 ): Promise<DisaggregatedRouterHandle> {
   const watcher = await ModelWatcher.start({
     runtime: options.runtime,
+    ...(options.namespace !== undefined ? { namespace: options.namespace } : {}),
     ...(options.policy !== undefined ? { policy: options.policy } : {}),
     ...(options.routerConfig !== undefined ? { config: options.routerConfig } : {}),
     componentConfig: { [PREFILL_COMPONENT]: PREFILL_ROUTER_CONFIG },
@@ -173,7 +176,15 @@ export async function startDisaggregatedRouter(
     if (options.expect !== undefined) await waitForPools(watcher, options.model, options.expect);
     const decode = watcher.routerFor(options.model, BACKEND_COMPONENT);
     if (decode === undefined) throw new Error(`no backend worker serves ${options.model}`);
-    const { runtime, model: _m, policy: _p, routerConfig: _c, expect: _e, ...disagg } = options;
+    const {
+      runtime,
+      model: _m,
+      namespace: _n,
+      policy: _p,
+      routerConfig: _c,
+      expect: _e,
+      ...disagg
+    } = options;
     const router = new DisaggregatedModelRouter({
       ...disagg,
       runtime,
