@@ -17,6 +17,7 @@
  * Run: npm run bench:indexer [-- --passes 20 --baseline-passes 2 --cap 200]
  * Last stdout line: one JSON object.
  */
+import os, { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { SeededRandom } from '../src/bench/random.ts';
 import { percentile } from '../src/bench/stats.ts';
@@ -316,6 +317,10 @@ function hotPrefix(indexer: KvIndexer, rounds: number): { ns: Float64Array; ok: 
 
 // ---- run ------------------------------------------------------------------------------------------
 
+function availableCores(): number {
+  return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+}
+
 const fmt = (v: number, digits = 2) => v.toLocaleString('en-US', { maximumFractionDigits: digits });
 const mops = (ops: number, ns: number) => (ops / ns) * 1e9;
 
@@ -333,7 +338,14 @@ replay(new NaiveIndexer(), WARMUP);
 gc();
 const tree = new RadixTreeIndexer({ owners: new OwnerTable() });
 const baselineCount = BASELINE_PASSES * requestsPerPass;
+const cpuBefore = process.cpuUsage();
+const wallBefore = now();
 const treeRun = replay(tree, requests.length, baselineCount);
+const cpuUsed = process.cpuUsage(cpuBefore);
+// Share of one core this process got during the replay: below ~0.95 the VM was busy and every
+// figure above is pessimistic.
+const cpuShare = ((cpuUsed.user + cpuUsed.system) * 1000) / Number(now() - wallBefore);
+const loadAverage = loadavg()[0];
 const treeStats = tree.stats();
 const treeFind = summary(treeRun.findNs);
 const treeFindRate = medianRate(null, treeRun.findNs);
@@ -363,6 +375,10 @@ console.log(
     `over all time; ${fmt(treeRun.blockEvents, 0)} events, ${fmt(treeRun.removals, 0)} removals); ` +
     `${fmt(treeStats.entries, 0)} entries, ${fmt(treeStats.nodes, 0)} nodes, ` +
     `${fmt(bytesPerEntry, 1)} bytes/entry`,
+);
+console.log(
+  `  this process got ${fmt(100 * cpuShare, 0)}% of a core during the replay; 1-min load average ${fmt(loadAverage, 1)} ` +
+    `on ${availableCores()} cores`,
 );
 console.log(
   `  final index, last pass's ${requestsPerPass} queries in a tight loop (best of 5): ${fmt(treeTightRate, 0)}/s`,
@@ -421,6 +437,8 @@ console.log(
     hot_prefix_p50_us: Number(hotSummary.p50.toFixed(3)),
     hot_prefix_naive_p99_us: Number(hotNaiveSummary.p99.toFixed(3)),
     checksums_agree: checksumsAgree,
+    cpu_share: Number(cpuShare.toFixed(2)),
+    load_average_1m: Number(loadAverage.toFixed(2)),
     hot_prefix_correct: hot.ok && hotNaive.ok,
     requests: requests.length,
     block_events: treeRun.blockEvents,
