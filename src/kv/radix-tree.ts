@@ -193,7 +193,20 @@ export class RadixTreeIndexer implements KvIndexer {
     if (activeCount === 0) return scores;
     if (!(earlyExit && activeCount === 1)) {
       for (let i = 1; i < length; i++) {
-        const child = this.childOf(cur, localHashes[2 * i] | 0, localHashes[2 * i + 1] | 0);
+        // The inline first child is checked here; other children are looked up in the child table.
+        const lo = localHashes[2 * i] | 0;
+        const hi = localHashes[2 * i + 1] | 0;
+        const first = data[cur * NODE_STRIDE + FIRST_CHILD];
+        let child: number;
+        if (
+          first !== NO_NODE &&
+          data[first * NODE_STRIDE + TOKENS_LO] === lo &&
+          data[first * NODE_STRIDE + TOKENS_HI] === hi
+        )
+          child = first;
+        else if (data[cur * NODE_STRIDE + CHILD_COUNT] > (first === NO_NODE ? 0 : 1))
+          child = this.children.find(cur, lo, hi);
+        else break;
         if (child < 0) break;
         const childOwners = data[child * NODE_STRIDE + OWNER_COUNT];
         if (
