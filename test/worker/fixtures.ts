@@ -51,7 +51,6 @@ export interface DistributedFixture extends RuntimeFixture {
 
 export async function distributedFixture(): Promise<DistributedFixture> {
   const [nats, etcd] = await Promise.all([startNatsServer(), startEtcd()]);
-  const raw: NatsConnection = await connect({ servers: nats.url });
   const rawEtcd = new EtcdKvStore({ hosts: etcd.endpoint });
   const runtimes: DistributedRuntime[] = [];
   const runtimeOptions = (leaseTtlSeconds?: number) => ({
@@ -72,13 +71,15 @@ export async function distributedFixture(): Promise<DistributedFixture> {
     },
     crash: (rt) => (rt as DistributedRuntime).simulateCrash(),
     rawPublish: async (subject, bytes) => {
+      // A fresh connection each time: tests restart nats-server, and this one bypasses the planes.
+      const raw: NatsConnection = await connect({ servers: nats.url });
       raw.publish(subject, bytes);
       await raw.flush();
+      await raw.close();
     },
     rawPut: (key, value) => rawEtcd.putRaw(key, value),
     teardown: async () => {
       await Promise.all(runtimes.map((rt) => rt.close().catch(() => undefined)));
-      await raw.close().catch(() => undefined);
       await rawEtcd.close().catch(() => undefined);
       await Promise.all([nats.dispose(), etcd.dispose()]);
     },
