@@ -1,0 +1,79 @@
+/**
+ * `kvgate frontend`: the OpenAI frontend and router of a distributed deployment. It connects to
+ * NATS and etcd, discovers the workers of its namespace (started with `kvgate worker`), keeps one
+ * router per model and serves them over HTTP. SIGINT / SIGTERM stop it cleanly.
+ */
+import type { Command } from 'commander';
+import { startClusterFrontend } from '../frontend/cluster-frontend.ts';
+import { listenFrontend } from '../frontend/server.ts';
+import { connectDistributedRuntime } from '../runtime/distributed.ts';
+import { errorMessage } from '../runtime/errors.ts';
+import { log } from '../util/log.ts';
+import {
+  addFrontendOptions,
+  exitTwoOnUsageError,
+  type FrontendFlags,
+  frontendOptionsFrom,
+  onShutdownSignal,
+  routerConfigFrom,
+  UsageError,
+  usageGuard,
+} from './frontend-flags.ts';
+import { addRuntimeOptions, CliUsageError, runtimeSettingsFromOptions } from './runtime-options.ts';
+
+export function registerFrontendCommand(program: Command): void {
+  const cmd = program
+    .command('frontend')
+    .description(
+      'OpenAI frontend + router over NATS and etcd, serving the workers started with kvgate worker',
+    );
+  addFrontendOptions(cmd, { host: '0.0.0.0' });
+  addRuntimeOptions(cmd);
+  exitTwoOnUsageError(cmd);
+  cmd.action(usageGuard(frontendAction));
+}
+
+async function frontendAction(flags: FrontendFlags): Promise<void> {
+  let settings: ReturnType<typeof runtimeSettingsFromOptions>;
+  try {
+    settings = runtimeSettingsFromOptions(flags as unknown as Readonly<Record<string, unknown>>);
+  } catch (error) {
+    if (error instanceof CliUsageError) throw new UsageError(error.message);
+    throw error;
+  }
+  if (settings.distributed === undefined)
+    throw new UsageError(
+      'kvgate frontend joins a distributed runtime: give --nats URL and --etcd URL (or KVGATE_NATS and KVGATE_ETCD). ' +
+        'For everything in one process use `kvgate serve`.',
+    );
+  const { config } = routerConfigFrom(flags);
+  const common = await frontendOptionsFrom(flags, config);
+  let runtime: Awaited<ReturnType<typeof connectDistributedRuntime>>;
+  try {
+    runtime = await connectDistributedRuntime(settings.distributed);
+  } catch (error) {
+    process.stderr.write(`error: cannot connect to NATS / etcd: ${errorMessage(error)}\n`);
+    process.exit(1);
+  }
+  const frontend = await startClusterFrontend({ ...common, runtime, namespace: settings.namespace });
+  let address: { url: string; port: number };
+  try {
+    address = await listenFrontend(frontend.app, { host: flags.host, port: flags.port });
+  } catch (error) {
+    await frontend.close().catch(() => undefined);
+    await runtime.close().catch(() => undefined);
+    process.stderr.write(`error: cannot listen on ${flags.host}:${flags.port}: ${errorMessage(error)}\n`);
+    process.exit(1);
+  }
+  onShutdownSignal(async () => {
+    await frontend.close();
+    await runtime.close();
+  });
+  log.info(
+    { namespace: settings.namespace, routerMode: flags.routerMode, url: address.url },
+    'kvgate frontend: ready',
+  );
+  process.stdout.write(
+    `kvgate listening on ${address.url} (namespace ${settings.namespace}, router ${flags.routerMode})\n`,
+  );
+}
