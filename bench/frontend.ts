@@ -1,0 +1,302 @@
+/**
+ * Frontend overhead, two figures:
+ *
+ * 1. HTTP throughput: autocannon against a spawned `kvgate serve` (2 workers x 4 ranks, speed-up 0
+ *    = no engine delay, short chat prompts, 16 output tokens, so what is measured is the frontend,
+ *    tokenizer, router, request plane and mock engine bookkeeping) and, in the same run and
+ *    interleaved, against a bare fastify server that answers the same completion body from a
+ *    constant (the baseline: HTTP + JSON parsing only). Prints both req/s and the ratio.
+ * 2. Preprocessing of an 8k-token chat prompt in-process: chat template + tokenization + block
+ *    hashing + KV routing decision (route + free on a warm index), p50 / p99.
+ *
+ * Last stdout line: {"serve_rps", "bare_rps", "ratio", "prep_8k_p50_ms", ...}.
+ * Internal: `bench/frontend.ts --bare-server` runs the baseline server (prints its URL).
+ */
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { availableParallelism, loadavg } from 'node:os';
+import { join } from 'node:path';
+import autocannon from 'autocannon';
+import Fastify from 'fastify';
+import { ChatMlTemplate } from '../src/frontend/chat-template.ts';
+import type { RouterEvent } from '../src/kv/events.ts';
+import { parseRouterConfig } from '../src/routing/config.ts';
+import { createPolicy } from '../src/routing/policies/index.ts';
+import { seededRandom } from '../src/routing/random.ts';
+import { BlockHasher } from '../src/tokens/block-hash.ts';
+import { loadO200kTokenizer, type Tokenizer } from '../src/tokens/tokenizer.ts';
+import { unpackU64s } from '../src/tokens/u64.ts';
+
+const ROOT = join(import.meta.dirname, '..');
+const MODEL = 'kvgate-mock';
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+const BLOCK_SIZE = 64;
+
+const REQUEST_BODY = JSON.stringify({
+  model: MODEL,
+  messages: [{ role: 'user', content: 'Hello! What is the capital of France?' }],
+  max_tokens: 16,
+});
+
+async function bareServer(): Promise<void> {
+  const body = process.env.BARE_BODY ?? '{}';
+  const app = Fastify({ logger: false });
+  app.post('/v1/chat/completions', async (_request, reply) =>
+    reply.header('content-type', 'application/json; charset=utf-8').send(body),
+  );
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  process.stdout.write(`bare listening on http://127.0.0.1:${port}\n`);
+}
+
+interface Child {
+  readonly url: string;
+  stop(): void;
+}
+
+function spawnServer(args: string[], env: Record<string, string>, pattern: RegExp): Promise<Child> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, {
+      cwd: ROOT,
+      env: { ...process.env, KVGATE_LOG_LEVEL: 'warn', ...env },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (text: string) => {
+      out += text;
+      const match = pattern.exec(out);
+      if (match) resolve({ url: match[1], stop: () => child.kill('SIGKILL') });
+    });
+    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited (${code}) before listening`)));
+    process.once('exit', () => child.kill('SIGKILL'));
+  });
+}
+
+async function load(url: string, seconds: number): Promise<{ rps: number; errors: number; p99: number }> {
+  const result = await autocannon({
+    url: `${url}/v1/chat/completions`,
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: REQUEST_BODY,
+    connections: CONNECTIONS,
+    duration: seconds,
+  });
+  return {
+    rps: result.requests.average,
+    errors: result.errors + result.timeouts + result.non2xx,
+    p99: result.latency.p99,
+  };
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+interface PrepTimes {
+  readonly p50: number;
+  readonly p99: number;
+  readonly tokenizeP50: number;
+  readonly tokens: number;
+}
+
+/** Prompt texts for the preprocessing runs: a ~6k-token system prompt and ~2k-token questions. */
+interface PromptTexts {
+  readonly system: string;
+  readonly questions: readonly string[];
+}
+
+const SYSTEM_TOKENS = 6_000;
+const QUESTION_TOKENS = 2_180;
+const QUESTIONS = 400;
+const WARMUP = 40;
+
+/** Real text: slices of this repository's own sources and README (a code assistant's prompt). */
+function corpusTexts(tokenizer: Tokenizer): PromptTexts {
+  const files = readdirSync(join(ROOT, 'src'), { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('.ts'))
+    .sort()
+    .map((f) => join(ROOT, 'src', f));
+  const corpus = [join(ROOT, 'README.md'), ...files].map((f) => readFileSync(f, 'utf8')).join('\n');
+  const ids = tokenizer.encode(corpus);
+  const random = seededRandom(4_096);
+  const slice = (from: number, count: number) => tokenizer.decode(ids.slice(from, from + count));
+  return {
+    system: slice(0, SYSTEM_TOKENS),
+    questions: Array.from({ length: QUESTIONS }, () =>
+      slice(
+        SYSTEM_TOKENS + Math.floor(random() * (ids.length - SYSTEM_TOKENS - QUESTION_TOKENS)),
+        QUESTION_TOKENS,
+      ),
+    ),
+  };
+}
+
+/** Worst case for the tokenizer's piece cache: pseudo-random words, new in every question. */
+function randomWordTexts(tokenizer: Tokenizer): PromptTexts {
+  const letters = 'etaoinshrdlcumwfgypbvkjxqz';
+  const words = (seed: number, count: number) => {
+    const random = seededRandom(seed);
+    return Array.from({ length: count }, () =>
+      Array.from(
+        { length: 2 + Math.floor(random() * 8) },
+        () => letters[Math.floor(random() ** 1.5 * 26)],
+      ).join(''),
+    ).join(' ');
+  };
+  // Tokens per word, from a sample drawn from another seed (so the prompts' words stay uncached).
+  const sample = words(1, 2_000);
+  const perWord = tokenizer.encode(sample).length / 2_000;
+  return {
+    system: words(2, Math.round(SYSTEM_TOKENS / perWord)),
+    questions: Array.from({ length: QUESTIONS }, (_, q) =>
+      words(100 + q, Math.round(QUESTION_TOKENS / perWord)),
+    ),
+  };
+}
+
+/**
+ * Chat template + tokenize + hash + route (and free) of ~8k-token chat prompts: a system prompt
+ * the index holds on one rank, and a different question each time.
+ */
+function preprocessing(tokenizer: Tokenizer, texts: PromptTexts): PrepTimes {
+  const template = new ChatMlTemplate(tokenizer);
+  const router = createPolicy('kv', { config: parseRouterConfig({ blockSize: BLOCK_SIZE }) });
+  for (const workerId of [1n, 2n])
+    router.addWorker(workerId, { dataParallelSize: 4, blockSize: BLOCK_SIZE, totalKvBlocks: 16_384 });
+  const systemTokens = template.apply([{ role: 'system', content: texts.system }], {
+    addGenerationPrompt: false,
+  });
+  const hasher = new BlockHasher({ blockSize: BLOCK_SIZE });
+  const local = hasher.localHashes(systemTokens);
+  const seq = unpackU64s(hasher.sequenceHashes(local));
+  const localHashes = unpackU64s(local);
+  const stored: RouterEvent = {
+    workerId: 1n,
+    event: {
+      eventId: 0n,
+      dpRank: 1,
+      data: {
+        kind: 'stored',
+        parentHash: null,
+        blocks: seq.map((blockHash, i) => ({ blockHash, tokensHash: localHashes[i] })),
+      },
+    },
+  };
+  const error = router.applyEvent(stored);
+  if (error) throw error;
+  const run = (q: number, timings?: { total: number[]; tokenize: number[] }) => {
+    const start = performance.now();
+    const tokens = template.apply([
+      { role: 'system', content: texts.system },
+      { role: 'user', content: texts.questions[q] },
+    ]);
+    const tokenized = performance.now();
+    const decision = router.route(`req-${q}`, tokens);
+    router.free(`req-${q}`);
+    const end = performance.now();
+    if (decision.workerId !== 1n || decision.dpRank !== 1) throw new Error('the cached prefix was not found');
+    timings?.total.push(end - start);
+    timings?.tokenize.push(tokenized - start);
+    return tokens.length;
+  };
+  let tokens = 0;
+  for (let i = 0; i < WARMUP; i++) tokens = run(i);
+  const timings = { total: [] as number[], tokenize: [] as number[] };
+  for (let i = WARMUP; i < QUESTIONS; i++) run(i, timings);
+  timings.total.sort((a, b) => a - b);
+  timings.tokenize.sort((a, b) => a - b);
+  return {
+    p50: percentile(timings.total, 50),
+    p99: percentile(timings.total, 99),
+    tokenizeP50: percentile(timings.tokenize, 50),
+    tokens,
+  };
+}
+
+function describePrep(label: string, t: PrepTimes): string {
+  return `8k-token chat preprocessing, ${label} (${t.tokens} tokens; template + tokenize + hash + route): p50 ${t.p50.toFixed(2)} ms, p99 ${t.p99.toFixed(2)} ms (tokenize alone p50 ${t.tokenizeP50.toFixed(2)} ms)`;
+}
+
+async function main(): Promise<void> {
+  const tokenizer = await loadO200kTokenizer();
+  const prepRandom = preprocessing(tokenizer, randomWordTexts(tokenizer));
+  console.log(describePrep('pseudo-random words (uncached pieces)', prepRandom));
+  const prep = preprocessing(tokenizer, corpusTexts(tokenizer));
+  console.log(describePrep("this repository's sources", prep));
+
+  const serve = await spawnServer(
+    ['bin/kvgate.js', 'serve', '--port', '0', '--speedup-ratio', '0', '--model', MODEL],
+    {},
+    /kvgate listening on (http:\/\/\S+)/,
+  );
+  const sample = await fetch(`${serve.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: REQUEST_BODY,
+  });
+  if (!sample.ok) throw new Error(`kvgate serve answered ${sample.status}: ${await sample.text()}`);
+  const bare = await spawnServer(
+    ['--import', 'tsx', 'bench/frontend.ts', '--bare-server'],
+    { BARE_BODY: await sample.text() },
+    /bare listening on (http:\/\/\S+)/,
+  );
+  try {
+    console.log(
+      `warm-up (2 s each), then ${ROUNDS} interleaved rounds of ${SECONDS} s, ${CONNECTIONS} connections`,
+    );
+    await load(serve.url, 2);
+    await load(bare.url, 2);
+    const serveRuns: number[] = [];
+    const bareRuns: number[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      const s = await load(serve.url, SECONDS);
+      const b = await load(bare.url, SECONDS);
+      if (s.errors > 0 || b.errors > 0)
+        throw new Error(`errors under load: serve ${s.errors}, bare ${b.errors}`);
+      serveRuns.push(s.rps);
+      bareRuns.push(b.rps);
+      console.log(
+        `round ${round + 1}: kvgate serve ${s.rps.toFixed(0)} req/s (p99 ${s.p99} ms), bare fastify ${b.rps.toFixed(0)} req/s (p99 ${b.p99} ms)`,
+      );
+    }
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const serveRps = mean(serveRuns);
+    const bareRps = mean(bareRuns);
+    const ratio = serveRps / bareRps;
+    console.log(
+      `kvgate serve ${serveRps.toFixed(0)} req/s vs bare fastify ${bareRps.toFixed(0)} req/s: ratio ${ratio.toFixed(3)} (target >= 0.5)`,
+    );
+    console.log(
+      `8k preprocessing p50 ${prep.p50.toFixed(2)} ms on source text, ${prepRandom.p50.toFixed(2)} ms on random words (target <= 5 ms)`,
+    );
+    console.log(
+      JSON.stringify({
+        serve_rps: Math.round(serveRps),
+        bare_rps: Math.round(bareRps),
+        ratio: Number(ratio.toFixed(3)),
+        prep_8k_p50_ms: Number(prep.p50.toFixed(3)),
+        prep_8k_p99_ms: Number(prep.p99.toFixed(3)),
+        prep_8k_tokens: prep.tokens,
+        prep_8k_random_words_p50_ms: Number(prepRandom.p50.toFixed(3)),
+        prep_8k_random_words_p99_ms: Number(prepRandom.p99.toFixed(3)),
+        connections: CONNECTIONS,
+        seconds: SECONDS,
+        rounds: ROUNDS,
+        cpus: availableParallelism(),
+        loadavg_1m: Number(loadavg()[0].toFixed(2)),
+      }),
+    );
+  } finally {
+    serve.stop();
+    bare.stop();
+  }
+}
+
+if (process.argv.includes('--bare-server')) {
+  await bareServer();
+} else {
+  await main();
+}
