@@ -1,8 +1,8 @@
 /**
  * The worker's own view of one engine rank's KV blocks, built from the engine's published events
  * (the real engines keep none we could query). It answers the router's kv_indexer_query like the
- * mock engine's local indexer: events of a range of ids, or a full dump. Event ids are the engine's
- * ZMQ sequence numbers, so one id may carry several events (one batch); the ring keeps batches.
+ * mock engine's local indexer: events of a range of ids, or a full dump. Event ids are the adapter's
+ * dense per-rank ids; several events under one id are tolerated (the ring keeps batches).
  */
 import type { KvCacheEvent, RouterEvent, WorkerId } from '../../kv/events.ts';
 import type { KvIndexer } from '../../kv/indexer.ts';

@@ -52,6 +52,11 @@ export abstract class RemoteEngineAdapter implements EngineAdapter {
   readonly workerId: WorkerId;
   readonly url: string;
   private readonly logs: RankEventLog[] = [];
+  /**
+   * Event ids are this worker's own, dense per rank: a ZMQ batch (one engine sequence number) may
+   * carry several events, and routers want one id per event, increasing by one.
+   */
+  private readonly nextEventIds: bigint[] = [];
   private readonly listeners = new Set<(event: KvCacheEvent) => void>();
   private readonly subscriber: ZmqKvSubscriber | null;
   private readonly inFlight = new Set<InFlight>();
@@ -62,8 +67,10 @@ export abstract class RemoteEngineAdapter implements EngineAdapter {
     this.description = options.description;
     this.workerId = options.workerId;
     this.url = options.url.replace(/\/+$/, '');
-    for (let rank = 0; rank < options.description.dataParallelSize; rank++)
+    for (let rank = 0; rank < options.description.dataParallelSize; rank++) {
       this.logs.push(new RankEventLog(options.workerId, rank, options.eventBufferSize));
+      this.nextEventIds.push(0n);
+    }
     this.subscriber =
       options.kvEvents === undefined
         ? null
@@ -79,10 +86,10 @@ export abstract class RemoteEngineAdapter implements EngineAdapter {
               ...(options.hashSeed !== undefined ? { seed: options.hashSeed } : {}),
             }),
             sink: {
-              apply: (dpRank, eventId, data) => this.publish(dpRank, eventId, data),
-              reset: (dpRank, eventId) => {
+              apply: (dpRank, _seq, data) => this.publish(dpRank, data),
+              reset: (dpRank) => {
                 this.logs[dpRank].reset();
-                this.publish(dpRank, eventId, { kind: 'cleared' });
+                this.publish(dpRank, { kind: 'cleared' });
               },
             },
           });
@@ -229,7 +236,8 @@ export abstract class RemoteEngineAdapter implements EngineAdapter {
     return rankLog;
   }
 
-  private publish(dpRank: number, eventId: bigint, data: KvEventData): void {
+  private publish(dpRank: number, data: KvEventData): void {
+    const eventId = this.nextEventIds[dpRank]++;
     const event: KvCacheEvent = { eventId, dpRank, data };
     this.logs[dpRank].apply(event);
     for (const listener of this.listeners) {

@@ -17,10 +17,10 @@ import { log } from '../../util/log.ts';
 import { convertRawEvent, decodeEventBatch, KvBatchFormatError } from './kv-event-batch.ts';
 
 export interface KvEventSink {
-  /** One converted event of a batch with id `eventId`, for rank `dpRank`. */
-  apply(dpRank: number, eventId: bigint, data: KvEventData): void;
-  /** The rank's blocks are unknown from here on: forget them (a cleared event with `eventId`). */
-  reset(dpRank: number, eventId: bigint, reason: string): void;
+  /** One converted event of the batch with engine sequence number `seq`, for rank `dpRank`. */
+  apply(dpRank: number, seq: bigint, data: KvEventData): void;
+  /** The rank's blocks are unknown from here on (before batch `seq`): forget them. */
+  reset(dpRank: number, seq: bigint, reason: string): void;
 }
 
 export interface ZmqKvSubscriberOptions {
