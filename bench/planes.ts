@@ -7,17 +7,39 @@
  *   - events: KV events (src/kv/codec.ts encodeRouterEvent) through NATS core pub/sub, decoded
  *     and validated at the subscriber with decodeRouterEvent; events/s (and without the decode, the
  *     transport alone). Local event plane alongside.
+ *   - events into the router (`events_per_s`): KV events of a registered 4-rank worker published on
+ *     its kv-events subject and ingested by a ModelRouter (decode, per-(worker, rank) id tracking,
+ *     KvRouter's radix tree), timed until the router has applied the last one. Per rank the events
+ *     alternate "store 4 new blocks" and "remove them", so the tree stays the same size across
+ *     rounds. The decode-only figure above is the baseline it is compared with.
  * Rounds are interleaved (this VM is noisy); medians are reported. Last stdout line is JSON.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connect } from '@nats-io/transport-node';
+import { ModelRouter } from '../src/cluster/model-router.ts';
 import { decodeRouterEvent, encodeRouterEvent } from '../src/kv/codec.ts';
 import type { RouterEvent } from '../src/kv/events.ts';
+import {
+  encodeKvIndexerAnswer,
+  GENERATE_ENDPOINT,
+  KV_INDEXER_QUERY_ENDPOINT,
+  kvIndexerQueryWireSchema,
+} from '../src/protocol/wire.ts';
 import { decodeJson, encodeJson } from '../src/runtime/codec.ts';
+import { KvDiscovery } from '../src/runtime/kv-discovery.ts';
 import { LocalCluster } from '../src/runtime/local/cluster.ts';
+import { LocalKvStore } from '../src/runtime/local/kv-store.ts';
 import { NatsEventPlane } from '../src/runtime/nats/event-plane.ts';
 import { NatsRequestPlane } from '../src/runtime/nats/request-plane.ts';
-import { type EventPlane, endpointId, type RequestHandler, type RequestPlane } from '../src/runtime/types.ts';
+import { MalformedCounter } from '../src/runtime/stats.ts';
+import { kvEventsSubject } from '../src/runtime/subjects.ts';
+import {
+  type EventPlane,
+  endpointId,
+  type RequestHandler,
+  type RequestPlane,
+  type Runtime,
+} from '../src/runtime/types.ts';
 import { startNatsServer } from '../test/support/servers.ts';
 
 const ROUNDS = 7;
@@ -140,6 +162,125 @@ async function setUp(side: Side): Promise<void> {
   await side.server.serve(endpointId('bench', 'backend', 'stream'), INSTANCE, tokens);
 }
 
+// ---- KV events into the router --------------------------------------------------------------
+
+const ROUTER_WORKER = 0x5eed_0000_0000_0001n;
+const ROUTER_RANKS = 4;
+const ROUTER_NAMESPACE = 'benchrouter';
+
+/** One side's worker-facing and router-facing runtimes (discovery in-process for both sides). */
+interface RouterSide {
+  readonly name: 'local' | 'nats';
+  readonly worker: Runtime;
+  readonly router: Runtime;
+  modelRouter?: ModelRouter;
+  /** Next event id per rank (ids continue across rounds). */
+  readonly nextId: number[];
+  /** Every event published, per rank, for range recovery should the router ask. */
+  readonly history: RouterEvent[][];
+}
+
+function composedRuntime(store: LocalKvStore, requests: RequestPlane, events: EventPlane): Runtime {
+  const malformed = new MalformedCounter();
+  const discovery = new KvDiscovery(store, { malformed });
+  return {
+    discovery,
+    requests,
+    events,
+    malformed,
+    close: async () => {
+      await discovery.close();
+      await requests.close();
+      await events.close();
+    },
+  };
+}
+
+function routerEvent(side: RouterSide, rank: number): RouterEvent {
+  const id = side.nextId[rank]++;
+  const pair = Math.floor(id / 2);
+  const base = 0xb10c_0000_0000_0000n + (BigInt(rank) << 40n) + BigInt(pair) * 8n;
+  const hashes = Array.from({ length: BLOCKS_PER_EVENT }, (_, b) => base + BigInt(b));
+  return {
+    workerId: ROUTER_WORKER,
+    event: {
+      eventId: BigInt(id),
+      dpRank: rank,
+      data:
+        id % 2 === 0
+          ? {
+              kind: 'stored',
+              parentHash: null,
+              blocks: hashes.map((h) => ({ blockHash: h, tokensHash: h ^ 0x5555_5555_5555_5555n })),
+            }
+          : { kind: 'removed', blockHashes: hashes },
+    },
+  };
+}
+
+async function setUpRouterSide(side: RouterSide): Promise<void> {
+  const queryEndpoint = endpointId(ROUTER_NAMESPACE, 'backend', KV_INDEXER_QUERY_ENDPOINT);
+  await side.worker.requests.serve(queryEndpoint, ROUTER_WORKER, async function* (payload) {
+    const q = kvIndexerQueryWireSchema.parse(decodeJson(payload));
+    const history = side.history[q.dp_rank];
+    if (q.start_event_id === undefined || q.end_event_id === undefined) {
+      // The bench registers the worker before publishing anything: its dump is empty.
+      yield encodeKvIndexerAnswer({ kind: 'dump', dpRank: q.dp_rank, lastEventId: null, events: [] });
+      return;
+    }
+    const events = history.filter(
+      (e) => e.event.eventId >= q.start_event_id! && e.event.eventId <= q.end_event_id!,
+    );
+    yield encodeKvIndexerAnswer({ kind: 'events', dpRank: q.dp_rank, lastEventId: q.end_event_id, events });
+  });
+  await side.worker.discovery.register(
+    { endpoint: endpointId(ROUTER_NAMESPACE, 'backend', GENERATE_ENDPOINT), instanceId: ROUTER_WORKER },
+    {
+      modelName: 'bench-model',
+      role: 'aggregated',
+      kvBlockSize: 16,
+      totalKvBlocks: 1 << 20,
+      maxNumSeqs: 256,
+      maxNumBatchedTokens: 8192,
+      dataParallelSize: ROUTER_RANKS,
+    },
+  );
+  side.modelRouter = await ModelRouter.create({
+    runtime: side.router,
+    namespace: ROUTER_NAMESPACE,
+    model: 'bench-model',
+    config: { blockSize: 16 },
+  });
+  while (side.modelRouter.instances().length === 0) await new Promise((r) => setTimeout(r, 5));
+  await side.modelRouter.settled();
+}
+
+async function routerEventsPerSecond(side: RouterSide, count: number): Promise<number> {
+  const router = side.modelRouter!;
+  const encoder = new TextEncoder();
+  const subject = kvEventsSubject(ROUTER_NAMESPACE, 'backend');
+  const payloads: Uint8Array[] = [];
+  for (let i = 0; i < count; i++) {
+    const event = routerEvent(side, i % ROUTER_RANKS);
+    side.history[event.event.dpRank].push(event);
+    payloads.push(encoder.encode(encodeRouterEvent(event)));
+  }
+  for (const h of side.history) if (h.length > 4096) h.splice(0, h.length - 4096);
+  const target = router.stats().events.applied + count;
+  const t0 = performance.now();
+  for (let i = 0; i < count; i++) {
+    side.worker.events.publish(subject, payloads[i]);
+    if ((i & 1023) === 1023) await side.worker.events.flush();
+  }
+  await side.worker.events.flush();
+  while (router.stats().events.applied < target) await new Promise((r) => setImmediate(r));
+  const seconds = (performance.now() - t0) / 1000;
+  const stats = router.stats().events;
+  if (stats.gaps > 0 || stats.malformed > 0)
+    throw new Error(`router saw gaps or bad events: ${JSON.stringify(stats)}`);
+  return count / seconds;
+}
+
 async function main(): Promise<void> {
   const natsServer = await startNatsServer();
   const connections: NatsConnection[] = [];
@@ -168,12 +309,41 @@ async function main(): Promise<void> {
     await setUp(local);
     await setUp(nats);
 
+    const localStore = new LocalKvStore();
+    const natsStore = new LocalKvStore();
+    const routerSides: RouterSide[] = [
+      {
+        name: 'local',
+        worker: composedRuntime(localStore, cluster.runtime().requests, cluster.runtime().events),
+        router: composedRuntime(localStore, cluster.runtime().requests, cluster.runtime().events),
+        nextId: new Array(ROUTER_RANKS).fill(0),
+        history: Array.from({ length: ROUTER_RANKS }, () => []),
+      },
+      {
+        name: 'nats',
+        worker: composedRuntime(
+          natsStore,
+          new NatsRequestPlane(await open()),
+          new NatsEventPlane(await open()),
+        ),
+        router: composedRuntime(
+          natsStore,
+          new NatsRequestPlane(await open()),
+          new NatsEventPlane(await open()),
+        ),
+        nextId: new Array(ROUTER_RANKS).fill(0),
+        history: Array.from({ length: ROUTER_RANKS }, () => []),
+      },
+    ];
+    for (const side of routerSides) await setUpRouterSide(side);
+
     // Warm-up (JIT, connections).
     for (const side of [local, nats]) {
       await roundTripP50(side, 200);
       await streamTokensPerSecond(side, 50);
       await eventsPerSecond(side, 5_000, -1);
     }
+    for (const side of routerSides) await routerEventsPerSecond(side, 5_000);
 
     const results: Record<string, number[]> = {};
     const record = (name: string, value: number) => {
@@ -191,6 +361,11 @@ async function main(): Promise<void> {
         record(
           `${side.name}_raw_events_per_s`,
           await eventsPerSecond(side, EVENTS_PER_ROUND[side.name], round, false),
+        );
+        const routerSide = routerSides.find((r) => r.name === side.name)!;
+        record(
+          `${side.name}_router_events_per_s`,
+          await routerEventsPerSecond(routerSide, EVENTS_PER_ROUND[side.name]),
         );
       }
     }
@@ -215,11 +390,21 @@ async function main(): Promise<void> {
     console.log(
       `                        ${fmt(m.local_raw_events_per_s)}  ${fmt(m.nats_raw_events_per_s)}   ${(m.local_raw_events_per_s / m.nats_raw_events_per_s).toFixed(1)}x`,
     );
+    console.log(`KV events/s into the router (pub/sub -> ModelRouter: decode, id tracking, radix tree)`);
+    console.log(
+      `                        ${fmt(m.local_router_events_per_s)}  ${fmt(m.nats_router_events_per_s)}   ${(m.local_router_events_per_s / m.nats_router_events_per_s).toFixed(1)}x`,
+    );
+    console.log(
+      `  router ingestion over decode-only (nats): ${(m.nats_router_events_per_s / m.nats_events_per_s).toFixed(2)}x`,
+    );
     console.log(
       JSON.stringify({
         nats_rtt_us_p50: Number(m.nats_rtt_us_p50.toFixed(1)),
         nats_stream_tokens_per_s: Math.round(m.nats_stream_tokens_per_s),
-        events_per_s: Math.round(m.nats_events_per_s),
+        events_per_s: Math.round(m.nats_router_events_per_s),
+        local_router_events_per_s: Math.round(m.local_router_events_per_s),
+        router_over_decode_only: Number((m.nats_router_events_per_s / m.nats_events_per_s).toFixed(2)),
+        nats_decode_only_events_per_s: Math.round(m.nats_events_per_s),
         local_over_nats: Number((m.local_stream_tokens_per_s / m.nats_stream_tokens_per_s).toFixed(2)),
         local_rtt_us_p50: Number(m.local_rtt_us_p50.toFixed(2)),
         local_stream_tokens_per_s: Math.round(m.local_stream_tokens_per_s),
@@ -229,6 +414,11 @@ async function main(): Promise<void> {
         rtt_local_over_nats: Number((m.nats_rtt_us_p50 / m.local_rtt_us_p50).toFixed(2)),
       }),
     );
+    for (const side of routerSides) {
+      await side.modelRouter?.close();
+      await side.router.close();
+      await side.worker.close();
+    }
     await nats.server.close();
     await nats.client.close();
   } finally {
