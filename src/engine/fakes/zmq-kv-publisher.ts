@@ -102,6 +102,14 @@ export class FakeKvPublisher {
     return sent;
   }
 
+  /** Sends `payload` as the rank's next batch (next sequence number, not kept for replay). */
+  async publishPayload(dpRank: number, payload: Uint8Array): Promise<bigint> {
+    const r = this.ranks[dpRank];
+    const seq = r.next++;
+    await this.send(r, [this.options.topic ?? '', seqBytes(seq), payload]);
+    return seq;
+  }
+
   /** Publishes one batch of the rank's events; returns its sequence number. */
   async publish(dpRank: number, events: readonly RawKvEvent[], ts = Date.now() / 1000): Promise<bigint> {
     const r = this.ranks[dpRank];
