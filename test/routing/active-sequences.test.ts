@@ -202,3 +202,173 @@ describe('ActiveSequences against a reference model', () => {
     );
   });
 });
+
+describe('ActiveSequences against a reference model with output-block decay and long chains', () => {
+  /** Rolling chain over letters; equal prefixes give equal hashes, as sequence hashes do. */
+  function chain(letters: readonly number[]): Uint32Array {
+    const out = new Uint32Array(letters.length * 2);
+    let h = 0x2545_f491;
+    for (let i = 0; i < letters.length; i++) {
+      h = Math.imul(h ^ (letters[i] + 0x9e37), 0x85eb_ca6b);
+      h ^= h >>> 13;
+      out[2 * i] = h >>> 0;
+      out[2 * i + 1] = Math.imul(h, 0xc2b2_ae35) >>> 0;
+    }
+    return out;
+  }
+
+  /** Naive model: per owner, every block key with its request count and weight. */
+  class Model {
+    readonly owners = new Map<number, Map<string, { count: number; weight: number }>>();
+    readonly requests = new Map<
+      string,
+      { owner: number; keys: string[]; unshared: number; unsharedWeight: number }
+    >();
+    add(id: string, owner: number, packed: Uint32Array): void {
+      const keys = Array.from(
+        { length: packed.length / 2 },
+        (_, i) => `${packed[2 * i]}:${packed[2 * i + 1]}`,
+      );
+      const blocks = this.owners.get(owner) ?? new Map();
+      this.owners.set(owner, blocks);
+      for (const key of keys) {
+        const entry = blocks.get(key);
+        if (entry === undefined) blocks.set(key, { count: 1, weight: 1 });
+        else entry.count++;
+      }
+      this.requests.set(id, { owner, keys, unshared: 0, unsharedWeight: 1 });
+    }
+    free(id: string): void {
+      const request = this.requests.get(id)!;
+      const blocks = this.owners.get(request.owner)!;
+      for (const key of request.keys) {
+        const entry = blocks.get(key)!;
+        if (--entry.count === 0) blocks.delete(key);
+      }
+      this.requests.delete(id);
+    }
+    output(id: string, decay: number): void {
+      const request = this.requests.get(id)!;
+      request.unshared++;
+      request.unsharedWeight = decay;
+      const blocks = this.owners.get(request.owner)!;
+      for (let i = request.keys.length - 1; i >= 0; i--) {
+        const entry = blocks.get(request.keys[i])!;
+        if (entry.count !== 1) break;
+        entry.weight = decay;
+      }
+    }
+    activeBlocks(owner: number): number {
+      let sum = 0;
+      for (const entry of this.owners.get(owner)?.values() ?? []) sum += entry.weight;
+      for (const r of this.requests.values()) if (r.owner === owner) sum += r.unshared * r.unsharedWeight;
+      return Math.max(0, Math.round(sum));
+    }
+    held(owner: number, packed: Uint32Array): number {
+      const blocks = this.owners.get(owner);
+      let n = 0;
+      while (n < packed.length / 2 && blocks?.has(`${packed[2 * n]}:${packed[2 * n + 1]}`)) n++;
+      return n;
+    }
+  }
+
+  const OWNERS = 4;
+  function check(seqs: ActiveSequences, model: Model, query: Uint32Array | null): void {
+    for (let owner = 0; owner < OWNERS; owner++)
+      expect(seqs.activeBlocks(owner)).toBe(model.activeBlocks(owner));
+    let pairs = 0;
+    for (const blocks of model.owners.values()) pairs += blocks.size;
+    expect(seqs.nodes).toBe(pairs);
+    if (query !== null && query.length > 0) {
+      const n = query.length / 2;
+      const held = seqs.matchChain(query, n);
+      for (let owner = 0; owner < OWNERS; owner++) expect(held[owner]).toBe(model.held(owner, query));
+      seqs.releaseMatch();
+    }
+  }
+
+  it('matches the model under adds, frees, output blocks and queries (shared prefixes split and merge)', () => {
+    const letters = fc.array(fc.integer({ min: 0, max: 2 }), { maxLength: 12 });
+    const op = fc.oneof(
+      fc.record({
+        kind: fc.constant('add' as const),
+        owner: fc.integer({ min: 0, max: OWNERS - 1 }),
+        letters,
+      }),
+      fc.record({ kind: fc.constant('free' as const), pick: fc.nat() }),
+      fc.record({
+        kind: fc.constant('output' as const),
+        pick: fc.nat(),
+        decay: fc.constantFrom(0, 0.25, 0.5, 1),
+      }),
+      fc.record({ kind: fc.constant('query' as const), letters }),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 80 }), (ops) => {
+        const seqs = new ActiveSequences({ clock: new ManualClock() });
+        seqs.ensureOwners(OWNERS);
+        const model = new Model();
+        let next = 0;
+        for (const o of ops) {
+          let query: Uint32Array | null = null;
+          const ids = [...model.requests.keys()];
+          if (o.kind === 'add') {
+            const id = `r${next++}`;
+            const packed = chain(o.letters);
+            seqs.add(id, o.owner, { prefillTokens: 0, blocks: packed });
+            model.add(id, o.owner, packed);
+          } else if (o.kind === 'free') {
+            if (ids.length === 0) continue;
+            const id = ids[o.pick % ids.length];
+            expect(seqs.free(id)).toBe(true);
+            model.free(id);
+          } else if (o.kind === 'output') {
+            if (ids.length === 0) continue;
+            const id = ids[o.pick % ids.length];
+            expect(seqs.addOutputBlock(id, o.decay)).toBe(true);
+            model.output(id, o.decay);
+          } else query = chain(o.letters);
+          check(seqs, model, query);
+        }
+        for (const id of [...model.requests.keys()]) seqs.free(id);
+        expect(seqs.nodes).toBe(0);
+        for (let owner = 0; owner < OWNERS; owner++) expect(seqs.activeBlocks(owner)).toBe(0);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('stays exact over long churn with long chains (storage growth and compaction)', () => {
+    const seqs = new ActiveSequences({ clock: new ManualClock() });
+    seqs.ensureOwners(OWNERS);
+    const model = new Model();
+    let x = 12_345;
+    const rand = (n: number) => {
+      x = (Math.imul(x, 1_103_515_245) + 12_345) >>> 0;
+      return (x >>> 8) % n;
+    };
+    const live: string[] = [];
+    for (let i = 0; i < 3000; i++) {
+      // Long chains on a few shared prefixes, diverging at random depths.
+      const group = rand(6);
+      const letters = Array.from({ length: 40 + rand(120) }, (_, d) =>
+        d < 20 + group * 5 ? group : rand(3),
+      );
+      const id = `q${i}`;
+      const packed = chain(letters);
+      const owner = rand(OWNERS);
+      seqs.add(id, owner, { prefillTokens: 0, blocks: packed });
+      model.add(id, owner, packed);
+      live.push(id);
+      if (live.length > 40) {
+        const victim = live.splice(rand(live.length), 1)[0];
+        seqs.free(victim);
+        model.free(victim);
+      }
+      if (i % 97 === 0) check(seqs, model, chain(letters.slice(0, 30 + rand(100))));
+    }
+    check(seqs, model, null);
+    for (const id of live) seqs.free(id);
+    expect(seqs.nodes).toBe(0);
+  });
+});
