@@ -195,7 +195,12 @@ export class ModelRouter {
     if (config.replicaSync && this.policy instanceof KvRouter)
       this.replicaSync = new ReplicaSync(
         this.policy,
-        new EventPlaneReplicaSyncBus(this.runtime.events, this.namespace, this.runtime.malformed),
+        new EventPlaneReplicaSyncBus(
+          this.runtime.events,
+          this.namespace,
+          this.component,
+          this.runtime.malformed,
+        ),
         { routerId: this.routerId },
       );
   }

@@ -1,6 +1,6 @@
 /**
  * Router replica sync over the runtime's event plane: Dynamo's ActiveSequenceEvent as JSON on
- * `namespace.{ns}.router.active_sequences_events`. u64 fields (router and worker ids, sequence
+ * `namespace.{ns}.component.{comp}.active_sequences_events` (one subject per worker pool). u64 fields (router and worker ids, sequence
  * hashes) travel as exact JSON integers and come back as bigint; messages that do not decode are
  * dropped, logged and counted.
  */
@@ -19,9 +19,10 @@ export class EventPlaneReplicaSyncBus implements ReplicaSyncBus {
   constructor(
     private readonly events: EventPlane,
     namespace: string,
+    component: string,
     private readonly malformed: MalformedCounter,
   ) {
-    this.subject = replicaSyncSubject(namespace);
+    this.subject = replicaSyncSubject(namespace, component);
   }
 
   publish(event: ActiveSequenceEvent): void {

@@ -11,7 +11,7 @@
  * Subjects (event plane):
  *   namespace.{ns}.component.{comp}.kv-events   one RouterEvent (src/kv/codec.ts) per message
  *   namespace.{ns}.component.{comp}.kv_metrics  WorkerLoadWire (one (worker, rank) per message)
- *   namespace.{ns}.router.active_sequences_events  replica sync (src/routing/replica-sync.ts)
+ *   namespace.{ns}.component.{comp}.active_sequences_events  replica sync (src/routing/replica-sync.ts)
  */
 import { z } from 'zod';
 import { decodeRouterEventsValue, encodeRouterEvents, parseLosslessJson } from '../kv/codec.ts';
@@ -29,8 +29,15 @@ export function kvMetricsSubject(namespace: string, component: string): string {
   return `namespace.${namespace}.component.${component}.kv_metrics`;
 }
 
-export function replicaSyncSubject(namespace: string): string {
-  return `namespace.${namespace}.router.active_sequences_events`;
+/**
+ * Router replica sync. With a component (what ModelRouter uses), one subject per worker pool, so the
+ * prefill and decode routers of a disaggregated deployment, which track the same request ids, never
+ * apply each other's add / free.
+ */
+export function replicaSyncSubject(namespace: string, component?: string): string {
+  return component === undefined
+    ? `namespace.${namespace}.router.active_sequences_events`
+    : `namespace.${namespace}.component.${component}.active_sequences_events`;
 }
 
 const u64 = z

@@ -340,7 +340,11 @@ export class Worker {
       }
       this.served++;
       this.loads.changed();
-      for await (const chunk of stream) yield encodeJson(generateChunkToWire(chunk));
+      try {
+        for await (const chunk of stream) yield encodeJson(generateChunkToWire(chunk));
+      } catch (error) {
+        throw new Error(codedText(error)); // e.g. a failed KV pull: ENGINE_BOOTSTRAP_WRONG_RANK
+      }
     } finally {
       ctx.signal.removeEventListener('abort', leave);
       leave();

@@ -34,6 +34,7 @@ export type LayoutEngineOptions = Partial<
     | 'perfModel'
     | 'bootstrapTimeoutMs'
     | 'placementHistory'
+    | 'clock'
   >
 >;
 
