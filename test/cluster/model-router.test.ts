@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { WorkerLostError, WorkerRequestError } from '../../src/cluster/errors.ts';
-import { ModelRouter } from '../../src/cluster/model-router.ts';
+import { ModelRouter, type RoutedChunk } from '../../src/cluster/model-router.ts';
 import { ModelWatcher } from '../../src/cluster/model-watcher.ts';
 import { kvMetricsSubject } from '../../src/protocol/wire.ts';
 import { NoWorkersError } from '../../src/routing/errors.ts';
@@ -89,6 +89,52 @@ describe('ModelRouter over the local runtime', () => {
     await waitFor(() => canonical(r.dump()).join() === workersDump([a, b]).join(), 2_000, 'dumps equal');
     expect(canonical(r.dump()).length).toBeGreaterThan(0);
     expect(zeroLoads(r)).toBe(true);
+    await waitFor(() => r.loads().every((l) => l.reported !== undefined), 2_000, 'kv_metrics of every rank');
+    expect(r.loads()).toHaveLength(8);
+    expect(
+      r.loads().every((l) => l.reported?.totalKvBlocks === 128 && l.reported.workerId === l.workerId),
+    ).toBe(true);
+  });
+
+  it('graceful shutdown: deregisters first, finishes in-flight work, and new requests go elsewhere', async () => {
+    const ns = uniqueNamespace();
+    const leaving = await worker(ns, { speedupRatio: 0.3 });
+    const staying = await worker(ns);
+    const r = await router(ns);
+    const chunks: RoutedChunk[] = [];
+    const inFlight = (async () => {
+      for await (const c of r.generate(req(prompt(4, 20), 40, { workerId: leaving.instanceId })))
+        chunks.push(c);
+    })();
+    await waitFor(() => chunks.length > 0, 3_000, 'first chunk');
+    const shutdown = leaving.shutdown({ drainTimeoutMs: 10_000 });
+    await waitFor(() => r.instances().length === 1, 2_000, 'deregistration');
+    expect(chunks.at(-1)?.finishReason).toBeUndefined();
+    const other = await drain(r.generate(req(prompt(5, 9), 2)));
+    expect(other[0].workerId).toBe(staying.instanceId);
+    await inFlight;
+    await shutdown;
+    expect(chunks.flatMap((c) => c.tokenIds)).toHaveLength(40);
+    expect(chunks.every((c) => c.workerId === leaving.instanceId)).toBe(true);
+    expect(r.stats().migrations).toBe(0);
+  });
+
+  it('a request outliving the drain timeout is migrated when the worker stops', async () => {
+    const ns = uniqueNamespace();
+    const leaving = await worker(ns, { speedupRatio: 0.3 });
+    await worker(ns);
+    const r = await router(ns);
+    const chunks: RoutedChunk[] = [];
+    const inFlight = (async () => {
+      for await (const c of r.generate(req(prompt(4, 20), 60, { workerId: leaving.instanceId })))
+        chunks.push(c);
+    })();
+    await waitFor(() => chunks.length > 0, 3_000, 'first chunk');
+    await leaving.shutdown({ drainTimeoutMs: 100 });
+    await inFlight;
+    expect(chunks.flatMap((c) => c.tokenIds)).toHaveLength(60);
+    expect(chunks.at(-1)?.workerId).not.toBe(leaving.instanceId);
+    expect(r.stats().migrations).toBe(1);
   });
 
   it('a cached prefix wins: the same prompt goes back to the rank that holds it', async () => {
