@@ -10,6 +10,7 @@ import { WorkerLostError } from '../../src/cluster/errors.ts';
 import { ModelRouter, type ModelRouterOptions, type RoutedChunk } from '../../src/cluster/model-router.ts';
 import {
   GENERATE_ENDPOINT,
+  generateRequestToWire,
   kvMetricsSubject,
   WORKER_BAD_REQUEST,
   workerErrorCode,
@@ -54,6 +55,43 @@ describe('the router’s view of a nats + etcd cluster', () => {
   });
   afterAll(async () => fixture?.teardown(), 30_000);
 
+  const outputs = new Map<ChildProcess, string>();
+  const spawnWorker = (namespace: string, extra: string[]): ChildProcess => {
+    const child = spawn(
+      process.execPath,
+      [
+        KVGATE,
+        'worker',
+        '--model',
+        MODEL,
+        '--dp-size',
+        '4',
+        '--block-size',
+        String(BLOCK_SIZE),
+        '--num-gpu-blocks',
+        '128',
+        '--metrics-interval',
+        '200',
+        '--nats',
+        fixture.nats.url,
+        '--etcd',
+        fixture.etcd.endpoint,
+        '--namespace',
+        namespace,
+        '--lease-ttl',
+        '2',
+        ...extra,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KVGATE_LOG_LEVEL: 'info' } },
+    );
+    children.push(child);
+    outputs.set(child, '');
+    const append = (d: Buffer) => outputs.set(child, outputs.get(child) + d.toString());
+    child.stdout?.on('data', append);
+    child.stderr?.on('data', append);
+    return child;
+  };
+
   const router = async (namespace: string, options: Partial<ModelRouterOptions> = {}) => {
     const r = await ModelRouter.create({
       runtime: await fixture.runtime(),
@@ -76,48 +114,13 @@ describe('the router’s view of a nats + etcd cluster', () => {
   it('a worker process killed with SIGKILL leaves the router within lease TTL + 2 s, with no block on any rank', async () => {
     const ns = uniqueNamespace();
     const r = await router(ns);
-    const child = spawn(
-      process.execPath,
-      [
-        KVGATE,
-        'worker',
-        '--model',
-        MODEL,
-        '--dp-size',
-        '4',
-        '--block-size',
-        String(BLOCK_SIZE),
-        '--num-gpu-blocks',
-        '128',
-        '--speedup-ratio',
-        '0',
-        '--metrics-interval',
-        '200',
-        '--nats',
-        fixture.nats.url,
-        '--etcd',
-        fixture.etcd.endpoint,
-        '--namespace',
-        ns,
-        '--lease-ttl',
-        '2',
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KVGATE_LOG_LEVEL: 'warn' } },
-    );
-    children.push(child);
-    let output = '';
-    child.stdout?.on('data', (d: Buffer) => {
-      output += d.toString();
-    });
-    child.stderr?.on('data', (d: Buffer) => {
-      output += d.toString();
-    });
+    const child = spawnWorker(ns, ['--speedup-ratio', '0']);
     await waitFor(
       () => r.instances().length === 1 || child.exitCode !== null,
       20_000,
       'the worker process to register',
     ).catch((error: Error) => {
-      throw new Error(`${error.message}\n${output}`);
+      throw new Error(`${error.message}\n${outputs.get(child)}`);
     });
     expect(child.exitCode).toBeNull();
     const [{ workerId, card }] = r.instances();
@@ -140,6 +143,31 @@ describe('the router’s view of a nats + etcd cluster', () => {
     expect(elapsed).toBeLessThanOrEqual(4_000);
     expect(canonical(r.dump()).filter((s) => s.startsWith(`${workerId}:`))).toEqual([]);
     expect(r.loads()).toEqual([]);
+  }, 40_000);
+
+  it('SIGTERM: the worker process deregisters at once, finishes its in-flight request, and exits 0', async () => {
+    const ns = uniqueNamespace();
+    const r = await router(ns);
+    const child = spawnWorker(ns, ['--speedup-ratio', '0.3', '--drain-timeout', '20']);
+    await waitFor(() => r.instances().length === 1, 20_000, 'the worker process to register').catch(
+      (error: Error) => {
+        throw new Error(`${error.message}\n${outputs.get(child)}`);
+      },
+    );
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const chunks: RoutedChunk[] = [];
+    const inFlight = (async () => {
+      for await (const c of r.generate(req(prompt(8, 20), 40))) chunks.push(c);
+    })();
+    await waitFor(() => chunks.length > 0, 10_000, 'first chunk');
+    child.kill('SIGTERM');
+    await waitFor(() => r.instances().length === 0, 1_500, 'deregistration before the lease runs out');
+    expect(chunks.at(-1)?.finishReason).toBeUndefined();
+    await inFlight;
+    expect(chunks.flatMap((c) => c.tokenIds)).toHaveLength(40);
+    expect(r.stats().migrations).toBe(0);
+    expect(await exited).toBe(0);
+    expect(outputs.get(child)).toMatch(/worker: shutting down/);
   }, 40_000);
 
   it('NATS restarted twice while 100 requests flow: the router’s index ends equal to the workers’ dumps, and a late router agrees', async () => {
@@ -318,6 +346,16 @@ describe('the router’s view of a nats + etcd cluster', () => {
         waitForWorkersMs: 20_000,
       });
       routers.push(r);
+      let direct = 0;
+      const straight = drain(
+        workerRuntime.requests.call(
+          w.generateEndpoint,
+          w.instanceId,
+          encodeJson(generateRequestToWire(req(prompt(9, 10), 2))),
+        ),
+      ).then((frames) => {
+        direct = frames.length;
+      });
       let settled = 0;
       const pending = [0, 1, 2].map((i) =>
         drain(r.generate(req(prompt(i, 10), 3))).finally(() => {
@@ -326,12 +364,15 @@ describe('the router’s view of a nats + etcd cluster', () => {
       );
       await new Promise((res) => setTimeout(res, 1_500));
       expect(settled).toBe(0);
+      expect(direct).toBe(0); // parked behind the worker's readiness gate
       expect(w.isReady).toBe(false);
       await etcd.start();
       const results = await Promise.all(pending);
       for (const chunks of results) expect(chunks.flatMap((c) => c.tokenIds)).toHaveLength(3);
       await w.registered;
       expect(w.isReady).toBe(true);
+      await straight;
+      expect(direct).toBeGreaterThan(0);
     } finally {
       await Promise.all(routers.splice(0).map((r) => r.close()));
       await Promise.all(workers.splice(0).map((w) => w.shutdown({ drainTimeoutMs: 0 })));
