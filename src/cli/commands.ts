@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { registerBenchCommand } from './bench-command.ts';
 import { registerFrontendCommand } from './frontend-command.ts';
+import { registerMockEngineCommand } from './mock-engine-command.ts';
 import { registerRouterCommand } from './router-command.ts';
 import { registerServeCommand } from './serve-command.ts';
 import { registerWorkerCommand } from './worker-command.ts';
@@ -15,4 +16,5 @@ export function registerCommands(program: Command): void {
   registerFrontendCommand(program);
   registerWorkerCommand(program);
   registerRouterCommand(program);
+  registerMockEngineCommand(program);
 }
