@@ -77,6 +77,13 @@ describe('nvext prefill pins over HTTP (4 prefill + 4 decode workers, dp 4)', ()
       expect(decodePlacement.prefillDpRank).toBe(1);
       expect(decodePlacement.dpRank).toBe(Number(nvext.decode_dp_rank));
     }
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    expect(metrics).toContain(
+      `kvgate_frontend_disagg_prefill_rank_requests_total{model="${MODEL}",worker_id="${pinned.instanceId}",dp_rank="1"} 8`,
+    );
+    expect(metrics).toMatch(
+      /kvgate_frontend_disagg_requests_total\{model="disagg-test",mode="disaggregated",reason=""\} 8/,
+    );
   });
 
   it('a decode worker pinned as prefill worker, and an unknown one, are clear 4xx errors', async () => {

@@ -62,7 +62,25 @@ export interface DisaggDecision extends RoutingDecision {
 
 export type AggregatedReason = 'no_prefill_workers' | 'short_prompt' | 'prefill_busy' | 'prefill_failed';
 
+/** What happened to a request, for metrics (DisaggMetrics) and logs. */
+export type DisaggOutcome =
+  | {
+      readonly kind: 'disaggregated';
+      readonly model: string;
+      readonly prefill: { readonly workerId: WorkerId; readonly dpRank: number };
+      readonly decode: { readonly workerId: WorkerId; readonly dpRank: number };
+    }
+  | {
+      readonly kind: 'aggregated';
+      readonly model: string;
+      readonly reason: AggregatedReason;
+      readonly decode: { readonly workerId: WorkerId; readonly dpRank: number };
+    }
+  | { readonly kind: 'prefill_failed'; readonly model: string; readonly prefillWorkerId: WorkerId };
+
 export interface DisaggregationOptions {
+  /** Called once a request's placement is known (first chunk), and on every prefill failure. */
+  readonly onOutcome?: (outcome: DisaggOutcome) => void;
   /** Never run a request aggregated: no prefill worker or a failed prefill is an error. */
   readonly enforceDisagg?: boolean;
   /**
@@ -111,6 +129,7 @@ export class DisaggregatedModelRouter {
   private readonly prefillSource: ModelRouter | (() => ModelRouter | undefined);
   private readonly selector: PrefillSelector | undefined;
   private readonly busyThresholds: BusyThresholds | undefined;
+  private readonly onOutcome: ((outcome: DisaggOutcome) => void) | undefined;
   private counts = {
     requests: 0,
     disaggregated: 0,
@@ -135,6 +154,7 @@ export class DisaggregatedModelRouter {
     this.minUncachedTokens = options.minUncachedTokens ?? 0;
     this.maxPrefillAttempts = options.maxPrefillAttempts ?? 2;
     this.busyThresholds = options.prefillBusyThresholds;
+    this.onOutcome = options.onOutcome;
     if (!Number.isInteger(this.minUncachedTokens) || this.minUncachedTokens < 0)
       throw new TypeError('minUncachedTokens must be an integer >= 0');
     if (!Number.isInteger(this.maxPrefillAttempts) || this.maxPrefillAttempts < 1)
@@ -213,7 +233,7 @@ export class DisaggregatedModelRouter {
       );
       if (plan.kind === 'aggregated') {
         this.aggregatedCounts[plan.reason]++;
-        yield* this.aggregated(request, signal);
+        yield* this.aggregated(request, plan.reason, signal);
         return;
       }
       const { target } = plan;
@@ -226,6 +246,7 @@ export class DisaggregatedModelRouter {
         failure = error.error;
       }
       this.counts.prefillFailures++;
+      this.emit({ kind: 'prefill_failed', model: this.model, prefillWorkerId: target.workerId });
       avoid.add(target.workerId);
       log.warn(
         {
@@ -239,7 +260,7 @@ export class DisaggregatedModelRouter {
       );
       if (!this.enforceDisagg && canPrefillLocally(this.decode)) {
         this.aggregatedCounts.prefill_failed++;
-        yield* this.aggregated(request, signal);
+        yield* this.aggregated(request, 'prefill_failed', signal);
         return;
       }
       const others = (this.prefill?.instances() ?? []).filter((i) => !avoid.has(i.workerId));
@@ -377,12 +398,33 @@ export class DisaggregatedModelRouter {
 
   private async *aggregated(
     request: DisaggRequest,
+    reason: AggregatedReason,
     signal: AbortSignal | undefined,
   ): AsyncGenerator<DisaggChunk> {
     const routing = routingFor(this.decode, request.tokenIds, request.routing ?? {}, 'local-prefill');
     const { prefillRouting: _p, bootstrap: _b, ...rest } = request;
-    for await (const chunk of this.decode.generate({ ...rest, routing }, signal))
+    let first = true;
+    for await (const chunk of this.decode.generate({ ...rest, routing }, signal)) {
+      if (first) {
+        first = false;
+        this.emit({
+          kind: 'aggregated',
+          model: this.model,
+          reason,
+          decode: { workerId: chunk.workerId, dpRank: chunk.dpRank },
+        });
+      }
       yield { ...chunk, disaggregated: false };
+    }
+  }
+
+  private emit(outcome: DisaggOutcome): void {
+    if (this.onOutcome === undefined) return;
+    try {
+      this.onOutcome(outcome);
+    } catch (error) {
+      log.error({ err: error }, 'disagg: outcome listener threw');
+    }
   }
 
   /**
@@ -445,7 +487,15 @@ export class DisaggregatedModelRouter {
       const { prefillRouting: _p, ...rest } = request;
       try {
         for await (const chunk of this.decode.generate({ ...rest, routing, bootstrap }, decodeAbort.signal)) {
-          if (chunk.tokenIds.length > 0 || chunk.finishReason !== undefined) produced = true;
+          if (!produced && (chunk.tokenIds.length > 0 || chunk.finishReason !== undefined)) {
+            produced = true;
+            this.emit({
+              kind: 'disaggregated',
+              model: this.model,
+              prefill: { workerId: bootstrap.prefillWorkerId, dpRank: bootstrap.prefillDpRank },
+              decode: { workerId: chunk.workerId, dpRank: chunk.dpRank },
+            });
+          }
           yield {
             ...chunk,
             disaggregated: true,

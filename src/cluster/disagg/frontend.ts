@@ -13,6 +13,7 @@ import { createFrontendServer } from '../../frontend/server.ts';
 import { PREFILL_COMPONENT } from '../../protocol/wire.ts';
 import { DisaggregatedModelRegistry } from './backend.ts';
 import type { DisaggregationOptions } from './disaggregated-model-router.ts';
+import { DisaggMetrics } from './metrics.ts';
 import type { PrefillSelector } from './selection.ts';
 
 export interface DisaggFrontendOptions extends ClusterFrontendOptions, DisaggregationOptions {
@@ -42,8 +43,14 @@ export async function startDisaggregatedFrontend(options: DisaggFrontendOptions)
     ...(options.migrationLimit !== undefined ? { migrationLimit: options.migrationLimit } : {}),
     ...(options.waitForWorkersMs !== undefined ? { waitForWorkersMs: options.waitForWorkersMs } : {}),
   });
+  const metrics = new FrontendMetrics();
+  const disaggMetrics = new DisaggMetrics(metrics.registry);
   const registry = new DisaggregatedModelRegistry(watcher, {
     runtime: options.runtime,
+    onOutcome: (outcome) => {
+      disaggMetrics.record(outcome);
+      options.onOutcome?.(outcome);
+    },
     ...(options.enforceDisagg !== undefined ? { enforceDisagg: options.enforceDisagg } : {}),
     ...(options.minUncachedTokens !== undefined ? { minUncachedTokens: options.minUncachedTokens } : {}),
     ...(options.prefillBusyThresholds !== undefined
@@ -53,7 +60,6 @@ export async function startDisaggregatedFrontend(options: DisaggFrontendOptions)
     ...(options.prefillSelector !== undefined ? { prefillSelector: options.prefillSelector } : {}),
     ...(options.busyThresholds !== undefined ? { busyThresholds: options.busyThresholds } : {}),
   });
-  const metrics = new FrontendMetrics();
   const status = new ClusterStatus(watcher, metrics);
   let app: FastifyInstance;
   try {

@@ -12,6 +12,7 @@ export {
   DECODE_OVERRIDES,
   type DisaggChunk,
   type DisaggDecision,
+  type DisaggOutcome,
   type DisaggRequest,
   DisaggregatedModelRouter,
   type DisaggregatedModelRouterOptions,
@@ -38,5 +39,6 @@ export {
   PREFILL_ROUTER_CONFIG,
   startDisaggregatedFrontend,
 } from './frontend.ts';
+export { DisaggMetrics } from './metrics.ts';
 export { type PrefillHandoff, type PrefillTarget, startPrefill } from './prefill-handoff.ts';
 export { effectiveRank, type PrefillSelector, type WorkerSelection } from './selection.ts';
