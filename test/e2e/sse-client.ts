@@ -23,10 +23,12 @@ export async function streamChat(
   baseUrl: string,
   body: Record<string, unknown>,
   progress: (result: StreamResult) => void = () => {},
+  options: { headers?: Record<string, string>; signal?: AbortSignal } = {},
 ): Promise<StreamResult> {
   const response = await fetch(`${baseUrl}/v1/chat/completions`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...options.headers },
+    ...(options.signal ? { signal: options.signal } : {}),
     body: JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } }),
   });
   const result: StreamResult = {
