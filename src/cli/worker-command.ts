@@ -115,7 +115,9 @@ export function registerWorkerCommand(program: Command): void {
         process.stderr.write(`error: ${error.message}\n`);
         process.exit(2);
       }
-      throw error;
+      log.error({ err: error }, 'worker: failed to start');
+      process.stderr.write(`error: ${error instanceof Error ? error.message : String(error)}\n`);
+      process.exit(1);
     }
   });
 }

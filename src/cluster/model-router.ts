@@ -155,7 +155,7 @@ export class ModelRouter {
   private readonly ingest: KvEventIngest;
   private readonly replicaSync: ReplicaSync | null = null;
   private readonly subscriptions: Subscription[] = [];
-  private readonly workerWaiters = new Set<() => void>();
+  private readonly workerWaiters = new Set<(error?: Error) => void>();
   private readonly recoveryTimeoutMs: number;
   private watch: DiscoveryWatch | undefined;
   private startPromise: Promise<void> | undefined;
@@ -306,7 +306,7 @@ export class ModelRouter {
         if (error) reject(error);
         else resolve();
       };
-      const wake = () => finish();
+      const wake = (error?: Error) => finish(error);
       const onAbort = () =>
         finish(new RuntimeError('RUNTIME_CANCELLED', 'cancelled while waiting for a worker'));
       const timer = setTimeout(
@@ -332,6 +332,7 @@ export class ModelRouter {
    * lost mid-stream is replaced: the request continues elsewhere with prompt + tokens so far.
    */
   async *generate(request: RoutedRequest, signal?: AbortSignal): AsyncGenerator<RoutedChunk> {
+    if (this.closed) throw new RuntimeError('RUNTIME_CLOSED', 'the router was closed');
     await this.waitForInstances(this.waitForWorkersMs, signal);
     this.requests++;
     const prompt = request.tokenIds;
@@ -589,6 +590,8 @@ export class ModelRouter {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const wake of [...this.workerWaiters])
+      wake(new RuntimeError('RUNTIME_CLOSED', 'the router was closed'));
     this.watch?.close();
     for (const s of this.subscriptions) s.unsubscribe();
     this.replicaSync?.close();

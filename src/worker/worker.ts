@@ -90,8 +90,9 @@ export class Worker {
   readonly component: string;
   readonly card: ModelCard;
   readonly generateEndpoint: EndpointId;
-  /** Resolves when the instance and card are registered (the readiness gate opens). */
-  readonly registered: Promise<void>;
+  /** Resolves true when the instance and card are registered (the readiness gate opens), false when shut down first. */
+  readonly registered: Promise<boolean>;
+  private settleRegistered: (registered: boolean) => void = () => {};
 
   private readonly gate = new ReadinessGate();
   private readonly loads: LoadPublisher;
@@ -149,7 +150,9 @@ export class Worker {
       this.eventsPublished++;
       this.loads.changed();
     });
-    this.registered = this.gateOpened();
+    this.registered = new Promise<boolean>((resolve) => {
+      this.settleRegistered = resolve;
+    });
   }
 
   /** Serves the endpoints, then registers in the background (see `registered`). */
@@ -202,6 +205,7 @@ export class Worker {
       });
       await Promise.race([deregistered, sleep(Math.max(1_000, Math.min(drainTimeoutMs, 5_000)))]);
     }
+    this.settleRegistered(false);
     this.gate.open(); // parked requests now see WORKER_UNAVAILABLE
     if (this.inFlight > 0) {
       log.info({ inFlight: this.inFlight, drainTimeoutMs }, 'worker: draining in-flight requests');
@@ -217,10 +221,6 @@ export class Worker {
   private idle(): Promise<void> {
     if (this.inFlight === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.add(resolve));
-  }
-
-  private gateOpened(): Promise<void> {
-    return this.gate.wait();
   }
 
   private async serveEndpoints(): Promise<void> {
@@ -268,6 +268,7 @@ export class Worker {
             'worker: registered',
           );
           this.gate.open();
+          this.settleRegistered(true);
           return;
         } catch (error) {
           if (signal.aborted || isRuntimeError(error, 'RUNTIME_CLOSED')) return;

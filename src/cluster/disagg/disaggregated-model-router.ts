@@ -239,7 +239,10 @@ export class DisaggregatedModelRouter {
       const { target } = plan;
       let failure: DisaggError;
       try {
-        yield* this.disaggregated(request, target, signal);
+        // A retry gets its own id: the engines may not have seen the failed attempt's cancel yet.
+        const attemptRequest =
+          attempt === 0 ? request : { ...request, requestId: `${request.requestId}:retry${attempt}` };
+        yield* this.disaggregated(attemptRequest, target, signal);
         return;
       } catch (error) {
         if (!(error instanceof PrefillFailure)) throw error;
@@ -260,7 +263,7 @@ export class DisaggregatedModelRouter {
       );
       if (!this.enforceDisagg && canPrefillLocally(this.decode)) {
         this.aggregatedCounts.prefill_failed++;
-        yield* this.aggregated(request, 'prefill_failed', signal);
+        yield* this.aggregated({ ...request, requestId: `${request.requestId}:agg` }, 'prefill_failed', signal);
         return;
       }
       const others = (this.prefill?.instances() ?? []).filter((i) => !avoid.has(i.workerId));
