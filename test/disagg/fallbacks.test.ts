@@ -41,6 +41,28 @@ describe('conditional disaggregation', () => {
     expect(router.stats().disaggregated).toBe(1);
   });
 
+  it('every prefill rank busy: the request runs aggregated', async () => {
+    layout = await startLayout(
+      {
+        prefillWorkers: 1,
+        decodeWorkers: 1,
+        decodeRole: 'aggregated',
+        prefillEngine: { dataParallelSize: 1, speedupRatio: 0.05 },
+      },
+      { prefillBusyThresholds: { activePrefillTokensThreshold: 1000 } },
+    );
+    const router = layout.handle.router;
+    // A long prompt keeps the only prefill rank over 1000 pending prompt tokens for about a second.
+    const long = collect(router.generate(request('long', prompt(7, 3000))));
+    await until(() => router.stats().handoffs >= 1, 'the long prefill');
+    const second = await collect(router.generate(request('while-busy', prompt(8, 300))));
+    expect(second[0].disaggregated).toBe(false);
+    expect(router.stats().aggregated.prefill_busy).toBe(1);
+    expect((await long)[0].disaggregated).toBe(true);
+    const after = await collect(router.generate(request('after', prompt(9, 300))));
+    expect(after[0].disaggregated).toBe(true);
+  });
+
   it('without an aggregated worker to prefill locally, short prompts are still disaggregated', async () => {
     layout = await startLayout({ prefillWorkers: 1, decodeWorkers: 1 }, { minUncachedTokens: 100 });
     const chunks = await collect(layout.handle.router.generate(request('short', prompt(3, 40))));
