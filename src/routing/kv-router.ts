@@ -129,7 +129,12 @@ export class KvRouter implements RoutingPolicy {
   // Per-decision scratch (grown, never shrunk).
   private localScratch = new Uint32Array(1024);
   private sequenceScratch = new Uint32Array(1024);
+  /** Views of the scratch buffers at the current block count (rebuilt when it changes). */
+  private localView: Uint32Array = this.localScratch.subarray(0, 0);
+  private sequenceView: Uint32Array = this.sequenceScratch.subarray(0, 0);
   private overlapByOwner = new Int32Array(64);
+  /** All zeros: the held blocks when active blocks are not deduplicated. */
+  private noneHeld = new Int32Array(64);
   private costs = new Float64Array(64);
   private decodeBlocks = new Float64Array(64);
   private prefillTokens = new Float64Array(64);
@@ -146,6 +151,10 @@ export class KvRouter implements RoutingPolicy {
   private heldDepths: Int32Array | null = null;
   /** assumeKvReuse for the current decision (config or per-request override). */
   private reuse = true;
+  /** overlapScoreWeight for the current decision. */
+  private weight = 1;
+  /** Blocks of the current request that count as decode load (0 when blocks are not tracked). */
+  private requestBlocks = 0;
 
   // Metrics.
   private decisions = 0;
@@ -286,7 +295,8 @@ export class KvRouter implements RoutingPolicy {
    * every candidate rank. Changes no state (debugging, dashboards, tests).
    */
   potentialLoads(tokens: ArrayLike<number>, options?: RouteOptions): CandidateLoad[] {
-    const count = this.score(tokens, null, options);
+    const count = this.prepare(tokens, null, options);
+    this.fillLoads(count);
     const out: CandidateLoad[] = [];
     for (let i = 0; i < count; i++) {
       const owner = this.candidateOwners[i];
@@ -434,9 +444,12 @@ export class KvRouter implements RoutingPolicy {
     hashed: HashedPrompt | null,
     options: RouteOptions | undefined,
   ): number {
-    const count = this.score(tokens, hashed, options);
+    const count = this.prepare(tokens, hashed, options);
     if (count === 1) return 0;
+    const best = this.scoreCosts(count);
     const temperature = options?.overrides?.routerTemperature ?? this.config.routerTemperature;
+    // A unique lowest cost is what the selector would pick; it only runs for ties and sampling.
+    if (best >= 0 && !(temperature > 0)) return best;
     return this.selector.select(this.costs, count, temperature, this.treeSizeOfCandidate);
   }
 
@@ -451,8 +464,11 @@ export class KvRouter implements RoutingPolicy {
     return decision;
   }
 
-  /** Hashes, matches and fills costs / prefillTokens / decodeBlocks for every candidate. */
-  private score(
+  /**
+   * Validates, hashes and matches the request: sets the candidates, per-owner overlaps and (when
+   * active blocks are deduplicated) per-owner held blocks. Returns the candidate count.
+   */
+  private prepare(
     tokens: ArrayLike<number> | null,
     hashed: HashedPrompt | null,
     options: RouteOptions | undefined,
@@ -466,6 +482,7 @@ export class KvRouter implements RoutingPolicy {
     else this.useHashed(hashed);
 
     const weight = overrides?.overlapScoreWeight ?? this.config.overlapScoreWeight;
+    this.weight = weight;
     this.ensureCandidates(count);
     this.candidateOwners = candidates;
     if (weight > 0 && this.blockCount > 0) {
@@ -477,30 +494,65 @@ export class KvRouter implements RoutingPolicy {
     this.reuse = reuse;
     const track = this.config.trackActiveBlocks;
     const blockCount = this.blockCount;
-    const dedupe = track && reuse && blockCount > 0;
     // decode_blocks = (request blocks not active there) + active blocks; without dedupe every
     // block of the request is new (or none is counted when tracking is off).
-    const requestBlocks = track ? blockCount : 0;
-    const held = dedupe ? this.active.matchChain(this.sequenceHashes(), blockCount) : null;
-    this.heldDepths = held;
+    this.requestBlocks = track ? blockCount : 0;
+    const dedupe = track && reuse && blockCount > 0;
+    this.heldDepths = dedupe ? this.active.matchChain(this.sequenceHashes(), blockCount) : null;
+    return count;
+  }
+
+  /**
+   * costs[i] of every candidate in one pass; returns the index of the unique lowest cost, or -1
+   * when several candidates share it.
+   */
+  private scoreCosts(count: number): number {
+    const candidates = this.candidateOwners;
+    const held = this.heldDepths ?? this.noneHeld;
     const activeBlocks = this.active.blocksByOwner;
     const activePrefill = this.active.prefillByOwner;
     const blockSize = this.config.blockSize;
+    const weight = this.weight;
     const isl = this.isl;
+    const requestBlocks = this.requestBlocks;
     const overlapByOwner = this.overlapByOwner;
     const costs = this.costs;
-    const prefill = this.prefillTokens;
-    const decode = this.decodeBlocks;
+    let lowest = Number.POSITIVE_INFINITY;
+    let best = -1;
     for (let i = 0; i < count; i++) {
       const owner = candidates[i];
       const uncached = isl - overlapByOwner[owner] * blockSize;
-      const tokens = Math.max(uncached, 0) + activePrefill[owner];
-      const blocks = requestBlocks - (held === null ? 0 : held[owner]) + activeBlocks[owner];
-      prefill[i] = tokens;
-      decode[i] = blocks;
-      costs[i] = weight * (tokens / blockSize) + blocks;
+      const tokens = (uncached > 0 ? uncached : 0) + activePrefill[owner];
+      const cost = weight * (tokens / blockSize) + (requestBlocks - held[owner] + activeBlocks[owner]);
+      costs[i] = cost;
+      if (cost < lowest) {
+        lowest = cost;
+        best = i;
+      } else if (cost === lowest) best = -1;
     }
-    return count;
+    return best;
+  }
+
+  /** Fills costs / prefillTokens / decodeBlocks of every candidate (potentialLoads). */
+  private fillLoads(count: number): void {
+    const candidates = this.candidateOwners;
+    const held = this.heldDepths ?? this.noneHeld;
+    const activeBlocks = this.active.blocksByOwner;
+    const activePrefill = this.active.prefillByOwner;
+    const blockSize = this.config.blockSize;
+    const weight = this.weight;
+    const isl = this.isl;
+    const requestBlocks = this.requestBlocks;
+    const overlapByOwner = this.overlapByOwner;
+    for (let i = 0; i < count; i++) {
+      const owner = candidates[i];
+      const uncached = isl - overlapByOwner[owner] * blockSize;
+      const tokens = (uncached > 0 ? uncached : 0) + activePrefill[owner];
+      const blocks = requestBlocks - held[owner] + activeBlocks[owner];
+      this.prefillTokens[i] = tokens;
+      this.decodeBlocks[i] = blocks;
+      this.costs[i] = weight * (tokens / blockSize) + blocks;
+    }
   }
 
   private hash(input: Uint32Array): void {
@@ -511,7 +563,8 @@ export class KvRouter implements RoutingPolicy {
     }
     this.isl = input.length;
     this.blockCount = blocks;
-    this.local = this.hasher.localHashes(input, this.localScratch.subarray(0, 2 * blocks));
+    this.localView = viewOf(this.localScratch, this.localView, 2 * blocks);
+    this.local = this.hasher.localHashes(input, this.localView);
     this.sequence = null;
   }
 
@@ -539,11 +592,10 @@ export class KvRouter implements RoutingPolicy {
 
   /** Rolling sequence hashes of the current request, computed on first use. */
   private sequenceHashes(): Uint32Array {
-    if (this.sequence === null)
-      this.sequence = this.hasher.sequenceHashes(
-        this.local,
-        this.sequenceScratch.subarray(0, 2 * this.blockCount),
-      );
+    if (this.sequence === null) {
+      this.sequenceView = viewOf(this.sequenceScratch, this.sequenceView, 2 * this.blockCount);
+      this.sequence = this.hasher.sequenceHashes(this.local, this.sequenceView);
+    }
     return this.sequence;
   }
 
@@ -553,7 +605,10 @@ export class KvRouter implements RoutingPolicy {
       const next = new Int32Array(capacity * 2);
       next.set(this.overlapByOwner);
       this.overlapByOwner = next;
+      this.noneHeld = new Int32Array(capacity * 2);
     }
+    // Held depths are read for every candidate owner: make sure the tracker covers them all.
+    this.active.ensureOwners(capacity);
     if (this.costs.length < count) {
       this.costs = new Float64Array(count * 2);
       this.decodeBlocks = new Float64Array(count * 2);
@@ -624,4 +679,9 @@ export class KvRouter implements RoutingPolicy {
     if (listener === null || owner < 0 || !this.owners.isLive(owner)) return;
     listener({ kind, requestId, workerId: this.owners.workerOf(owner), dpRank: this.owners.rankOf(owner) });
   }
+}
+
+/** `view` when it is scratch[0, words), else a new such view (scratch buffers are long-lived). */
+function viewOf(scratch: Uint32Array, view: Uint32Array, words: number): Uint32Array {
+  return view.length === words && view.buffer === scratch.buffer ? view : scratch.subarray(0, words);
 }
