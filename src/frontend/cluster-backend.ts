@@ -4,12 +4,12 @@
  * `ClusterModelRegistry` listing what discovery currently sees.
  *
  * nvext pins become router pins (`backend_instance_id` or `decode_worker_id` + `dp_rank`),
- * `query_instance_id` becomes `decide` (no state change), and every response names the (worker,
- * rank) that produced it (after a migration: the last one). Router and cluster errors are turned
+ * `query_instance_id` becomes `decide` (no state change), and every chunk names the (worker,
+ * rank) producing it (after a migration, the new one). Router and cluster errors are turned
  * into OpenAI-style errors with a clear message and the right status.
  */
 import { ClusterError, WorkerLostError } from '../cluster/errors.ts';
-import type { ModelRouter, RequestRouting, RoutedChunk } from '../cluster/model-router.ts';
+import type { ModelRouter, RequestRouting } from '../cluster/model-router.ts';
 import type { ModelWatcher } from '../cluster/model-watcher.ts';
 import {
   InvalidOverrideError,
@@ -88,12 +88,9 @@ export class ClusterModelBackend implements ModelBackend {
       { requestId: request.requestId, tokenIds: request.tokenIds, sampling: request.sampling, routing },
       signal,
     );
-    let reported: { workerId: bigint; dpRank: number } | undefined;
     try {
-      for await (const chunk of stream) {
-        yield backendChunk(chunk, reported);
-        reported = { workerId: chunk.workerId, dpRank: chunk.dpRank };
-      }
+      // A RoutedChunk is a BackendChunk naming its (worker, rank): passed on as it is.
+      yield* stream;
     } catch (error) {
       throw clusterApiError(error, signal);
     }
@@ -157,16 +154,6 @@ function requestRouting(request: BackendRequest): RequestRouting {
     ...(routing.dpRank !== undefined ? { dpRank: routing.dpRank } : {}),
     ...(routerOverrides !== undefined ? { overrides: routerOverrides } : {}),
   };
-}
-
-/** The routing echo goes on the first chunk and again whenever a migration moved the request. */
-function backendChunk(
-  chunk: RoutedChunk,
-  reported: { workerId: bigint; dpRank: number } | undefined,
-): BackendChunk {
-  const { workerId, dpRank, ...rest } = chunk;
-  if (reported !== undefined && reported.workerId === workerId && reported.dpRank === dpRank) return rest;
-  return { ...rest, workerId, dpRank };
 }
 
 /** Maps what the router throws to the error the HTTP client sees (status, type, message). */
