@@ -63,9 +63,6 @@ describe('standalone router and legacy answers', () => {
     });
     await legacyRuntime.discovery.register({ endpoint: ep, instanceId: id });
     const client = new RemoteRouterClient({ runtime, namespace: ns });
-    const { DisaggregatedModelRouter } = await import(
-      '../../src/cluster/disagg/disaggregated-model-router.ts'
-    );
     const router = new DisaggregatedModelRouter({
       runtime,
       decode: layout.handle.router.decode,

@@ -263,7 +263,11 @@ export class DisaggregatedModelRouter {
       );
       if (!this.enforceDisagg && canPrefillLocally(this.decode)) {
         this.aggregatedCounts.prefill_failed++;
-        yield* this.aggregated({ ...request, requestId: `${request.requestId}:agg` }, 'prefill_failed', signal);
+        yield* this.aggregated(
+          { ...request, requestId: `${request.requestId}:agg` },
+          'prefill_failed',
+          signal,
+        );
         return;
       }
       const others = (this.prefill?.instances() ?? []).filter((i) => !avoid.has(i.workerId));
