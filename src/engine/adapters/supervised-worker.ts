@@ -165,15 +165,13 @@ export class SupervisedWorker {
         }
       }
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, interval);
-        signal.addEventListener(
-          'abort',
-          () => {
-            clearTimeout(timer);
-            resolve();
-          },
-          { once: true },
-        );
+        const wake = () => {
+          clearTimeout(timer);
+          signal.removeEventListener('abort', wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, interval);
+        signal.addEventListener('abort', wake, { once: true });
       });
     }
   }
