@@ -138,6 +138,26 @@ describe('kvgate frontend + 2 kvgate workers over NATS and etcd', () => {
     for (const ranks of ranksByWorker.values()) expect(ranks.size).toBeGreaterThanOrEqual(2);
   });
 
+  it('bad input end to end: a rank outside the worker range is a 400, an unknown model a 404', async () => {
+    const ask = async (body: Record<string, unknown>) => {
+      const response = await fetch(`${url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      return { status: response.status, body: (await response.json()) as { error: Record<string, unknown> } };
+    };
+    const rank = await ask({
+      ...chat('Hi', 2),
+      nvext: { backend_instance_id: `${workers[0].id}`, dp_rank: 4 },
+    });
+    expect(rank.status).toBe(400);
+    expect(rank.body.error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_dp_rank' });
+    const model = await ask({ ...chat('Hi', 2), model: 'not-served' });
+    expect(model.status).toBe(404);
+    expect(model.body.error).toMatchObject({ code: 'model_not_found', param: 'model' });
+  });
+
   it('kill -9 of a worker during 20 streams: every stream migrates and completes with the right token count', async () => {
     const MAX = 120;
     const live: StreamResult[] = [];
