@@ -62,6 +62,8 @@ export abstract class RemoteEngineAdapter implements EngineAdapter {
   private readonly inFlight = new Set<InFlight>();
   private readonly controllers = new Set<AbortController>();
   private closed = false;
+  /** Called when a request finds the engine unreachable (the supervisor checks its health at once). */
+  onUnreachable: (() => void) | null = null;
 
   constructor(options: RemoteEngineOptions) {
     this.description = options.description;
@@ -215,6 +217,7 @@ export abstract class RemoteEngineAdapter implements EngineAdapter {
       });
     } catch (error) {
       if (signal.aborted) throw error;
+      this.onUnreachable?.();
       throw new Error(
         workerErrorText(WORKER_UNAVAILABLE, `engine ${this.url} unreachable: ${causeText(error)}`),
       );

@@ -3,7 +3,8 @@
  * (server info) and starts a Worker when the engine answers; it health-checks the engine every
  * interval, and after `failuresBeforeDown` failed checks in a row it shuts the worker down
  * (deregistered: routers stop sending it requests; in-flight ones fail fast as the engine is gone).
- * When the engine answers again it is probed afresh (it may have restarted with other settings)
+ * A request that finds the engine unreachable triggers a check at once instead of at the next
+ * interval. When the engine answers again it is probed afresh (it may have restarted with other settings)
  * and a new Worker registers under the same instance id, with a fresh KV view.
  */
 
@@ -13,6 +14,7 @@ import type { BootstrapEndpoint } from '../../runtime/model-card.ts';
 import { log } from '../../util/log.ts';
 import type { EngineAdapter, EngineContext } from '../../worker/engine-adapter.ts';
 import { Worker, type WorkerOptions } from '../../worker/worker.ts';
+import { RemoteEngineAdapter } from './remote-engine.ts';
 
 export interface EngineConnection {
   readonly engine: (context: EngineContext) => EngineAdapter;
@@ -45,6 +47,8 @@ export class SupervisedWorker {
   private readonly waiters = new Set<() => void>();
   private readonly loop: Promise<void>;
   private transitions = 0;
+  /** Ends the wait before the next health check (a request just found the engine unreachable). */
+  private wakeNow: (() => void) | null = null;
 
   private constructor(options: SupervisedWorkerOptions) {
     this.options = options;
@@ -130,7 +134,11 @@ export class SupervisedWorker {
           this.current = await Worker.start({
             ...workerOptions,
             instanceId: this.instanceId,
-            engine: connection.engine,
+            engine: (context) => {
+              const adapter = connection.engine(context);
+              if (adapter instanceof RemoteEngineAdapter) adapter.onUnreachable = () => this.wakeNow?.();
+              return adapter;
+            },
             ...(connection.bootstrap !== undefined ? { bootstrap: connection.bootstrap } : {}),
             ...(connection.runtimeConfig !== undefined ? { runtimeConfig: connection.runtimeConfig } : {}),
           });
@@ -168,8 +176,10 @@ export class SupervisedWorker {
         const wake = () => {
           clearTimeout(timer);
           signal.removeEventListener('abort', wake);
+          this.wakeNow = null;
           resolve();
         };
+        this.wakeNow = wake;
         const timer = setTimeout(wake, interval);
         signal.addEventListener('abort', wake, { once: true });
       });

@@ -429,6 +429,8 @@ export class FakeEngineServer {
 
   private async vllmCompletions(req: IncomingMessage, res: ServerResponse, body: Record<string, unknown>) {
     if (body.stream !== true) throw new HttpError(400, 'this fake serves stream: true only');
+    if (body.model !== this.modelName)
+      throw new HttpError(404, `The model \`${String(body.model)}\` does not exist.`);
     const tokens = tokenList(body.prompt, 'prompt');
     const headerRank = headerInt(req, 'x-data-parallel-rank');
     const rid = `cmpl-${++this.ridCounter}`;
