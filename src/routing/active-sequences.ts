@@ -113,7 +113,8 @@ export class ActiveSequences {
 
   /** Starts tracking a request on an owner. Returns false (and changes nothing) for a known id. */
   add(requestId: string, owner: number, input: AddRequestInput): boolean {
-    this.expireStaleIfDue();
+    const now = this.clock.now();
+    if (now >= this.nextStaleCheck) this.expireStale();
     if (this.requests.has(requestId)) return false;
     this.ensureOwners(owner + 1);
     const blocks = input.blocks ?? null;
@@ -129,7 +130,7 @@ export class ActiveSequences {
       leaf,
       unshared,
       unsharedWeight: 1,
-      addedAt: this.clock.now(),
+      addedAt: now,
     });
     this.prefillTokens[owner] += prefill;
     this.unsharedBlocks[owner] += unshared;
@@ -306,10 +307,6 @@ export class ActiveSequences {
 
   private staleCheckInterval(): number {
     return Math.min(this.staleMs, 1000);
-  }
-
-  private expireStaleIfDue(): void {
-    if (this.clock.now() >= this.nextStaleCheck) this.expireStale();
   }
 }
 

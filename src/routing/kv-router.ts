@@ -522,7 +522,7 @@ export class KvRouter implements RoutingPolicy {
     for (let i = 0; i < count; i++) {
       const owner = candidates[i];
       const uncached = isl - overlapByOwner[owner] * blockSize;
-      const tokens = (uncached > 0 ? uncached : 0) + activePrefill[owner];
+      const tokens = Math.max(uncached, 0) + activePrefill[owner];
       const cost = weight * (tokens / blockSize) + (requestBlocks - held[owner] + activeBlocks[owner]);
       costs[i] = cost;
       if (cost < lowest) {
@@ -547,7 +547,7 @@ export class KvRouter implements RoutingPolicy {
     for (let i = 0; i < count; i++) {
       const owner = candidates[i];
       const uncached = isl - overlapByOwner[owner] * blockSize;
-      const tokens = (uncached > 0 ? uncached : 0) + activePrefill[owner];
+      const tokens = Math.max(uncached, 0) + activePrefill[owner];
       const blocks = requestBlocks - held[owner] + activeBlocks[owner];
       this.prefillTokens[i] = tokens;
       this.decodeBlocks[i] = blocks;
@@ -560,6 +560,9 @@ export class KvRouter implements RoutingPolicy {
     if (this.localScratch.length < 2 * blocks) {
       this.localScratch = new Uint32Array(4 * blocks);
       this.sequenceScratch = new Uint32Array(4 * blocks);
+      // Views always belong to the current scratch buffers.
+      this.localView = this.localScratch.subarray(0, 0);
+      this.sequenceView = this.sequenceScratch.subarray(0, 0);
     }
     this.isl = input.length;
     this.blockCount = blocks;
@@ -583,7 +586,10 @@ export class KvRouter implements RoutingPolicy {
       (!(sequenceHashes instanceof Uint32Array) || sequenceHashes.length !== localHashes.length)
     )
       throw new InvalidTokensError('sequenceHashes must be a Uint32Array as long as localHashes');
-    if (this.sequenceScratch.length < 2 * blocks) this.sequenceScratch = new Uint32Array(4 * blocks);
+    if (this.sequenceScratch.length < 2 * blocks) {
+      this.sequenceScratch = new Uint32Array(4 * blocks);
+      this.sequenceView = this.sequenceScratch.subarray(0, 0);
+    }
     this.isl = isl;
     this.blockCount = blocks;
     this.local = localHashes;
@@ -681,7 +687,7 @@ export class KvRouter implements RoutingPolicy {
   }
 }
 
-/** `view` when it is scratch[0, words), else a new such view (scratch buffers are long-lived). */
+/** `view` (of `scratch`) when it has `words` words, else a new view scratch[0, words). */
 function viewOf(scratch: Uint32Array, view: Uint32Array, words: number): Uint32Array {
-  return view.length === words && view.buffer === scratch.buffer ? view : scratch.subarray(0, words);
+  return view.length === words ? view : scratch.subarray(0, words);
 }
