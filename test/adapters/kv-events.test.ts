@@ -181,6 +181,33 @@ describe('KV events over ZMQ', () => {
     expect(view(adapter, 1)).toEqual(truth(fake, 1));
   });
 
+  it('a worker joining late replays the history the publisher still buffers', async () => {
+    const base = await freePorts(2);
+    const fake = await FakeEngineServer.start({
+      api: 'sglang',
+      zmqPort: base,
+      replayPort: base + 1,
+      engine: { blockSize: BLOCK, numGpuBlocks: 256, speedupRatio: 0 },
+    });
+    cleanup.push(() => fake.close());
+    const info = await probeSglang(fake.url);
+    const { kvEvents: _none, ...withoutEvents } = info;
+    const early = SglangEngineAdapter.factory(fake.url, withoutEvents)({ workerId: 1n });
+    cleanup.push(() => early.close());
+    for (let i = 0; i < 4; i++) await run(early, `early-${i}`, prompt(10 + i), 0);
+    expect(fake.publisher!.nextSequence(0)).toBeGreaterThan(0n);
+    const late = SglangEngineAdapter.factory(fake.url, info)({ workerId: 2n });
+    cleanup.push(() => late.close());
+    await new Promise((r) => setTimeout(r, 200));
+    await run(late, 'late', prompt(20), 0);
+    await waitUntil(async () => {
+      await late.kvEventsIdle();
+      return view(late, 0).length === truth(fake, 0).length;
+    });
+    expect(view(late, 0)).toEqual(truth(fake, 0));
+    expect(late.kvEventStats()!.replayedBatches).toBeGreaterThanOrEqual(4);
+  });
+
   it('without a replay socket, a gap resets that rank (a cleared event) and the view restarts', async () => {
     const { fake, adapter, seen } = await sglang({}, 2, false);
     await run(adapter, 'a', prompt(1), 0);

@@ -174,7 +174,12 @@ export class ZmqKvSubscriber {
         }
         if (channel.last === null && seq > 0n && this.options.replayEndpoint !== undefined) {
           // Joining late: take whatever history the publisher still buffers.
-          await this.replay(channel, 0n, seq);
+          const filled = await this.replay(channel, 0n, seq, true);
+          if (!filled)
+            log.warn(
+              { dpRank: channel.rank, seq: seq.toString() },
+              'kv events: joined late and the publisher no longer buffers the start; blocks stored before are unknown',
+            );
         } else if (channel.last !== null && seq > channel.last + 1n) {
           this.counts.gaps++;
           const from = channel.last + 1n;
@@ -206,9 +211,15 @@ export class ZmqKvSubscriber {
 
   /**
    * Asks the rank's replay socket for batches [from, before) and handles them in order. True when
-   * every batch of the range arrived.
+   * every batch of the range arrived. With `fromOldest`, the replay may start at the oldest batch
+   * still buffered (joining late: some history beats none).
    */
-  private async replay(channel: RankChannel, from: bigint, before: bigint): Promise<boolean> {
+  private async replay(
+    channel: RankChannel,
+    from: bigint,
+    before: bigint,
+    fromOldest = false,
+  ): Promise<boolean> {
     const endpoint = offsetEndpoint(this.options.replayEndpoint!, channel.rank);
     const timeoutMs = this.options.replayTimeoutMs ?? 2000;
     const dealer =
@@ -222,6 +233,8 @@ export class ZmqKvSubscriber {
     const start = Buffer.alloc(8);
     start.writeBigUInt64BE(from);
     let next = from;
+    let complete = true;
+    let broken = false;
     try {
       await dealer.send([Buffer.alloc(0), start]);
       const deadline = Date.now() + timeoutMs;
@@ -234,8 +247,16 @@ export class ZmqKvSubscriber {
         }
         const seq = frames[1].readBigUInt64BE(0);
         if (seq === END_SEQ) break;
-        if (seq < next || seq >= before) continue;
-        if (seq !== next) break; // the publisher no longer buffers part of the range
+        // Read on to the end marker either way, so the next replay starts in step.
+        if (broken || seq < next || seq >= before) continue;
+        if (seq !== next) {
+          complete = false;
+          if (!(fromOldest && next === from)) {
+            broken = true; // the publisher no longer buffers part of the range
+            continue;
+          }
+          next = seq;
+        }
         this.counts.replayedBatches++;
         this.handleBatch(channel, seq, frames[2]);
         channel.last = seq;
@@ -247,7 +268,7 @@ export class ZmqKvSubscriber {
       channel.replay = null;
       log.warn({ dpRank: channel.rank, endpoint, err: String(error) }, 'kv events: replay failed');
     }
-    const filled = next === before;
+    const filled = complete && next === before;
     log.info(
       { dpRank: channel.rank, from: from.toString(), before: before.toString(), filled },
       'kv events: replayed missed batches',
