@@ -123,3 +123,33 @@ describe('a prefill engine lost mid-request', () => {
     await expect(running).rejects.toThrow(/prefill worker [0-9a-f]+ rank \d.*disaggregation is enforced/);
   });
 });
+
+describe('a client that goes away', () => {
+  it('cancels the prefill and the decode and releases their load', async () => {
+    layout = await startLayout({
+      prefillWorkers: 1,
+      decodeWorkers: 1,
+      prefillEngine: { speedupRatio: 0.05 },
+    });
+    const router = layout.handle.router;
+    const controller = new AbortController();
+    const running = collect(router.generate(request('gone', prompt(10, 3000)), controller.signal));
+    running.catch(() => undefined);
+    await until(() => router.stats().handoffs >= 1, 'the prefill handoff');
+    controller.abort(new Error('client disconnected'));
+    await expect(running).rejects.toThrow();
+    const prefillEngine = layout.workers.engineOf(layout.workers.prefill[0]).engine;
+    const decodeEngine = layout.workers.engineOf(layout.workers.decode[0]).engine;
+    await until(
+      () =>
+        prefillEngine.placement('gone')?.finishReason === 'cancelled' &&
+        decodeEngine.placement('gone')?.finishReason === 'cancelled',
+      'both engines to cancel the request',
+    );
+    expect(prefillEngine.openRooms).toBe(0);
+    for (const load of router.loads()) {
+      expect(load.activeRequests).toBe(0);
+      expect(load.activePrefillTokens).toBe(0);
+    }
+  });
+});
