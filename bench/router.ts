@@ -146,6 +146,24 @@ const samples = new Map<Series, number[]>(
   (['kv', 'kv_number_array', 'kv_prehashed', 'hash', 'tree', 'rr'] as const).map((s) => [s, []]),
 );
 const record = (series: Series, us: number) => samples.get(series)!.push(us);
+/**
+ * Process CPU time (user + system, µs) spent in each series' loops, and their iteration counts: unlike
+ * wall time it does not grow while the process waits for a core on this shared VM. The kv loops also
+ * run the lifecycle (prefill completed + free of an older request) after each decision.
+ */
+const cpuTotals = new Map<Series, { us: number; n: number }>(
+  (['kv', 'kv_number_array', 'kv_prehashed', 'hash', 'tree', 'rr'] as const).map((s) => [s, { us: 0, n: 0 }]),
+);
+let loopCpu = process.cpuUsage();
+const startLoop = () => {
+  loopCpu = process.cpuUsage();
+};
+const endLoop = (series: Series, n: number) => {
+  const used = process.cpuUsage(loopCpu);
+  const total = cpuTotals.get(series)!;
+  total.us += used.user + used.system;
+  total.n += n;
+};
 
 const localOut = new Uint32Array(2 * BLOCKS);
 const sequenceOut = new Uint32Array(2 * BLOCKS);
@@ -153,6 +171,7 @@ let sink = 0;
 let cursor = 0;
 for (let round = 0; round < ROUNDS; round++) {
   const start = cursor;
+  startLoop();
   for (let i = 0; i < PER_ROUND; i++) {
     const id = kvLife.id();
     const p = pool[(start + i) % POOL];
@@ -163,6 +182,8 @@ for (let round = 0; round < ROUNDS; round++) {
     sink += d.dpRank;
     kvLife.after(id);
   }
+  endLoop('kv', PER_ROUND);
+  startLoop();
   for (let i = 0; i < PER_ROUND / 5; i++) {
     const id = kvLife.id();
     const p = poolArrays[(start + i) % poolArrays.length];
@@ -173,6 +194,8 @@ for (let round = 0; round < ROUNDS; round++) {
     sink += d.dpRank;
     kvLife.after(id);
   }
+  endLoop('kv_number_array', PER_ROUND / 5);
+  startLoop();
   for (let i = 0; i < PER_ROUND; i++) {
     const id = kvLife.id();
     const h = hashedPool[(start + i) % POOL];
@@ -183,6 +206,8 @@ for (let round = 0; round < ROUNDS; round++) {
     sink += d.overlapBlocks;
     kvLife.after(id);
   }
+  endLoop('kv_prehashed', PER_ROUND);
+  startLoop();
   for (let i = 0; i < PER_ROUND; i++) {
     const p = pool[(start + i) % POOL];
     const t0 = performance.now();
@@ -192,6 +217,8 @@ for (let round = 0; round < ROUNDS; round++) {
     record('hash', (t1 - t0) * 1000);
     sink += sequenceOut[0] & 1;
   }
+  endLoop('hash', PER_ROUND);
+  startLoop();
   for (let i = 0; i < PER_ROUND; i++) {
     const h = hashedPool[(start + i) % POOL];
     const t0 = performance.now();
@@ -200,6 +227,8 @@ for (let round = 0; round < ROUNDS; round++) {
     record('tree', (t1 - t0) * 1000);
     sink += scores.count;
   }
+  endLoop('tree', PER_ROUND);
+  startLoop();
   for (let i = 0; i < PER_ROUND; i++) {
     const id = rrLife.id();
     const p = pool[(start + i) % POOL];
@@ -210,6 +239,7 @@ for (let round = 0; round < ROUNDS; round++) {
     sink += d.dpRank;
     rrLife.after(id);
   }
+  endLoop('rr', PER_ROUND);
   cursor += PER_ROUND;
 }
 
@@ -260,6 +290,10 @@ const s = Object.fromEntries(
   (['kv', 'kv_number_array', 'kv_prehashed', 'hash', 'tree', 'rr'] as const).map((k) => [k, summary(k)]),
 ) as Record<Series, ReturnType<typeof summary>>;
 const scoringMean = Math.max(0, s.kv_prehashed.mean - s.tree.mean);
+const cpuPer = (k: Series) => cpuTotals.get(k)!.us / cpuTotals.get(k)!.n;
+const cpu = Object.fromEntries(
+  (['kv', 'kv_number_array', 'kv_prehashed', 'hash', 'tree', 'rr'] as const).map((k) => [k, cpuPer(k)]),
+) as Record<Series, number>;
 const hashShare = s.hash.mean / s.kv.mean;
 const rrRatio = s.kv.perSecond / s.rr.perSecond;
 const stats = kv.indexer.stats();
@@ -293,6 +327,12 @@ console.log(
   `process CPU time per decision (all threads; excludes time descheduled): kv route p50 ${cpuKv.p50.toFixed(0)} us, p99 ${cpuKv.p99.toFixed(0)} us; without hashing p50 ${cpuPrehashed.p50.toFixed(0)} us, p99 ${cpuPrehashed.p99.toFixed(0)} us`,
 );
 console.log(
+  `process CPU time per iteration (loop totals over all rounds; kv loops include the lifecycle): kv route ${cpu.kv.toFixed(2)} us (${Math.round(1e6 / cpu.kv)} decisions per CPU-second), number[] tokens ${cpu.kv_number_array.toFixed(2)} us, without hashing ${cpu.kv_prehashed.toFixed(2)} us, hashing alone ${cpu.hash.toFixed(2)} us, tree walk alone ${cpu.tree.toFixed(2)} us, round-robin ${cpu.rr.toFixed(2)} us`,
+);
+console.log(
+  `CPU split of a decision: hashing ${cpu.hash.toFixed(2)} us (${((100 * cpu.hash) / cpu.kv).toFixed(0)}%), tree ${cpu.tree.toFixed(2)} us, scoring + tracking + lifecycle ${Math.max(0, cpu.kv_prehashed - cpu.tree).toFixed(2)} us`,
+);
+console.log(
   `kv / round-robin decisions per second: ${rrRatio.toFixed(3)}; load average ${loadavg()[0].toFixed(2)} on ${availableParallelism()} cores`,
 );
 console.log(
@@ -311,6 +351,12 @@ console.log(
     cpu_p50_us: cpuKv.p50,
     cpu_p99_us: cpuKv.p99,
     prehashed_cpu_p99_us: cpuPrehashed.p99,
+    cpu_us_per_decision: Number(cpu.kv.toFixed(2)),
+    cpu_decisions_per_s: Math.round(1e6 / cpu.kv),
+    prehashed_cpu_us: Number(cpu.kv_prehashed.toFixed(2)),
+    hash_cpu_us: Number(cpu.hash.toFixed(2)),
+    tree_cpu_us: Number(cpu.tree.toFixed(2)),
+    rr_cpu_us: Number(cpu.rr.toFixed(2)),
     load_average: Number(loadavg()[0].toFixed(2)),
   }),
 );
