@@ -203,13 +203,13 @@ export class Worker {
       const deregistered = registration.deregister().catch((error: unknown) => {
         log.warn({ err: error }, 'worker: deregistration failed; the lease expires the instance');
       });
-      await Promise.race([deregistered, sleep(Math.max(1_000, Math.min(drainTimeoutMs, 5_000)))]);
+      await within(deregistered, Math.max(1_000, Math.min(drainTimeoutMs, 5_000)));
     }
     this.settleRegistered(false);
     this.gate.open(); // parked requests now see WORKER_UNAVAILABLE
     if (this.inFlight > 0) {
       log.info({ inFlight: this.inFlight, drainTimeoutMs }, 'worker: draining in-flight requests');
-      await Promise.race([this.idle(), sleep(drainTimeoutMs)]);
+      await within(this.idle(), drainTimeoutMs);
     }
     this.loads.stop();
     this.unsubscribeEvents();
@@ -410,6 +410,13 @@ export class Worker {
       yield encodeJson(kvTransferAnswerToWire({ ok: false, code, message: errorMessage(error) }));
     }
   }
+}
+
+/** Waits for `promise`, at most `ms` (the timer is cleared either way). */
+async function within(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([promise, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
 }
 
 /** `CODE: message` for coded errors (EngineError and friends), the message otherwise. */
