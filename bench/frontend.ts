@@ -54,7 +54,18 @@ async function bareServer(): Promise<void> {
 
 interface Child {
   readonly url: string;
+  readonly pid: number;
   stop(): void;
+}
+
+/** CPU time (user + system) a process has used so far, in ms (Linux /proc; NaN elsewhere). */
+function cpuMs(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime + stime, USER_HZ = 100
+  } catch {
+    return Number.NaN;
+  }
 }
 
 function spawnServer(args: string[], env: Record<string, string>, pattern: RegExp): Promise<Child> {
@@ -68,16 +79,25 @@ function spawnServer(args: string[], env: Record<string, string>, pattern: RegEx
     child.stdout.setEncoding('utf8').on('data', (text: string) => {
       out += text;
       const match = pattern.exec(out);
-      if (match) resolve({ url: match[1], stop: () => child.kill('SIGKILL') });
+      if (match) resolve({ url: match[1], pid: child.pid ?? -1, stop: () => child.kill('SIGKILL') });
     });
     child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited (${code}) before listening`)));
     process.once('exit', () => child.kill('SIGKILL'));
   });
 }
 
-async function load(url: string, seconds: number): Promise<{ rps: number; errors: number; p99: number }> {
+interface LoadResult {
+  readonly rps: number;
+  readonly errors: number;
+  readonly p99: number;
+  /** Server CPU time per answered request. */
+  readonly cpuMsPerRequest: number;
+}
+
+async function load(server: Child, seconds: number): Promise<LoadResult> {
+  const cpuBefore = cpuMs(server.pid);
   const result = await autocannon({
-    url: `${url}/v1/chat/completions`,
+    url: `${server.url}/v1/chat/completions`,
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: REQUEST_BODY,
@@ -88,6 +108,7 @@ async function load(url: string, seconds: number): Promise<{ rps: number; errors
     rps: result.requests.average,
     errors: result.errors + result.timeouts + result.non2xx,
     p99: result.latency.p99,
+    cpuMsPerRequest: (cpuMs(server.pid) - cpuBefore) / Math.max(1, result.requests.total),
   };
 }
 
@@ -247,25 +268,30 @@ async function main(): Promise<void> {
     console.log(
       `warm-up (2 s each), then ${ROUNDS} interleaved rounds of ${SECONDS} s, ${CONNECTIONS} connections`,
     );
-    await load(serve.url, 2);
-    await load(bare.url, 2);
-    const serveRuns: number[] = [];
-    const bareRuns: number[] = [];
+    await load(serve, 2);
+    await load(bare, 2);
+    const serveRuns: LoadResult[] = [];
+    const bareRuns: LoadResult[] = [];
     for (let round = 0; round < ROUNDS; round++) {
-      const s = await load(serve.url, SECONDS);
-      const b = await load(bare.url, SECONDS);
+      const s = await load(serve, SECONDS);
+      const b = await load(bare, SECONDS);
       if (s.errors > 0 || b.errors > 0)
         throw new Error(`errors under load: serve ${s.errors}, bare ${b.errors}`);
-      serveRuns.push(s.rps);
-      bareRuns.push(b.rps);
+      serveRuns.push(s);
+      bareRuns.push(b);
       console.log(
-        `round ${round + 1}: kvgate serve ${s.rps.toFixed(0)} req/s (p99 ${s.p99} ms), bare fastify ${b.rps.toFixed(0)} req/s (p99 ${b.p99} ms)`,
+        `round ${round + 1}: kvgate serve ${s.rps.toFixed(0)} req/s (p99 ${s.p99} ms, ${s.cpuMsPerRequest.toFixed(3)} CPU ms/req), bare fastify ${b.rps.toFixed(0)} req/s (p99 ${b.p99} ms, ${b.cpuMsPerRequest.toFixed(3)} CPU ms/req)`,
       );
     }
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-    const serveRps = mean(serveRuns);
-    const bareRps = mean(bareRuns);
+    const serveRps = mean(serveRuns.map((r) => r.rps));
+    const bareRps = mean(bareRuns.map((r) => r.rps));
     const ratio = serveRps / bareRps;
+    const serveCpu = mean(serveRuns.map((r) => r.cpuMsPerRequest));
+    const bareCpu = mean(bareRuns.map((r) => r.cpuMsPerRequest));
+    console.log(
+      `server CPU per request: kvgate serve ${serveCpu.toFixed(3)} ms, bare fastify ${bareCpu.toFixed(3)} ms (ratio ${(bareCpu / serveCpu).toFixed(3)}; less sensitive to other load on the machine)`,
+    );
     console.log(
       `kvgate serve ${serveRps.toFixed(0)} req/s vs bare fastify ${bareRps.toFixed(0)} req/s: ratio ${ratio.toFixed(3)} (target >= 0.5)`,
     );
@@ -278,6 +304,9 @@ async function main(): Promise<void> {
         bare_rps: Math.round(bareRps),
         ratio: Number(ratio.toFixed(3)),
         prep_8k_p50_ms: Number(prep.p50.toFixed(3)),
+        serve_cpu_ms_per_req: Number(serveCpu.toFixed(4)),
+        bare_cpu_ms_per_req: Number(bareCpu.toFixed(4)),
+        cpu_ratio: Number((bareCpu / serveCpu).toFixed(3)),
         prep_8k_p99_ms: Number(prep.p99.toFixed(3)),
         prep_8k_tokens: prep.tokens,
         prep_8k_random_words_p50_ms: Number(prepRandom.p50.toFixed(3)),
