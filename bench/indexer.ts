@@ -1,23 +1,39 @@
 /**
- * KV indexer benchmark: RadixTreeIndexer against the NaiveIndexer reference, same process, same work.
+ * KV indexer benchmark: RadixTreeIndexer against a per-owner hash-set scan baseline (Dynamo's brief:
+ * "per-worker-rank hash sets, scanned") and the NaiveIndexer reference, same process, same work.
  *
- * (1) Mooncake trace replay, 20 passes with hash ids offset per pass (passes share nothing). Each hash
- *     id is one block: tokens_hash = the id as u64, block_hash = the rolling sequence hash of the ids
- *     (BlockHasher, precomputed, not timed). Per request: findMatches, then store the blocks on the
- *     owner with the largest overlap (ties: seeded PRNG) among 256 workers x 4 ranks; every owner keeps
- *     at most 200 blocks and evicts LRU blocks with removed events (blocks are touched leaf to root,
- *     so leaves go before parents). Timed: findMatches and apply calls only.
- * (2) Hot prefix: a 32-block prefix held by all 1,024 owners, 30 private blocks each; the query is one
- *     owner's full path.
- * The baseline replays the first --baseline-passes passes (it is much slower) with the same PRNG; the
- * ratio compares findMatches throughput on the last of those passes (both indexers warm, same state);
- * routing checksums over those passes must agree. Throughputs are medians over 500-request batches of
- * (work / time in the timed calls), robust to preemption on a shared VM; the all-time figure is printed
- * too. Latencies are per call and include ~0.1 us of timer overhead.
- * Run: npm run bench:indexer [-- --passes 20 --baseline-passes 2 --cap 200]
+ * Workload: the Mooncake trace replayed --passes times with hash ids offset per pass (passes share
+ * nothing). Each hash id is one block: tokens_hash = the id as u64, block_hash = the rolling sequence
+ * hash of the ids (BlockHasher, precomputed). Per request: findMatches, then store the blocks on the
+ * owner with the largest overlap (ties: seeded PRNG) among 256 workers x 4 ranks; every owner keeps at
+ * most --cap blocks and evicts LRU blocks with removed events (blocks are touched leaf to root, so
+ * leaves go before parents).
+ *
+ * A first, untimed replay records that script (routing decisions and evictions), and every event is
+ * built in advance both as a RouterEvent (bigints) and packed ([lo, hi] u32 halves), so the timed
+ * runs measure the indexer, not event construction or the LRU. Timed variants, each on a fresh
+ * indexer, interleaved and repeated --repeats times:
+ * - replay: findMatches (one timer per call) and the request's events through `apply(RouterEvent)`;
+ *   and the same with the packed events (`applyStoredPacked` / `applyRemovedPacked`).
+ * - events only, no per-call timers, through each API: CPU time (process.cpuUsage) and wall time.
+ * - hot prefix: a 32-block prefix held by all 1,024 owners, 30 private blocks each; the query is one
+ *   owner's full path.
+ * The machine may be shared, so wall-clock figures are pessimistic; each has a CPU-time variant
+ * (`_cpu`): rates divide work by CPU time (findMatches: its timed wall time scaled by the CPU share the
+ * process got over the surrounding batch of 2,000 requests; events: process CPU time of an events-only
+ * run); latency percentiles use each request's minimum over the repeats (a preempted call is unlikely
+ * to be preempted in every repeat). Wall figures are medians over repeats; throughput per repeat is
+ * the median over 500-request batches. Latencies include ~0.1 us of timer overhead.
+ * The baseline ratio compares findMatches over the last of the first --baseline-passes passes (same
+ * index state, same queries); routing decisions must agree with the script.
+ * --compare <module> also runs another RadixTreeIndexer build (e.g. a checkout of an older commit,
+ * RouterEvent API only) in the same rounds, for before/after figures from one run.
+ * Run: npm run bench:indexer [-- --passes 20 --baseline-passes 2 --cap 200 --repeats 3]
  * Last stdout line: one JSON object.
  */
 import os, { loadavg } from 'node:os';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { SeededRandom } from '../src/bench/random.ts';
 import { percentile } from '../src/bench/stats.ts';
@@ -36,6 +52,8 @@ const { values: args } = parseArgs({
     'baseline-passes': { type: 'string', default: '2' },
     cap: { type: 'string', default: '200' },
     seed: { type: 'string', default: '42' },
+    repeats: { type: 'string', default: '3' },
+    compare: { type: 'string' },
     trace: {
       type: 'string',
       default: new URL('./data/mooncake_synthetic_trace.jsonl', import.meta.url).pathname,
@@ -46,16 +64,26 @@ const PASSES = Number(args.passes);
 const BASELINE_PASSES = Math.max(1, Math.min(PASSES, Number(args['baseline-passes'])));
 const CAP = Number(args.cap);
 const SEED = Number(args.seed);
+const REPEATS = Math.max(1, Number(args.repeats));
 const WORKERS = 256;
 const RANKS = 4;
 const OWNERS = WORKERS * RANKS;
 const PASS_OFFSET = 10_000_000;
-const WARMUP = 2000;
+const WARMUP = 4000;
+/** Requests per batch for the wall throughput figures (median over batches). */
+const BATCH = 500;
+/** Requests per CPU-share measurement. */
+const CPU_BATCH = 2000;
 
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => {});
 const now = process.hrtime.bigint;
-/** Requests per batch for the throughput figures (median over batches: robust to preemption on a busy VM). */
-const BATCH = 500;
+
+/** What the bench needs of an indexer build: the RouterEvent API, and optionally the packed one. */
+interface TreeBuild {
+  readonly name: string;
+  readonly create: (owners: OwnerTable) => KvIndexer;
+  readonly packed: boolean;
+}
 
 // ---- workload (not timed) -------------------------------------------------------------------------
 
@@ -95,143 +123,289 @@ for (let pass = 0; pass < PASSES; pass++) {
 }
 blockIndex.clear();
 const requestsPerPass = trace.requests.length;
+/** [tokensLo, tokensHi, blockLo, blockHi] per unique block. */
+const blockHalves = new Uint32Array(4 * storedBlocks.length);
+{
+  const pair = new BigUint64Array(2);
+  const halves = new Uint32Array(pair.buffer);
+  const lo = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1 ? 0 : 1;
+  for (let b = 0; b < storedBlocks.length; b++) {
+    pair[0] = storedBlocks[b].tokensHash;
+    pair[1] = storedBlocks[b].blockHash;
+    blockHalves[4 * b] = halves[lo];
+    blockHalves[4 * b + 1] = halves[1 - lo];
+    blockHalves[4 * b + 2] = halves[2 + lo];
+    blockHalves[4 * b + 3] = halves[3 - lo];
+  }
+}
 
 const ownerPairs: { workerId: bigint; dpRank: number }[] = [];
 for (let w = 0; w < WORKERS; w++)
   for (let r = 0; r < RANKS; r++) ownerPairs.push({ workerId: BigInt(w), dpRank: r });
 
-// ---- trace replay ---------------------------------------------------------------------------------
+function internOwners(owners: OwnerTable): void {
+  for (const { workerId, dpRank } of ownerPairs) owners.intern(workerId, dpRank);
+}
 
-interface ReplayResult {
-  readonly findNs: Float64Array;
-  /** Per request: nanoseconds in apply and block events applied. */
-  readonly applyNs: Float64Array;
-  readonly applyEvents: Float64Array;
-  readonly findTotalNs: number;
-  readonly applyTotalNs: number;
-  readonly blockEvents: number;
-  readonly removals: number;
+// ---- script: routing decisions and evictions (recorded once, not timed) ----------------------------
+
+interface Script {
+  /** Per request: the owner it went to (index into ownerPairs) and its best overlap. */
+  readonly owner: Int32Array;
+  readonly best: Int32Array;
+  /** Evicted block indices of request r: victims[victimStart[r] .. victimStart[r + 1]). */
+  readonly victimStart: Int32Array;
+  readonly victims: Int32Array;
   readonly checksum: number;
-  /** The checksum after the first `checksumAt` requests. */
-  readonly checksumHead: number;
   readonly overlapped: number;
   readonly overlapBlocks: number;
 }
 
-function replay(indexer: KvIndexer, count: number, checksumAt = count): ReplayResult {
-  const owners = indexer.owners;
-  for (const { workerId, dpRank } of ownerPairs) owners.intern(workerId, dpRank);
+function routingChecksum(owner: Int32Array, best: Int32Array, count: number): number {
+  let checksum = 0;
+  for (let r = 0; r < count; r++) checksum = (Math.imul(checksum, 31) + owner[r] * 1000 + best[r]) >>> 0;
+  return checksum;
+}
+
+function recordScript(): Script {
+  const indexer = new RadixTreeIndexer({ owners: new OwnerTable() });
+  internOwners(indexer.owners);
   const random = new SeededRandom(SEED);
   const lru = Array.from({ length: OWNERS }, () => new Map<number, true>());
   const candidates = new Int32Array(OWNERS);
-  const findNs = new Float64Array(count);
-  const applyNs = new Float64Array(count);
-  const applyEvents = new Float64Array(count);
-  let findTotalNs = 0;
-  let applyTotalNs = 0;
-  let blockEvents = 0;
-  let removals = 0;
-  let checksum = 0;
-  let checksumHead = 0;
+  const owner = new Int32Array(requests.length);
+  const best = new Int32Array(requests.length);
+  const victimStart = new Int32Array(requests.length + 1);
+  const victims: number[] = [];
   let overlapped = 0;
   let overlapBlocks = 0;
-  for (let r = 0; r < count; r++) {
+  for (let r = 0; r < requests.length; r++) {
     const { local, blocks } = requests[r];
-    const t0 = now();
     const scores = indexer.findMatches(local);
-    const elapsed = Number(now() - t0);
-    findNs[r] = elapsed;
-    findTotalNs += elapsed;
-
-    let best = 0;
+    let top = 0;
     let ties = 0;
     for (let i = 0; i < scores.count; i++) {
       const b = scores.blocks[i];
-      if (b > best) {
-        best = b;
+      if (b > top) {
+        top = b;
         ties = 0;
       }
-      if (b === best) candidates[ties++] = scores.owners[i];
+      if (b === top) candidates[ties++] = scores.owners[i];
     }
-    let owner: number;
-    if (best === 0) {
-      const pair = ownerPairs[random.int(0, OWNERS - 1)];
-      owner = owners.find(pair.workerId, pair.dpRank);
-    } else {
-      // Ties in owner-id order, so every indexer makes the same choice whatever its result order.
+    // Owner ids equal ownerPairs indices (interned in that order). Ties in owner order, so every
+    // indexer makes the same choice whatever its result order.
+    let chosen: number;
+    if (top === 0) chosen = random.int(0, OWNERS - 1);
+    else {
       candidates.subarray(0, ties).sort();
-      owner = candidates[random.int(0, ties - 1)];
+      chosen = candidates[random.int(0, ties - 1)];
     }
-    checksum = (Math.imul(checksum, 31) + owner * 1000 + best) >>> 0;
-    if (r === checksumAt - 1) checksumHead = checksum;
-    if (best > 0) {
+    owner[r] = chosen;
+    best[r] = top;
+    if (top > 0) {
       overlapped++;
-      overlapBlocks += best;
+      overlapBlocks += top;
     }
+    if (top < blocks.length) throwIf(indexer.applyStoredPacked(chosen, ...storedArgs(blocks, top)));
+    const cache = lru[chosen];
+    for (let i = blocks.length - 1; i >= 0; i--) {
+      cache.delete(blocks[i]);
+      cache.set(blocks[i], true);
+    }
+    const first = victims.length;
+    for (const b of cache.keys()) {
+      if (cache.size - (victims.length - first) <= CAP) break;
+      victims.push(b);
+    }
+    for (let i = first; i < victims.length; i++) cache.delete(victims[i]);
+    if (victims.length > first)
+      throwIf(indexer.applyRemovedPacked(chosen, removedHalves(victims.slice(first))));
+    victimStart[r + 1] = victims.length;
+  }
+  return {
+    owner,
+    best,
+    victimStart,
+    victims: Int32Array.from(victims),
+    checksum: routingChecksum(owner, best, requests.length),
+    overlapped,
+    overlapBlocks,
+  };
+}
 
-    const { workerId, dpRank } = owners.pairOf(owner);
-    if (best < blocks.length) {
-      const stored: RouterEvent = {
+function throwIf(error: Error | null): void {
+  if (error !== null) throw error;
+}
+
+function storedArgs(blocks: Int32Array, from: number): [boolean, number, number, Uint32Array] {
+  const packed = new Uint32Array(4 * (blocks.length - from));
+  for (let i = from; i < blocks.length; i++)
+    packed.set(blockHalves.subarray(4 * blocks[i], 4 * blocks[i] + 4), 4 * (i - from));
+  if (from === 0) return [false, 0, 0, packed];
+  const parent = blocks[from - 1];
+  return [true, blockHalves[4 * parent + 2], blockHalves[4 * parent + 3], packed];
+}
+
+function removedHalves(victims: ArrayLike<number>): Uint32Array {
+  const packed = new Uint32Array(2 * victims.length);
+  for (let i = 0; i < victims.length; i++) {
+    packed[2 * i] = blockHalves[4 * victims[i] + 2];
+    packed[2 * i + 1] = blockHalves[4 * victims[i] + 3];
+  }
+  return packed;
+}
+
+// ---- events, prebuilt in both forms -----------------------------------------------------------------
+
+interface PreparedEvents {
+  /** Per request: stored event (or null when the owner already held everything) and removed event. */
+  readonly stored: (RouterEvent | null)[];
+  readonly removed: (RouterEvent | null)[];
+  readonly storedPacked: ([boolean, number, number, Uint32Array] | null)[];
+  readonly removedPacked: (Uint32Array | null)[];
+  /** Block events per request (stored blocks + removed hashes). */
+  readonly blockEvents: Float64Array;
+  readonly totalBlockEvents: number;
+  readonly removals: number;
+}
+
+function prepareEvents(script: Script): PreparedEvents {
+  const stored: (RouterEvent | null)[] = [];
+  const removed: (RouterEvent | null)[] = [];
+  const storedPacked: ([boolean, number, number, Uint32Array] | null)[] = [];
+  const removedPacked: (Uint32Array | null)[] = [];
+  const blockEvents = new Float64Array(requests.length);
+  let total = 0;
+  let removals = 0;
+  for (let r = 0; r < requests.length; r++) {
+    const { blocks } = requests[r];
+    const { workerId, dpRank } = ownerPairs[script.owner[r]];
+    const top = script.best[r];
+    if (top < blocks.length) {
+      stored.push({
         workerId,
         event: {
           eventId: 0n,
           dpRank,
           data: {
             kind: 'stored',
-            parentHash: best > 0 ? storedBlocks[blocks[best - 1]].blockHash : null,
-            blocks: Array.from(blocks.subarray(best), (b) => storedBlocks[b]),
+            parentHash: top > 0 ? storedBlocks[blocks[top - 1]].blockHash : null,
+            blocks: Array.from(blocks.subarray(top), (b) => storedBlocks[b]),
           },
         },
-      };
-      const t1 = now();
-      const error = indexer.apply(stored);
-      const elapsedApply = Number(now() - t1);
-      applyTotalNs += elapsedApply;
-      applyNs[r] += elapsedApply;
-      applyEvents[r] += blocks.length - best;
-      if (error !== null) throw error;
-      blockEvents += blocks.length - best;
+      });
+      storedPacked.push(storedArgs(blocks, top));
+      blockEvents[r] += blocks.length - top;
+    } else {
+      stored.push(null);
+      storedPacked.push(null);
     }
-    const cache = lru[owner];
-    for (let i = blocks.length - 1; i >= 0; i--) {
-      cache.delete(blocks[i]);
-      cache.set(blocks[i], true);
-    }
-    if (cache.size > CAP) {
-      const victims: bigint[] = [];
-      for (const b of cache.keys()) {
-        if (cache.size - victims.length <= CAP) break;
-        victims.push(storedBlocks[b].blockHash);
-      }
-      for (let i = 0; i < victims.length; i++) cache.delete(cache.keys().next().value as number);
-      const removed: RouterEvent = {
+    const victims = script.victims.subarray(script.victimStart[r], script.victimStart[r + 1]);
+    if (victims.length > 0) {
+      removed.push({
         workerId,
-        event: { eventId: 0n, dpRank, data: { kind: 'removed', blockHashes: victims } },
-      };
-      const t1 = now();
-      const error = indexer.apply(removed);
-      const elapsedApply = Number(now() - t1);
-      applyTotalNs += elapsedApply;
-      applyNs[r] += elapsedApply;
-      applyEvents[r] += victims.length;
-      if (error !== null) throw error;
-      blockEvents += victims.length;
+        event: {
+          eventId: 0n,
+          dpRank,
+          data: { kind: 'removed', blockHashes: Array.from(victims, (b) => storedBlocks[b].blockHash) },
+        },
+      });
+      removedPacked.push(removedHalves(victims));
+      blockEvents[r] += victims.length;
       removals += victims.length;
+    } else {
+      removed.push(null);
+      removedPacked.push(null);
+    }
+    total += blockEvents[r];
+  }
+  return { stored, removed, storedPacked, removedPacked, blockEvents, totalBlockEvents: total, removals };
+}
+
+// ---- timed variants ---------------------------------------------------------------------------------
+
+interface ReplayRun {
+  readonly findNs: Float64Array;
+  readonly applyNs: Float64Array;
+  /** Per request: the CPU share of its CPU_BATCH batch (CPU time / wall time). */
+  readonly share: Float64Array;
+  readonly best: Int32Array;
+  readonly cpuShare: number;
+}
+
+function cpuMicros(): number {
+  const { user, system } = process.cpuUsage();
+  return user + system;
+}
+
+/** The script with findMatches and events timed per call; `packed` picks the event API. */
+function timedReplay(indexer: KvIndexer, events: PreparedEvents, count: number, packed: boolean): ReplayRun {
+  const tree = packed ? (indexer as RadixTreeIndexer) : null;
+  const findNs = new Float64Array(count);
+  const applyNs = new Float64Array(count);
+  const share = new Float64Array(count);
+  const best = new Int32Array(count);
+  let batchCpu = cpuMicros();
+  let batchWall = now();
+  const startCpu = batchCpu;
+  const startWall = batchWall;
+  for (let r = 0; r < count; r++) {
+    const t0 = now();
+    const scores = indexer.findMatches(requests[r].local);
+    const t1 = now();
+    findNs[r] = Number(t1 - t0);
+    let top = 0;
+    for (let i = 0; i < scores.count; i++) if (scores.blocks[i] > top) top = scores.blocks[i];
+    best[r] = top;
+    const t2 = now();
+    if (tree !== null) {
+      const stored = events.storedPacked[r];
+      if (stored !== null) throwIf(tree.applyStoredPacked(script.owner[r], ...stored));
+      const removed = events.removedPacked[r];
+      if (removed !== null) throwIf(tree.applyRemovedPacked(script.owner[r], removed));
+    } else {
+      const stored = events.stored[r];
+      if (stored !== null) throwIf(indexer.apply(stored));
+      const removed = events.removed[r];
+      if (removed !== null) throwIf(indexer.apply(removed));
+    }
+    applyNs[r] = Number(now() - t2);
+    if ((r + 1) % CPU_BATCH === 0 || r === count - 1) {
+      const cpu = cpuMicros();
+      const wall = now();
+      const s = Math.min(1, ((cpu - batchCpu) * 1000) / Number(wall - batchWall));
+      share.fill(s, r - (r % CPU_BATCH), r + 1);
+      batchCpu = cpu;
+      batchWall = wall;
     }
   }
-  return {
-    findNs,
-    applyNs,
-    applyEvents,
-    findTotalNs,
-    applyTotalNs,
-    blockEvents,
-    removals,
-    checksum,
-    checksumHead,
-    overlapped,
-    overlapBlocks,
-  };
+  const cpuShare = ((cpuMicros() - startCpu) * 1000) / Number(now() - startWall);
+  return { findNs, applyNs, share, best, cpuShare };
+}
+
+/** Events only, no per-call timers: CPU and wall seconds. */
+function eventsOnly(
+  indexer: KvIndexer,
+  events: PreparedEvents,
+  packed: boolean,
+): { cpu: number; wall: number } {
+  const tree = packed ? (indexer as RadixTreeIndexer) : null;
+  const cpu0 = cpuMicros();
+  const wall0 = now();
+  for (let r = 0; r < requests.length; r++) {
+    if (tree !== null) {
+      const stored = events.storedPacked[r];
+      if (stored !== null) throwIf(tree.applyStoredPacked(script.owner[r], ...stored));
+      const removed = events.removedPacked[r];
+      if (removed !== null) throwIf(tree.applyRemovedPacked(script.owner[r], removed));
+    } else {
+      const stored = events.stored[r];
+      if (stored !== null) throwIf(indexer.apply(stored));
+      const removed = events.removed[r];
+      if (removed !== null) throwIf(indexer.apply(removed));
+    }
+  }
+  return { cpu: (cpuMicros() - cpu0) / 1e6, wall: Number(now() - wall0) / 1e9 };
 }
 
 /** Median over batches of BATCH requests of (work done / time spent). */
@@ -246,19 +420,40 @@ function medianRate(work: Float64Array | null, ns: Float64Array, from = 0, to = 
     }
     if (time > 0) rates.push((done / time) * 1e9);
   }
-  rates.sort((a, b) => a - b);
-  return rates.length === 0 ? Number.NaN : rates[rates.length >> 1];
+  return median(rates);
 }
 
-function summary(ns: Float64Array): { p50: number; p99: number; mean: number } {
-  const sorted = Float64Array.from(ns).sort();
-  let total = 0;
-  for (const v of ns) total += v;
-  return {
-    p50: percentile(sorted, 50) / 1000,
-    p99: percentile(sorted, 99) / 1000,
-    mean: total / ns.length / 1000,
-  };
+/** Work per CPU second: each call's wall time scaled by its batch's CPU share. */
+function cpuRate(
+  work: Float64Array | null,
+  share: Float64Array,
+  ns: Float64Array,
+  from = 0,
+  to = ns.length,
+): number {
+  let done = 0;
+  let time = 0;
+  for (let r = from; r < to; r++) {
+    done += work === null ? 1 : work[r];
+    time += ns[r] * share[r];
+  }
+  return (done / time) * 1e9;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length === 0 ? Number.NaN : sorted[sorted.length >> 1];
+}
+
+function p(ns: ArrayLike<number>, q: number): number {
+  return percentile(Float64Array.from(ns).sort(), q) / 1000;
+}
+
+/** Per element: the minimum over runs. */
+function elementMin(arrays: Float64Array[]): Float64Array {
+  const out = Float64Array.from(arrays[0]);
+  for (const a of arrays.slice(1)) for (let i = 0; i < out.length; i++) if (a[i] < out[i]) out[i] = a[i];
+  return out;
 }
 
 // ---- hot prefix -----------------------------------------------------------------------------------
@@ -272,8 +467,7 @@ function mixU32(x: number): number {
 const HOT_PREFIX = 32;
 const HOT_PRIVATE = 30;
 
-function hotPrefix(indexer: KvIndexer, rounds: number): { ns: Float64Array; ok: boolean } {
-  const owners = indexer.owners;
+function buildHotPrefix(indexer: KvIndexer): Uint32Array[] {
   const paths: Uint32Array[] = [];
   for (let o = 0; o < OWNERS; o++) {
     const { workerId, dpRank } = ownerPairs[o];
@@ -288,31 +482,121 @@ function hotPrefix(indexer: KvIndexer, rounds: number): { ns: Float64Array; ok: 
     const blocks: StoredBlock[] = [];
     for (let i = 0; i < n; i++)
       blocks.push({ blockHash: readPackedU64(sequence, i), tokensHash: readPackedU64(local, i) });
-    const error = indexer.apply({
-      workerId,
-      event: { eventId: 0n, dpRank, data: { kind: 'stored', parentHash: null, blocks } },
-    });
-    if (error !== null) throw error;
+    throwIf(
+      indexer.apply({
+        workerId,
+        event: { eventId: 0n, dpRank, data: { kind: 'stored', parentHash: null, blocks } },
+      }),
+    );
     paths.push(local);
   }
-  const random = new SeededRandom(SEED + 1);
-  const ns = new Float64Array(rounds * OWNERS);
+  return paths;
+}
+
+/** Per query wall ns, CPU seconds of an untimed pass over the same queries, and a correctness check. */
+function hotPrefixRound(
+  indexer: KvIndexer,
+  paths: Uint32Array[],
+  queries: Int32Array,
+): { ns: Float64Array; cpuPerQuery: number; ok: boolean } {
+  const ns = new Float64Array(queries.length);
   let ok = true;
-  for (let q = 0; q < ns.length; q++) {
-    const o = random.int(0, OWNERS - 1);
+  for (let q = 0; q < queries.length; q++) {
+    const o = queries[q];
     const t0 = now();
     const scores = indexer.findMatches(paths[o]);
     ns[q] = Number(now() - t0);
-    if (q < OWNERS) {
-      // Check: every owner scores 32, the querying owner 62.
-      const self = owners.find(ownerPairs[o].workerId, ownerPairs[o].dpRank);
+    if (q < 64) {
+      // Every owner scores 32, the querying owner 62.
+      const self = indexer.owners.find(ownerPairs[o].workerId, ownerPairs[o].dpRank);
       let good = scores.count === OWNERS;
       for (let i = 0; i < scores.count; i++)
         good &&= scores.blocks[i] === (scores.owners[i] === self ? HOT_PREFIX + HOT_PRIVATE : HOT_PREFIX);
       ok &&= good;
     }
   }
-  return { ns, ok };
+  const cpu0 = cpuMicros();
+  let sink = 0;
+  for (let q = 0; q < queries.length; q++) sink += indexer.findMatches(paths[queries[q]]).count;
+  const cpuPerQuery = (cpuMicros() - cpu0) / queries.length;
+  return { ns, cpuPerQuery, ok: ok && sink === queries.length * OWNERS };
+}
+
+// ---- baseline: per-owner hash sets, scanned ------------------------------------------------------------
+
+/**
+ * The brief's baseline: per (worker, rank), the set of block hashes it holds; a query checks, for
+ * every owner, how many of its leading sequence hashes are in that owner's set.
+ */
+class HashSetScan {
+  readonly sets = Array.from({ length: OWNERS }, () => new Set<bigint>());
+  readonly blocks = new Int32Array(OWNERS);
+  count = 0;
+  readonly owners = new Int32Array(OWNERS);
+
+  store(owner: number, hashes: readonly bigint[]): void {
+    const set = this.sets[owner];
+    for (const hash of hashes) set.add(hash);
+  }
+
+  remove(owner: number, hashes: readonly bigint[]): void {
+    const set = this.sets[owner];
+    for (const hash of hashes) set.delete(hash);
+  }
+
+  findMatches(sequence: readonly bigint[]): void {
+    let count = 0;
+    for (let owner = 0; owner < OWNERS; owner++) {
+      const set = this.sets[owner];
+      let depth = 0;
+      while (depth < sequence.length && set.has(sequence[depth])) depth++;
+      if (depth > 0) {
+        this.owners[count] = owner;
+        this.blocks[count++] = depth;
+      }
+    }
+    this.count = count;
+  }
+}
+
+function baselineReplay(count: number): { ns: Float64Array; share: Float64Array; best: Int32Array } {
+  const baseline = new HashSetScan();
+  const sequences = requests
+    .slice(0, count)
+    .map(({ blocks }) => Array.from(blocks, (b) => storedBlocks[b].blockHash));
+  const ns = new Float64Array(count);
+  const share = new Float64Array(count);
+  const best = new Int32Array(count);
+  let batchCpu = cpuMicros();
+  let batchWall = now();
+  for (let r = 0; r < count; r++) {
+    const t0 = now();
+    baseline.findMatches(sequences[r]);
+    ns[r] = Number(now() - t0);
+    let top = 0;
+    for (let i = 0; i < baseline.count; i++) if (baseline.blocks[i] > top) top = baseline.blocks[i];
+    best[r] = top;
+    const owner = script.owner[r];
+    if (top < sequences[r].length) baseline.store(owner, sequences[r].slice(top));
+    const victims = script.victims.subarray(script.victimStart[r], script.victimStart[r + 1]);
+    if (victims.length > 0)
+      baseline.remove(
+        owner,
+        Array.from(victims, (b) => storedBlocks[b].blockHash),
+      );
+    if ((r + 1) % CPU_BATCH === 0 || r === count - 1) {
+      const cpu = cpuMicros();
+      const wall = now();
+      share.fill(
+        Math.min(1, ((cpu - batchCpu) * 1000) / Number(wall - batchWall)),
+        r - (r % CPU_BATCH),
+        r + 1,
+      );
+      batchCpu = cpu;
+      batchWall = wall;
+    }
+  }
+  return { ns, share, best };
 }
 
 // ---- run ------------------------------------------------------------------------------------------
@@ -322,7 +606,6 @@ function availableCores(): number {
 }
 
 const fmt = (v: number, digits = 2) => v.toLocaleString('en-US', { maximumFractionDigits: digits });
-const mops = (ops: number, ns: number) => (ops / ns) * 1e9;
 
 console.log(
   `workload: ${trace.requests.length} requests x ${PASSES} passes = ${requests.length} requests, ` +
@@ -330,118 +613,274 @@ console.log(
     `${WORKERS} workers x ${RANKS} ranks, cap ${CAP} blocks per owner`,
 );
 
-// JIT warm-up on throwaway indexers (not measured).
-replay(new RadixTreeIndexer(), WARMUP);
-replay(new NaiveIndexer(), WARMUP);
-
-// Radix tree: full replay. Its figures over the first BASELINE_PASSES passes are kept for the ratio.
-gc();
-const tree = new RadixTreeIndexer({ owners: new OwnerTable() });
+const script = recordScript();
+const events = prepareEvents(script);
 const baselineCount = BASELINE_PASSES * requestsPerPass;
-const cpuBefore = process.cpuUsage();
-const wallBefore = now();
-const treeRun = replay(tree, requests.length, baselineCount);
-const cpuUsed = process.cpuUsage(cpuBefore);
-// Share of one core this process got during the replay: below ~0.95 the VM was busy and every
-// figure above is pessimistic.
-const cpuShare = ((cpuUsed.user + cpuUsed.system) * 1000) / Number(now() - wallBefore);
-const loadAverage = loadavg()[0];
-const treeStats = tree.stats();
-const treeFind = summary(treeRun.findNs);
-const treeFindRate = medianRate(null, treeRun.findNs);
-const treeEventRate = medianRate(treeRun.applyEvents, treeRun.applyNs);
-const bytesPerEntry = treeStats.bytes / treeStats.entries;
+const ratioFrom = (BASELINE_PASSES - 1) * requestsPerPass;
+console.log(
+  `script: ${fmt((100 * script.overlapped) / requests.length, 1)}% of requests overlap, mean best overlap ` +
+    `${fmt(script.overlapBlocks / Math.max(1, script.overlapped), 1)} blocks; ${fmt(events.totalBlockEvents, 0)} block ` +
+    `events (${fmt(events.removals, 0)} removals)`,
+);
 
-/** findMatches in a tight loop (no per-call timer, no events) over the last pass, on the final index. */
-function tightLoopRate(indexer: KvIndexer, rounds: number): number {
-  const from = requests.length - requestsPerPass;
-  let best = 0;
-  for (let round = 0; round < rounds; round++) {
-    const t0 = now();
-    let matched = 0;
-    for (let r = from; r < requests.length; r++) matched += indexer.findMatches(requests[r].local).count;
-    const rate = mops(requests.length - from, Number(now() - t0));
-    if (matched >= 0 && rate > best) best = rate;
-  }
-  return best;
+const builds: TreeBuild[] = [
+  { name: 'radix tree', create: (owners) => new RadixTreeIndexer({ owners }), packed: true },
+];
+if (args.compare !== undefined) {
+  const module = (await import(pathToFileURL(resolve(args.compare)).href)) as {
+    RadixTreeIndexer: new (options: { owners: OwnerTable }) => KvIndexer;
+  };
+  builds.push({
+    name: `compare (${args.compare})`,
+    create: (owners) => new module.RadixTreeIndexer({ owners }),
+    packed: false,
+  });
 }
-const treeTightRate = tightLoopRate(tree, 5);
 
-console.log(
-  `radix tree: findMatches ${fmt(treeFindRate, 0)}/s (median of ${BATCH}-request batches; ` +
-    `${fmt(mops(requests.length, treeRun.findTotalNs), 0)}/s over all time), ` +
-    `mean ${fmt(treeFind.mean)} / p50 ${fmt(treeFind.p50)} / p99 ${fmt(treeFind.p99)} us; ` +
-    `block events ${fmt(treeEventRate, 0)}/s (${fmt(mops(treeRun.blockEvents, treeRun.applyTotalNs), 0)}/s ` +
-    `over all time; ${fmt(treeRun.blockEvents, 0)} events, ${fmt(treeRun.removals, 0)} removals); ` +
-    `${fmt(treeStats.entries, 0)} entries, ${fmt(treeStats.nodes, 0)} nodes, ` +
-    `${fmt(bytesPerEntry, 1)} bytes/entry`,
+function fresh(build: TreeBuild): KvIndexer {
+  const owners = new OwnerTable();
+  internOwners(owners);
+  return build.create(owners);
+}
+
+// JIT warm-up on throwaway indexers (not measured).
+for (const build of builds) {
+  for (const packed of build.packed ? [false, true] : [false]) {
+    timedReplay(fresh(build), events, WARMUP, packed);
+    const hot = fresh(build);
+    const paths = buildHotPrefix(hot);
+    hotPrefixRound(
+      hot,
+      paths,
+      Int32Array.from({ length: 2000 }, (_, i) => i % OWNERS),
+    );
+  }
+}
+
+interface BuildResults {
+  replays: ReplayRun[];
+  replaysRouterEvent: ReplayRun[];
+  replaysPacked: ReplayRun[];
+  eventsRouterEvent: { cpu: number; wall: number }[];
+  eventsPacked: { cpu: number; wall: number }[];
+  hotNs: Float64Array[];
+  hotCpu: number[];
+  hotOk: boolean;
+  bytesPerEntry: number;
+  entries: number;
+  nodes: number;
+  checksumsAgree: boolean;
+}
+const results = builds.map(
+  (): BuildResults => ({
+    replays: [],
+    replaysRouterEvent: [],
+    replaysPacked: [],
+    eventsRouterEvent: [],
+    eventsPacked: [],
+    hotNs: [],
+    hotCpu: [],
+    hotOk: true,
+    bytesPerEntry: 0,
+    entries: 0,
+    nodes: 0,
+    checksumsAgree: true,
+  }),
 );
-console.log(
-  `  this process got ${fmt(100 * cpuShare, 0)}% of a core during the replay; 1-min load average ${fmt(loadAverage, 1)} ` +
-    `on ${availableCores()} cores`,
-);
-console.log(
-  `  final index, last pass's ${requestsPerPass} queries in a tight loop (best of 5): ${fmt(treeTightRate, 0)}/s`,
-);
-console.log(
-  `  ${fmt((100 * treeRun.overlapped) / requests.length, 1)}% of requests overlap, ` +
-    `mean best overlap ${fmt(treeRun.overlapBlocks / Math.max(1, treeRun.overlapped), 1)} blocks`,
-);
+const hotRandom = new SeededRandom(SEED + 1);
+const hotQueries = Int32Array.from({ length: 20 * OWNERS }, () => hotRandom.int(0, OWNERS - 1));
+const hotIndexes = builds.map((build) => {
+  const indexer = fresh(build);
+  return { indexer, paths: buildHotPrefix(indexer) };
+});
+
+const loadStart = loadavg()[0];
+for (let round = 0; round < REPEATS; round++) {
+  builds.forEach((build, b) => {
+    const out = results[b];
+    for (const packed of build.packed ? [false, true] : [false]) {
+      gc();
+      const indexer = fresh(build);
+      const run = timedReplay(indexer, events, requests.length, packed);
+      out.replays.push(run);
+      (packed ? out.replaysPacked : out.replaysRouterEvent).push(run);
+      out.checksumsAgree &&= routingChecksum(script.owner, run.best, requests.length) === script.checksum;
+      if (round === 0 && !packed) {
+        gc();
+        const stats = indexer.stats();
+        out.bytesPerEntry = stats.bytes / stats.entries;
+        out.entries = stats.entries;
+        out.nodes = stats.nodes;
+      }
+      gc();
+      const eventsRun = eventsOnly(fresh(build), events, packed);
+      (packed ? out.eventsPacked : out.eventsRouterEvent).push(eventsRun);
+    }
+    const hot = hotPrefixRound(hotIndexes[b].indexer, hotIndexes[b].paths, hotQueries);
+    out.hotNs.push(hot.ns);
+    out.hotCpu.push(hot.cpuPerQuery);
+    out.hotOk &&= hot.ok;
+  });
+}
 
 gc();
 const naive = new NaiveIndexer({ owners: new OwnerTable() });
-const naiveRun = replay(naive, baselineCount);
-const naiveFind = summary(naiveRun.findNs);
-const checksumsAgree = naiveRun.checksum === treeRun.checksumHead;
-const naiveRate = medianRate(null, naiveRun.findNs);
-// Ratio over the last baseline pass: both indexers warm and in the same state, same requests.
-const ratioFrom = (BASELINE_PASSES - 1) * requestsPerPass;
-const treeHeadRate = medianRate(null, treeRun.findNs, ratioFrom, baselineCount);
-const naiveSteadyRate = medianRate(null, naiveRun.findNs, ratioFrom, baselineCount);
-const baselineRatio = treeHeadRate / naiveSteadyRate;
-console.log(
-  `naive baseline (${BASELINE_PASSES} pass${BASELINE_PASSES === 1 ? '' : 'es'}, ${baselineCount} requests): ` +
-    `findMatches ${fmt(naiveRate, 0)}/s, p50 ${fmt(naiveFind.p50)} / p99 ${fmt(naiveFind.p99)} us; ` +
-    `block events ${fmt(medianRate(naiveRun.applyEvents, naiveRun.applyNs), 0)}/s; ` +
-    `routing checksums ${checksumsAgree ? 'agree' : 'DIFFER'} (${naiveRun.checksum} vs ${treeRun.checksumHead})`,
-);
-console.log(
-  `  pass ${BASELINE_PASSES} (requests ${ratioFrom}..${baselineCount}): radix tree ${fmt(treeHeadRate, 0)}/s ` +
-    `vs naive ${fmt(naiveSteadyRate, 0)}/s = ${fmt(baselineRatio, 1)}x`,
-);
-
+internOwners(naive.owners);
+const naiveRun = timedReplay(naive, events, baselineCount, false);
+const naiveAgrees =
+  routingChecksum(script.owner, naiveRun.best, baselineCount) ===
+  routingChecksum(script.owner, script.best, baselineCount);
 gc();
-const hot = hotPrefix(new RadixTreeIndexer(), 40);
-const hotSummary = summary(hot.ns);
-const hotNaive = hotPrefix(new NaiveIndexer(), 1);
-const hotNaiveSummary = summary(hotNaive.ns);
-console.log(
-  `hot prefix (${HOT_PREFIX} blocks x ${OWNERS} owners + ${HOT_PRIVATE} private each): ` +
-    `radix tree p50 ${fmt(hotSummary.p50)} / p99 ${fmt(hotSummary.p99)} us, ` +
-    `naive p50 ${fmt(hotNaiveSummary.p50)} / p99 ${fmt(hotNaiveSummary.p99)} us ` +
-    `(${fmt(hotNaiveSummary.p50 / hotSummary.p50, 0)}x at p50); ` +
-    `results ${hot.ok && hotNaive.ok ? 'correct' : 'WRONG'}`,
-);
+const scan = baselineReplay(baselineCount);
+const scanAgrees =
+  routingChecksum(script.owner, scan.best, baselineCount) ===
+  routingChecksum(script.owner, script.best, baselineCount);
+const loadEnd = loadavg()[0];
 
+interface Figures {
+  findRate: number;
+  findRateCpu: number;
+  findP50: number;
+  findP99: number;
+  findP99Cpu: number;
+  findHeadRate: number;
+  findHeadRateCpu: number;
+  eventsRate: number;
+  eventsRateCpu: number;
+  eventsOnlyWall: number;
+  eventsPackedRate: number;
+  eventsPackedRateCpu: number;
+  eventsPackedOnlyWall: number;
+  hotP50: number;
+  hotP99: number;
+  hotP99Cpu: number;
+  hotCpuMean: number;
+  cpuShare: number;
+}
+
+function figures(out: BuildResults): Figures {
+  const runs = out.replays;
+  const best = (xs: { cpu: number; wall: number }[], key: 'cpu' | 'wall') =>
+    Math.min(...xs.map((x) => x[key]));
+  const minFind = elementMin(runs.map((run) => run.findNs));
+  const minHot = elementMin(out.hotNs);
+  return {
+    findRate: median(runs.map((run) => medianRate(null, run.findNs))),
+    findRateCpu: median(runs.map((run) => cpuRate(null, run.share, run.findNs))),
+    findP50: median(runs.map((run) => p(run.findNs, 50))),
+    findP99: median(runs.map((run) => p(run.findNs, 99))),
+    findP99Cpu: p(minFind, 99),
+    findHeadRate: median(runs.map((run) => medianRate(null, run.findNs, ratioFrom, baselineCount))),
+    findHeadRateCpu: median(
+      runs.map((run) => cpuRate(null, run.share, run.findNs, ratioFrom, baselineCount)),
+    ),
+    eventsRate: median(out.replaysRouterEvent.map((run) => medianRate(events.blockEvents, run.applyNs))),
+    eventsRateCpu: events.totalBlockEvents / best(out.eventsRouterEvent, 'cpu'),
+    eventsOnlyWall: events.totalBlockEvents / best(out.eventsRouterEvent, 'wall'),
+    eventsPackedRate: median(out.replaysPacked.map((run) => medianRate(events.blockEvents, run.applyNs))),
+    eventsPackedRateCpu:
+      out.eventsPacked.length === 0 ? Number.NaN : events.totalBlockEvents / best(out.eventsPacked, 'cpu'),
+    eventsPackedOnlyWall:
+      out.eventsPacked.length === 0 ? Number.NaN : events.totalBlockEvents / best(out.eventsPacked, 'wall'),
+    hotP50: median(out.hotNs.map((ns) => p(ns, 50))),
+    hotP99: median(out.hotNs.map((ns) => p(ns, 99))),
+    hotP99Cpu: p(minHot, 99),
+    hotCpuMean: Math.min(...out.hotCpu),
+    cpuShare: median(runs.map((run) => run.cpuShare)),
+  };
+}
+
+const all = results.map(figures);
+builds.forEach((build, b) => {
+  const f = all[b];
+  const out = results[b];
+  console.log(
+    `${build.name}: findMatches ${fmt(f.findRate, 0)}/s wall, ${fmt(f.findRateCpu, 0)}/s CPU; ` +
+      `p50 ${fmt(f.findP50)} / p99 ${fmt(f.findP99)} us wall, p99 ${fmt(f.findP99Cpu)} us (per-request min over ${REPEATS} repeats)`,
+  );
+  console.log(
+    `  block events via apply(RouterEvent): ${fmt(f.eventsRate, 0)}/s wall per call (in replay), ` +
+      `events-only ${fmt(f.eventsOnlyWall, 0)}/s wall, ${fmt(f.eventsRateCpu, 0)}/s CPU`,
+  );
+  if (build.packed)
+    console.log(
+      `  block events via applyStoredPacked/applyRemovedPacked: ${fmt(f.eventsPackedRate, 0)}/s wall per call (in replay), ` +
+        `events-only ${fmt(f.eventsPackedOnlyWall, 0)}/s wall, ${fmt(f.eventsPackedRateCpu, 0)}/s CPU`,
+    );
+  console.log(
+    `  hot prefix (${HOT_PREFIX} blocks x ${OWNERS} owners + ${HOT_PRIVATE} private each): p50 ${fmt(f.hotP50)} / ` +
+      `p99 ${fmt(f.hotP99)} us wall, p99 ${fmt(f.hotP99Cpu)} us (min over repeats), mean CPU ${fmt(f.hotCpuMean)} us; ` +
+      `results ${out.hotOk ? 'correct' : 'WRONG'}`,
+  );
+  console.log(
+    `  ${fmt(out.entries, 0)} entries, ${fmt(out.nodes, 0)} nodes, ${fmt(out.bytesPerEntry, 1)} bytes/entry; ` +
+      `routing ${out.checksumsAgree ? 'agrees with' : 'DIFFERS from'} the script; CPU share in replays ${fmt(100 * f.cpuShare, 0)}%`,
+  );
+});
+
+const tree = all[0];
+const scanRate = medianRate(null, scan.ns, ratioFrom, baselineCount);
+const scanRateCpu = cpuRate(null, scan.share, scan.ns, ratioFrom, baselineCount);
+const naiveRate = medianRate(null, naiveRun.findNs, ratioFrom, baselineCount);
+const naiveRateCpu = cpuRate(null, naiveRun.share, naiveRun.findNs, ratioFrom, baselineCount);
+const baselineRatio = tree.findHeadRate / scanRate;
+const baselineRatioCpu = tree.findHeadRateCpu / scanRateCpu;
+console.log(
+  `baseline, per-owner hash sets scanned (pass ${BASELINE_PASSES}, requests ${ratioFrom}..${baselineCount}): ` +
+    `${fmt(scanRate, 0)}/s wall, ${fmt(scanRateCpu, 0)}/s CPU, p99 ${fmt(p(scan.ns.subarray(ratioFrom, baselineCount), 99))} us; ` +
+    `radix tree ${fmt(tree.findHeadRate, 0)}/s wall, ${fmt(tree.findHeadRateCpu, 0)}/s CPU = ` +
+    `${fmt(baselineRatio, 1)}x wall, ${fmt(baselineRatioCpu, 1)}x CPU; routing ${scanAgrees ? 'agrees' : 'DIFFERS'}`,
+);
+console.log(
+  `NaiveIndexer (same pass): ${fmt(naiveRate, 0)}/s wall, ${fmt(naiveRateCpu, 0)}/s CPU; routing ${naiveAgrees ? 'agrees' : 'DIFFERS'}`,
+);
+console.log(`1-min load average ${fmt(loadStart, 1)} -> ${fmt(loadEnd, 1)} on ${availableCores()} cores`);
+
+const round1 = (v: number, digits = 0) => (Number.isFinite(v) ? Number(v.toFixed(digits)) : null);
+const compareFields: Record<string, number | boolean | null> = {};
+if (all.length > 1) {
+  const c = all[1];
+  Object.assign(compareFields, {
+    compare_find_matches_per_s: round1(c.findRate),
+    compare_find_matches_per_s_cpu: round1(c.findRateCpu),
+    compare_find_matches_p99_us: round1(c.findP99, 3),
+    compare_find_matches_p99_us_cpu: round1(c.findP99Cpu, 3),
+    compare_hot_prefix_p99_us: round1(c.hotP99, 3),
+    compare_hot_prefix_p99_us_cpu: round1(c.hotP99Cpu, 3),
+    compare_events_per_s: round1(c.eventsRate),
+    compare_events_per_s_cpu: round1(c.eventsRateCpu),
+    compare_bytes_per_entry: round1(results[1].bytesPerEntry, 1),
+  });
+}
 console.log(
   JSON.stringify({
-    find_matches_per_s: Math.round(treeFindRate),
-    find_matches_p50_us: Number(treeFind.p50.toFixed(3)),
-    find_matches_tight_loop_per_s: Math.round(treeTightRate),
-    find_matches_p99_us: Number(treeFind.p99.toFixed(3)),
-    hot_prefix_p99_us: Number(hotSummary.p99.toFixed(3)),
-    events_per_s: Math.round(treeEventRate),
-    bytes_per_entry: Number(bytesPerEntry.toFixed(1)),
-    baseline_ratio: Number(baselineRatio.toFixed(1)),
-    baseline_find_matches_per_s: Math.round(naiveSteadyRate),
-    hot_prefix_p50_us: Number(hotSummary.p50.toFixed(3)),
-    hot_prefix_naive_p99_us: Number(hotNaiveSummary.p99.toFixed(3)),
-    checksums_agree: checksumsAgree,
-    cpu_share: Number(cpuShare.toFixed(2)),
-    load_average_1m: Number(loadAverage.toFixed(2)),
-    hot_prefix_correct: hot.ok && hotNaive.ok,
+    find_matches_per_s: round1(tree.findRate),
+    find_matches_per_s_cpu: round1(tree.findRateCpu),
+    find_matches_p99_us: round1(tree.findP99, 3),
+    find_matches_p99_us_cpu: round1(tree.findP99Cpu, 3),
+    find_matches_p50_us: round1(tree.findP50, 3),
+    hot_prefix_p99_us: round1(tree.hotP99, 3),
+    hot_prefix_p99_us_cpu: round1(tree.hotP99Cpu, 3),
+    hot_prefix_mean_us_cpu: round1(tree.hotCpuMean, 3),
+    events_per_s: round1(tree.eventsRate),
+    events_per_s_cpu: round1(tree.eventsRateCpu),
+    events_packed_per_s: round1(tree.eventsPackedRate),
+    events_packed_per_s_cpu: round1(tree.eventsPackedRateCpu),
+    bytes_per_entry: round1(results[0].bytesPerEntry, 1),
+    baseline_ratio: round1(baselineRatio, 1),
+    baseline_ratio_cpu: round1(baselineRatioCpu, 1),
+    baseline_find_matches_per_s: round1(scanRate),
+    baseline_find_matches_per_s_cpu: round1(scanRateCpu),
+    naive_indexer_find_matches_per_s: round1(naiveRate),
+    naive_indexer_find_matches_per_s_cpu: round1(naiveRateCpu),
+    checksums_agree: results.every((r) => r.checksumsAgree) && scanAgrees && naiveAgrees,
+    hot_prefix_correct: results.every((r) => r.hotOk),
+    cpu_share: round1(tree.cpuShare, 2),
+    load_average_1m: round1(loadEnd, 2),
+    repeats: REPEATS,
     requests: requests.length,
-    block_events: treeRun.blockEvents,
-    entries: treeStats.entries,
+    block_events: events.totalBlockEvents,
+    entries: results[0].entries,
+    ...compareFields,
   }),
 );

@@ -468,6 +468,66 @@ export class RadixTreeIndexer implements KvIndexer {
       parentHi = parts[HI] | 0;
     }
     const owner = this.intern(workerId, dpRank);
+    return this.storeHalves(owner, hasParent, parentLo, parentHi, halves, count);
+  }
+
+  /**
+   * A stored event for an interned owner with hashes already split into u32 halves: `blocks` holds
+   * [tokensLo, tokensHi, blockLo, blockHi] per block (its length / 4 blocks), the parent is
+   * (parentLo, parentHi) when `hasParent`, else the root. Same semantics and errors as `apply`.
+   */
+  applyStoredPacked(
+    owner: number,
+    hasParent: boolean,
+    parentLo: number,
+    parentHi: number,
+    blocks: Uint32Array,
+  ): KvEventError | null {
+    const error = this.checkOwner(owner) ?? this.storePacked(owner, hasParent, parentLo, parentHi, blocks);
+    if (error === null) this.applied++;
+    else this.errors++;
+    return error;
+  }
+
+  /** A removed event for an interned owner: `blockHashes` holds [lo, hi] per block hash. */
+  applyRemovedPacked(owner: number, blockHashes: Uint32Array): KvEventError | null {
+    const error = this.checkOwner(owner) ?? this.removePacked(owner, blockHashes);
+    if (error === null) this.applied++;
+    else this.errors++;
+    return error;
+  }
+
+  private checkOwner(owner: number): KvEventError | null {
+    if (!Number.isInteger(owner) || owner < 0 || !this.owners.isLive(owner))
+      return invalid(`owner ${owner} is not interned`);
+    if (owner >= this.ownerKeys.length) this.ensureOwners(Math.max(owner + 1, this.owners.capacity));
+    return null;
+  }
+
+  private storePacked(
+    owner: number,
+    hasParent: boolean,
+    parentLo: number,
+    parentHi: number,
+    blocks: Uint32Array,
+  ): KvEventError | null {
+    if ((blocks.length & 3) !== 0) return invalid('packed stored blocks are not 4 u32 per block');
+    const count = blocks.length >>> 2;
+    if (this.blockHalves.length < 4 * count) this.blockHalves = new Int32Array(powerOfTwoAtLeast(4 * count));
+    const halves = this.blockHalves;
+    for (let i = 0; i < 4 * count; i++) halves[i] = blocks[i] | 0;
+    return this.storeHalves(owner, hasParent, parentLo | 0, parentHi | 0, halves, count);
+  }
+
+  /** Stores `count` blocks whose halves are in this.blockHalves. */
+  private storeHalves(
+    owner: number,
+    hasParent: boolean,
+    parentLo: number,
+    parentHi: number,
+    halves: Int32Array,
+    count: number,
+  ): KvEventError | null {
     let cur = ROOT;
     let parentEntry = NO_PARENT;
     if (hasParent) {
@@ -475,7 +535,7 @@ export class RadixTreeIndexer implements KvIndexer {
       if (found < 0)
         return new KvEventError(
           'KV_PARENT_NOT_FOUND',
-          `worker ${workerId} rank ${dpRank}: parent block ${parentHash} is not indexed`,
+          `${this.ownerName(owner)}: parent block ${this.keyOf(parentLo, parentHi)} is not indexed`,
         );
       parentEntry = this.primaryOf(found);
       cur = this.entries.data[parentEntry * ENTRY_STRIDE + NODE];
@@ -483,7 +543,7 @@ export class RadixTreeIndexer implements KvIndexer {
     if (this.repeatsBlockHash(count, hasParent, parentLo, parentHi))
       return new KvEventError(
         'KV_INVALID_BLOCK_SEQUENCE',
-        `worker ${workerId} rank ${dpRank}: a block hash repeats its parent or an earlier block`,
+        `${this.ownerName(owner)}: a block hash repeats its parent or an earlier block`,
       );
     for (let i = 0; i < count; i++) {
       const tokensLo = halves[4 * i];
@@ -522,17 +582,41 @@ export class RadixTreeIndexer implements KvIndexer {
     let firstError: KvEventError | null = null;
     for (let i = 0; i < hashes.length; i++) {
       wide[0] = hashes[i];
-      const record = this.takeKey(owner, parts[LO] | 0, parts[HI] | 0);
-      if (record < 0) {
-        firstError ??= new KvEventError(
-          'KV_BLOCK_NOT_FOUND',
-          `worker ${workerId} rank ${dpRank}: removed block ${hashes[i]} is not indexed`,
-        );
-        continue;
-      }
-      this.dropKeyRecord(record);
+      if (!this.removeKey(owner, parts[LO] | 0, parts[HI] | 0))
+        firstError ??= this.notIndexed(owner, hashes[i]);
     }
     return firstError;
+  }
+
+  private removePacked(owner: number, hashes: Uint32Array): KvEventError | null {
+    if ((hashes.length & 1) !== 0) return invalid('packed removed block hashes are not 2 u32 per hash');
+    let firstError: KvEventError | null = null;
+    for (let i = 0; i < hashes.length; i += 2) {
+      const lo = hashes[i] | 0;
+      const hi = hashes[i + 1] | 0;
+      if (!this.removeKey(owner, lo, hi)) firstError ??= this.notIndexed(owner, this.keyOf(lo, hi));
+    }
+    return firstError;
+  }
+
+  /** Removes one block hash of the owner; false when it is not indexed. */
+  private removeKey(owner: number, lo: number, hi: number): boolean {
+    const record = this.takeKey(owner, lo, hi);
+    if (record < 0) return false;
+    this.dropKeyRecord(record);
+    return true;
+  }
+
+  private notIndexed(owner: number, blockHash: bigint): KvEventError {
+    return new KvEventError(
+      'KV_BLOCK_NOT_FOUND',
+      `${this.ownerName(owner)}: removed block ${blockHash} is not indexed`,
+    );
+  }
+
+  private ownerName(owner: number): string {
+    const { workerId, dpRank } = this.owners.pairOf(owner);
+    return `worker ${workerId} rank ${dpRank}`;
   }
 
   /** True when a block hash of the event equals the parent hash or an earlier block's. */
