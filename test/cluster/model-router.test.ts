@@ -137,6 +137,22 @@ describe('ModelRouter over the local runtime', () => {
     expect(r.stats().migrations).toBe(1);
   });
 
+  it('routes with another policy (round-robin) through the same machinery', async () => {
+    const ns = uniqueNamespace();
+    await worker(ns, { dataParallelSize: 2 });
+    await worker(ns, { dataParallelSize: 2 });
+    const r = await router(ns, { policy: 'round-robin' });
+    const targets = new Set<string>();
+    for (let i = 0; i < 8; i++) {
+      const chunks = await drain(r.generate(req(prompt(1, 12), 2)));
+      expect(chunks.flatMap((c) => c.tokenIds)).toHaveLength(2);
+      targets.add(`${chunks[0].workerId}:${chunks[0].dpRank}`);
+    }
+    expect(targets.size).toBe(4);
+    expect(r.dump()).toEqual([]);
+    expect(zeroLoads(r)).toBe(true);
+  });
+
   it('a cached prefix wins: the same prompt goes back to the rank that holds it', async () => {
     const ns = uniqueNamespace();
     await worker(ns);
