@@ -3,7 +3,9 @@
  * disaggregation, no prefill pool, enforced disaggregation, a prefill engine lost mid-request.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import type { DisaggChunk } from '../../src/cluster/disagg/disaggregated-model-router.ts';
 import { DisaggError } from '../../src/cluster/disagg/errors.ts';
+import type { LocalRuntime } from '../../src/runtime/local/cluster.ts';
 import { collect, type Layout, prompt, request, startLayout, tokensOf } from './helpers.ts';
 
 let layout: Layout | undefined;
@@ -151,5 +153,43 @@ describe('a client that goes away', () => {
       expect(load.activeRequests).toBe(0);
       expect(load.activePrefillTokens).toBe(0);
     }
+  });
+});
+
+describe('a decode worker lost mid-stream', () => {
+  it('continues the request from its output so far: re-prefilled, decoded elsewhere, usage of the original', async () => {
+    layout = await startLayout({
+      prefillWorkers: 1,
+      decodeWorkers: 2,
+      // About 30 ms per output token.
+      decodeEngine: { speedupRatio: 0.2 },
+    });
+    const router = layout.handle.router;
+    const tokens = prompt(11, 200);
+    const chunks: DisaggChunk[] = [];
+    let crashed: bigint | undefined;
+    for await (const chunk of router.generate({
+      requestId: 'decode-lost',
+      tokenIds: tokens,
+      sampling: { maxTokens: 30, ignoreEos: true, seed: 3 },
+    })) {
+      chunks.push(chunk);
+      if (crashed === undefined && tokensOf(chunks).length >= 3) {
+        crashed = chunk.workerId;
+        await (layout.workerById(crashed).runtime as LocalRuntime).simulateCrash();
+      }
+    }
+    expect(tokensOf(chunks)).toHaveLength(30);
+    expect(router.stats().decodeContinuations).toBe(1);
+    const lastChunk = chunks.at(-1)!;
+    expect(lastChunk.finishReason).toBe('length');
+    expect(lastChunk.usage).toMatchObject({ promptTokens: 200, completionTokens: 30 });
+    expect(lastChunk.workerId).not.toBe(crashed);
+    expect(lastChunk.disaggregated).toBe(true);
+    // The continuation was prefilled as prompt + the output so far.
+    const continuation = layout.placement(lastChunk.prefillWorkerId!, 'decode-lost:cont1')!;
+    expect(continuation).toBeDefined();
+    const survivor = layout.placement(lastChunk.workerId, 'decode-lost:cont1')!;
+    expect(survivor.prefillDpRank).toBe(continuation.dpRank);
   });
 });

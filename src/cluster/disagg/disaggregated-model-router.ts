@@ -112,6 +112,8 @@ export interface DisaggStats {
   readonly handoffs: number;
   readonly prefillFailures: number;
   readonly prefillRetries: number;
+  /** Requests continued after their decode worker was lost mid-stream. */
+  readonly decodeContinuations: number;
 }
 
 type Plan =
@@ -136,6 +138,7 @@ export class DisaggregatedModelRouter {
     handoffs: 0,
     prefillFailures: 0,
     prefillRetries: 0,
+    decodeContinuations: 0,
   };
   private readonly aggregatedCounts: Record<AggregatedReason, number> = {
     no_prefill_workers: 0,
@@ -223,6 +226,69 @@ export class DisaggregatedModelRouter {
   async *generate(request: DisaggRequest, signal?: AbortSignal): AsyncGenerator<DisaggChunk> {
     this.counts.requests++;
     await this.decode.waitForInstances(undefined, signal);
+    const prompt = request.tokenIds;
+    const maxTokens = request.sampling.maxTokens;
+    const generated: number[] = [];
+    let last: DisaggChunk | undefined;
+    for (let segment = 0; ; segment++) {
+      // After a lost decode worker the request continues from prompt + output so far (re-prefilled,
+      // as a migrated aggregated request is), under its own id.
+      const current: DisaggRequest =
+        segment === 0
+          ? request
+          : {
+              ...request,
+              requestId: `${request.requestId}:cont${segment}`,
+              tokenIds: [...prompt, ...generated],
+              sampling: { ...request.sampling, maxTokens: maxTokens - generated.length },
+            };
+      try {
+        for await (const chunk of this.runOnce(current, signal)) {
+          for (const token of chunk.tokenIds) generated.push(token);
+          last = chunk;
+          yield segment === 0 || chunk.usage === undefined
+            ? chunk
+            : {
+                ...chunk,
+                usage: {
+                  promptTokens: prompt.length,
+                  completionTokens: generated.length,
+                  cachedTokens: Math.min(chunk.usage.cachedTokens, prompt.length),
+                },
+              };
+        }
+        return;
+      } catch (error) {
+        if (!(error instanceof DecodeLost)) throw error;
+        if (segment >= MAX_DECODE_CONTINUATIONS) throw error.cause;
+        this.counts.decodeContinuations++;
+        log.warn(
+          {
+            model: this.model,
+            requestId: request.requestId,
+            generated: generated.length,
+            err: errorMessage(error.cause),
+          },
+          'disagg: decode worker lost mid-stream; continuing from the output so far',
+        );
+        if (generated.length >= maxTokens && last !== undefined) {
+          yield {
+            ...last,
+            tokenIds: [],
+            finishReason: 'length',
+            usage: { promptTokens: prompt.length, completionTokens: generated.length, cachedTokens: 0 },
+          };
+          return;
+        }
+      }
+    }
+  }
+
+  /** One request (or continuation): planned, disaggregated with its fallbacks, or aggregated. */
+  private async *runOnce(
+    request: DisaggRequest,
+    signal: AbortSignal | undefined,
+  ): AsyncGenerator<DisaggChunk> {
     const tokens = request.tokenIds;
     const prefillRouting = request.prefillRouting ?? {};
     const avoid = new Set<WorkerId>();
@@ -512,7 +578,9 @@ export class DisaggregatedModelRouter {
         }
         this.counts.disaggregated++;
       } catch (error) {
-        if (signal?.aborted || produced) throw error;
+        if (signal?.aborted) throw error;
+        // The decode worker died and its replacement found the room already claimed.
+        if (produced) throw isBootstrapFailure(error) ? new DecodeLost(error) : error;
         // The decode may notice a lost prefill (its pull fails) before the prefill stream does.
         if (prefillError === undefined) await settledWithin(handoff.finished, PREFILL_SETTLE_MS);
         if (prefillError !== undefined) throw new PrefillFailure(prefillError);
@@ -550,6 +618,17 @@ function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
   });
 }
 
+/** Continuations of one request after lost decode workers. */
+const MAX_DECODE_CONTINUATIONS = 2;
+
+/** The decode side was lost after it produced output (the caller continues the request). */
+class DecodeLost extends Error {
+  constructor(override readonly cause: unknown) {
+    super(errorMessage(cause));
+    this.name = 'DecodeLost';
+  }
+}
+
 /** Thrown inside one attempt: the prefill side failed before the decode produced anything. */
 class PrefillFailure extends Error {
   constructor(readonly error: DisaggError) {
@@ -568,7 +647,16 @@ function asDisaggError(error: unknown, target: PrefillTarget): DisaggError {
   );
 }
 
-/** A decode that failed because its KV could not be pulled (room gone, prefill worker gone). */
+/**
+ * A decode that failed because its KV could not be pulled: the room is gone or the prefill worker
+ * is. A wrong rank, a prompt mismatch or a doubly claimed room are bugs, reported as they are.
+ */
+const LOST_KV_CODES: ReadonlySet<string> = new Set([
+  'ENGINE_BOOTSTRAP_ROOM_NOT_FOUND',
+  'ENGINE_BOOTSTRAP_UNKNOWN_WORKER',
+  'ENGINE_BOOTSTRAP_EXPIRED',
+]);
+
 function isBootstrapFailure(error: unknown): boolean {
-  return error instanceof WorkerRequestError && (error.workerCode?.startsWith('ENGINE_BOOTSTRAP_') ?? false);
+  return error instanceof WorkerRequestError && LOST_KV_CODES.has(error.workerCode ?? '');
 }
