@@ -108,18 +108,29 @@ export class ModelWatcher {
       const old = this.entries.get(previous);
       old?.workers.delete(workerId);
     }
-    let entry = this.entries.get(k);
-    if (entry === undefined) {
-      entry = { router: this.createRouter(card, component), workers: new Set() };
-      this.entries.set(k, entry);
-      void entry.router.start().catch((error: unknown) => {
-        log.error({ err: error, model: card.modelName, component }, 'router: starting a model router failed');
-      });
-    }
+    const entry = this.entries.get(k);
+    const change: ModelChange = { type: 'added', model: card.modelName, component };
     this.instanceKeys.set(workerId, k);
+    if (entry === undefined) {
+      const created: Entry = { router: this.createRouter(card, component), workers: new Set([workerId]) };
+      this.entries.set(k, created);
+      // Announced once the new router knows its workers (its own watch delivered them).
+      created.router.start().then(
+        () => {
+          if (!this.closed && created.workers.size > 0) this.emit(change);
+        },
+        (error: unknown) => {
+          log.error(
+            { err: error, model: card.modelName, component },
+            'router: starting a model router failed',
+          );
+        },
+      );
+      return;
+    }
     const wasEmpty = entry.workers.size === 0;
     entry.workers.add(workerId);
-    if (wasEmpty) this.emit({ type: 'added', model: card.modelName, component });
+    if (wasEmpty) this.emit(change);
   }
 
   private createRouter(card: ModelCard, component: string): ModelRouter {

@@ -362,8 +362,13 @@ describe('ModelRouter over the local runtime', () => {
     const watcher = await ModelWatcher.start({ runtime: rt(), namespace: ns, waitForWorkersMs: 1_000 });
     try {
       expect(watcher.models()).toEqual(['alpha']);
+      const changes: string[] = [];
+      watcher.onChange((c) => changes.push(`${c.type}:${c.model}:${c.component}`));
       await worker(ns, { mode: 'prefill' }, 'beta');
-      await waitFor(() => watcher.models().length === 2, 2_000, 'beta');
+      await waitFor(() => changes.length === 1, 2_000, 'beta announced');
+      expect(changes).toEqual(['added:beta:prefill']);
+      expect(watcher.models()).toEqual(['alpha', 'beta']);
+      expect(watcher.routerFor('beta', 'prefill')?.instances()).toHaveLength(1);
       expect(watcher.routerFor('beta')).toBeUndefined();
       const prefill = watcher.routerFor('beta', 'prefill')!;
       expect(prefill.component).toBe('prefill');
@@ -373,6 +378,11 @@ describe('ModelRouter over the local runtime', () => {
       expect(chunks.flatMap((c) => c.tokenIds)).toHaveLength(3);
       const prefillChunks = await drain(prefill.generate(req(prompt(1, 9), 3)));
       expect(prefillChunks[0].bootstrap?.prefillDpRank).toBe(prefillChunks[0].dpRank);
+      await workers.find((w) => w.card.modelName === 'beta')!.shutdown({ drainTimeoutMs: 0 });
+      await waitFor(() => changes.length === 2, 2_000, 'beta gone');
+      expect(changes[1]).toBe('removed:beta:prefill');
+      expect(watcher.models()).toEqual(['alpha']);
+      expect(watcher.routerFor('beta', 'prefill')).toBe(prefill); // kept: requests wait for a worker
     } finally {
       await watcher.close();
     }
