@@ -10,7 +10,10 @@
  *    hashing + KV routing decision (route + free on a warm index), p50 / p99.
  *
  * Last stdout line: {"serve_rps", "bare_rps", "ratio", "prep_8k_p50_ms", ...}.
- * Internal: `bench/frontend.ts --bare-server` runs the baseline server (prints its URL).
+ * A third server, the HTTP frontend alone over a backend that answers at once, splits the cost
+ * between the frontend and what is behind it (router, runtime, worker, engine).
+ *
+ * Internal: `--bare-server` / `--frontend-only-server` run those servers (they print their URL).
  */
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -18,7 +21,9 @@ import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import Fastify from 'fastify';
+import { MapModelRegistry, type ModelBackend } from '../src/frontend/backend.ts';
 import { ChatMlTemplate } from '../src/frontend/chat-template.ts';
+import { createFrontendServer, listenFrontend } from '../src/frontend/server.ts';
 import type { RouterEvent } from '../src/kv/events.ts';
 import { parseRouterConfig } from '../src/routing/config.ts';
 import { createPolicy } from '../src/routing/policies/index.ts';
@@ -50,6 +55,38 @@ async function bareServer(): Promise<void> {
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
   process.stdout.write(`bare listening on http://127.0.0.1:${port}\n`);
+}
+
+/**
+ * The HTTP frontend alone over a backend that answers at once (16 one-token chunks, like the mock
+ * engine's): what the frontend costs without router, runtime, worker and engine.
+ */
+async function frontendOnlyServer(): Promise<void> {
+  const backend: ModelBackend = {
+    model: MODEL,
+    async *generate(request) {
+      const n = request.sampling.maxTokens;
+      for (let i = 0; i < n; i++) {
+        yield {
+          tokenIds: [1000 + ((i * 7919) % 1000)],
+          ...(i === 0 ? { workerId: 1n, dpRank: 0 } : {}),
+          ...(i === n - 1
+            ? {
+                finishReason: 'length' as const,
+                usage: { promptTokens: request.tokenIds.length, completionTokens: n, cachedTokens: 0 },
+              }
+            : {}),
+        };
+      }
+    },
+    health: () => ({ ready: true, instances: [{ workerId: 1n, role: 'aggregated', dataParallelSize: 1 }] }),
+  };
+  const app = createFrontendServer({
+    registry: new MapModelRegistry([backend]),
+    tokenizer: await loadO200kTokenizer(),
+  });
+  const { url } = await listenFrontend(app, { host: '127.0.0.1', port: 0 });
+  process.stdout.write(`frontend-only listening on ${url}\n`);
 }
 
 interface Child {
@@ -264,23 +301,32 @@ async function main(): Promise<void> {
     { BARE_BODY: await sample.text() },
     /bare listening on (http:\/\/\S+)/,
   );
+  const frontendOnly = await spawnServer(
+    ['--import', 'tsx', 'bench/frontend.ts', '--frontend-only-server'],
+    {},
+    /frontend-only listening on (http:\/\/\S+)/,
+  );
   try {
     console.log(
       `warm-up (2 s each), then ${ROUNDS} interleaved rounds of ${SECONDS} s, ${CONNECTIONS} connections`,
     );
     await load(serve, 2);
     await load(bare, 2);
+    await load(frontendOnly, 2);
     const serveRuns: LoadResult[] = [];
     const bareRuns: LoadResult[] = [];
+    const frontendRuns: LoadResult[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       const s = await load(serve, SECONDS);
       const b = await load(bare, SECONDS);
-      if (s.errors > 0 || b.errors > 0)
-        throw new Error(`errors under load: serve ${s.errors}, bare ${b.errors}`);
+      const f = await load(frontendOnly, SECONDS);
+      if (s.errors > 0 || b.errors > 0 || f.errors > 0)
+        throw new Error(`errors under load: serve ${s.errors}, bare ${b.errors}, frontend only ${f.errors}`);
       serveRuns.push(s);
       bareRuns.push(b);
+      frontendRuns.push(f);
       console.log(
-        `round ${round + 1}: kvgate serve ${s.rps.toFixed(0)} req/s (p99 ${s.p99} ms, ${s.cpuMsPerRequest.toFixed(3)} CPU ms/req), bare fastify ${b.rps.toFixed(0)} req/s (p99 ${b.p99} ms, ${b.cpuMsPerRequest.toFixed(3)} CPU ms/req)`,
+        `round ${round + 1}: kvgate serve ${s.rps.toFixed(0)} req/s (p99 ${s.p99} ms, ${s.cpuMsPerRequest.toFixed(3)} CPU ms/req), bare fastify ${b.rps.toFixed(0)} req/s (p99 ${b.p99} ms, ${b.cpuMsPerRequest.toFixed(3)} CPU ms/req), frontend only ${f.rps.toFixed(0)} req/s (${f.cpuMsPerRequest.toFixed(3)} CPU ms/req)`,
       );
     }
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -289,6 +335,11 @@ async function main(): Promise<void> {
     const ratio = serveRps / bareRps;
     const serveCpu = mean(serveRuns.map((r) => r.cpuMsPerRequest));
     const bareCpu = mean(bareRuns.map((r) => r.cpuMsPerRequest));
+    const frontendRps = mean(frontendRuns.map((r) => r.rps));
+    const frontendCpu = mean(frontendRuns.map((r) => r.cpuMsPerRequest));
+    console.log(
+      `frontend alone over an instant backend: ${frontendRps.toFixed(0)} req/s, ${frontendCpu.toFixed(3)} CPU ms/req; so router + runtime + worker + engine ≈ ${(serveCpu - frontendCpu).toFixed(3)} CPU ms/req`,
+    );
     console.log(
       `server CPU per request: kvgate serve ${serveCpu.toFixed(3)} ms, bare fastify ${bareCpu.toFixed(3)} ms (ratio ${(bareCpu / serveCpu).toFixed(3)}; less sensitive to other load on the machine)`,
     );
@@ -307,6 +358,8 @@ async function main(): Promise<void> {
         serve_cpu_ms_per_req: Number(serveCpu.toFixed(4)),
         bare_cpu_ms_per_req: Number(bareCpu.toFixed(4)),
         cpu_ratio: Number((bareCpu / serveCpu).toFixed(3)),
+        frontend_only_rps: Math.round(frontendRps),
+        frontend_only_cpu_ms_per_req: Number(frontendCpu.toFixed(4)),
         prep_8k_p99_ms: Number(prep.p99.toFixed(3)),
         prep_8k_tokens: prep.tokens,
         prep_8k_random_words_p50_ms: Number(prepRandom.p50.toFixed(3)),
@@ -321,11 +374,14 @@ async function main(): Promise<void> {
   } finally {
     serve.stop();
     bare.stop();
+    frontendOnly.stop();
   }
 }
 
 if (process.argv.includes('--bare-server')) {
   await bareServer();
+} else if (process.argv.includes('--frontend-only-server')) {
+  await frontendOnlyServer();
 } else {
   await main();
 }
