@@ -86,6 +86,39 @@ describe('nvext prefill pins over HTTP (4 prefill + 4 decode workers, dp 4)', ()
     );
   });
 
+  it('streams name the prefill and decode (worker, rank) on the first chunk; query_instance_id answers both', async () => {
+    const tokens = prompt(44, 100);
+    const res = await fetch(`${server.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: MODEL, prompt: tokens, max_tokens: 3, stream: true }),
+    });
+    expect(res.status).toBe(200);
+    const events = (await res.text())
+      .split('\n')
+      .filter((line) => line.startsWith('data: ') && line !== 'data: [DONE]')
+      .map((line) => parseJsonLossless(line.slice(6)) as Completion);
+    const echo = events.find((e) => e.nvext !== undefined)!.nvext!;
+    const prefillIds = server.workers.prefill.map((w) => w.instanceId);
+    const decodeIds = server.workers.decode.map((w) => w.instanceId);
+    expect(prefillIds).toContain(asBig(echo.prefill_worker_id));
+    expect(decodeIds).toContain(asBig(echo.decode_worker_id));
+    expect(Number(echo.prefill_dp_rank)).toBeGreaterThanOrEqual(0);
+    expect(Number(echo.decode_dp_rank)).toBeGreaterThanOrEqual(0);
+
+    const query = await complete(server.url, {
+      model: MODEL,
+      prompt: tokens,
+      max_tokens: 3,
+      nvext: { annotations: ['query_instance_id'] },
+    });
+    expect(query.status).toBe(200);
+    const decision = query.body.nvext!;
+    expect(prefillIds).toContain(asBig(decision.prefill_worker_id));
+    expect(decodeIds).toContain(asBig(decision.decode_worker_id));
+    expect(Number.isInteger(Number(decision.prefill_dp_rank))).toBe(true);
+  });
+
   it('a decode worker pinned as prefill worker, and an unknown one, are clear 4xx errors', async () => {
     const tokens = prompt(43, 64);
     const wrong = await complete(server.url, {
