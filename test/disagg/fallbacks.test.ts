@@ -4,9 +4,19 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { DisaggChunk } from '../../src/cluster/disagg/disaggregated-model-router.ts';
+import { startDisaggregatedWorkers, waitForPools } from '../../src/cluster/disagg/embedded.ts';
 import { DisaggError } from '../../src/cluster/disagg/errors.ts';
 import type { LocalRuntime } from '../../src/runtime/local/cluster.ts';
-import { collect, type Layout, prompt, request, startLayout, tokensOf } from './helpers.ts';
+import {
+  BLOCK_SIZE,
+  collect,
+  type Layout,
+  MODEL,
+  prompt,
+  request,
+  startLayout,
+  tokensOf,
+} from './helpers.ts';
 
 let layout: Layout | undefined;
 
@@ -191,5 +201,47 @@ describe('a decode worker lost mid-stream', () => {
     expect(continuation).toBeDefined();
     const survivor = layout.placement(lastChunk.workerId, 'decode-lost:cont1')!;
     expect(survivor.prefillDpRank).toBe(continuation.dpRank);
+  });
+});
+
+describe('a backend pool of decode and aggregated workers', () => {
+  it('prefilled requests decode on decode workers, short ones prefill on aggregated workers; pins of either kind are honoured', async () => {
+    layout = await startLayout({ prefillWorkers: 1, decodeWorkers: 1 }, { minUncachedTokens: 100 });
+    const aggregated = await startDisaggregatedWorkers({
+      model: MODEL,
+      prefillWorkers: 0,
+      decodeWorkers: 1,
+      decodeRole: 'aggregated',
+      engine: { blockSize: BLOCK_SIZE, dataParallelSize: 4, speedupRatio: 0 },
+      cluster: layout.workers.cluster,
+      transfer: layout.workers.transfer,
+      drainTimeoutMs: 0,
+    });
+    try {
+      await waitForPools(layout.handle.watcher, MODEL, { prefill: 1, decode: 2 });
+      const router = layout.handle.router;
+      const decodeId = layout.workers.decode[0].instanceId;
+      const aggregatedId = aggregated.decode[0].instanceId;
+      for (let i = 0; i < 6; i++) {
+        const long = await collect(router.generate(request(`mixed-long-${i}`, prompt(20 + i, 200))));
+        expect(long[0].disaggregated).toBe(true);
+        expect(long[0].workerId).toBe(decodeId);
+        const short = await collect(router.generate(request(`mixed-short-${i}`, prompt(40 + i, 50))));
+        expect(short[0].disaggregated).toBe(false);
+        expect(short[0].workerId).toBe(aggregatedId);
+      }
+      // A short prompt pinned to the decode-only worker is disaggregated rather than refused.
+      const pinnedDecode = await collect(
+        router.generate(request('mixed-pin-decode', prompt(60, 50), { routing: { workerId: decodeId } })),
+      );
+      expect(pinnedDecode[0]).toMatchObject({ disaggregated: true, workerId: decodeId });
+      // An aggregated worker may be pinned for a prefilled request (it pulls like a decode worker).
+      const pinnedAggregated = await collect(
+        router.generate(request('mixed-pin-agg', prompt(61, 200), { routing: { workerId: aggregatedId } })),
+      );
+      expect(pinnedAggregated[0]).toMatchObject({ disaggregated: true, workerId: aggregatedId });
+    } finally {
+      await aggregated.close();
+    }
   });
 });

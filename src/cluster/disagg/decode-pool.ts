@@ -26,6 +26,11 @@ export function rolesFor(router: ModelRouter, need: DecodeNeed): ReadonlySet<Wor
   return roles.has('aggregated') ? new Set(['aggregated']) : new Set();
 }
 
+/** Whether a worker of this role can serve the need at all (pins may name either kind for a pull). */
+export function roleCanServe(role: WorkerRole, need: DecodeNeed): boolean {
+  return need === 'pull' ? role === 'decode' || role === 'aggregated' : role === 'aggregated';
+}
+
 /** True when some worker of the pool can prefill a prompt itself. */
 export function canPrefillLocally(router: ModelRouter): boolean {
   return rolesFor(router, 'local-prefill').size > 0;
@@ -33,7 +38,8 @@ export function canPrefillLocally(router: ModelRouter): boolean {
 
 /**
  * The routing for a request with this need: unchanged when every worker qualifies, else pinned to
- * the best qualifying (worker, rank). A pinned worker of the wrong kind is a DISAGG_WRONG_ROLE.
+ * the best qualifying (worker, rank). A pinned worker that cannot serve the need is a
+ * DISAGG_WRONG_ROLE (an aggregated worker may be pinned for a pull).
  */
 export function routingFor(
   router: ModelRouter,
@@ -47,7 +53,7 @@ export function routingFor(
   for (const { workerId, card } of instances) if (roles.has(card.role)) allowed.add(workerId);
   if (routing.workerId !== undefined) {
     const pinned = instances.find((i) => i.workerId === routing.workerId);
-    if (pinned !== undefined && !allowed.has(pinned.workerId))
+    if (pinned !== undefined && !roleCanServe(pinned.card.role, need))
       throw new DisaggError(
         'DISAGG_WRONG_ROLE',
         `worker ${routing.workerId} is a ${pinned.card.role} worker and cannot ${need === 'pull' ? 'decode a prefilled request' : 'prefill a prompt'}`,

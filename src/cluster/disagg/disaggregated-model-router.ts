@@ -35,7 +35,7 @@ import type {
   RoutedChunk,
   RoutedRequest,
 } from '../model-router.ts';
-import { canPrefillLocally, routingFor } from './decode-pool.ts';
+import { canPrefillLocally, roleCanServe, routingFor } from './decode-pool.ts';
 import { DisaggError } from './errors.ts';
 import { type PrefillHandoff, type PrefillTarget, startPrefill } from './prefill-handoff.ts';
 import { effectiveRank, type PrefillSelector, type WorkerSelection } from './selection.ts';
@@ -202,7 +202,7 @@ export class DisaggregatedModelRouter {
     prefillRouting: RequestRouting = {},
   ): DisaggDecision {
     let chosen: RoutingDecision | undefined;
-    const plan = this.plan(tokens, prefillRouting, undefined, new Set(), (router) => {
+    const plan = this.plan(tokens, routing, prefillRouting, undefined, new Set(), (router) => {
       chosen = router.decide(tokens, prefillRouting);
       return chosen;
     });
@@ -294,8 +294,13 @@ export class DisaggregatedModelRouter {
     const avoid = new Set<WorkerId>();
     for (let attempt = 0; ; attempt++) {
       const requestRank = prefillRouting.dpRank ?? request.dpRank;
-      const plan = await this.plan(tokens, prefillRouting, requestRank, avoid, (router) =>
-        this.select(router, tokens, prefillRouting, signal),
+      const plan = await this.plan(
+        tokens,
+        request.routing ?? {},
+        prefillRouting,
+        requestRank,
+        avoid,
+        (router) => this.select(router, tokens, prefillRouting, signal),
       );
       if (plan.kind === 'aggregated') {
         this.aggregatedCounts[plan.reason]++;
@@ -360,6 +365,7 @@ export class DisaggregatedModelRouter {
    */
   private plan(
     tokens: readonly number[],
+    decodeRouting: RequestRouting,
     prefillRouting: RequestRouting,
     requestRank: number | undefined,
     avoid: ReadonlySet<WorkerId>,
@@ -393,7 +399,14 @@ export class DisaggregatedModelRouter {
         decodeWorker ? 400 : 404,
       );
     }
-    const conditional = !pinned && !this.enforceDisagg && canPrefillLocally(this.decode);
+    // A pinned decode-only worker cannot prefill: such a request is never run aggregated by choice.
+    const decodePin = decodeRouting.workerId;
+    const pinnedRole = this.decode.instances().find((i) => i.workerId === decodePin)?.card.role;
+    const conditional =
+      !pinned &&
+      !this.enforceDisagg &&
+      canPrefillLocally(this.decode) &&
+      (decodePin === undefined || pinnedRole === undefined || roleCanServe(pinnedRole, 'local-prefill'));
     if (conditional && this.busyThresholds !== undefined && prefill.isBusy(this.busyThresholds))
       return { kind: 'aggregated', reason: 'prefill_busy' };
     const selection = select(prefill);

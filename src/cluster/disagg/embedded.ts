@@ -54,6 +54,8 @@ export interface DisaggregatedWorkersOptions {
   readonly decodeEngine?: LayoutEngineOptions;
   /** Join this cluster (default a new one). */
   readonly cluster?: LocalCluster;
+  /** Share this KV transfer (another set of workers on the same cluster; default a new one). */
+  readonly transfer?: InProcessKvTransfer;
   /** How long stopping waits for in-flight requests (default 10 s). */
   readonly drainTimeoutMs?: number;
   /** First bootstrap port advertised by prefill workers (worker i gets port + i; default 8998). */
@@ -75,7 +77,7 @@ export async function startDisaggregatedWorkers(
   options: DisaggregatedWorkersOptions,
 ): Promise<DisaggregatedWorkers> {
   const cluster = options.cluster ?? new LocalCluster();
-  const transfer = new InProcessKvTransfer();
+  const transfer = options.transfer ?? new InProcessKvTransfer();
   const runtimes: LocalRuntime[] = [];
   const prefill: Worker[] = [];
   const decode: Worker[] = [];
