@@ -1,11 +1,19 @@
 /**
- * `kvgate worker`: one engine worker joining a distributed deployment (NATS + etcd). It serves
+ * `kvgate worker`: one engine worker joining a distributed deployment (NATS + etcd): the mock
+ * engine in-process, or an external SGLang / vLLM server (`--engine sglang|vllm --engine-url`, run
+ * by src/engine/adapters/remote-worker-cli.ts). It serves
  * generate / kv_indexer_query / kv_transfer, publishes KV events and load, registers its model
  * card under a lease, and on SIGTERM or SIGINT deregisters, drains and exits. In-process workers
  * are started by `kvgate serve` instead.
  */
 import { hostname } from 'node:os';
 import { type Command, type CommanderError, InvalidArgumentError, Option } from 'commander';
+import {
+  addRemoteEngineOptions,
+  type RemoteEngineFlags,
+  remoteEngineFlagProblem,
+  runRemoteEngineWorker,
+} from '../engine/adapters/remote-worker-cli.ts';
 import { EngineError } from '../engine/errors.ts';
 import type { WorkerRole } from '../protocol/generate.ts';
 import { connectDistributedRuntime, type DistributedRuntime } from '../runtime/distributed.ts';
@@ -47,11 +55,11 @@ function modelName(value: string): string {
   return value;
 }
 
-interface WorkerFlags {
-  engine: 'mock';
+interface WorkerFlags extends RemoteEngineFlags {
+  engine: 'mock' | 'sglang' | 'vllm';
   model: string;
   role: WorkerRole;
-  dpSize: number;
+  dpSize?: number;
   blockSize?: number;
   numGpuBlocks?: number;
   maxNumSeqs?: number;
@@ -69,14 +77,25 @@ export function registerWorkerCommand(program: Command): void {
   const cmd = program
     .command('worker')
     .description('run one engine worker against NATS + etcd (in-process workers: kvgate serve)')
-    .addOption(new Option('--engine <kind>', 'engine behind the worker').choices(['mock']).default('mock'))
+    .addOption(
+      new Option(
+        '--engine <kind>',
+        'engine behind the worker (sglang / vllm: an external server, see --engine-url)',
+      )
+        .choices(['mock', 'sglang', 'vllm'])
+        .default('mock'),
+    )
     .requiredOption('--model <name>', 'model name served (goes in the model card)', modelName)
     .addOption(
       new Option('--role <role>', 'aggregated, prefill or decode')
         .choices(['aggregated', 'prefill', 'decode'])
         .default('aggregated'),
     )
-    .option('--dp-size <n>', 'data-parallel ranks', positiveInt, 1)
+    .option(
+      '--dp-size <n>',
+      'data-parallel ranks (mock default 1; sglang / vllm: from the engine)',
+      positiveInt,
+    )
     .option('--block-size <tokens>', 'tokens per KV block (default 64)', positiveInt)
     .option('--num-gpu-blocks <n>', 'KV blocks per rank (default 16384)', positiveInt)
     .option('--max-num-seqs <n>', 'running requests per rank (default 256)', positiveInt)
@@ -100,6 +119,7 @@ export function registerWorkerCommand(program: Command): void {
       30,
     )
     .option('--metrics-interval <ms>', 'publish load at least this often', positiveInt, 1000);
+  addRemoteEngineOptions(cmd);
   addRuntimeOptions(cmd);
   cmd.exitOverride((error: CommanderError) => {
     process.exit(error.exitCode === 0 ? 0 : 2);
@@ -129,10 +149,23 @@ async function runWorker(flags: WorkerFlags, opts: Record<string, unknown>): Pro
       'kvgate worker joins a distributed runtime: give --nats URL and --etcd URL (or KVGATE_NATS and KVGATE_ETCD). ' +
         'In-process workers are created by `kvgate serve`.',
     );
+  const problem = remoteEngineFlagProblem(flags);
+  if (problem !== null) throw new CliUsageError(problem);
+  if (flags.engine !== 'mock') {
+    await runRemoteEngineWorker({
+      flags,
+      runtime: await connectDistributedRuntime(settings.distributed),
+      namespace: settings.namespace,
+      modelName: flags.model,
+      drainTimeoutMs: flags.drainTimeout * 1000,
+      metricsIntervalMs: flags.metricsInterval,
+    });
+    return;
+  }
   const bootstrapHost = flags.bootstrapHost ?? hostname();
   const engineOptions = {
     mode: flags.role,
-    dataParallelSize: flags.dpSize,
+    dataParallelSize: flags.dpSize ?? 1,
     enablePrefixCaching: flags.prefixCaching,
     bootstrapHost,
     bootstrapPort: flags.bootstrapPort,
@@ -164,7 +197,7 @@ async function runWorker(flags: WorkerFlags, opts: Record<string, unknown>): Pro
       component: worker.component,
       model: flags.model,
       role: flags.role,
-      dpSize: flags.dpSize,
+      dpSize: engineOptions.dataParallelSize,
     },
     'worker: serving (registration follows)',
   );
