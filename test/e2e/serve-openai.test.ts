@@ -2,9 +2,11 @@
  * `kvgate serve`'s pieces in-process (real Workers with mock engines, the local runtime, the
  * router and the HTTP frontend) driven by the official OpenAI SDK v6 and plain HTTP.
  */
+import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmbeddedServer, startEmbeddedServer } from '../../src/cli/embedded-server.ts';
+import { type FrontendFlags, tokenizerFrom } from '../../src/cli/frontend-flags.ts';
 import { ChatMlTemplate } from '../../src/frontend/chat-template.ts';
 import { loadO200kTokenizer, type Tokenizer } from '../../src/tokens/tokenizer.ts';
 
@@ -244,5 +246,49 @@ describe('kvgate serve (embedded) with the OpenAI SDK', () => {
         expect(metrics).toContain(
           `kvgate_frontend_worker_kv_hit_rate{model="${MODEL}",worker_id="${worker.instanceId}",dp_rank="${rank}"}`,
         );
+  });
+});
+
+describe('kvgate serve --tokenizer path/to/tokenizer.json', () => {
+  it('tokenizes prompts with the given Hugging Face tokenizer', async () => {
+    const path = join(import.meta.dirname, '..', 'fixtures', 'tiny-bpe', 'tokenizer.json');
+    const hf = await tokenizerFrom({ tokenizer: path } as FrontendFlags);
+    const tiny = await startEmbeddedServer({
+      model: 'tiny',
+      workers: 1,
+      engine: {
+        dataParallelSize: 1,
+        blockSize: 4,
+        numGpuBlocks: 256,
+        maxNumSeqs: 8,
+        maxNumBatchedTokens: 256,
+        speedupRatio: 0,
+      },
+      tokenizer: hf,
+      port: 0,
+    });
+    try {
+      const prompt = 'kvgate tokenizes prompts with the model tokenizer';
+      const post = async (body: Record<string, unknown>) => {
+        const response = await fetch(`${tiny.url}/v1/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'tiny', prompt, ...body }),
+        });
+        expect(response.status).toBe(200);
+        return (await response.json()) as {
+          usage: { prompt_tokens: number; completion_tokens: number };
+          nvext: { token_ids: number[] };
+        };
+      };
+      const expected = [...(hf.bosTokenId === undefined ? [] : [hf.bosTokenId]), ...hf.encode(prompt)];
+      expect(expected).not.toEqual(tokenizer.encode(prompt));
+      const query = await post({ nvext: { annotations: ['query_instance_id'] } });
+      expect(query.nvext.token_ids).toEqual(expected);
+      const answer = await post({ max_tokens: 3 });
+      expect(answer.usage).toMatchObject({ prompt_tokens: expected.length, completion_tokens: 3 });
+    } finally {
+      await tiny.close();
+    }
   });
 });
