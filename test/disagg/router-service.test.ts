@@ -131,4 +131,32 @@ describe('standalone router and legacy answers', () => {
       await service.close();
     }
   });
+
+  it('a client moves on to another router replica when one stops', async () => {
+    const runtimes = [layout.workers.cluster.runtime(), layout.workers.cluster.runtime()];
+    const start = (rt: Runtime) =>
+      RouterService.start({
+        runtime: rt,
+        endpoint: endpointId(DEFAULT_NAMESPACE, PREFILL_COMPONENT, 'generate'),
+        config: { blockSize: BLOCK_SIZE, trackActiveBlocks: false },
+      });
+    const [first, second] = await Promise.all(runtimes.map(start));
+    const client = new RemoteRouterClient({ runtime });
+    try {
+      for (let i = 0; i < 4; i++) await client.bestWorker(prompt(900 + i, 40));
+      expect(first.stats().queries + second.stats().queries).toBe(4);
+      expect(first.stats().queries).toBeGreaterThan(0);
+      expect(second.stats().queries).toBeGreaterThan(0);
+      await first.close();
+      for (let i = 0; i < 4; i++) {
+        const answer = await client.bestWorker(prompt(910 + i, 40));
+        expect(answer.workerId).toBe(layout.workers.prefill[0].instanceId);
+      }
+      expect(second.stats().queries).toBeGreaterThanOrEqual(6);
+    } finally {
+      await client.close();
+      await Promise.all([first.close(), second.close()]);
+      await Promise.all(runtimes.map((rt) => rt.close()));
+    }
+  });
 });
