@@ -72,6 +72,11 @@ export class ActiveSequences {
 
   private readonly trie = new ActiveBlockTrie();
 
+  /** Owners whose load changed since the last clearChanged(), each listed once. */
+  private changed = new Int32Array(0);
+  private changedCount = 0;
+  private isChanged = new Uint8Array(0);
+
   // Scratch for potential loads.
   private depthOf = new Int32Array(0);
   private alive = new Int32Array(0);
@@ -95,6 +100,10 @@ export class ActiveSequences {
     this.blockCache = growFloat64(this.blockCache, next);
     this.depthOf = growInt32(this.depthOf, next);
     this.alive = growInt32(this.alive, next);
+    this.changed = growInt32(this.changed, next);
+    const isChanged = new Uint8Array(next);
+    isChanged.set(this.isChanged);
+    this.isChanged = isChanged;
     this.trie.ensureOwners(next);
     this.capacity = next;
   }
@@ -146,6 +155,7 @@ export class ActiveSequences {
     if (!request.prefillDone) {
       request.prefillDone = true;
       const owner = request.owner;
+      this.noteChange(owner);
       this.prefillTokens[owner] = Math.max(0, this.prefillTokens[owner] - request.prefillTokens);
     }
     return true;
@@ -203,6 +213,7 @@ export class ActiveSequences {
       this.prefillTokens[owner] = 0;
       this.requestCounts[owner] = 0;
       this.blockCache[owner] = 0;
+      this.noteChange(owner);
     }
     return freed;
   }
@@ -236,7 +247,37 @@ export class ActiveSequences {
     return this.prefillTokens;
   }
 
+  /** Owners whose activeBlocks or activePrefillTokens changed since clearChanged(): [0, changedOwnerCount). */
+  get changedOwners(): Int32Array {
+    return this.changed;
+  }
+
+  get changedOwnerCount(): number {
+    return this.changedCount;
+  }
+
+  clearChanged(): void {
+    for (let i = 0; i < this.changedCount; i++) this.isChanged[this.changed[i]] = 0;
+    this.changedCount = 0;
+  }
+
+  /** Owners holding the first block of the last matchChain: [0, matchedOwnerCount) (until releaseMatch). */
+  get matchedOwners(): Int32Array {
+    return this.alive;
+  }
+
+  get matchedOwnerCount(): number {
+    return this.matched;
+  }
+
+  private noteChange(owner: number): void {
+    if (this.isChanged[owner] !== 0) return;
+    this.isChanged[owner] = 1;
+    this.changed[this.changedCount++] = owner;
+  }
+
   private refresh(owner: number): void {
+    this.noteChange(owner);
     const trie = this.trie;
     const value = Math.round(
       trie.blocksOf[owner] - trie.deficitOf[owner] + this.unsharedBlocks[owner] - this.deficit[owner],

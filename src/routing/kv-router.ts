@@ -22,6 +22,7 @@ import {
 } from './config.ts';
 import { DuplicateRequestError, InvalidTokensError } from './errors.ts';
 import { createDecisionIndexer, createEventIndexer, type DecisionIndexer } from './indexers.ts';
+import { LoadOrder } from './load-order.ts';
 import type {
   PolicyName,
   RankLoad,
@@ -35,6 +36,9 @@ import { checkRequestId, TokenBuffer } from './request-input.ts';
 import { CostSelector } from './selection.ts';
 import { WorkerRegistry } from './worker-registry.ts';
 
+/** Below this many candidates, scoring them all is as cheap as reading the load order. */
+const FAST_SCAN_MIN_CANDIDATES = 16;
+
 export interface KvRouterDeps {
   readonly clock?: Clock;
   readonly random?: RandomSource;
@@ -43,6 +47,11 @@ export interface KvRouterDeps {
   /** Event-mode indexer sharing `owners` (default: the radix tree). Ignored in approximate mode. */
   readonly indexer?: KvIndexer;
   readonly hasher?: BlockHasher;
+  /**
+   * Score every candidate on every decision instead of reading the least loaded ones from the load
+   * order (same decisions, slower: the reference the fast path is tested against).
+   */
+  readonly scanAllCandidates?: boolean;
 }
 
 /** Load-tracking changes, as replica sync publishes them (Dynamo's ActiveSequenceEvent data). */
@@ -135,6 +144,13 @@ export class KvRouter implements RoutingPolicy {
   private overlapByOwner = new Int32Array(64);
   /** All zeros: the held blocks when active blocks are not deduplicated. */
   private noneHeld = new Int32Array(64);
+  /** Owners with a non-zero overlapByOwner entry, listed once. */
+  private overlapOwners = new Int32Array(64);
+  private overlapOwnerCount = 0;
+  private touchStamp = new Int32Array(64);
+  private touchStampValue = 0;
+  private readonly loadOrder = new LoadOrder();
+  private readonly scanAll: boolean;
   private costs = new Float64Array(64);
   private decodeBlocks = new Float64Array(64);
   private prefillTokens = new Float64Array(64);
@@ -197,6 +213,7 @@ export class KvRouter implements RoutingPolicy {
     this.registry = new WorkerRegistry(this.owners, this.config.blockSize);
     this.active = new ActiveSequences({ clock, staleRequestSecs: this.config.staleRequestSecs });
     this.selector = new CostSelector(random);
+    this.scanAll = deps.scanAllCandidates === true;
   }
 
   // ---- workers ------------------------------------------------------------------------------
@@ -216,6 +233,7 @@ export class KvRouter implements RoutingPolicy {
     const worker = this.registry.build(workerId, registration);
     this.registry.set(worker);
     this.active.ensureOwners(this.owners.capacity);
+    for (const owner of worker.owners) this.loadOrder.set(owner, this.loadKey(owner));
   }
 
   /** Drops the worker's index entries, predicted blocks and load for every rank. */
@@ -224,7 +242,10 @@ export class KvRouter implements RoutingPolicy {
     this.indexer.removeWorker(workerId);
     this.predicted?.removeWorker(workerId);
     if (worker === undefined) return false;
-    for (const owner of worker.owners) this.active.removeOwner(owner);
+    for (const owner of worker.owners) {
+      this.active.removeOwner(owner);
+      this.loadOrder.delete(owner);
+    }
     this.registry.delete(workerId);
     this.owners.releaseWorker(workerId);
     return true;
@@ -264,9 +285,9 @@ export class KvRouter implements RoutingPolicy {
     hashed: HashedPrompt | null,
     options: RouteOptions | undefined,
   ): RoutingDecision {
-    const candidate = this.decide(tokens, hashed, options);
+    const owner = this.decide(tokens, hashed, options);
     this.queries++;
-    return this.decisionFor(candidate);
+    return this.decisionFor(owner);
   }
 
   private commit(
@@ -277,8 +298,7 @@ export class KvRouter implements RoutingPolicy {
   ): RoutingDecision {
     checkRequestId(requestId);
     if (this.active.has(requestId)) throw new DuplicateRequestError(requestId);
-    const candidate = this.decide(tokens, hashed, options);
-    const owner = this.candidateOwners[candidate];
+    const owner = this.decide(tokens, hashed, options);
     const overlap = this.overlapByOwner[owner];
     const held = this.heldDepths === null ? undefined : this.heldDepths[owner];
     const workerId = this.owners.workerOf(owner);
@@ -445,16 +465,123 @@ export class KvRouter implements RoutingPolicy {
     options: RouteOptions | undefined,
   ): number {
     const count = this.prepare(tokens, hashed, options);
-    if (count === 1) return 0;
-    const best = this.scoreCosts(count);
+    const candidates = this.candidateOwners;
+    if (count === 1) return candidates[0];
     const temperature = options?.overrides?.routerTemperature ?? this.config.routerTemperature;
-    // A unique lowest cost is what the selector would pick; it only runs for ties and sampling.
-    if (best >= 0 && !(temperature > 0)) return best;
-    return this.selector.select(this.costs, count, temperature, this.treeSizeOfCandidate);
+    if (!(temperature > 0)) {
+      // Every registered rank is a candidate: the least loaded ones come from the load order.
+      if (
+        count >= FAST_SCAN_MIN_CANDIDATES &&
+        !this.scanAll &&
+        options?.pinned === undefined &&
+        options?.dpRank === undefined &&
+        this.weight === this.config.overlapScoreWeight &&
+        count === this.loadOrder.count
+      ) {
+        const owner = this.leastCostOwner();
+        if (owner >= 0) return owner;
+      }
+      // A unique lowest cost is what the selector would pick; it only runs for ties.
+      const best = this.scoreCosts(count);
+      if (best >= 0) return candidates[best];
+    } else this.scoreCosts(count);
+    return candidates[this.selector.select(this.costs, count, temperature, this.treeSizeOfCandidate)];
   }
 
-  private decisionFor(candidate: number): RoutingDecision {
-    const owner = this.candidateOwners[candidate];
+  /** Load-order key of an owner: its cost without the request's own part (see leastCostOwner). */
+  private loadKey(owner: number): number {
+    const active = this.active;
+    return (
+      this.config.overlapScoreWeight * (active.prefillByOwner[owner] / this.config.blockSize) +
+      active.blocksByOwner[owner]
+    );
+  }
+
+  /**
+   * The owner with the unique lowest cost among all registered ranks, or -1 when the lowest cost is
+   * shared (the caller then scores every candidate and breaks the tie as before).
+   *
+   * An owner with no overlap and none of the request's blocks active ("untouched") costs
+   * w·((isl + P)/bs) + (R + B) = C + key, key = w·P/bs + B, the same C for all. So only the
+   * touched owners (overlap or held blocks) and the untouched owners at the front of the load order
+   * (key within rounding of the first one) can reach the lowest cost; their costs are computed with
+   * the very expression scoreCosts uses, so the result is bit-identical.
+   */
+  private leastCostOwner(): number {
+    const active = this.active;
+    const changed = active.changedOwners;
+    const order = this.loadOrder;
+    for (let i = 0, n = active.changedOwnerCount; i < n; i++) {
+      const owner = changed[i];
+      if (order.has(owner)) order.set(owner, this.loadKey(owner));
+    }
+    active.clearChanged();
+
+    const stamp = ++this.touchStampValue;
+    const touched = this.touchStamp;
+    let lowest = Number.POSITIVE_INFINITY;
+    let best = -1;
+    let ties = 0;
+    const overlapOwners = this.overlapOwners;
+    for (let i = 0; i < this.overlapOwnerCount; i++) {
+      const owner = overlapOwners[i];
+      if (!order.has(owner)) continue;
+      touched[owner] = stamp;
+      const cost = this.costOf(owner);
+      if (cost < lowest) {
+        lowest = cost;
+        best = owner;
+        ties = 1;
+      } else if (cost === lowest) ties++;
+    }
+    if (this.heldDepths !== null) {
+      const matched = active.matchedOwners;
+      for (let i = 0, n = active.matchedOwnerCount; i < n; i++) {
+        const owner = matched[i];
+        if (touched[owner] === stamp || !order.has(owner)) continue;
+        touched[owner] = stamp;
+        const cost = this.costOf(owner);
+        if (cost < lowest) {
+          lowest = cost;
+          best = owner;
+          ties = 1;
+        } else if (cost === lowest) ties++;
+      }
+    }
+    const owners = order.owners;
+    const keys = order.keyByOwner;
+    let limit = Number.POSITIVE_INFINITY;
+    for (let i = 0, n = order.count; i < n; i++) {
+      const owner = owners[i];
+      if (touched[owner] === stamp) continue;
+      const key = keys[owner];
+      if (key > limit) break;
+      const cost = this.costOf(owner);
+      // Keys and costs round differently: also score every owner whose key is within rounding
+      // (far less than this margin) of the first untouched one.
+      if (limit === Number.POSITIVE_INFINITY) limit = key + 1e-7 * (Math.abs(cost) + Math.abs(key) + 1);
+      if (cost < lowest) {
+        lowest = cost;
+        best = owner;
+        ties = 1;
+      } else if (cost === lowest) ties++;
+    }
+    return ties === 1 ? best : -1;
+  }
+
+  /** The cost scoreCosts computes for an owner (same expression, same rounding). */
+  private costOf(owner: number): number {
+    const held = this.heldDepths ?? this.noneHeld;
+    const blockSize = this.config.blockSize;
+    const uncached = this.isl - this.overlapByOwner[owner] * blockSize;
+    const tokens = Math.max(uncached, 0) + this.active.prefillByOwner[owner];
+    return (
+      this.weight * (tokens / blockSize) +
+      (this.requestBlocks - held[owner] + this.active.blocksByOwner[owner])
+    );
+  }
+
+  private decisionFor(owner: number): RoutingDecision {
     const decision = {
       workerId: this.owners.workerOf(owner),
       dpRank: this.owners.rankOf(owner),
@@ -612,6 +739,12 @@ export class KvRouter implements RoutingPolicy {
       next.set(this.overlapByOwner);
       this.overlapByOwner = next;
       this.noneHeld = new Int32Array(capacity * 2);
+      const listed = new Int32Array(capacity * 2);
+      listed.set(this.overlapOwners);
+      this.overlapOwners = listed;
+      const stamps = new Int32Array(capacity * 2);
+      stamps.set(this.touchStamp);
+      this.touchStamp = stamps;
     }
     // Held depths are read for every candidate owner: make sure the tracker covers them all.
     this.active.ensureOwners(capacity);
@@ -627,14 +760,18 @@ export class KvRouter implements RoutingPolicy {
     const overlap = this.overlapByOwner;
     for (let i = 0; i < scores.count; i++) {
       const owner = scores.owners[i];
-      if (owner < overlap.length && scores.blocks[i] > overlap[owner]) overlap[owner] = scores.blocks[i];
+      const blocks = scores.blocks[i];
+      if (owner >= overlap.length || blocks <= overlap[owner]) continue;
+      if (overlap[owner] === 0) this.overlapOwners[this.overlapOwnerCount++] = owner;
+      overlap[owner] = blocks;
     }
   }
 
   /** Ends a decision: resets the overlap and active-block match scratch. */
   private clearOverlaps(): void {
-    // Only owners some index reported can be non-zero; a full fill is cheap and always right.
-    this.overlapByOwner.fill(0);
+    const overlap = this.overlapByOwner;
+    for (let i = 0; i < this.overlapOwnerCount; i++) overlap[this.overlapOwners[i]] = 0;
+    this.overlapOwnerCount = 0;
     if (this.heldDepths !== null) {
       this.active.releaseMatch();
       this.heldDepths = null;
