@@ -67,6 +67,7 @@ interface WorkerFlags extends RemoteEngineFlags {
   speedupRatio?: number;
   seed?: number;
   prefixCaching: boolean;
+  durableKvEvents?: boolean;
   bootstrapHost?: string;
   bootstrapPort: number;
   drainTimeout: number;
@@ -107,6 +108,10 @@ export function registerWorkerCommand(program: Command): void {
     )
     .option('--seed <n>', 'seed of the output tokens and room ids (default 0)', nonNegativeInt)
     .option('--no-prefix-caching', 'disable prefix caching (and KV events)')
+    .option(
+      '--durable-kv-events',
+      'publish KV events into a JetStream stream (routers with --router-durable-kv-events replay it)',
+    )
     .option(
       '--bootstrap-host <host>',
       'prefill role: host advertised to decode workers (default this host name)',
@@ -189,6 +194,7 @@ async function runWorker(flags: WorkerFlags, opts: Record<string, unknown>): Pro
     drainTimeoutMs: flags.drainTimeout * 1000,
     metricsIntervalMs: flags.metricsInterval,
     runtimeConfig: { engine: flags.engine },
+    durableKvEvents: flags.durableKvEvents === true,
   });
   log.info(
     {

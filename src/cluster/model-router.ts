@@ -14,6 +14,7 @@ import {
   GENERATE_ENDPOINT,
   generateChunkFromWire,
   generateRequestToWire,
+  KV_EVENTS_RETENTION_MS,
   KV_INDEXER_QUERY_ENDPOINT,
   type KvIndexerAnswer,
   kvIndexerQueryToWire,
@@ -40,7 +41,7 @@ import { decodeJson, encodeJson } from '../runtime/codec.ts';
 import { errorMessage, isRuntimeError, RemoteError, RuntimeError } from '../runtime/errors.ts';
 import { randomU64 } from '../runtime/ids.ts';
 import type { ModelCard } from '../runtime/model-card.ts';
-import { kvEventsSubject } from '../runtime/subjects.ts';
+import { kvEventsSubject, streamNameForSubject } from '../runtime/subjects.ts';
 import {
   type DiscoveryEvent,
   type DiscoveryWatch,
@@ -108,7 +109,10 @@ export interface ModelRouterOptions {
   readonly migrationLimit?: number;
   /** How long generate waits for a first worker before NoWorkersError (default 30 s). */
   readonly waitForWorkersMs?: number;
-  /** This router's id for replica sync (default random). */
+  /**
+   * This router's id for replica sync and, in durable mode, its JetStream consumer (default random:
+   * give a fixed one to resume from the consumer's ack floor after a restart).
+   */
   readonly routerId?: bigint;
   /** kv_indexer_query attempts and first back-off per recovery. */
   readonly recoveryAttempts?: number;
@@ -157,6 +161,9 @@ export class ModelRouter {
   private readonly subscriptions: Subscription[] = [];
   private readonly workerWaiters = new Set<(error?: Error) => void>();
   private readonly recoveryTimeoutMs: number;
+  private readonly durableKvEvents: boolean;
+  /** The durable consumer is deleted on close unless the router id was given (it may come back). */
+  private readonly ephemeralConsumer: boolean;
   private watch: DiscoveryWatch | undefined;
   private startPromise: Promise<void> | undefined;
   private closed = false;
@@ -175,6 +182,8 @@ export class ModelRouter {
     this.queryEndpoint = endpointId(this.namespace, this.component, KV_INDEXER_QUERY_ENDPOINT);
     const config = parseRouterConfig(options.config ?? {});
     this.blockSize = config.blockSize;
+    this.durableKvEvents = config.durableKvEvents;
+    this.ephemeralConsumer = options.routerId === undefined;
     this.policy = createPolicy(options.policy ?? 'kv', { config });
     this.routerId = options.routerId ?? randomU64();
     this.migrationLimit = options.migrationLimit ?? 3;
@@ -224,7 +233,21 @@ export class ModelRouter {
   private async doStart(): Promise<void> {
     const events = this.runtime.events;
     const kvSubject = kvEventsSubject(this.namespace, this.component);
-    this.subscriptions.push(events.subscribe(kvSubject, (m) => this.ingest.onMessage(m.payload, m.subject)));
+    if (this.durableKvEvents) {
+      // JetStream mode: a durable consumer named after this router replays what it has not acked.
+      const stream = streamNameForSubject(kvSubject);
+      await events.ensureStream({ name: stream, subjects: [kvSubject], maxAgeMs: KV_EVENTS_RETENTION_MS });
+      this.subscriptions.push(
+        await events.subscribeDurable(stream, this.consumerName, (m) => {
+          this.ingest.onMessage(m.payload, m.subject);
+          m.ack();
+        }),
+      );
+    } else {
+      this.subscriptions.push(
+        events.subscribe(kvSubject, (m) => this.ingest.onMessage(m.payload, m.subject)),
+      );
+    }
     const metricsSubject = kvMetricsSubject(this.namespace, this.component);
     this.subscriptions.push(events.subscribe(metricsSubject, (m) => this.onMetrics(m.payload)));
     await events.flush();
@@ -233,6 +256,11 @@ export class ModelRouter {
       (event) => this.onDiscovery(event),
     );
     if (this.closed) this.watch.close();
+  }
+
+  /** The JetStream consumer of this router in durable mode. */
+  get consumerName(): string {
+    return `router-${this.routerId.toString(16)}`;
   }
 
   /** Resolves once no KV recovery (dump or range) is in flight. */
@@ -596,6 +624,15 @@ export class ModelRouter {
     for (const s of this.subscriptions) s.unsubscribe();
     this.replicaSync?.close();
     this.ingest.close();
+    if (this.durableKvEvents && this.ephemeralConsumer && this.startPromise !== undefined)
+      await this.runtime.events
+        .deleteConsumer(
+          streamNameForSubject(kvEventsSubject(this.namespace, this.component)),
+          this.consumerName,
+        )
+        .catch((error: unknown) =>
+          log.warn({ err: errorMessage(error) }, 'router: deleting the durable consumer failed'),
+        );
   }
 }
 

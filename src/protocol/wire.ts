@@ -25,6 +25,9 @@ export const GENERATE_ENDPOINT = 'generate';
 export const KV_INDEXER_QUERY_ENDPOINT = 'kv_indexer_query';
 export const KV_TRANSFER_ENDPOINT = 'kv_transfer';
 
+/** Durable mode: the JetStream stream of a kv-events subject keeps events this long (Dynamo: 1 h). */
+export const KV_EVENTS_RETENTION_MS = 3_600_000;
+
 export function kvMetricsSubject(namespace: string, component: string): string {
   return `namespace.${namespace}.component.${component}.kv_metrics`;
 }

@@ -20,6 +20,7 @@ import {
   GENERATE_ENDPOINT,
   generateChunkToWire,
   generateRequestFromWire,
+  KV_EVENTS_RETENTION_MS,
   KV_INDEXER_QUERY_ENDPOINT,
   KV_TRANSFER_ENDPOINT,
   type KvIndexerAnswer,
@@ -37,7 +38,7 @@ import { decodeJson, encodeJson } from '../runtime/codec.ts';
 import { errorMessage, isRuntimeError } from '../runtime/errors.ts';
 import { randomU64 } from '../runtime/ids.ts';
 import type { BootstrapEndpoint, ModelCard } from '../runtime/model-card.ts';
-import { kvEventsSubject } from '../runtime/subjects.ts';
+import { kvEventsSubject, streamNameForSubject } from '../runtime/subjects.ts';
 import {
   type EndpointId,
   endpointId,
@@ -72,6 +73,11 @@ export interface WorkerOptions {
   readonly drainTimeoutMs?: number;
   /** Cap of the back-off between registration attempts (default 5 s). */
   readonly registerRetryMaxMs?: number;
+  /**
+   * Publish KV events into a JetStream stream (Dynamo's durable_kv_events): routers in durable mode
+   * then replay what they missed from the stream; core subscribers still see every event.
+   */
+  readonly durableKvEvents?: boolean;
 }
 
 export interface WorkerStats {
@@ -79,6 +85,8 @@ export interface WorkerStats {
   readonly served: number;
   readonly badRequests: number;
   readonly eventsPublished: number;
+  /** Durable mode: events the stream did not confirm. */
+  readonly eventPublishErrors: number;
   readonly loadsPublished: number;
 }
 
@@ -108,6 +116,9 @@ export class Worker {
   private served = 0;
   private badRequests = 0;
   private eventsPublished = 0;
+  private publishErrors = 0;
+  private readonly durable: boolean;
+  private readonly kvEventsSubject: string;
 
   private constructor(options: WorkerOptions) {
     this.runtime = options.runtime;
@@ -141,12 +152,21 @@ export class Worker {
       throttleMs: options.metricsThrottleMs ?? 100,
     });
     const subject = kvEventsSubject(this.namespace, this.component);
+    this.kvEventsSubject = subject;
+    this.durable = options.durableKvEvents === true;
     const encoder = new TextEncoder();
+    const events = this.runtime.events;
     this.unsubscribeEvents = this.engine.onKvEvent((event: KvCacheEvent) => {
-      this.runtime.events.publish(
-        subject,
-        encoder.encode(encodeRouterEvent({ workerId: this.instanceId, event })),
-      );
+      const payload = encoder.encode(encodeRouterEvent({ workerId: this.instanceId, event }));
+      if (this.durable)
+        events.publishDurable(subject, payload).catch((error: unknown) => {
+          this.publishErrors++;
+          log.warn(
+            { err: errorMessage(error), eventId: event.eventId.toString() },
+            'worker: durable KV event not stored',
+          );
+        });
+      else events.publish(subject, payload);
       this.eventsPublished++;
       this.loads.changed();
     });
@@ -159,6 +179,12 @@ export class Worker {
   static async start(options: WorkerOptions): Promise<Worker> {
     const worker = new Worker(options);
     try {
+      if (worker.durable)
+        await worker.runtime.events.ensureStream({
+          name: streamNameForSubject(worker.kvEventsSubject),
+          subjects: [worker.kvEventsSubject],
+          maxAgeMs: KV_EVENTS_RETENTION_MS,
+        });
       await worker.serveEndpoints();
     } catch (error) {
       await worker.shutdown({ drainTimeoutMs: 0 });
@@ -182,6 +208,7 @@ export class Worker {
       served: this.served,
       badRequests: this.badRequests,
       eventsPublished: this.eventsPublished,
+      eventPublishErrors: this.publishErrors,
       loadsPublished: this.loads.published,
     };
   }

@@ -214,6 +214,40 @@ describe('the router’s view of a nats + etcd cluster', () => {
     );
   }, 60_000);
 
+  it('durable KV events: a router replays the stream from its consumer, also after a restart', async () => {
+    const ns = uniqueNamespace();
+    const w = await startWorker(await fixture.runtime(), ns, { dataParallelSize: 2 }, MODEL, {
+      durableKvEvents: true,
+    });
+    workers.push(w);
+    const routerId = 0xd0_7ab1en;
+    const durable = { config: { durableKvEvents: true }, routerId };
+    const first = await router(ns, durable);
+    for (let i = 0; i < 10; i++) await drain(first.generate(req(prompt(i % 3, 18, i), 2)));
+    await waitFor(
+      () => canonical(first.dump()).join() === workersDump([w]).join(),
+      5_000,
+      'durable router index',
+    );
+    expect(first.stats().events.applied).toBeGreaterThan(0);
+    await first.close();
+    routers.splice(routers.indexOf(first), 1);
+    // Traffic while that router is away, through another one.
+    const other = await router(ns);
+    for (let i = 10; i < 20; i++) await drain(other.generate(req(prompt(i % 5, 26, i), 2)));
+    const again = await router(ns, durable);
+    await again.settled();
+    await waitFor(
+      () => canonical(again.dump()).join() === workersDump([w]).join(),
+      5_000,
+      'restarted router index',
+    );
+    // No traffic since it started: every event it saw was replayed from its consumer's ack floor.
+    const replayed = again.stats().events;
+    expect(replayed.applied + replayed.duplicates).toBeGreaterThan(0);
+    expect(w.stats().eventPublishErrors).toBe(0);
+  }, 30_000);
+
   it('two routers with replica sync agree on every (worker, rank) load', async () => {
     const ns = uniqueNamespace();
     await worker(ns, { speedupRatio: 0.5 });

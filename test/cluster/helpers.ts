@@ -5,7 +5,7 @@ import type { EngineOptions } from '../../src/engine/options.ts';
 import type { RouterEvent } from '../../src/kv/events.ts';
 import type { Runtime } from '../../src/runtime/types.ts';
 import { MockEngineAdapter } from '../../src/worker/engine-adapter.ts';
-import { Worker } from '../../src/worker/worker.ts';
+import { Worker, type WorkerOptions } from '../../src/worker/worker.ts';
 
 export const MODEL = 'mock-model';
 export const BLOCK_SIZE = 4;
@@ -25,8 +25,10 @@ export async function startWorker(
   namespace: string,
   engine: Partial<EngineOptions> = {},
   modelName = MODEL,
+  options: Partial<WorkerOptions> = {},
 ): Promise<Worker> {
   const worker = await Worker.start({
+    ...options,
     runtime,
     namespace,
     modelName,
