@@ -52,7 +52,6 @@ import { hashPair, powerOfTwoAtLeast } from './radix/hash.ts';
 import {
   CHILD_COUNT,
   FIRST_CHILD,
-  FLAG_MIXED_KEYS,
   NO_NODE,
   NODE_STRIDE,
   NodePool,
@@ -112,6 +111,9 @@ export class RadixTreeIndexer implements KvIndexer {
 
   /** Per owner: block hash table, live keys (its tree size), slots in use (keys + tombstones), stale entries. */
   private ownerSlots: Int32Array[] = [];
+  /** Per owner: the block table's slot tags (see block-table.ts). */
+  private ownerTags: Uint8Array[] = [];
+  private readonly freedSlots = new Int32Array(1);
   private ownerKeys = new Int32Array(0);
   private ownerUsed = new Int32Array(0);
   private ownerStale = new Int32Array(0);
@@ -388,7 +390,7 @@ export class RadixTreeIndexer implements KvIndexer {
       3 * this.scores.owners.byteLength;
     for (let owner = 0; owner < this.ownerSlots.length; owner++) {
       if (this.ownerKeys[owner] > 0) owners++;
-      ownerBytes += this.ownerSlots[owner].byteLength;
+      ownerBytes += this.ownerSlots[owner].byteLength + this.ownerTags[owner].byteLength;
     }
     return {
       entries: this.entryCount,
@@ -531,7 +533,13 @@ export class RadixTreeIndexer implements KvIndexer {
     let cur = ROOT;
     let parentEntry = NO_PARENT;
     if (hasParent) {
-      const found = blockTableFind(this.ownerSlots[owner], this.entries, parentLo, parentHi);
+      const found = blockTableFind(
+        this.ownerSlots[owner],
+        this.ownerTags[owner],
+        this.entries,
+        parentLo,
+        parentHi,
+      );
       if (found < 0)
         return new KvEventError(
           'KV_PARENT_NOT_FOUND',
@@ -552,7 +560,13 @@ export class RadixTreeIndexer implements KvIndexer {
       const keyHi = halves[4 * i + 3];
       let child = this.childOf(cur, tokensLo, tokensHi);
       if (child < 0) child = this.createChild(cur, tokensLo, tokensHi);
-      const previous = blockTableFind(this.ownerSlots[owner], this.entries, keyLo, keyHi);
+      const previous = blockTableFind(
+        this.ownerSlots[owner],
+        this.ownerTags[owner],
+        this.entries,
+        keyLo,
+        keyHi,
+      );
       if (previous >= 0) {
         const previousPrimary = this.primaryOf(previous);
         if (this.entries.data[previousPrimary * ENTRY_STRIDE + NODE] === child) {
@@ -723,6 +737,7 @@ export class RadixTreeIndexer implements KvIndexer {
     const head = this.memberEntry(node, 0);
     const found = blockTableFind(
       this.ownerSlots[owner],
+      this.ownerTags[owner],
       entries,
       entries.data[head * ENTRY_STRIDE + KEY_LO],
       entries.data[head * ENTRY_STRIDE + KEY_HI],
@@ -732,7 +747,7 @@ export class RadixTreeIndexer implements KvIndexer {
       if (entries.data[primary * ENTRY_STRIDE + NODE] === node) return primary;
     }
     // Every key on the node equals the head's unless flagged, and this owner has no entry under it.
-    if ((nodes.flags[node] & FLAG_MIXED_KEYS) === 0) return -1;
+    if (!nodes.hasMixedKeys(node)) return -1;
     for (let k = 0; k < nodes.data[node * NODE_STRIDE + OWNER_COUNT]; k++) {
       const entry = this.memberEntry(node, k);
       if (entries.data[entry * ENTRY_STRIDE + OWNER] === owner) return entry;
@@ -752,7 +767,7 @@ export class RadixTreeIndexer implements KvIndexer {
         entries.data[head * ENTRY_STRIDE + KEY_LO] !== lo ||
         entries.data[head * ENTRY_STRIDE + KEY_HI] !== hi
       )
-        nodes.flags[node] |= FLAG_MIXED_KEYS;
+        nodes.markMixedKeys(node);
     }
     this.link(entry, node, owner);
     this.insertKey(owner, entry);
@@ -767,7 +782,7 @@ export class RadixTreeIndexer implements KvIndexer {
     const alias = entries.alloc(node, owner, lo, hi);
     entries.data[alias * ENTRY_STRIDE + PARENT_ENTRY] = ALIAS;
     entries.data[alias * ENTRY_STRIDE + KIDS] = primary;
-    this.nodes.flags[node] |= FLAG_MIXED_KEYS;
+    this.nodes.markMixedKeys(node);
     this.aliasCount++;
     this.insertKey(owner, alias);
   }
@@ -798,14 +813,20 @@ export class RadixTreeIndexer implements KvIndexer {
       this.rehashKeys(owner, this.ownerKeys[owner] + 1);
       slots = this.ownerSlots[owner];
     }
-    this.ownerUsed[owner] += blockTablePlace(slots, this.entries, entry);
+    this.ownerUsed[owner] += blockTablePlace(slots, this.ownerTags[owner], this.entries, entry);
   }
 
   private unplaceKey(owner: number, lo: number, hi: number): number {
-    const result = blockTableRemove(this.ownerSlots[owner], this.entries, lo, hi);
-    if (result < 0) return -1;
-    this.ownerUsed[owner] -= result & 1;
-    return result >>> 1;
+    const entry = blockTableRemove(
+      this.ownerSlots[owner],
+      this.ownerTags[owner],
+      this.entries,
+      lo,
+      hi,
+      this.freedSlots,
+    );
+    if (entry >= 0) this.ownerUsed[owner] -= this.freedSlots[0];
+    return entry;
   }
 
   /** Rebuilds the owner's table for `keys` live keys, dropping tombstones. */
@@ -813,7 +834,9 @@ export class RadixTreeIndexer implements KvIndexer {
     const old = this.ownerSlots[owner];
     let live = 0;
     for (let i = 0; i < old.length; i++) if (old[i] > 0) live++;
-    this.ownerSlots[owner] = blockTableRehash(old, this.entries, blockTableSizeFor(keys));
+    const table = blockTableRehash(old, this.entries, blockTableSizeFor(keys));
+    this.ownerSlots[owner] = table.slots;
+    this.ownerTags[owner] = table.tags;
     this.ownerUsed[owner] = live;
   }
 
@@ -826,10 +849,7 @@ export class RadixTreeIndexer implements KvIndexer {
       return;
     }
     const owner = entries.data[record * ENTRY_STRIDE + OWNER];
-    if (
-      this.aliasCount > 0 &&
-      (this.nodes.flags[entries.data[record * ENTRY_STRIDE + NODE]] & FLAG_MIXED_KEYS) !== 0
-    ) {
+    if (this.aliasCount > 0 && this.nodes.hasMixedKeys(entries.data[record * ENTRY_STRIDE + NODE])) {
       const alias = this.findAliasOf(owner, record);
       if (alias >= 0) {
         // Another key of this owner still maps here: the primary takes it over, membership stays.
@@ -888,11 +908,11 @@ export class RadixTreeIndexer implements KvIndexer {
     if (count === 1) {
       const first = nodes.data[node * NODE_STRIDE + OWNER_START];
       start = slab.alloc(1);
-      nodes.ownerClass[node] = 1;
+      nodes.setOwnerClass(node, 1);
       slab.entry[start] = first;
       slab.owner[start] = entries.data[first * ENTRY_STRIDE + OWNER];
-    } else if (count === 1 << nodes.ownerClass[node]) {
-      start = this.moveSlice(node, count, nodes.ownerClass[node] + 1);
+    } else if (count === 1 << nodes.ownerClass(node)) {
+      start = this.moveSlice(node, count, nodes.ownerClass(node) + 1);
     } else start = nodes.data[node * NODE_STRIDE + OWNER_START];
     nodes.data[node * NODE_STRIDE + OWNER_START] = start;
     slab.entry[start + count] = entry;
@@ -913,7 +933,7 @@ export class RadixTreeIndexer implements KvIndexer {
     }
     const start = nodes.data[node * NODE_STRIDE + OWNER_START];
     const pos = entries.data[entry * ENTRY_STRIDE + POS];
-    const sizeClass = nodes.ownerClass[node];
+    const sizeClass = nodes.ownerClass(node);
     if (count === 1) {
       const remaining = slab.entry[start + 1 - pos];
       slab.free(start, sizeClass);
@@ -946,8 +966,8 @@ export class RadixTreeIndexer implements KvIndexer {
     const old = nodes.data[node * NODE_STRIDE + OWNER_START];
     slab.entry.copyWithin(start, old, old + count);
     slab.owner.copyWithin(start, old, old + count);
-    slab.free(old, nodes.ownerClass[node]);
-    nodes.ownerClass[node] = sizeClass;
+    slab.free(old, nodes.ownerClass(node));
+    nodes.setOwnerClass(node, sizeClass);
     return start;
   }
 
@@ -1036,6 +1056,7 @@ export class RadixTreeIndexer implements KvIndexer {
     this.ownerUsed[owner] = 0;
     this.ownerStale[owner] = 0;
     this.ownerSlots[owner] = new Int32Array(MIN_BLOCK_TABLE);
+    this.ownerTags[owner] = new Uint8Array(MIN_BLOCK_TABLE);
   }
 
   // ---- owners and results -------------------------------------------------------------------------
@@ -1063,8 +1084,10 @@ export class RadixTreeIndexer implements KvIndexer {
     this.mark = mark;
     this.active = new Int32Array(capacity);
     this.scores = new Scores(capacity);
-    for (let owner = this.ownerSlots.length; owner < capacity; owner++)
+    for (let owner = this.ownerSlots.length; owner < capacity; owner++) {
       this.ownerSlots.push(new Int32Array(MIN_BLOCK_TABLE));
+      this.ownerTags.push(new Uint8Array(MIN_BLOCK_TABLE));
+    }
   }
 
   /**

@@ -7,7 +7,7 @@
  *
  * Record fields (offsets below): parent; tokens hash halves; the first child, kept inline (later
  * children live in the ChildTable); the number of children; the owners: count, and start (the entry id
- * itself for a single owner, else the start of an OwnerSlab slice whose size class is `ownerClass`);
+ * itself for a single owner, else the start of an OwnerSlab slice whose size class is `ownerClass(id)`);
  * `staleCount`: entries whose owner does not hold the parent node (left behind by a removed parent
  * block; findMatches must intersect explicitly below such nodes).
  */
@@ -25,8 +25,10 @@ export const OWNER_START = 5;
 export const OWNER_COUNT = 6;
 export const STALE_COUNT = 7;
 
+/** In `meta`: the owner slice's size class (low bits) and flags. */
+const OWNER_CLASS_MASK = 0x3f;
 /** Flag: some owner's entry here uses a block hash that differs from the first owner's. */
-export const FLAG_MIXED_KEYS = 1;
+const FLAG_MIXED_KEYS = 0x80;
 
 const INITIAL_CAPACITY = 1024;
 
@@ -35,8 +37,8 @@ export class NodePool {
   /** Live nodes, root excluded. */
   live = 0;
   data = new Int32Array(0);
-  flags = new Uint8Array(0);
-  ownerClass = new Uint8Array(0);
+  /** Per node, one byte: the OwnerSlab size class of its owners and the mixed-keys flag. */
+  meta = new Uint8Array(0);
   private freeHead = NO_NODE;
   private bump = 0;
 
@@ -89,6 +91,22 @@ export class NodePool {
     if (next !== NO_NODE) data[next * NODE_STRIDE + CHILD_COUNT] = prev;
   }
 
+  ownerClass(id: number): number {
+    return this.meta[id] & OWNER_CLASS_MASK;
+  }
+
+  setOwnerClass(id: number, sizeClass: number): void {
+    this.meta[id] = (this.meta[id] & ~OWNER_CLASS_MASK) | sizeClass;
+  }
+
+  hasMixedKeys(id: number): boolean {
+    return (this.meta[id] & FLAG_MIXED_KEYS) !== 0;
+  }
+
+  markMixedKeys(id: number): void {
+    this.meta[id] |= FLAG_MIXED_KEYS;
+  }
+
   isLive(id: number): boolean {
     return id < this.bump && this.data[id * NODE_STRIDE + PARENT] !== FREE_NODE;
   }
@@ -99,7 +117,7 @@ export class NodePool {
   }
 
   get bytes(): number {
-    return this.data.byteLength + this.flags.byteLength + this.ownerClass.byteLength;
+    return this.data.byteLength + this.meta.byteLength;
   }
 
   private init(id: number, parent: number, lo: number, hi: number): void {
@@ -113,14 +131,12 @@ export class NodePool {
     data[at + OWNER_START] = -1;
     data[at + OWNER_COUNT] = 0;
     data[at + STALE_COUNT] = 0;
-    this.flags[id] = 0;
-    this.ownerClass[id] = 0;
+    this.meta[id] = 0;
   }
 
   private resize(capacity: number): void {
     this.data = grow(this.data, capacity * NODE_STRIDE);
-    this.flags = growBytes(this.flags, capacity);
-    this.ownerClass = growBytes(this.ownerClass, capacity);
+    this.meta = growBytes(this.meta, capacity);
     this.capacity = capacity;
   }
 }
