@@ -22,6 +22,8 @@ export interface RemoteEngineFlags {
   numGpuBlocks?: number;
   maxNumSeqs?: number;
   maxNumBatchedTokens?: number;
+  /** Publish KV events into a JetStream stream (`kvgate worker --durable-kv-events`). */
+  durableKvEvents?: boolean;
 }
 
 function httpUrl(value: string): string {
@@ -94,6 +96,7 @@ export async function runRemoteEngineWorker(options: {
     modelName: options.modelName,
     drainTimeoutMs: options.drainTimeoutMs,
     metricsIntervalMs: options.metricsIntervalMs,
+    ...(flags.durableKvEvents === true ? { durableKvEvents: true } : {}),
     healthIntervalMs: flags.healthInterval,
     healthy: httpHealthCheck(url),
     connect: remoteEngineConnector({
