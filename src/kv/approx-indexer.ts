@@ -9,10 +9,10 @@
  * Events passed to apply() go straight to the inner indexer; blocks they store or remove stop being
  * tracked (engine-reported blocks do not expire).
  */
-import { u64FromHalves, u64Hi, u64Lo } from '../tokens/u64.ts';
+import { isU64, u64FromHalves, u64Hi, u64Lo } from '../tokens/u64.ts';
 import { type Clock, realClock } from '../util/clock.ts';
 import type { KvEventError } from './errors.ts';
-import type { RouterEvent, StoredBlock, WorkerId } from './events.ts';
+import { isDpRank, type RouterEvent, type StoredBlock, type WorkerId } from './events.ts';
 import type { FindMatchesOptions, IndexerStats, KvIndexer, OverlapScores } from './indexer.ts';
 import type { OwnerTable } from './owners.ts';
 import { RadixTreeIndexer } from './radix-tree.ts';
@@ -151,9 +151,14 @@ export class ApproximateIndexer implements KvIndexer {
   private readonly tracked = new Map<number, OwnerBlocks>();
   private trackedCount = 0;
   private readonly heap = new ExpiryHeap();
+  /** The inner index when it takes packed hashes (no bigint per recorded block), else null. */
+  private readonly packedInner: RadixTreeIndexer | null;
+  /** [tokensLo, tokensHi, blockLo, blockHi] per block of the chain being stored. */
+  private packedBlocks = new Uint32Array(1024);
 
   constructor(options: ApproximateIndexerOptions = {}) {
     this.inner = options.inner ?? new RadixTreeIndexer({ owners: options.owners });
+    this.packedInner = this.inner instanceof RadixTreeIndexer ? this.inner : null;
     this.clock = options.clock ?? realClock;
     this.ttlMs = options.ttlMs ?? DEFAULT_APPROX_TTL_MS;
     this.maxTreeSize = options.maxTreeSize ?? DEFAULT_MAX_TREE_SIZE;
@@ -293,7 +298,7 @@ export class ApproximateIndexer implements KvIndexer {
     const now = this.clock.now();
     let top = this.heap.peek();
     if (top === undefined || top.heapKey > now) return 0;
-    const victims = new Map<number, bigint[]>();
+    const victims = new Map<number, number[]>();
     let removed = 0;
     while (top !== undefined && top.heapKey <= now) {
       this.heap.pop();
@@ -318,6 +323,20 @@ export class ApproximateIndexer implements KvIndexer {
     first: number,
     count: number,
   ): KvEventError | null {
+    if (this.packedInner !== null && isU64(workerId) && isDpRank(dpRank)) {
+      const error = this.storePacked(
+        this.packedInner,
+        workerId,
+        dpRank,
+        localHashes,
+        sequenceHashes,
+        first,
+        count,
+      );
+      if (error !== null && first > 0)
+        return this.storeChain(workerId, dpRank, localHashes, sequenceHashes, 0, count);
+      return error;
+    }
     const blocks = new Array<StoredBlock>(count - first);
     for (let i = first; i < count; i++)
       blocks[i - first] = {
@@ -336,11 +355,37 @@ export class ApproximateIndexer implements KvIndexer {
     return error;
   }
 
+  /** storeChain through the radix tree's packed API: blocks [first, count) under block first − 1. */
+  private storePacked(
+    inner: RadixTreeIndexer,
+    workerId: WorkerId,
+    dpRank: number,
+    localHashes: Uint32Array,
+    sequenceHashes: Uint32Array,
+    first: number,
+    count: number,
+  ): KvEventError | null {
+    const words = 4 * (count - first);
+    if (this.packedBlocks.length < words) this.packedBlocks = new Uint32Array(2 * words);
+    const packed = this.packedBlocks;
+    for (let i = first, at = 0; i < count; i++, at += 4) {
+      packed[at] = localHashes[2 * i];
+      packed[at + 1] = localHashes[2 * i + 1];
+      packed[at + 2] = sequenceHashes[2 * i];
+      packed[at + 3] = sequenceHashes[2 * i + 1];
+    }
+    const owner = this.inner.owners.intern(workerId, dpRank);
+    const hasParent = first > 0;
+    const parentLo = hasParent ? sequenceHashes[2 * first - 2] : 0;
+    const parentHi = hasParent ? sequenceHashes[2 * first - 1] : 0;
+    return inner.applyStoredPacked(owner, hasParent, parentLo, parentHi, packed.subarray(0, words));
+  }
+
   /** Prunes recorded blocks until the inner index is at the target size (or nothing is left to prune). */
   private prune(): void {
     const target = Math.floor(this.maxTreeSize * this.pruneTargetRatio);
     let excess = this.inner.size - target;
-    const victims = new Map<number, bigint[]>();
+    const victims = new Map<number, number[]>();
     while (excess > 0 && this.heap.length > 0) {
       const entry = this.heap.pop()!;
       if (!entry.live) continue;
@@ -359,14 +404,13 @@ export class ApproximateIndexer implements KvIndexer {
     this.heap.push(entry);
   }
 
-  /** Untracks a live entry and queues its block for removal from the inner index. */
-  private take(entry: Tracked, victims: Map<number, bigint[]>): void {
+  /** Untracks a live entry and queues its block ([lo, hi]) for removal from the inner index. */
+  private take(entry: Tracked, victims: Map<number, number[]>): void {
     const blocks = this.tracked.get(entry.owner)!;
     this.untrack(blocks, entry);
-    const hash = u64FromHalves(entry.lo, entry.hi);
     const list = victims.get(entry.owner);
-    if (list === undefined) victims.set(entry.owner, [hash]);
-    else list.push(hash);
+    if (list === undefined) victims.set(entry.owner, [entry.lo, entry.hi]);
+    else list.push(entry.lo, entry.hi);
   }
 
   private untrack(blocks: OwnerBlocks, entry: Tracked): void {
@@ -374,11 +418,18 @@ export class ApproximateIndexer implements KvIndexer {
     this.trackedCount--;
   }
 
-  private removeFromInner(victims: Map<number, bigint[]>): void {
-    for (const [owner, blockHashes] of victims) {
+  /** Removes queued blocks (per owner, [lo, hi] pairs) from the inner index. */
+  private removeFromInner(victims: Map<number, number[]>): void {
+    for (const [owner, halves] of victims) {
       if (!this.inner.owners.isLive(owner)) continue;
-      const { workerId, dpRank } = this.inner.owners.pairOf(owner);
       // Blocks already removed from the inner index are not an error here.
+      if (this.packedInner !== null) {
+        this.packedInner.applyRemovedPacked(owner, Uint32Array.from(halves));
+        continue;
+      }
+      const { workerId, dpRank } = this.inner.owners.pairOf(owner);
+      const blockHashes: bigint[] = [];
+      for (let i = 0; i < halves.length; i += 2) blockHashes.push(u64FromHalves(halves[i], halves[i + 1]));
       this.inner.apply({ workerId, event: { eventId: 0n, dpRank, data: { kind: 'removed', blockHashes } } });
     }
   }
