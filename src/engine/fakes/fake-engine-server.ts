@@ -15,18 +15,33 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { KvCacheEvent } from '../../kv/events.ts';
 import type { BootstrapInfo, GenerateRequest } from '../../protocol/generate.ts';
 import { BlockHasher } from '../../tokens/block-hash.ts';
-import { readPackedU64 } from '../../tokens/u64.ts';
 import { log } from '../../util/log.ts';
-import type { RawKvEvent } from '../adapters/kv-event-batch.ts';
 import { DataParallelEngine } from '../data-parallel-engine.ts';
 import { EngineError } from '../errors.ts';
 import type { EngineOptions } from '../options.ts';
 import { ChunkStream } from '../stream.ts';
-import type { KvTransfer, PulledKv } from '../transfer.ts';
+import {
+  FakeBootstrapServer,
+  httpKvTransfer,
+  prefillRankFromRoom,
+  type RecordedClaim,
+} from './fake-bootstrap.ts';
+import { FakeKvEventSource, TrackedStream } from './fake-kv-events.ts';
+import {
+  closeServer,
+  HttpError,
+  headerInt,
+  intField,
+  json,
+  listen,
+  readJson,
+  tokenList,
+} from './http-util.ts';
 import { FakeKvPublisher } from './zmq-kv-publisher.ts';
+
+export type { RecordedClaim } from './fake-bootstrap.ts';
 
 export type FakeApi = 'sglang' | 'vllm';
 export type DisaggregationMode = 'null' | 'prefill' | 'decode';
@@ -67,50 +82,14 @@ export interface RecordedRequest {
   readonly prefillDpRank: number | null;
 }
 
-export interface RecordedClaim {
-  readonly room: number;
-  readonly dpRank: number;
-  readonly ok: boolean;
-}
-
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-/** A ChunkStream that also reports every token (the fake learns the tokens of output blocks). */
-class TrackedStream extends ChunkStream {
-  constructor(
-    cancel: () => void,
-    private readonly onTokenSeen: (token: number) => void,
-  ) {
-    super(cancel);
-  }
-  override onToken(token: number): void {
-    this.onTokenSeen(token);
-    super.onToken(token);
-  }
-}
-
 export class FakeEngineServer {
   readonly options: FakeEngineOptions;
   readonly engine: DataParallelEngine;
   readonly requests: RecordedRequest[] = [];
-  readonly claims: RecordedClaim[] = [];
   readonly publisher: FakeKvPublisher | null;
   private readonly http: Server;
-  private bootstrapServer: Server | null = null;
-  private readonly hasher: BlockHasher;
-  private readonly blockTokens = new Map<bigint, number[]>();
-  private readonly pending = new Map<number, RawKvEvent[]>();
-  private flushScheduled = false;
-  /** Prefill mode: the request's room → the engine's own room id. */
-  private readonly rooms = new Map<number, { engineRoom: number; rank: number }>();
-  private readonly roomWaiters = new Map<number, (() => void)[]>();
+  private bootstrap: FakeBootstrapServer | null = null;
+  private readonly kvEvents: FakeKvEventSource | null;
   private ridCounter = 0;
   private closed = false;
 
@@ -125,15 +104,19 @@ export class FakeEngineServer {
       ...options.engine,
       dataParallelSize: options.dataParallelSize ?? 1,
       mode: mode === 'null' ? 'aggregated' : mode,
-      ...(mode === 'decode' ? { transfer: this.httpTransfer() } : {}),
+      ...(mode === 'decode' ? { transfer: httpKvTransfer() } : {}),
       // The fake publishes its own events over ZMQ, including a decode server's.
       publishKvEvents: publisher !== null,
     });
-    this.hasher = new BlockHasher({
+    const hasher = new BlockHasher({
       blockSize: this.engine.options.blockSize,
       ...(this.engine.options.hashSeed !== undefined ? { seed: this.engine.options.hashSeed } : {}),
     });
-    this.engine.onKvEvent((event) => this.collect(event));
+    this.kvEvents = publisher === null ? null : new FakeKvEventSource(hasher, publisher);
+    if (this.kvEvents !== null) {
+      const source = this.kvEvents;
+      this.engine.onKvEvent((event) => source.collect(event));
+    }
     this.http = createServer((req, res) => {
       void this.route(req, res).catch((error: unknown) => this.fail(res, error));
     });
@@ -154,10 +137,12 @@ export class FakeEngineServer {
     try {
       await listen(server.http, options.port ?? 0, options.host ?? '127.0.0.1');
       if ((options.disaggregationMode ?? 'null') === 'prefill') {
-        server.bootstrapServer = createServer((req, res) => {
-          void server.routeBootstrap(req, res).catch((error: unknown) => server.fail(res, error));
-        });
-        await listen(server.bootstrapServer, options.bootstrapPort ?? 8998, options.host ?? '127.0.0.1');
+        server.bootstrap = await FakeBootstrapServer.start(
+          server.engine,
+          options.bootstrapPort ?? 8998,
+          options.host ?? '127.0.0.1',
+          (res, error) => server.fail(res, error),
+        );
       }
     } catch (error) {
       await server.close();
@@ -175,7 +160,12 @@ export class FakeEngineServer {
   }
 
   get bootstrapPort(): number | null {
-    return this.bootstrapServer === null ? null : (this.bootstrapServer.address() as AddressInfo).port;
+    return this.bootstrap?.port ?? null;
+  }
+
+  /** Prefill mode: the rooms decode servers claimed (and from which rank). */
+  get claims(): readonly RecordedClaim[] {
+    return this.bootstrap?.claims ?? [];
   }
 
   async close(): Promise<void> {
@@ -184,68 +174,10 @@ export class FakeEngineServer {
     this.engine.close();
     this.publisher?.close();
     this.http.closeAllConnections();
-    this.bootstrapServer?.closeAllConnections();
-    await Promise.all([
-      closeServer(this.http),
-      this.bootstrapServer ? closeServer(this.bootstrapServer) : undefined,
-    ]);
+    await Promise.all([closeServer(this.http), this.bootstrap?.close()]);
   }
 
   // ---- KV events -------------------------------------------------------------------------------
-
-  private learnBlocks(tokens: readonly number[], fromBlock: number): void {
-    const count = this.hasher.blockCount(tokens.length);
-    if (count <= fromBlock) return;
-    const seqHashes = this.hasher.sequenceHashes(this.hasher.localHashes(tokens));
-    const size = this.hasher.blockSize;
-    for (let i = fromBlock; i < count; i++)
-      this.blockTokens.set(readPackedU64(seqHashes, i), tokens.slice(i * size, (i + 1) * size));
-  }
-
-  private collect(event: KvCacheEvent): void {
-    const data = event.data;
-    let raw: RawKvEvent;
-    if (data.kind === 'cleared') raw = { type: 'AllBlocksCleared' };
-    else if (data.kind === 'removed') raw = { type: 'BlockRemoved', blockHashes: data.blockHashes };
-    else
-      raw = {
-        type: 'BlockStored',
-        blockHashes: data.blocks.map((b) => b.blockHash),
-        parentBlockHash: data.parentHash,
-        tokenIds: [], // filled at flush: an output block's last token is seen right after this event
-        blockSize: this.hasher.blockSize,
-        loraId: null,
-      };
-    const list = this.pending.get(event.dpRank);
-    if (list === undefined) this.pending.set(event.dpRank, [raw]);
-    else list.push(raw);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      queueMicrotask(() => this.flush());
-    }
-  }
-
-  /** One EventBatch per rank per engine step, as the engines publish. */
-  private flush(): void {
-    this.flushScheduled = false;
-    for (const [rank, events] of this.pending) {
-      const batch = events.map((e): RawKvEvent => {
-        if (e.type !== 'BlockStored') return e;
-        const tokens: number[] = [];
-        for (const hash of e.blockHashes) {
-          const block = this.blockTokens.get(hash);
-          if (block === undefined) {
-            log.warn({ hash: hash.toString(16) }, 'fake engine: tokens of a stored block unknown');
-            break;
-          }
-          tokens.push(...block);
-        }
-        return { ...e, tokenIds: tokens };
-      });
-      void this.publisher?.publish(rank, batch).catch(() => undefined);
-    }
-    this.pending.clear();
-  }
 
   // ---- HTTP ------------------------------------------------------------------------------------
 
@@ -349,7 +281,7 @@ export class FakeEngineServer {
         port,
         room: room!,
         prefillWorkerId: 0n,
-        prefillDpRank: prefillDpRank ?? (await this.prefillRankFromRoom(host, port, room!)),
+        prefillDpRank: prefillDpRank ?? (await prefillRankFromRoom(host, port, room!)),
       };
     }
     const request: GenerateRequest = {
@@ -390,9 +322,7 @@ export class FakeEngineServer {
           record(ranOn);
         }
         if (chunk.bootstrap !== undefined && mode === 'prefill' && room !== null) {
-          this.rooms.set(room, { engineRoom: chunk.bootstrap.room, rank: chunk.bootstrap.prefillDpRank });
-          for (const wake of this.roomWaiters.get(room) ?? []) wake();
-          this.roomWaiters.delete(room);
+          this.bootstrap?.open(room, chunk.bootstrap.room, chunk.bootstrap.prefillDpRank);
         }
         output.push(...chunk.tokenIds);
         if (chunk.usage !== undefined) cached = chunk.usage.cachedTokens;
@@ -520,16 +450,11 @@ export class FakeEngineServer {
 
   /** Starts a request on the engine; its stream ends early (cancel) when the client goes away. */
   private submit(request: GenerateRequest, res: ServerResponse): ChunkStream {
-    const sequence = [...request.tokenIds];
-    this.learnBlocks(sequence, 0);
-    const stream = new TrackedStream(
-      () => this.engine.cancel(request.requestId),
-      (token) => {
-        sequence.push(token);
-        if (sequence.length % this.hasher.blockSize === 0)
-          this.learnBlocks(sequence, sequence.length / this.hasher.blockSize - 1);
-      },
-    );
+    const cancel = () => this.engine.cancel(request.requestId);
+    const stream =
+      this.kvEvents === null
+        ? new ChunkStream(cancel)
+        : new TrackedStream(cancel, this.kvEvents.track(request.tokenIds));
     const controller = new AbortController();
     res.on('close', () => controller.abort());
     try {
@@ -541,83 +466,6 @@ export class FakeEngineServer {
     return stream;
   }
 
-  // ---- disaggregation --------------------------------------------------------------------------
-
-  /** Old SGLang decode servers derive the prefill rank from the room (room % prefill dp size). */
-  private async prefillRankFromRoom(host: string, port: number, room: number): Promise<number> {
-    const response = await fetch(`http://${host}:${port}/route`, { signal: AbortSignal.timeout(5000) });
-    const info = (await response.json()) as { dp_size?: number };
-    return room % (info.dp_size ?? 1);
-  }
-
-  private httpTransfer(): KvTransfer {
-    return {
-      pull: async (info: BootstrapInfo, signal?: AbortSignal): Promise<PulledKv> => {
-        const response = await fetch(`http://${info.host}:${info.port}/kv_transfer`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ bootstrap_room: info.room, dp_rank: info.prefillDpRank }),
-          ...(signal ? { signal } : {}),
-        });
-        const answer = (await response.json()) as {
-          blocks?: string[];
-          tokens?: number[];
-          code?: string;
-          message?: string;
-        };
-        if (!response.ok || answer.blocks === undefined || answer.tokens === undefined)
-          throw new EngineError(
-            (answer.code as EngineError['code'] | undefined) ?? 'ENGINE_BOOTSTRAP_ROOM_NOT_FOUND',
-            answer.message ?? `KV transfer answered ${response.status}`,
-          );
-        return { blocks: answer.blocks.map((b) => BigInt(`0x${b}`)), tokens: answer.tokens };
-      },
-    };
-  }
-
-  private async routeBootstrap(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0];
-    if (req.method === 'GET' && path === '/route')
-      return json(res, 200, { dp_size: this.engine.options.dataParallelSize });
-    if (req.method !== 'POST' || path !== '/kv_transfer') throw new HttpError(404, `no route ${path}`);
-    const body = await readJson(req);
-    const room = Number(body.bootstrap_room);
-    const dpRank = Number(body.dp_rank);
-    const entry = this.rooms.get(room) ?? (await this.waitForRoom(room, 5000));
-    if (entry === undefined) {
-      this.claims.push({ room, dpRank, ok: false });
-      return json(res, 404, {
-        code: 'ENGINE_BOOTSTRAP_ROOM_NOT_FOUND',
-        message: `no bootstrap room ${room}`,
-      });
-    }
-    try {
-      const pulled = await this.engine.claimRoom(entry.engineRoom, dpRank);
-      this.claims.push({ room, dpRank, ok: true });
-      return json(res, 200, { blocks: pulled.blocks.map((b) => b.toString(16)), tokens: pulled.tokens });
-    } catch (error) {
-      this.claims.push({ room, dpRank, ok: false });
-      const code = error instanceof EngineError ? error.code : 'ENGINE_BOOTSTRAP_ROOM_NOT_FOUND';
-      return json(res, 409, { code, message: (error as Error).message });
-    }
-  }
-
-  /** A decode may ask before the prefill request reached this server. */
-  private waitForRoom(
-    room: number,
-    timeoutMs: number,
-  ): Promise<{ engineRoom: number; rank: number } | undefined> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(this.rooms.get(room)), timeoutMs);
-      const list = this.roomWaiters.get(room) ?? [];
-      list.push(() => {
-        clearTimeout(timer);
-        resolve(this.rooms.get(room));
-      });
-      this.roomWaiters.set(room, list);
-    });
-  }
-
   private fail(res: ServerResponse, error: unknown): void {
     const status = error instanceof HttpError ? error.status : 500;
     if (!(error instanceof HttpError)) log.error({ err: error }, 'fake engine: request failed');
@@ -627,59 +475,4 @@ export class FakeEngineServer {
     }
     json(res, status, { object: 'error', error: { message: (error as Error).message }, code: status });
   }
-}
-
-function listen(server: Server, port: number, host: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-}
-
-function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve) => server.close(() => resolve()));
-}
-
-function json(res: ServerResponse, status: number, value: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json' });
-  res.end(JSON.stringify(value));
-}
-
-async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
-  const parts: Buffer[] = [];
-  for await (const part of req) parts.push(part as Buffer);
-  try {
-    const value: unknown = JSON.parse(Buffer.concat(parts).toString('utf8'));
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not an object');
-    return value as Record<string, unknown>;
-  } catch (error) {
-    throw new HttpError(400, `invalid JSON body: ${(error as Error).message}`);
-  }
-}
-
-function tokenList(value: unknown, name: string): number[] {
-  if (
-    !Array.isArray(value) ||
-    value.some((t) => typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t > 0xffff_ffff)
-  )
-    throw new HttpError(400, `${name} must be a list of token ids`);
-  return value as number[];
-}
-
-function intField(value: unknown, fallback: number): number {
-  if (value === undefined || value === null) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1)
-    throw new HttpError(400, 'max tokens must be a positive integer');
-  return value;
-}
-
-function headerInt(req: IncomingMessage, name: string): number | null {
-  const raw = req.headers[name];
-  if (raw === undefined) return null;
-  const n = Number(Array.isArray(raw) ? raw[0] : raw);
-  if (!Number.isInteger(n) || n < 0) throw new HttpError(400, `header ${name} must be a rank`);
-  return n;
 }
