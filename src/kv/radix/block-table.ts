@@ -113,9 +113,13 @@ export function blockTableRehash(
   return { slots, tags };
 }
 
-/** The smallest table that holds `keys` live keys at most half full. */
+/**
+ * The smallest table that holds `keys` live keys at most 5/8 full. (At most half full, an owner near a
+ * power of two, e.g. a 200-block cache that briefly holds 300 while a request's blocks are stored before
+ * older ones are evicted, would double and halve its table over and over, each time reading every entry.)
+ */
 export function blockTableSizeFor(keys: number): number {
   let size = MIN_BLOCK_TABLE;
-  while (2 * keys > size) size *= 2;
+  while (8 * keys > 5 * size) size *= 2;
   return size;
 }
