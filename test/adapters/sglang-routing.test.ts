@@ -127,4 +127,32 @@ describe('SGLang adapter: routed ranks and KV events (dp 4)', () => {
     const stats = adapter.kvEventStats()!;
     expect(stats.malformedFrames + stats.malformedPayloads + stats.resets).toBe(0);
   });
+
+  it('malformed ZMQ frames and payloads are counted and dropped; the worker keeps serving', async () => {
+    const adapter = supervisor.worker!.engine as RemoteEngineAdapter;
+    const before = adapter.kvEventStats()!;
+    const pub = fake.publisher!;
+    await pub.sendRaw(2, ['', 'not a sequence']);
+    await pub.publishPayload(2, Uint8Array.from([0x93, 0xc1, 0xc1, 0xc1]));
+    const chunks = await collect(
+      router.generate({
+        requestId: 'after-garbage',
+        tokenIds: prompts(1, BLOCK, 99)[0],
+        sampling: { maxTokens: 3, ignoreEos: true },
+      }),
+    );
+    expect(chunks.at(-1)?.finishReason).toBe('length');
+    await waitUntil(async () => {
+      await adapter.kvEventsIdle();
+      const s = adapter.kvEventStats()!;
+      return s.malformedFrames > before.malformedFrames && s.malformedPayloads > before.malformedPayloads;
+    });
+    const after = adapter.kvEventStats()!;
+    expect(after.malformedFrames - before.malformedFrames).toBe(1);
+    expect(after.malformedPayloads - before.malformedPayloads).toBe(1);
+    expect(after.resets).toBe(0);
+    expect(supervisor.state).toBe('up');
+    expect(supervisor.worker!.isReady).toBe(true);
+    expect(router.instances()).toHaveLength(1);
+  });
 });
