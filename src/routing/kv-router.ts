@@ -150,6 +150,12 @@ export class KvRouter implements RoutingPolicy {
   private touchStamp = new Int32Array(64);
   private touchStampValue = 0;
   private readonly loadOrder = new LoadOrder();
+  /** leastCostOwner scratch: the lowest cost so far and the owners at it. */
+  private lowestCost = Number.POSITIVE_INFINITY;
+  private tied = new Int32Array(64);
+  private tiedCount = 0;
+  /** Index of each registered owner in registry.candidates (the order select() sees them in). */
+  private candidatePosition = new Int32Array(64);
   private readonly scanAll: boolean;
   private costs = new Float64Array(64);
   private decodeBlocks = new Float64Array(64);
@@ -234,6 +240,16 @@ export class KvRouter implements RoutingPolicy {
     this.registry.set(worker);
     this.active.ensureOwners(this.owners.capacity);
     for (const owner of worker.owners) this.loadOrder.set(owner, this.loadKey(owner));
+    this.indexCandidates();
+  }
+
+  /** Refreshes candidatePosition after the registry changed. */
+  private indexCandidates(): void {
+    const candidates = this.registry.candidates;
+    const count = this.registry.candidateCount;
+    if (this.candidatePosition.length < this.owners.capacity)
+      this.candidatePosition = new Int32Array(this.owners.capacity * 2);
+    for (let i = 0; i < count; i++) this.candidatePosition[candidates[i]] = i;
   }
 
   /** Drops the worker's index entries, predicted blocks and load for every rank. */
@@ -247,6 +263,7 @@ export class KvRouter implements RoutingPolicy {
       this.loadOrder.delete(owner);
     }
     this.registry.delete(workerId);
+    this.indexCandidates();
     this.owners.releaseWorker(workerId);
     return true;
   }
@@ -478,8 +495,7 @@ export class KvRouter implements RoutingPolicy {
         this.weight === this.config.overlapScoreWeight &&
         count === this.loadOrder.count
       ) {
-        const owner = this.leastCostOwner();
-        if (owner >= 0) return owner;
+        return this.leastCostOwner();
       }
       // A unique lowest cost is what the selector would pick; it only runs for ties.
       const best = this.scoreCosts(count);
@@ -519,20 +535,14 @@ export class KvRouter implements RoutingPolicy {
 
     const stamp = ++this.touchStampValue;
     const touched = this.touchStamp;
-    let lowest = Number.POSITIVE_INFINITY;
-    let best = -1;
-    let ties = 0;
+    this.lowestCost = Number.POSITIVE_INFINITY;
+    this.tiedCount = 0;
     const overlapOwners = this.overlapOwners;
     for (let i = 0; i < this.overlapOwnerCount; i++) {
       const owner = overlapOwners[i];
       if (!order.has(owner)) continue;
       touched[owner] = stamp;
-      const cost = this.costOf(owner);
-      if (cost < lowest) {
-        lowest = cost;
-        best = owner;
-        ties = 1;
-      } else if (cost === lowest) ties++;
+      this.consider(owner);
     }
     if (this.heldDepths !== null) {
       const matched = active.matchedOwners;
@@ -540,12 +550,7 @@ export class KvRouter implements RoutingPolicy {
         const owner = matched[i];
         if (touched[owner] === stamp || !order.has(owner)) continue;
         touched[owner] = stamp;
-        const cost = this.costOf(owner);
-        if (cost < lowest) {
-          lowest = cost;
-          best = owner;
-          ties = 1;
-        } else if (cost === lowest) ties++;
+        this.consider(owner);
       }
     }
     const owners = order.owners;
@@ -556,17 +561,30 @@ export class KvRouter implements RoutingPolicy {
       if (touched[owner] === stamp) continue;
       const key = keys[owner];
       if (key > limit) break;
-      const cost = this.costOf(owner);
+      const cost = this.consider(owner);
       // Keys and costs round differently: also score every owner whose key is within rounding
       // (far less than this margin) of the first untouched one.
       if (limit === Number.POSITIVE_INFINITY) limit = key + 1e-7 * (Math.abs(cost) + Math.abs(key) + 1);
-      if (cost < lowest) {
-        lowest = cost;
-        best = owner;
-        ties = 1;
-      } else if (cost === lowest) ties++;
     }
-    return ties === 1 ? best : -1;
+    const tied = this.tied;
+    const n = this.tiedCount;
+    if (n === 1) return tied[0];
+    // Several owners share the lowest cost: as select() would, by candidate order.
+    const position = this.candidatePosition;
+    for (let i = 0; i < n; i++) tied[i] = position[tied[i]];
+    tied.subarray(0, n).sort();
+    return this.candidateOwners[this.selector.pickAmongTied(tied, n, this.treeSizeOfCandidate)];
+  }
+
+  /** Scores an owner for leastCostOwner: keeps the owners at the lowest cost so far in `tied`. */
+  private consider(owner: number): number {
+    const cost = this.costOf(owner);
+    if (cost < this.lowestCost) {
+      this.lowestCost = cost;
+      this.tied[0] = owner;
+      this.tiedCount = 1;
+    } else if (cost === this.lowestCost) this.tied[this.tiedCount++] = owner;
+    return cost;
   }
 
   /** The cost scoreCosts computes for an owner (same expression, same rounding). */
@@ -745,6 +763,7 @@ export class KvRouter implements RoutingPolicy {
       const stamps = new Int32Array(capacity * 2);
       stamps.set(this.touchStamp);
       this.touchStamp = stamps;
+      this.tied = new Int32Array(capacity * 2);
     }
     // Held depths are read for every candidate owner: make sure the tracker covers them all.
     this.active.ensureOwners(capacity);

@@ -79,6 +79,20 @@ export class CostSelector {
     return this.breakTies(tieCount, treeSize);
   }
 
+  /**
+   * The choice select() makes when exactly the candidates `tied[0..n)` (ascending candidate indices)
+   * share the lowest cost in deterministic mode: smallest tree, then uniform random.
+   */
+  pickAmongTied(tied: Int32Array, n: number, treeSize: (candidate: number) => number): number {
+    if (n === 1) return tied[0];
+    if (this.ties.length < n) {
+      this.ties = new Int32Array(n * 2);
+      this.weights = new Float64Array(n * 2);
+    }
+    this.ties.set(tied.subarray(0, n));
+    return this.breakTies(n, treeSize);
+  }
+
   /** Among ties[0..n): smallest tree, then uniform random. */
   private breakTies(n: number, treeSize: (candidate: number) => number): number {
     const ties = this.ties;
