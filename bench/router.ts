@@ -131,6 +131,12 @@ class Lifecycle {
 
 const kvLife = new Lifecycle(kv, 'kv');
 const rrLife = new Lifecycle(rr, 'rr');
+const compareAt = process.argv.indexOf('--compare');
+const comparisonSides = compareAt > 0 ? await buildComparison(process.argv[compareAt + 1]) : undefined;
+// The events hold ~1M bigints: drop them before measuring so that garbage collections stay short.
+const eventCount = events.length;
+events.length = 0;
+
 // Fill the in-flight load before measuring.
 for (let i = 0; i < WORKERS * DP * IN_FLIGHT_PER_RANK + 500; i++) {
   const id = kvLife.id();
@@ -278,6 +284,113 @@ function cpuPercentiles(values: number[]) {
 const cpuKv = cpuPercentiles(cpuSamples.kv);
 const cpuPrehashed = cpuPercentiles(cpuSamples.kv_prehashed);
 
+// ---- optional: before/after against another source tree, interleaved in this process -----------
+// `--compare <dir>`: <dir> is another checkout's src/ (e.g. `git worktree add /tmp/before <rev>`,
+// then `--compare /tmp/before/src`). Both routers get the same index, prompts and lifecycle.
+interface CompareSide {
+  readonly router: RoutingPolicy & { routeHashed(id: string, prompt: unknown): { dpRank: number } };
+  readonly life: Lifecycle;
+  readonly hashed: unknown[];
+  readonly wall: number[];
+  readonly hashedWall: number[];
+  cpu: number;
+  hashedCpu: number;
+  n: number;
+}
+async function buildComparison(dir: string) {
+  const module = (await import(`${dir}/routing/kv-router.ts`)) as { KvRouter: typeof KvRouter };
+  const randomModule = (await import(`${dir}/routing/random.ts`)) as { seededRandom: typeof seededRandom };
+  // Two fresh routers with the same history, so their decisions can be compared one by one.
+  const build = (Router: typeof KvRouter, random: typeof seededRandom, name: string): CompareSide => {
+    const router = new Router({ blockSize: BLOCK_SIZE }, { random: random(1) });
+    addWorkers(router);
+    for (const event of events) {
+      const error = router.applyEvent(event);
+      if (error !== null) throw error;
+    }
+    const life = new Lifecycle(router, name);
+    for (let i = 0; i < WORKERS * DP * IN_FLIGHT_PER_RANK + 500; i++) {
+      const id = life.id();
+      router.route(id, pool[i % POOL]);
+      life.after(id);
+    }
+    const hashed = pool.map((p) => router.hashPrompt(p));
+    return { router, life, hashed, wall: [], hashedWall: [], cpu: 0, hashedCpu: 0, n: 0 };
+  };
+  const sides = {
+    before: build(module.KvRouter, randomModule.seededRandom, 'before'),
+    after: build(KvRouter, seededRandom, 'after'),
+  };
+  return sides;
+}
+
+function runComparison(sides: { before: CompareSide; after: CompareSide }) {
+  let same = 0;
+  for (let round = 0; round < ROUNDS; round++) {
+    const picks: number[] = [];
+    for (const [name, x] of Object.entries(sides)) {
+      let c0 = process.cpuUsage();
+      for (let i = 0; i < PER_ROUND; i++) {
+        const id = x.life.id();
+        const t0 = performance.now();
+        const d = x.router.route(id, pool[(cursor + i) % POOL]);
+        x.wall.push((performance.now() - t0) * 1000);
+        if (name === 'before') picks.push(Number(d.workerId) * DP + d.dpRank);
+        else if (picks[i] === Number(d.workerId) * DP + d.dpRank) same++;
+        x.life.after(id);
+      }
+      let c = process.cpuUsage(c0);
+      x.cpu += c.user + c.system;
+      c0 = process.cpuUsage();
+      for (let i = 0; i < PER_ROUND; i++) {
+        const id = x.life.id();
+        const t0 = performance.now();
+        x.router.routeHashed(id, x.hashed[(cursor + i) % POOL]);
+        x.hashedWall.push((performance.now() - t0) * 1000);
+        x.life.after(id);
+      }
+      c = process.cpuUsage(c0);
+      x.hashedCpu += c.user + c.system;
+      x.n += PER_ROUND;
+    }
+    cursor += PER_ROUND;
+  }
+  const stats = (values: number[]) => {
+    const sorted = Float64Array.from(values).sort();
+    let sum = 0;
+    for (const v of sorted) sum += v;
+    return {
+      perSecond: (1e6 * sorted.length) / sum,
+      p50: sorted[sorted.length >> 1],
+      p99: sorted[Math.min(sorted.length - 1, Math.floor(0.99 * sorted.length))],
+    };
+  };
+  const report = Object.fromEntries(
+    Object.entries(sides).map(([name, x]) => {
+      const route = stats(x.wall);
+      const hashed = stats(x.hashedWall);
+      return [
+        name,
+        {
+          decisions_per_s: Math.round(route.perSecond),
+          p99_us: Number(route.p99.toFixed(2)),
+          prehashed_p99_us: Number(hashed.p99.toFixed(2)),
+          cpu_us_per_decision: Number((x.cpu / x.n).toFixed(2)),
+          prehashed_cpu_us: Number((x.hashedCpu / x.n).toFixed(2)),
+        },
+      ];
+    }),
+  );
+  console.log(`before/after (${ROUNDS} interleaved rounds; CPU per decision includes the lifecycle):`);
+  for (const [name, r] of Object.entries(report))
+    console.log(
+      `  ${name.padEnd(7)} route ${String(r.decisions_per_s).padStart(7)} decisions/s, p99 ${r.p99_us} us, CPU ${r.cpu_us_per_decision} us; without hashing p99 ${r.prehashed_p99_us} us, CPU ${r.prehashed_cpu_us} us`,
+    );
+  console.log(`  identical decisions: ${same}/${sides.after.n}`);
+  return { ...report, identical_decisions: same / sides.after.n };
+}
+const comparison = comparisonSides === undefined ? undefined : runComparison(comparisonSides);
+
 function summary(series: Series) {
   const values = Float64Array.from(samples.get(series)!).sort();
   const at = (q: number) => values[Math.min(values.length - 1, Math.floor(q * values.length))];
@@ -304,7 +417,7 @@ console.log(
   `router: ${WORKERS} workers x ${DP} ranks = ${WORKERS * DP} candidates, ${ISL}-token prompts, block size ${BLOCK_SIZE}`,
 );
 console.log(
-  `warm index: ${stats.entries} (block, rank) entries, ${stats.nodes} nodes, built from ${events.length} events in ${buildMs.toFixed(0)} ms`,
+  `warm index: ${stats.entries} (block, rank) entries, ${stats.nodes} nodes, built from ${eventCount} events in ${buildMs.toFixed(0)} ms`,
 );
 console.log(
   `load: ~${WORKERS * DP * IN_FLIGHT_PER_RANK} requests in flight on ${busy} ranks; ${ROUNDS} interleaved rounds (sink ${sink & 1})`,
@@ -358,5 +471,6 @@ console.log(
     tree_cpu_us: Number(cpu.tree.toFixed(2)),
     rr_cpu_us: Number(cpu.rr.toFixed(2)),
     load_average: Number(loadavg()[0].toFixed(2)),
+    ...(comparison === undefined ? {} : { compare: comparison }),
   }),
 );
