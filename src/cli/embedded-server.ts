@@ -12,24 +12,8 @@ import {
 } from '../frontend/cluster-frontend.ts';
 import { listenFrontend } from '../frontend/server.ts';
 import { LocalCluster, type LocalRuntime } from '../runtime/local/cluster.ts';
-import { type Clock, realClock } from '../util/clock.ts';
 import { MockEngineAdapter } from '../worker/engine-adapter.ts';
 import { Worker } from '../worker/worker.ts';
-
-/**
- * The real clock, except that a zero wait runs on the next event-loop turn (setImmediate) instead
- * of after setTimeout's 1 ms minimum: at speed-up 0 ("no delay") an engine iteration would
- * otherwise cost two forced 1 ms sleeps, capping a rank at ~500 iterations per second.
- */
-const loopClock: Clock = {
-  now: realClock.now,
-  setTimer(fn, ms) {
-    if (ms > 0) return realClock.setTimer(fn, ms);
-    // Not unref'd: an unref'd immediate does not stop the loop from blocking in its I/O poll.
-    const handle = setImmediate(fn);
-    return { cancel: () => clearImmediate(handle) };
-  },
-};
 
 export type EmbeddedEngineOptions = Pick<
   EngineOptions,
@@ -76,7 +60,7 @@ export async function startEmbeddedServer(options: EmbeddedServerOptions): Promi
         await Worker.start({
           runtime,
           modelName: options.model,
-          engine: MockEngineAdapter.factory({ ...options.engine, seed: i, clock: loopClock }),
+          engine: MockEngineAdapter.factory({ ...options.engine, seed: i }),
           drainTimeoutMs,
         }),
       );

@@ -129,6 +129,8 @@ export function generateRequestToWire(r: GenerateRequest): z.input<typeof genera
 export type WireResult<T> = { ok: true; value: T } | { ok: false; error: string };
 
 export function generateRequestFromWire(value: unknown): WireResult<GenerateRequest> {
+  const fast = generateRequestFast(value);
+  if (fast !== undefined) return { ok: true, value: fast };
   const parsed = generateRequestWireSchema.safeParse(value);
   if (!parsed.success) return { ok: false, error: z.prettifyError(parsed.error) };
   const w = parsed.data;
@@ -171,6 +173,8 @@ export function generateChunkToWire(c: GenerateChunk): z.input<typeof generateCh
 }
 
 export function generateChunkFromWire(value: unknown): WireResult<GenerateChunk> {
+  const fast = generateChunkFast(value);
+  if (fast !== undefined) return { ok: true, value: fast };
   const parsed = generateChunkWireSchema.safeParse(value);
   if (!parsed.success) return { ok: false, error: z.prettifyError(parsed.error) };
   const w = parsed.data;
@@ -192,6 +196,112 @@ export function generateChunkFromWire(value: unknown): WireResult<GenerateChunk>
       ...(w.bootstrap_info !== undefined ? { bootstrap: bootstrapFromWire(w.bootstrap_info) } : {}),
       ...(w.error !== undefined ? { error: w.error } : {}),
     },
+  };
+}
+
+// ---- hand-written fast paths ------------------------------------------------------------------
+// Every generate request and chunk crosses the request plane, and zod costs a few µs per object
+// (per token for token arrays). These accept exactly what the schemas accept in the common shapes
+// and build the same value; anything else (a bootstrap_info, an invalid field) returns undefined so
+// the schema decides, with its own error text.
+
+type WireObject = Record<string, unknown>;
+
+function asObject(value: unknown): WireObject | undefined {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+    ? (value as WireObject)
+    : undefined;
+}
+
+function isIntIn(value: unknown, min: number, max: number): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= min && value <= max;
+}
+
+/** A copy of a token id array (as zod's output is), or undefined when an element is not a token id. */
+function tokenIdsCopy(value: unknown, minLength: number): number[] | undefined {
+  if (!Array.isArray(value) || value.length < minLength) return undefined;
+  const out = new Array<number>(value.length);
+  for (let i = 0; i < value.length; i++) {
+    const id = value[i];
+    if (!isIntIn(id, 0, 0xffff_ffff)) return undefined;
+    out[i] = id;
+  }
+  return out;
+}
+
+const FINISH_REASONS: ReadonlySet<unknown> = new Set(['stop', 'length', 'cancelled', 'error']);
+
+function generateRequestFast(value: unknown): GenerateRequest | undefined {
+  const w = asObject(value);
+  if (w === undefined || w.bootstrap_info !== undefined) return undefined;
+  const requestId = w.request_id;
+  if (typeof requestId !== 'string' || requestId.length < 1 || requestId.length > 256) return undefined;
+  const s = asObject(w.sampling);
+  if (s === undefined || !isIntIn(s.max_tokens, 1, Number.MAX_SAFE_INTEGER)) return undefined;
+  if (s.ignore_eos !== undefined && typeof s.ignore_eos !== 'boolean') return undefined;
+  const temperature = s.temperature;
+  if (
+    temperature !== undefined &&
+    !(typeof temperature === 'number' && Number.isFinite(temperature) && temperature >= 0)
+  )
+    return undefined;
+  if (s.seed !== undefined && !isIntIn(s.seed, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER))
+    return undefined;
+  if (w.dp_rank !== undefined && !isIntIn(w.dp_rank, 0, 0xffff_ffff)) return undefined;
+  const tokenIds = tokenIdsCopy(w.token_ids, 1);
+  if (tokenIds === undefined) return undefined;
+  let stopTokenIds: number[] | undefined;
+  if (s.stop_token_ids !== undefined) {
+    stopTokenIds = tokenIdsCopy(s.stop_token_ids, 0);
+    if (stopTokenIds === undefined) return undefined;
+  }
+  return {
+    requestId,
+    tokenIds,
+    sampling: {
+      maxTokens: s.max_tokens,
+      ...(s.ignore_eos !== undefined ? { ignoreEos: s.ignore_eos } : {}),
+      ...(stopTokenIds !== undefined ? { stopTokenIds } : {}),
+      ...(temperature !== undefined ? { temperature } : {}),
+      ...(s.seed !== undefined ? { seed: s.seed } : {}),
+    },
+    ...(w.dp_rank !== undefined ? { dpRank: w.dp_rank } : {}),
+  };
+}
+
+function generateChunkFast(value: unknown): GenerateChunk | undefined {
+  const w = asObject(value);
+  if (w === undefined || w.bootstrap_info !== undefined) return undefined;
+  const finishReason = w.finish_reason;
+  if (finishReason !== undefined && !FINISH_REASONS.has(finishReason)) return undefined;
+  if (w.dp_rank !== undefined && !isIntIn(w.dp_rank, 0, 0xffff_ffff)) return undefined;
+  if (w.error !== undefined && typeof w.error !== 'string') return undefined;
+  let usage: GenerateChunk['usage'];
+  if (w.usage !== undefined) {
+    const u = asObject(w.usage);
+    if (
+      u === undefined ||
+      !isIntIn(u.prompt_tokens, 0, Number.MAX_SAFE_INTEGER) ||
+      !isIntIn(u.completion_tokens, 0, Number.MAX_SAFE_INTEGER) ||
+      !isIntIn(u.cached_tokens, 0, Number.MAX_SAFE_INTEGER)
+    )
+      return undefined;
+    usage = {
+      promptTokens: u.prompt_tokens,
+      completionTokens: u.completion_tokens,
+      cachedTokens: u.cached_tokens,
+    };
+  }
+  const tokenIds = tokenIdsCopy(w.token_ids, 0);
+  if (tokenIds === undefined) return undefined;
+  return {
+    tokenIds,
+    ...(finishReason !== undefined
+      ? { finishReason: finishReason as NonNullable<GenerateChunk['finishReason']> }
+      : {}),
+    ...(usage !== undefined ? { usage } : {}),
+    ...(w.dp_rank !== undefined ? { dpRank: w.dp_rank } : {}),
+    ...(w.error !== undefined ? { error: w.error } : {}),
   };
 }
 

@@ -8,6 +8,7 @@
  * so message content cannot forge template structure. Templates insert special tokens by id.
  */
 import { RankBpe } from './tokenizer-bpe.ts';
+import { isO200kSplitRegex, O200kSplitter } from './tokenizer-o200k-split.ts';
 
 export interface DecodeOptions {
   /** Drop special tokens (end-of-text, template markers) from the output. Default false. */
@@ -86,6 +87,8 @@ export class GptTokenizer implements Tokenizer {
   private readonly bytesCache = new Map<number, Uint8Array>();
   private readonly bpe: RankBpe;
   private readonly pieceCache = new Map<string, readonly number[]>();
+  /** The hand-written ASCII scan of the o200k split regex, when splitRegex is that regex. */
+  private readonly splitter: O200kSplitter | undefined;
 
   constructor(
     name: string,
@@ -95,6 +98,7 @@ export class GptTokenizer implements Tokenizer {
     private readonly splitRegex: RegExp,
   ) {
     this.name = name;
+    this.splitter = isO200kSplitRegex(splitRegex) ? new O200kSplitter(splitRegex) : undefined;
     const byBytes = new Map<string, number>();
     ranks.forEach((entry, rank) => {
       byBytes.set(
@@ -118,18 +122,30 @@ export class GptTokenizer implements Tokenizer {
 
   encode(text: string): number[] {
     const ids: number[] = [];
-    for (const [piece] of text.matchAll(this.splitRegex)) {
-      let pieceIds = this.pieceCache.get(piece);
-      if (pieceIds === undefined) {
-        pieceIds = this.bpe.encodePiece(Buffer.from(piece, 'utf8').toString('latin1'));
-        if (piece.length <= PIECE_CACHE_MAX_LENGTH) {
-          if (this.pieceCache.size >= PIECE_CACHE_LIMIT) this.pieceCache.clear();
-          this.pieceCache.set(piece, pieceIds);
-        }
-      }
-      for (const id of pieceIds) ids.push(id);
+    const splitter = this.splitter;
+    if (splitter === undefined) {
+      for (const [piece] of text.matchAll(this.splitRegex)) this.encodePiece(piece, false, ids);
+      return ids;
+    }
+    for (let start = 0; start < text.length; ) {
+      const end = splitter.pieceEnd(text, start);
+      this.encodePiece(text.slice(start, end), splitter.lastPieceAscii, ids);
+      start = end;
     }
     return ids;
+  }
+
+  /** Appends the ids of one pre-tokenized piece (an ASCII piece's chars are its latin1 bytes). */
+  private encodePiece(piece: string, ascii: boolean, ids: number[]): void {
+    let pieceIds = this.pieceCache.get(piece);
+    if (pieceIds === undefined) {
+      pieceIds = this.bpe.encodePiece(ascii ? piece : Buffer.from(piece, 'utf8').toString('latin1'));
+      if (piece.length <= PIECE_CACHE_MAX_LENGTH) {
+        if (this.pieceCache.size >= PIECE_CACHE_LIMIT) this.pieceCache.clear();
+        this.pieceCache.set(piece, pieceIds);
+      }
+    }
+    for (let i = 0; i < pieceIds.length; i++) ids.push(pieceIds[i]);
   }
 
   decode(ids: readonly number[], options?: DecodeOptions): string {
