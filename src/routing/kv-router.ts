@@ -351,14 +351,14 @@ export class KvRouter implements RoutingPolicy {
   }
 
   markPrefillCompleted(requestId: string): boolean {
-    const owner = this.active.ownerOf(requestId);
+    const owner = this.listenedOwnerOf(requestId);
     if (!this.active.markPrefillCompleted(requestId)) return false;
     this.emit('prefill_completed', requestId, owner);
     return true;
   }
 
   free(requestId: string): boolean {
-    const owner = this.active.ownerOf(requestId);
+    const owner = this.listenedOwnerOf(requestId);
     if (!this.active.free(requestId)) return false;
     this.emit('free', requestId, owner);
     return true;
@@ -834,6 +834,11 @@ export class KvRouter implements RoutingPolicy {
         isl: this.isl,
         overlapBlocks: overlap,
       });
+  }
+
+  /** The request's owner when a sequence listener needs it (saves a lookup otherwise), else -1. */
+  private listenedOwnerOf(requestId: string): number {
+    return this.sequenceListener === null ? -1 : this.active.ownerOf(requestId);
   }
 
   private emit(kind: 'prefill_completed' | 'free', requestId: string, owner: number): void {

@@ -60,6 +60,7 @@ export class LoadOrder {
     const order = this.order;
     const position = this.position;
     const keys = this.keys;
+    if (keys[owner] === key) return;
     let i = position[owner];
     keys[owner] = key;
     while (i > 0 && keys[order[i - 1]] > key) {
