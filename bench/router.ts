@@ -8,6 +8,9 @@
  *   - kv routeHashed() on pre-hashed prompts: routing without hashing;
  *   - the hashing and the tree walk alone on the same prompts, to split the decision time;
  *   - the round-robin policy's route() on the same prompts and lifecycle (the baseline).
+ * Process CPU time (loop totals) is reported next to wall time. `--compare <dir>` also races two fresh
+ * routers in interleaved rounds, this tree's and the one in <dir> (another checkout's src/, with a
+ * package.json of type module and node_modules next to it), and checks they decide identically.
  * Last stdout line is JSON.
  */
 import { availableParallelism, loadavg } from 'node:os';
