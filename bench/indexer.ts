@@ -413,7 +413,10 @@ function medianRate(work: Float64Array | null, ns: Float64Array, from = 0, to = 
   return median(rates);
 }
 
-/** Work per CPU second: each call's wall time scaled by its batch's CPU share. */
+/**
+ * Work per CPU second: each call's wall time scaled by its CPU_BATCH batch's CPU share; the median over
+ * BATCH-request batches, like the wall figures.
+ */
 function cpuRate(
   work: Float64Array | null,
   share: Float64Array,
@@ -421,13 +424,9 @@ function cpuRate(
   from = 0,
   to = ns.length,
 ): number {
-  let done = 0;
-  let time = 0;
-  for (let r = from; r < to; r++) {
-    done += work === null ? 1 : work[r];
-    time += ns[r] * share[r];
-  }
-  return (done / time) * 1e9;
+  const scaled = new Float64Array(to - from);
+  for (let r = from; r < to; r++) scaled[r - from] = ns[r] * share[r];
+  return medianRate(work === null ? null : work.subarray(from, to), scaled);
 }
 
 function median(values: number[]): number {

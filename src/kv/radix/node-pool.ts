@@ -1,11 +1,9 @@
 /**
  * Radix-tree nodes, one 8 x Int32 record each in a single array (`data`), so one tree level of a walk
- * touches one cache line. Node 0 is the root. A free node has parent FREE_NODE. `alloc` can take a
- * chosen id: the one after the previous allocation when it is free, which keeps the nodes of a stored
- * chain adjacent in memory even after heavy churn. Other free ids come from a stack with lazy deletion:
- * an id taken by choice stays on the stack (flagged) and is skipped when popped, so neither freeing nor
- * allocating touches any record but the node's own (a linked free list in the records would cost a
- * cache miss on its neighbours each time).
+ * touches one cache line. Node 0 is the root. A free node has parent FREE_NODE and sits on a doubly
+ * linked free list (next in its first-child field, previous in its child-count field), so `alloc` can
+ * take a chosen id: the one after the previous allocation when it is free, which keeps the nodes of a
+ * stored chain adjacent in memory even after heavy churn.
  *
  * Record fields (offsets below): parent; tokens hash halves; the first child, kept inline (later
  * children live in the ChildTable); the number of children; the owners: count, and start (the entry id
@@ -29,8 +27,6 @@ export const STALE_COUNT = 7;
 
 /** In `meta`: the owner slice's size class (low bits) and flags. */
 const OWNER_CLASS_MASK = 0x3f;
-/** Flag: the id is on the free stack (possibly taken since, by choice). */
-const FLAG_ON_FREE_STACK = 0x40;
 /** Flag: some owner's entry here uses a block hash that differs from the first owner's. */
 const FLAG_MIXED_KEYS = 0x80;
 
@@ -43,8 +39,7 @@ export class NodePool {
   data = new Int32Array(0);
   /** Per node, one byte: the OwnerSlab size class of its owners and the mixed-keys flag. */
   meta = new Uint8Array(0);
-  private freeStack = new Int32Array(64);
-  private freeTop = 0;
+  private freeHead = NO_NODE;
   private bump = 0;
 
   constructor(initialCapacity = INITIAL_CAPACITY) {
@@ -57,25 +52,18 @@ export class NodePool {
   alloc(parent: number, lo: number, hi: number, near = NO_NODE): number {
     const data = this.data;
     const wanted = near + 1;
-    let id = NO_NODE;
-    if (near !== NO_NODE && wanted < this.bump && data[wanted * NODE_STRIDE + PARENT] === FREE_NODE)
+    let id: number;
+    if (near !== NO_NODE && wanted < this.bump && data[wanted * NODE_STRIDE + PARENT] === FREE_NODE) {
       id = wanted;
-    else if (near !== NO_NODE && wanted === this.bump && this.bump < this.capacity) id = this.bump++;
-    else {
-      const stack = this.freeStack;
-      const meta = this.meta;
-      while (this.freeTop > 0) {
-        const candidate = stack[--this.freeTop];
-        meta[candidate] &= ~FLAG_ON_FREE_STACK;
-        if (data[candidate * NODE_STRIDE + PARENT] === FREE_NODE) {
-          id = candidate;
-          break;
-        }
-      }
-      if (id === NO_NODE) {
-        if (this.bump === this.capacity) this.resize(grownCapacity(this.capacity));
-        id = this.bump++;
-      }
+      this.unlinkFree(id);
+    } else if (near !== NO_NODE && wanted === this.bump && this.bump < this.capacity) {
+      id = this.bump++;
+    } else if (this.freeHead !== NO_NODE) {
+      id = this.freeHead;
+      this.unlinkFree(id);
+    } else {
+      if (this.bump === this.capacity) this.resize(grownCapacity(this.capacity));
+      id = this.bump++;
     }
     this.init(id, parent, lo, hi);
     this.live++;
@@ -83,17 +71,24 @@ export class NodePool {
   }
 
   free(id: number): void {
-    this.data[id * NODE_STRIDE + PARENT] = FREE_NODE;
-    if ((this.meta[id] & FLAG_ON_FREE_STACK) === 0) {
-      if (this.freeTop === this.freeStack.length) {
-        const grown = new Int32Array(this.freeStack.length * 2);
-        grown.set(this.freeStack);
-        this.freeStack = grown;
-      }
-      this.freeStack[this.freeTop++] = id;
-      this.meta[id] |= FLAG_ON_FREE_STACK;
-    }
+    const data = this.data;
+    const at = id * NODE_STRIDE;
+    data[at + PARENT] = FREE_NODE;
+    data[at + FIRST_CHILD] = this.freeHead;
+    data[at + CHILD_COUNT] = NO_NODE;
+    if (this.freeHead !== NO_NODE) data[this.freeHead * NODE_STRIDE + CHILD_COUNT] = id;
+    this.freeHead = id;
     this.live--;
+  }
+
+  private unlinkFree(id: number): void {
+    const data = this.data;
+    const at = id * NODE_STRIDE;
+    const next = data[at + FIRST_CHILD];
+    const prev = data[at + CHILD_COUNT];
+    if (prev === NO_NODE) this.freeHead = next;
+    else data[prev * NODE_STRIDE + FIRST_CHILD] = next;
+    if (next !== NO_NODE) data[next * NODE_STRIDE + CHILD_COUNT] = prev;
   }
 
   ownerClass(id: number): number {
@@ -122,7 +117,7 @@ export class NodePool {
   }
 
   get bytes(): number {
-    return this.data.byteLength + this.meta.byteLength + this.freeStack.byteLength;
+    return this.data.byteLength + this.meta.byteLength;
   }
 
   private init(id: number, parent: number, lo: number, hi: number): void {
@@ -136,7 +131,7 @@ export class NodePool {
     data[at + OWNER_START] = -1;
     data[at + OWNER_COUNT] = 0;
     data[at + STALE_COUNT] = 0;
-    this.meta[id] &= FLAG_ON_FREE_STACK;
+    this.meta[id] = 0;
   }
 
   private resize(capacity: number): void {
