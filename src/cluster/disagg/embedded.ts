@@ -14,7 +14,6 @@ import type { KvRouterConfigInput } from '../../routing/config.ts';
 import type { PolicyName } from '../../routing/policy.ts';
 import { LocalCluster, type LocalRuntime } from '../../runtime/local/cluster.ts';
 import type { Runtime } from '../../runtime/types.ts';
-import { type Clock, realClock } from '../../util/clock.ts';
 import { MockEngineAdapter } from '../../worker/engine-adapter.ts';
 import { Worker } from '../../worker/worker.ts';
 import { ModelWatcher } from '../model-watcher.ts';
@@ -220,20 +219,6 @@ export async function waitForPools(
   }
 }
 
-/**
- * The real clock, except that a zero wait runs on the next event-loop turn instead of after
- * setTimeout's 1 ms minimum (as `kvgate serve`'s aggregated layout does): at speed-up 0 an engine
- * iteration would otherwise cost forced 1 ms sleeps.
- */
-const loopClock: Clock = {
-  now: realClock.now,
-  setTimer(fn, ms) {
-    if (ms > 0) return realClock.setTimer(fn, ms);
-    const handle = setImmediate(fn);
-    return { cancel: () => clearImmediate(handle) };
-  },
-};
-
 export interface DisaggEmbeddedServerOptions
   extends Omit<ClusterFrontendOptions, 'runtime' | 'namespace'>,
     DisaggregationOptions,
@@ -275,7 +260,7 @@ export async function startDisaggEmbeddedServer(
     model,
     prefillWorkers,
     decodeWorkers,
-    engine: { clock: loopClock, ...engine },
+    engine,
     ...(decodeRole !== undefined ? { decodeRole } : {}),
     ...(prefillEngine !== undefined ? { prefillEngine } : {}),
     ...(decodeEngine !== undefined ? { decodeEngine } : {}),
