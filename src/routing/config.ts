@@ -14,6 +14,13 @@ export const kvRouterConfigSchema = z
   .strictObject({
     /** Weight of prefill blocks against decode blocks in the cost; 0 = load only. */
     overlapScoreWeight: nonNegative.default(1),
+    /**
+     * Weight of a rank's queued prefill tokens against this request's uncached tokens inside the
+     * prefill term (1 = Dynamo's cost). Below 1 the router keeps a prefix where it is cached a little
+     * longer when that rank is busy, instead of recomputing it elsewhere: recomputation costs every
+     * request capacity, queueing costs only this one time.
+     */
+    prefillQueueWeight: nonNegative.default(1),
     /** Softmax temperature over normalised costs; 0 = deterministic argmin. */
     routerTemperature: nonNegative.default(0),
     /** false = approximate mode: the router learns the caches from its own decisions. */
@@ -139,6 +146,12 @@ const FLAGS: readonly FlagSpec[] = [
     name: 'kv-overlap-score-weight',
     kind: 'number',
     help: 'weight of prefill blocks in the cost (0 = load only)',
+  },
+  {
+    field: 'prefillQueueWeight',
+    name: 'prefill-queue-weight',
+    kind: 'number',
+    help: "weight of a rank's queued prefill tokens inside the prefill term (1 = Dynamo's cost)",
   },
   {
     field: 'routerTemperature',

@@ -1,7 +1,9 @@
 /**
  * KvRouter: KV-cache-aware, data-parallel-aware choice of (worker, dp_rank) (Dynamo's KvRouter +
  * scheduler). Scores every rank of every registered worker with
- * `cost = overlap_weight × prefill_blocks + decode_blocks` and tracks the load it adds.
+ * `cost = overlap_weight × prefill_blocks + decode_blocks` and tracks the load it adds, where
+ * `prefill_blocks = (uncached prompt tokens + prefill_queue_weight × queued prefill tokens) / block_size`
+ * (prefill_queue_weight 1 = Dynamo's cost).
  *
  * The hot path (route / bestWorker) hashes into reused buffers, walks the indexer, and scores into
  * preallocated typed arrays: no bigint arithmetic and no allocation per candidate.
@@ -508,7 +510,8 @@ export class KvRouter implements RoutingPolicy {
   private loadKey(owner: number): number {
     const active = this.active;
     return (
-      this.config.overlapScoreWeight * (active.prefillByOwner[owner] / this.config.blockSize) +
+      this.config.overlapScoreWeight *
+        ((this.config.prefillQueueWeight * active.prefillByOwner[owner]) / this.config.blockSize) +
       active.blocksByOwner[owner]
     );
   }
@@ -592,7 +595,7 @@ export class KvRouter implements RoutingPolicy {
     const held = this.heldDepths ?? this.noneHeld;
     const blockSize = this.config.blockSize;
     const uncached = this.isl - this.overlapByOwner[owner] * blockSize;
-    const tokens = Math.max(uncached, 0) + this.active.prefillByOwner[owner];
+    const tokens = Math.max(uncached, 0) + this.config.prefillQueueWeight * this.active.prefillByOwner[owner];
     return (
       this.weight * (tokens / blockSize) +
       (this.requestBlocks - held[owner] + this.active.blocksByOwner[owner])
@@ -656,6 +659,7 @@ export class KvRouter implements RoutingPolicy {
     const held = this.heldDepths ?? this.noneHeld;
     const activeBlocks = this.active.blocksByOwner;
     const activePrefill = this.active.prefillByOwner;
+    const queueWeight = this.config.prefillQueueWeight;
     const blockSize = this.config.blockSize;
     const weight = this.weight;
     const isl = this.isl;
@@ -667,7 +671,7 @@ export class KvRouter implements RoutingPolicy {
     for (let i = 0; i < count; i++) {
       const owner = candidates[i];
       const uncached = isl - overlapByOwner[owner] * blockSize;
-      const tokens = Math.max(uncached, 0) + activePrefill[owner];
+      const tokens = Math.max(uncached, 0) + queueWeight * activePrefill[owner];
       const cost = weight * (tokens / blockSize) + (requestBlocks - held[owner] + activeBlocks[owner]);
       costs[i] = cost;
       if (cost < lowest) {
@@ -684,6 +688,7 @@ export class KvRouter implements RoutingPolicy {
     const held = this.heldDepths ?? this.noneHeld;
     const activeBlocks = this.active.blocksByOwner;
     const activePrefill = this.active.prefillByOwner;
+    const queueWeight = this.config.prefillQueueWeight;
     const blockSize = this.config.blockSize;
     const weight = this.weight;
     const isl = this.isl;
@@ -692,7 +697,7 @@ export class KvRouter implements RoutingPolicy {
     for (let i = 0; i < count; i++) {
       const owner = candidates[i];
       const uncached = isl - overlapByOwner[owner] * blockSize;
-      const tokens = Math.max(uncached, 0) + activePrefill[owner];
+      const tokens = Math.max(uncached, 0) + queueWeight * activePrefill[owner];
       const blocks = requestBlocks - held[owner] + activeBlocks[owner];
       this.prefillTokens[i] = tokens;
       this.decodeBlocks[i] = blocks;

@@ -20,6 +20,7 @@ describe('router config', () => {
   it("has Dynamo's defaults", () => {
     expect(defaultRouterConfig).toEqual({
       overlapScoreWeight: 1,
+      prefillQueueWeight: 1,
       routerTemperature: 0,
       useKvEvents: true,
       durableKvEvents: false,

@@ -152,6 +152,27 @@ describe('KvRouter: cost-based choice', () => {
     expect(router.bestWorker(prompt)).toEqual({ workerId: 1n, dpRank: 1, overlapBlocks: 0 });
   });
 
+  it("prefillQueueWeight < 1 keeps a cached prefix on its busy rank; 1 is Dynamo's cost", () => {
+    const costs = (prefillQueueWeight: number) => {
+      const router = makeRouter({ prefillQueueWeight });
+      router.addWorker(1n, { dataParallelSize: 2 });
+      const prompt = blocks(1, 2, 3, 4, 5, 6, 7, 8);
+      router.applyEvent(storedEvent(1n, 0, blocks(1, 2, 3, 4, 5, 6)));
+      // 64 tokens still prefilling on rank 0 (prefill never marked completed).
+      router.route('queued', randomTokens(64, 7), { pinned: { workerId: 1n, dpRank: 0 } });
+      const loads = router.potentialLoads(prompt);
+      return {
+        r0: loads.find((l) => l.dpRank === 0)!.cost,
+        r1: loads.find((l) => l.dpRank === 1)!.cost,
+        chosen: router.bestWorker(prompt).dpRank,
+      };
+    };
+    // rank 0: (32 uncached + q·64 queued)/16 prefill blocks + (8 new + 4 active) decode blocks
+    // rank 1: 128/16 + 8
+    expect(costs(1)).toEqual({ r0: 6 + 12, r1: 16, chosen: 1 });
+    expect(costs(0.25)).toEqual({ r0: 3 + 12, r1: 16, chosen: 0 });
+  });
+
   it('potential loads combine the index overlap with the tracked load (prefill and decode blocks)', () => {
     const router = makeRouter();
     for (const id of [1n, 2n, 3n]) router.addWorker(id, { dataParallelSize: 1 });
