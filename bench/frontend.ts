@@ -14,6 +14,10 @@
  * between the frontend and what is behind it (router, runtime, worker, engine).
  *
  * Internal: `--bare-server` / `--frontend-only-server` run those servers (they print their URL).
+ *
+ * `--baseline <dir>` (another checkout of kvgate with its node_modules, e.g. `git worktree add`
+ * of an older commit) also runs that checkout's `kvgate serve`, interleaved with this one's, for a
+ * before/after comparison in one run (`baseline_*` fields).
  */
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -38,6 +42,10 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const BLOCK_SIZE = 64;
+const BASELINE_DIR = (() => {
+  const at = process.argv.indexOf('--baseline');
+  return at >= 0 ? process.argv[at + 1] : undefined;
+})();
 
 const REQUEST_BODY = JSON.stringify({
   model: MODEL,
@@ -105,10 +113,15 @@ function cpuMs(pid: number): number {
   }
 }
 
-function spawnServer(args: string[], env: Record<string, string>, pattern: RegExp): Promise<Child> {
+function spawnServer(
+  args: string[],
+  env: Record<string, string>,
+  pattern: RegExp,
+  cwd: string = ROOT,
+): Promise<Child> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, {
-      cwd: ROOT,
+      cwd,
       env: { ...process.env, KVGATE_LOG_LEVEL: 'warn', ...env },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
@@ -292,11 +305,12 @@ async function main(): Promise<void> {
   const prep = preprocessing(tokenizer, corpusTexts(tokenizer));
   console.log(describePrep("this repository's sources", prep));
 
-  const serve = await spawnServer(
-    ['bin/kvgate.js', 'serve', '--port', '0', '--speedup-ratio', '0', '--model', MODEL],
-    {},
-    /kvgate listening on (http:\/\/\S+)/,
-  );
+  const serveArgs = ['bin/kvgate.js', 'serve', '--port', '0', '--speedup-ratio', '0', '--model', MODEL];
+  const serve = await spawnServer(serveArgs, {}, /kvgate listening on (http:\/\/\S+)/);
+  const baseline =
+    BASELINE_DIR === undefined
+      ? undefined
+      : await spawnServer(serveArgs, {}, /kvgate listening on (http:\/\/\S+)/, BASELINE_DIR);
   const sample = await fetch(`${serve.url}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -320,6 +334,8 @@ async function main(): Promise<void> {
     await load(serve, 2);
     await load(bare, 2);
     await load(frontendOnly, 2);
+    if (baseline) await load(baseline, 2);
+    const baselineRuns: LoadResult[] = [];
     const serveRuns: LoadResult[] = [];
     const bareRuns: LoadResult[] = [];
     const frontendRuns: LoadResult[] = [];
@@ -327,8 +343,17 @@ async function main(): Promise<void> {
       const s = await load(serve, SECONDS);
       const b = await load(bare, SECONDS);
       const f = await load(frontendOnly, SECONDS);
-      if (s.errors > 0 || b.errors > 0 || f.errors > 0)
-        throw new Error(`errors under load: serve ${s.errors}, bare ${b.errors}, frontend only ${f.errors}`);
+      const old = baseline ? await load(baseline, SECONDS) : undefined;
+      if (s.errors > 0 || b.errors > 0 || f.errors > 0 || (old?.errors ?? 0) > 0)
+        throw new Error(
+          `errors under load: serve ${s.errors}, bare ${b.errors}, frontend only ${f.errors}, baseline ${old?.errors ?? 0}`,
+        );
+      if (old) {
+        baselineRuns.push(old);
+        console.log(
+          `round ${round + 1}: baseline serve (${BASELINE_DIR}) ${old.rps.toFixed(0)} req/s (p99 ${old.p99} ms, ${old.cpuMsPerRequest.toFixed(3)} CPU ms/req)`,
+        );
+      }
       serveRuns.push(s);
       bareRuns.push(b);
       frontendRuns.push(f);
@@ -367,6 +392,14 @@ async function main(): Promise<void> {
         cpu_ratio: Number((bareCpu / serveCpu).toFixed(3)),
         frontend_only_rps: Math.round(frontendRps),
         frontend_only_cpu_ms_per_req: Number(frontendCpu.toFixed(4)),
+        ...(baselineRuns.length > 0
+          ? {
+              baseline_serve_rps: Math.round(mean(baselineRuns.map((r) => r.rps))),
+              baseline_serve_cpu_ms_per_req: Number(
+                mean(baselineRuns.map((r) => r.cpuMsPerRequest)).toFixed(4),
+              ),
+            }
+          : {}),
         prep_8k_p99_ms: Number(prep.p99.toFixed(3)),
         prep_8k_cpu_p50_ms: Number(prep.cpuP50.toFixed(3)),
         prep_8k_tokens: prep.tokens,
@@ -381,6 +414,7 @@ async function main(): Promise<void> {
     );
   } finally {
     serve.stop();
+    baseline?.stop();
     bare.stop();
     frontendOnly.stop();
   }

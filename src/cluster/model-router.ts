@@ -10,10 +10,10 @@ import type { GenerateChunk, GenerateRequest, Usage } from '../protocol/generate
 import {
   BACKEND_COMPONENT,
   DEFAULT_NAMESPACE,
+  decodeGenerateChunk,
   decodeKvIndexerAnswer,
+  encodeGenerateRequest,
   GENERATE_ENDPOINT,
-  generateChunkFromWire,
-  generateRequestToWire,
   KV_EVENTS_RETENTION_MS,
   KV_INDEXER_QUERY_ENDPOINT,
   type KvIndexerAnswer,
@@ -373,15 +373,13 @@ export class ModelRouter {
       const tokens = generated.length === 0 ? prompt : [...prompt, ...generated];
       const decision = this.routeAvoiding(request.requestId, tokens, routing, avoid);
       const { workerId, dpRank } = decision;
-      const payload = encodeJson(
-        generateRequestToWire({
-          requestId: request.requestId,
-          tokenIds: tokens,
-          sampling: { ...request.sampling, maxTokens: maxTokens - generated.length },
-          dpRank,
-          ...(request.bootstrap !== undefined ? { bootstrap: request.bootstrap } : {}),
-        }),
-      );
+      const payload = encodeGenerateRequest({
+        requestId: request.requestId,
+        tokenIds: tokens,
+        sampling: { ...request.sampling, maxTokens: maxTokens - generated.length },
+        dpRank,
+        ...(request.bootstrap !== undefined ? { bootstrap: request.bootstrap } : {}),
+      });
       let prefillDone = false;
       let finished = false;
       try {
@@ -488,9 +486,9 @@ export class ModelRouter {
   }
 
   private decodeChunk(frame: Uint8Array, workerId: WorkerId): GenerateChunk {
-    let result: ReturnType<typeof generateChunkFromWire>;
+    let result: ReturnType<typeof decodeGenerateChunk>;
     try {
-      result = generateChunkFromWire(decodeJson(frame));
+      result = decodeGenerateChunk(frame);
     } catch (error) {
       result = { ok: false, error: errorMessage(error) };
     }

@@ -144,7 +144,8 @@ function startChoices({ plan, header, signal, timer }: Scope): AsyncGenerator<Ch
       timer,
     }),
   );
-  return mergeChoices(streams);
+  // One choice (the usual case) is its own stream: no merging layer for every delta to pass through.
+  return streams.length === 1 ? streams[0] : mergeChoices(streams);
 }
 
 /** Sums usage the OpenAI way: each prompt's tokens once, every choice's completion tokens. */

@@ -16,6 +16,7 @@
 import { z } from 'zod';
 import { decodeRouterEventsValue, encodeRouterEvents, parseLosslessJson } from '../kv/codec.ts';
 import type { RouterEvent } from '../kv/events.ts';
+import { decodeJson, encodeJson } from '../runtime/codec.ts';
 import type { BootstrapInfo, GenerateChunk, GenerateRequest } from './generate.ts';
 
 export const DEFAULT_NAMESPACE = 'kvgate';
@@ -303,6 +304,51 @@ function generateChunkFast(value: unknown): GenerateChunk | undefined {
     ...(w.dp_rank !== undefined ? { dpRank: w.dp_rank } : {}),
     ...(w.error !== undefined ? { error: w.error } : {}),
   };
+}
+
+// ---- generate frames ---------------------------------------------------------------------------
+
+/**
+ * A generate frame this process encoded carries its wire value under this symbol. The in-process
+ * request plane hands the caller the very Uint8Array the other side produced, so the receiver can
+ * check that wire value instead of decoding UTF-8 and JSON back into an equal one. Only a value
+ * the fast validator accepts is taken this way (plain strings, safe integers and booleans: exactly
+ * what JSON gives back); anything else, and every frame from another process, is decoded. (A
+ * symbol property rather than a WeakMap: keying a WeakMap by typed arrays costs more than the
+ * decoding it saves.)
+ */
+const WIRE_VALUE = Symbol('kvgate.wireValue');
+
+type EncodedFrame = Uint8Array & { [WIRE_VALUE]?: unknown };
+
+function encodeFrame(wire: unknown): Uint8Array {
+  const bytes: EncodedFrame = encodeJson(wire);
+  bytes[WIRE_VALUE] = wire;
+  return bytes;
+}
+
+function wireValueOf(bytes: Uint8Array): unknown {
+  return (bytes as EncodedFrame)[WIRE_VALUE];
+}
+
+export function encodeGenerateRequest(r: GenerateRequest): Uint8Array {
+  return encodeFrame(generateRequestToWire(r));
+}
+
+/** Throws RuntimeError RUNTIME_MALFORMED when the bytes are not JSON. */
+export function decodeGenerateRequest(bytes: Uint8Array): WireResult<GenerateRequest> {
+  const local = generateRequestFast(wireValueOf(bytes));
+  return local !== undefined ? { ok: true, value: local } : generateRequestFromWire(decodeJson(bytes));
+}
+
+export function encodeGenerateChunk(c: GenerateChunk): Uint8Array {
+  return encodeFrame(generateChunkToWire(c));
+}
+
+/** Throws RuntimeError RUNTIME_MALFORMED when the bytes are not JSON. */
+export function decodeGenerateChunk(bytes: Uint8Array): WireResult<GenerateChunk> {
+  const local = generateChunkFast(wireValueOf(bytes));
+  return local !== undefined ? { ok: true, value: local } : generateChunkFromWire(decodeJson(bytes));
 }
 
 /** Recovery query to a worker's local indexer: a range of event ids of one rank, or its full dump. */

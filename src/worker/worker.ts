@@ -16,10 +16,10 @@ import type { GenerateChunk, GenerateRequest } from '../protocol/generate.ts';
 import {
   BACKEND_COMPONENT,
   DEFAULT_NAMESPACE,
+  decodeGenerateRequest,
+  encodeGenerateChunk,
   encodeKvIndexerAnswer,
   GENERATE_ENDPOINT,
-  generateChunkToWire,
-  generateRequestFromWire,
   KV_EVENTS_RETENTION_MS,
   KV_INDEXER_QUERY_ENDPOINT,
   KV_TRANSFER_ENDPOINT,
@@ -340,7 +340,7 @@ export class Worker {
     if (this.draining) throw this.unavailable();
     let request: GenerateRequest;
     try {
-      const parsed = generateRequestFromWire(decodeJson(payload));
+      const parsed = decodeGenerateRequest(payload);
       if (!parsed.ok) throw this.badRequest('generate request', parsed.error);
       request = parsed.value;
     } catch (error) {
@@ -369,7 +369,7 @@ export class Worker {
       this.served++;
       this.loads.changed();
       try {
-        for await (const chunk of stream) yield encodeJson(generateChunkToWire(chunk));
+        for await (const chunk of stream) yield encodeGenerateChunk(chunk);
       } catch (error) {
         throw new Error(codedText(error)); // e.g. a failed KV pull: ENGINE_BOOTSTRAP_WRONG_RANK
       }
