@@ -111,8 +111,6 @@ export class RadixTreeIndexer implements KvIndexer {
 
   /** Per owner: block hash table, live keys (its tree size), slots in use (keys + tombstones), stale entries. */
   private ownerSlots: Int32Array[] = [];
-  /** Per owner: the block table's slot tags (see block-table.ts). */
-  private ownerTags: Uint8Array[] = [];
   private readonly freedSlots = new Int32Array(1);
   private ownerKeys = new Int32Array(0);
   private ownerUsed = new Int32Array(0);
@@ -390,7 +388,7 @@ export class RadixTreeIndexer implements KvIndexer {
       3 * this.scores.owners.byteLength;
     for (let owner = 0; owner < this.ownerSlots.length; owner++) {
       if (this.ownerKeys[owner] > 0) owners++;
-      ownerBytes += this.ownerSlots[owner].byteLength + this.ownerTags[owner].byteLength;
+      ownerBytes += this.ownerSlots[owner].byteLength;
     }
     return {
       entries: this.entryCount,
@@ -533,13 +531,7 @@ export class RadixTreeIndexer implements KvIndexer {
     let cur = ROOT;
     let parentEntry = NO_PARENT;
     if (hasParent) {
-      const found = blockTableFind(
-        this.ownerSlots[owner],
-        this.ownerTags[owner],
-        this.entries,
-        parentLo,
-        parentHi,
-      );
+      const found = blockTableFind(this.ownerSlots[owner], this.entries, parentLo, parentHi);
       if (found < 0)
         return new KvEventError(
           'KV_PARENT_NOT_FOUND',
@@ -560,13 +552,7 @@ export class RadixTreeIndexer implements KvIndexer {
       const keyHi = halves[4 * i + 3];
       let child = this.childOf(cur, tokensLo, tokensHi);
       if (child < 0) child = this.createChild(cur, tokensLo, tokensHi);
-      const previous = blockTableFind(
-        this.ownerSlots[owner],
-        this.ownerTags[owner],
-        this.entries,
-        keyLo,
-        keyHi,
-      );
+      const previous = blockTableFind(this.ownerSlots[owner], this.entries, keyLo, keyHi);
       if (previous >= 0) {
         const previousPrimary = this.primaryOf(previous);
         if (this.entries.data[previousPrimary * ENTRY_STRIDE + NODE] === child) {
@@ -737,7 +723,6 @@ export class RadixTreeIndexer implements KvIndexer {
     const head = this.memberEntry(node, 0);
     const found = blockTableFind(
       this.ownerSlots[owner],
-      this.ownerTags[owner],
       entries,
       entries.data[head * ENTRY_STRIDE + KEY_LO],
       entries.data[head * ENTRY_STRIDE + KEY_HI],
@@ -813,18 +798,11 @@ export class RadixTreeIndexer implements KvIndexer {
       this.rehashKeys(owner, this.ownerKeys[owner] + 1);
       slots = this.ownerSlots[owner];
     }
-    this.ownerUsed[owner] += blockTablePlace(slots, this.ownerTags[owner], this.entries, entry);
+    this.ownerUsed[owner] += blockTablePlace(slots, this.entries, entry);
   }
 
   private unplaceKey(owner: number, lo: number, hi: number): number {
-    const entry = blockTableRemove(
-      this.ownerSlots[owner],
-      this.ownerTags[owner],
-      this.entries,
-      lo,
-      hi,
-      this.freedSlots,
-    );
+    const entry = blockTableRemove(this.ownerSlots[owner], this.entries, lo, hi, this.freedSlots);
     if (entry >= 0) this.ownerUsed[owner] -= this.freedSlots[0];
     return entry;
   }
@@ -834,9 +812,7 @@ export class RadixTreeIndexer implements KvIndexer {
     const old = this.ownerSlots[owner];
     let live = 0;
     for (let i = 0; i < old.length; i++) if (old[i] > 0) live++;
-    const table = blockTableRehash(old, this.entries, blockTableSizeFor(keys));
-    this.ownerSlots[owner] = table.slots;
-    this.ownerTags[owner] = table.tags;
+    this.ownerSlots[owner] = blockTableRehash(old, this.entries, blockTableSizeFor(keys));
     this.ownerUsed[owner] = live;
   }
 
@@ -1056,7 +1032,6 @@ export class RadixTreeIndexer implements KvIndexer {
     this.ownerUsed[owner] = 0;
     this.ownerStale[owner] = 0;
     this.ownerSlots[owner] = new Int32Array(MIN_BLOCK_TABLE);
-    this.ownerTags[owner] = new Uint8Array(MIN_BLOCK_TABLE);
   }
 
   // ---- owners and results -------------------------------------------------------------------------
@@ -1084,10 +1059,8 @@ export class RadixTreeIndexer implements KvIndexer {
     this.mark = mark;
     this.active = new Int32Array(capacity);
     this.scores = new Scores(capacity);
-    for (let owner = this.ownerSlots.length; owner < capacity; owner++) {
+    for (let owner = this.ownerSlots.length; owner < capacity; owner++)
       this.ownerSlots.push(new Int32Array(MIN_BLOCK_TABLE));
-      this.ownerTags.push(new Uint8Array(MIN_BLOCK_TABLE));
-    }
   }
 
   /**
