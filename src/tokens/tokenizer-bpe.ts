@@ -11,10 +11,35 @@
  */
 
 const HEAP_THRESHOLD = 64;
+const PAIR_CACHE_LIMIT = 1 << 20;
 
 export class RankBpe {
+  /** Rank of each single byte (-1: none); undefined when ranks cannot be read as ids (see below). */
+  private readonly byteRanks: Int32Array | undefined;
+  /** Rank → its byte string (ranks are token ids, one per byte string). */
+  private readonly rankBytes: readonly string[] = [];
+  /** Rank of the concatenation of two tokens, by `left * rankBound + right` (Infinity: none). */
+  private readonly pairRanks = new Map<number, number>();
+  private readonly rankBound: number;
+
   /** @param ranks latin1 byte string of each token → its rank (= token id). */
-  constructor(private readonly ranks: ReadonlyMap<string, number>) {}
+  constructor(private readonly ranks: ReadonlyMap<string, number>) {
+    let bound = 0;
+    for (const rank of ranks.values()) bound = Math.max(bound, rank + 1);
+    this.rankBound = bound;
+    const rankBytes: string[] = new Array(bound);
+    let ids = bound < 2 ** 26; // left * bound + right stays an exact integer
+    for (const [bytes, rank] of ranks) {
+      if (!ids) break;
+      if (!Number.isInteger(rank) || rank < 0 || rankBytes[rank] !== undefined) ids = false;
+      else rankBytes[rank] = bytes;
+    }
+    if (ids) {
+      this.rankBytes = rankBytes;
+      this.byteRanks = new Int32Array(256);
+      for (let b = 0; b < 256; b++) this.byteRanks[b] = ranks.get(String.fromCharCode(b)) ?? -1;
+    }
+  }
 
   rank(bytes: string): number | undefined {
     return this.ranks.get(bytes);
@@ -24,7 +49,54 @@ export class RankBpe {
   encodePiece(bytes: string): number[] {
     const whole = this.ranks.get(bytes);
     if (whole !== undefined) return [whole];
-    return bytes.length <= HEAP_THRESHOLD ? this.mergeByScan(bytes) : this.mergeByHeap(bytes);
+    if (bytes.length > HEAP_THRESHOLD) return this.mergeByHeap(bytes);
+    return this.mergeIdsByScan(bytes) ?? this.mergeByScan(bytes);
+  }
+
+  /**
+   * tiktoken's loop on token ids: a part is always a token, so the rank of two adjacent parts
+   * joined can be cached by their ids (no byte-string slicing per candidate pair). Undefined when
+   * a byte has no rank (mergeByScan reports it).
+   */
+  private mergeIdsByScan(bytes: string): number[] | undefined {
+    const byteRanks = this.byteRanks;
+    if (byteRanks === undefined) return undefined;
+    const n = bytes.length;
+    const ids: number[] = new Array(n);
+    for (let i = 0; i < n; i++) {
+      const id = byteRanks[bytes.charCodeAt(i)];
+      if (id < 0) return undefined;
+      ids[i] = id;
+    }
+    const ranks: number[] = new Array(n - 1);
+    for (let i = 0; i + 1 < n; i++) ranks[i] = this.idPairRank(ids[i], ids[i + 1]);
+    for (;;) {
+      let best = Number.POSITIVE_INFINITY;
+      let at = -1;
+      for (let i = 0; i < ranks.length; i++) {
+        if (ranks[i] < best) {
+          best = ranks[i];
+          at = i;
+        }
+      }
+      if (at < 0) break;
+      ids[at] = best; // the joined part's id is its rank
+      ids.splice(at + 1, 1);
+      ranks.splice(at, 1);
+      if (at < ranks.length) ranks[at] = this.idPairRank(ids[at], ids[at + 1]);
+      if (at > 0) ranks[at - 1] = this.idPairRank(ids[at - 1], ids[at]);
+    }
+    return ids;
+  }
+
+  private idPairRank(left: number, right: number): number {
+    const key = left * this.rankBound + right;
+    const cached = this.pairRanks.get(key);
+    if (cached !== undefined) return cached;
+    const rank = this.ranks.get(this.rankBytes[left] + this.rankBytes[right]) ?? Number.POSITIVE_INFINITY;
+    if (this.pairRanks.size >= PAIR_CACHE_LIMIT) this.pairRanks.clear();
+    this.pairRanks.set(key, rank);
+    return rank;
   }
 
   private pairRank(bytes: string, start: number, end: number): number {
