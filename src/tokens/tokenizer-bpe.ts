@@ -11,24 +11,28 @@
  */
 
 const HEAP_THRESHOLD = 64;
-const PAIR_CACHE_LIMIT = 1 << 20;
+/** Slots of the pair-rank cache (direct-mapped: a colliding pair overwrites the slot). */
+const PAIR_SLOT_BITS = 18;
 
 export class RankBpe {
   /** Rank of each single byte (-1: none); undefined when ranks cannot be read as ids (see below). */
   private readonly byteRanks: Int32Array | undefined;
   /** Rank → its byte string (ranks are token ids, one per byte string). */
   private readonly rankBytes: readonly string[] = [];
-  /** Rank of the concatenation of two tokens, by `left * rankBound + right` (Infinity: none). */
-  private readonly pairRanks = new Map<number, number>();
-  private readonly rankBound: number;
+  /**
+   * Cache of the rank of two tokens joined, direct-mapped by a hash of the pair: typed arrays, so
+   * it costs no allocation and nothing for the GC to trace. pairRankOf -1 = the pair does not merge.
+   */
+  private readonly pairLeft = new Int32Array(1 << PAIR_SLOT_BITS).fill(-1);
+  private readonly pairRight = new Int32Array(1 << PAIR_SLOT_BITS);
+  private readonly pairRankOf = new Int32Array(1 << PAIR_SLOT_BITS);
 
   /** @param ranks latin1 byte string of each token → its rank (= token id). */
   constructor(private readonly ranks: ReadonlyMap<string, number>) {
     let bound = 0;
     for (const rank of ranks.values()) bound = Math.max(bound, rank + 1);
-    this.rankBound = bound;
     const rankBytes: string[] = new Array(bound);
-    let ids = bound < 2 ** 26; // left * bound + right stays an exact integer
+    let ids = bound < 2 ** 31; // ranks fit the Int32Array cache
     for (const [bytes, rank] of ranks) {
       if (!ids) break;
       if (!Number.isInteger(rank) || rank < 0 || rankBytes[rank] !== undefined) ids = false;
@@ -90,13 +94,14 @@ export class RankBpe {
   }
 
   private idPairRank(left: number, right: number): number {
-    const key = left * this.rankBound + right;
-    const cached = this.pairRanks.get(key);
-    if (cached !== undefined) return cached;
-    const rank = this.ranks.get(this.rankBytes[left] + this.rankBytes[right]) ?? Number.POSITIVE_INFINITY;
-    if (this.pairRanks.size >= PAIR_CACHE_LIMIT) this.pairRanks.clear();
-    this.pairRanks.set(key, rank);
-    return rank;
+    const slot = (Math.imul(left, 0x9e3779b1) ^ Math.imul(right, 0x85ebca77)) >>> (32 - PAIR_SLOT_BITS);
+    if (this.pairLeft[slot] !== left || this.pairRight[slot] !== right) {
+      this.pairLeft[slot] = left;
+      this.pairRight[slot] = right;
+      this.pairRankOf[slot] = this.ranks.get(this.rankBytes[left] + this.rankBytes[right]) ?? -1;
+    }
+    const rank = this.pairRankOf[slot];
+    return rank < 0 ? Number.POSITIVE_INFINITY : rank;
   }
 
   private pairRank(bytes: string, start: number, end: number): number {
