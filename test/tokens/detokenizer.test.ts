@@ -40,7 +40,8 @@ describe('IncrementalDetokenizer', () => {
   it('joins to the full text for any chunking (property)', () => {
     fc.assert(
       fc.property(
-        fc.string({ unit: 'grapheme', maxLength: 60 }),
+        // Text that holds U+FFFD itself would trip the check below without any fault.
+        fc.string({ unit: 'grapheme', maxLength: 60 }).filter((t) => !t.includes('\uFFFD')),
         fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 20 }),
         (text, sizes) => {
           const ids = o200k.encode(text);
