@@ -4,6 +4,7 @@
  * is routable. SIGINT / SIGTERM stop it cleanly (in-flight requests finish first).
  */
 import { type Command, InvalidArgumentError } from 'commander';
+import { startDisaggEmbeddedServer } from '../cluster/disagg/embedded.ts';
 import { EngineError } from '../engine/errors.ts';
 import { errorMessage } from '../runtime/errors.ts';
 import { log } from '../util/log.ts';
@@ -14,6 +15,7 @@ import {
   exitTwoOnUsageError,
   type FrontendFlags,
   frontendOptionsFrom,
+  nonNegativeInt,
   nonNegativeNumber,
   onShutdownSignal,
   positiveInt,
@@ -43,6 +45,10 @@ interface ServeFlags extends FrontendFlags {
   maxNumSeqs: number;
   maxNumBatchedTokens: number;
   speedupRatio: number;
+  prefillWorkers: number;
+  decodeWorkers?: number;
+  enforceDisagg?: boolean;
+  disaggMinUncachedTokens: number;
 }
 
 function modelName(value: string): string {
@@ -102,7 +108,33 @@ export function registerServeCommand(program: Command): void {
       )
         .argParser(nonNegativeNumber)
         .default(SERVE_DEFAULTS.speedupRatio),
-    );
+    )
+    .addOption(
+      envOption(
+        '--prefill-workers <n>',
+        'disaggregated: prefill workers in front of the decode workers (0 = aggregated)',
+        'KVGATE_PREFILL_WORKERS',
+      )
+        .argParser(nonNegativeInt)
+        .default(0),
+    )
+    .addOption(
+      envOption(
+        '--decode-workers <n>',
+        'disaggregated: decode workers (default --workers)',
+        'KVGATE_DECODE_WORKERS',
+      ).argParser(positiveInt),
+    )
+    .addOption(
+      envOption(
+        '--disagg-min-uncached-tokens <n>',
+        'disaggregated: prompts with fewer uncached tokens prefill on the decode worker (0 = always disaggregate)',
+        'KVGATE_DISAGG_MIN_UNCACHED_TOKENS',
+      )
+        .argParser(nonNegativeInt)
+        .default(0),
+    )
+    .option('--enforce-disagg', 'disaggregated: fail requests rather than run them without a prefill worker');
   addFrontendOptions(cmd, { host: SERVE_DEFAULTS.host });
   exitTwoOnUsageError(cmd);
   cmd.action(usageGuard(serveAction));
@@ -119,20 +151,50 @@ async function serveAction(flags: ServeFlags): Promise<void> {
       `--max-num-batched-tokens ${flags.maxNumBatchedTokens} is smaller than --block-size ${flags.blockSize}`,
     );
   const common = await frontendOptionsFrom(flags, config);
+  const engine = {
+    dataParallelSize: flags.dpSize,
+    blockSize: flags.blockSize,
+    numGpuBlocks: flags.numGpuBlocks,
+    maxNumSeqs: flags.maxNumSeqs,
+    maxNumBatchedTokens: flags.maxNumBatchedTokens,
+    speedupRatio: flags.speedupRatio,
+  };
+  if (flags.prefillWorkers > 0) {
+    const decodeWorkers = flags.decodeWorkers ?? flags.workers;
+    let disagg: Awaited<ReturnType<typeof startDisaggEmbeddedServer>>;
+    try {
+      disagg = await startDisaggEmbeddedServer({
+        ...common,
+        model: flags.model,
+        prefillWorkers: flags.prefillWorkers,
+        decodeWorkers,
+        // Decode workers that may also prefill (conditional disaggregation) run as aggregated engines.
+        decodeRole: flags.disaggMinUncachedTokens > 0 ? 'aggregated' : 'decode',
+        minUncachedTokens: flags.disaggMinUncachedTokens,
+        enforceDisagg: flags.enforceDisagg === true,
+        engine,
+        host: flags.host,
+        port: flags.port,
+      });
+    } catch (error) {
+      if (error instanceof EngineError && error.code === 'ENGINE_INVALID_OPTIONS')
+        throw new UsageError(error.message);
+      process.stderr.write(`error: kvgate serve could not start: ${errorMessage(error)}\n`);
+      process.exit(1);
+    }
+    onShutdownSignal(() => disagg.close());
+    process.stdout.write(
+      `kvgate listening on ${disagg.url} (model ${flags.model}, ${flags.prefillWorkers} prefill + ${decodeWorkers} decode workers x ${flags.dpSize} ranks, router ${flags.routerMode})\n`,
+    );
+    return;
+  }
   let server: EmbeddedServer;
   try {
     server = await startEmbeddedServer({
       ...common,
       model: flags.model,
       workers: flags.workers,
-      engine: {
-        dataParallelSize: flags.dpSize,
-        blockSize: flags.blockSize,
-        numGpuBlocks: flags.numGpuBlocks,
-        maxNumSeqs: flags.maxNumSeqs,
-        maxNumBatchedTokens: flags.maxNumBatchedTokens,
-        speedupRatio: flags.speedupRatio,
-      },
+      engine,
       host: flags.host,
       port: flags.port,
     });
