@@ -1,16 +1,20 @@
 /**
  * `kvgate frontend`: the OpenAI frontend and router of a distributed deployment. It connects to
  * NATS and etcd, discovers the workers of its namespace (started with `kvgate worker`), keeps one
- * router per model and serves them over HTTP. SIGINT / SIGTERM stop it cleanly.
+ * router per model and serves them over HTTP; when prefill workers (`--role prefill`) serve a
+ * model, its requests are disaggregated through a KV- and DP-aware prefill router (DESIGN §8).
+ * SIGINT / SIGTERM stop it cleanly.
  */
 import type { Command } from 'commander';
-import { startClusterFrontend } from '../frontend/cluster-frontend.ts';
+import { startDisaggregatedFrontend } from '../cluster/disagg/frontend.ts';
 import { listenFrontend } from '../frontend/server.ts';
 import { connectDistributedRuntime } from '../runtime/distributed.ts';
 import { errorMessage } from '../runtime/errors.ts';
 import { log } from '../util/log.ts';
 import {
+  addDisaggOptions,
   addFrontendOptions,
+  type DisaggFlags,
   exitTwoOnUsageError,
   type FrontendFlags,
   frontendOptionsFrom,
@@ -27,13 +31,14 @@ export function registerFrontendCommand(program: Command): void {
     .description(
       'OpenAI frontend + router over NATS and etcd, serving the workers started with kvgate worker',
     );
+  addDisaggOptions(cmd);
   addFrontendOptions(cmd, { host: '0.0.0.0' });
   addRuntimeOptions(cmd);
   exitTwoOnUsageError(cmd);
   cmd.action(usageGuard(frontendAction));
 }
 
-async function frontendAction(flags: FrontendFlags): Promise<void> {
+async function frontendAction(flags: FrontendFlags & DisaggFlags): Promise<void> {
   let settings: ReturnType<typeof runtimeSettingsFromOptions>;
   try {
     settings = runtimeSettingsFromOptions(flags as unknown as Readonly<Record<string, unknown>>);
@@ -55,7 +60,13 @@ async function frontendAction(flags: FrontendFlags): Promise<void> {
     process.stderr.write(`error: cannot connect to NATS / etcd: ${errorMessage(error)}\n`);
     process.exit(1);
   }
-  const frontend = await startClusterFrontend({ ...common, runtime, namespace: settings.namespace });
+  const frontend = await startDisaggregatedFrontend({
+    ...common,
+    runtime,
+    namespace: settings.namespace,
+    enforceDisagg: flags.enforceDisagg === true,
+    minUncachedTokens: flags.disaggMinUncachedTokens,
+  });
   let address: { url: string; port: number };
   try {
     address = await listenFrontend(frontend.app, { host: flags.host, port: flags.port });

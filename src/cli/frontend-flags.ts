@@ -273,3 +273,23 @@ export function onShutdownSignal(stop: () => Promise<void>): void {
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
 }
+
+export interface DisaggFlags {
+  enforceDisagg?: boolean;
+  disaggMinUncachedTokens: number;
+}
+
+/** Disaggregation flags shared by `kvgate serve` and `kvgate frontend`. */
+export function addDisaggOptions(cmd: Command): void {
+  cmd
+    .addOption(
+      envOption(
+        '--disagg-min-uncached-tokens <n>',
+        'disaggregated: prompts with fewer uncached tokens prefill on the decode worker (0 = always disaggregate)',
+        'KVGATE_DISAGG_MIN_UNCACHED_TOKENS',
+      )
+        .argParser(nonNegativeInt)
+        .default(0),
+    )
+    .option('--enforce-disagg', 'disaggregated: fail requests rather than run them without a prefill worker');
+}

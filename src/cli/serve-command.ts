@@ -10,7 +10,9 @@ import { errorMessage } from '../runtime/errors.ts';
 import { log } from '../util/log.ts';
 import { type EmbeddedServer, startEmbeddedServer } from './embedded-server.ts';
 import {
+  addDisaggOptions,
   addFrontendOptions,
+  type DisaggFlags,
   envOption,
   exitTwoOnUsageError,
   type FrontendFlags,
@@ -36,7 +38,7 @@ export const SERVE_DEFAULTS = {
   speedupRatio: 10,
 } as const;
 
-interface ServeFlags extends FrontendFlags {
+interface ServeFlags extends FrontendFlags, DisaggFlags {
   model: string;
   workers: number;
   dpSize: number;
@@ -47,8 +49,6 @@ interface ServeFlags extends FrontendFlags {
   speedupRatio: number;
   prefillWorkers: number;
   decodeWorkers?: number;
-  enforceDisagg?: boolean;
-  disaggMinUncachedTokens: number;
 }
 
 function modelName(value: string): string {
@@ -124,17 +124,8 @@ export function registerServeCommand(program: Command): void {
         'disaggregated: decode workers (default --workers)',
         'KVGATE_DECODE_WORKERS',
       ).argParser(positiveInt),
-    )
-    .addOption(
-      envOption(
-        '--disagg-min-uncached-tokens <n>',
-        'disaggregated: prompts with fewer uncached tokens prefill on the decode worker (0 = always disaggregate)',
-        'KVGATE_DISAGG_MIN_UNCACHED_TOKENS',
-      )
-        .argParser(nonNegativeInt)
-        .default(0),
-    )
-    .option('--enforce-disagg', 'disaggregated: fail requests rather than run them without a prefill worker');
+    );
+  addDisaggOptions(cmd);
   addFrontendOptions(cmd, { host: SERVE_DEFAULTS.host });
   exitTwoOnUsageError(cmd);
   cmd.action(usageGuard(serveAction));
