@@ -44,12 +44,13 @@ export function replicaSyncSubject(namespace: string, component?: string): strin
     : `namespace.${namespace}.component.${component}.active_sequences_events`;
 }
 
-const u64 = z
+/** A u64 id on the wire: a bigint, or a safe non-negative number; normalised to bigint. */
+export const u64 = z
   .union([z.bigint(), z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)])
   .transform((v) => BigInt(v))
   .refine((v) => v >= 0n && v <= 0xffff_ffff_ffff_ffffn, 'must be a u64');
-const rank = z.number().int().min(0).max(0xffff_ffff);
-const tokenId = z.number().int().min(0).max(0xffff_ffff);
+export const rank = z.number().int().min(0).max(0xffff_ffff);
+export const tokenId = z.number().int().min(0).max(0xffff_ffff);
 
 const bootstrapSchema = z.object({
   bootstrap_host: z.string().min(1),

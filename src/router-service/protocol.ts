@@ -16,19 +16,19 @@ import { z } from 'zod';
 import type { RequestRouting } from '../cluster/model-router.ts';
 import type { WorkerId } from '../kv/events.ts';
 import type { GenerateRequest } from '../protocol/generate.ts';
-import { generateRequestFromWire, generateRequestWireSchema, type WireResult } from '../protocol/wire.ts';
+import {
+  generateRequestFromWire,
+  generateRequestWireSchema,
+  rank,
+  tokenId,
+  u64,
+  type WireResult,
+} from '../protocol/wire.ts';
 import type { RouterOverrides } from '../routing/config.ts';
 
 export const ROUTER_COMPONENT = 'router';
 export const BEST_WORKER_ENDPOINT = 'best_worker_id';
 export const ROUTER_GENERATE_ENDPOINT = 'generate';
-
-const u64 = z
-  .union([z.bigint(), z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)])
-  .transform((v) => BigInt(v))
-  .refine((v) => v >= 0n && v <= 0xffff_ffff_ffff_ffffn, 'must be a u64');
-const rank = z.number().int().min(0).max(0xffff_ffff);
-const tokenId = z.number().int().min(0).max(0xffff_ffff);
 
 const overridesSchema = z.strictObject({
   overlap_score_weight: z.number().finite().min(0).optional(),
