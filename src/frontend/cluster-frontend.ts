@@ -4,13 +4,13 @@
  * `kvgate serve` (embedded workers on the local runtime) and `kvgate frontend` (distributed).
  */
 import type { FastifyInstance } from 'fastify';
-import { ModelWatcher } from '../cluster/model-watcher.ts';
+import { ModelWatcher, type ModelWatcherOptions } from '../cluster/model-watcher.ts';
 import type { KvRouterConfigInput } from '../routing/config.ts';
 import type { PolicyName } from '../routing/policy.ts';
 import type { Runtime } from '../runtime/types.ts';
 import type { Tokenizer } from '../tokens/tokenizer.ts';
 import type { Logger } from '../util/log.ts';
-import type { BusyThresholds } from './backend.ts';
+import type { BusyThresholds, ModelRegistry } from './backend.ts';
 import { ClusterModelRegistry } from './cluster-backend.ts';
 import { ClusterStatus } from './cluster-status.ts';
 import { FrontendMetrics } from './metrics.ts';
@@ -36,10 +36,10 @@ export interface ClusterFrontendOptions {
   readonly logger?: Logger;
 }
 
-export interface ClusterFrontend {
+export interface ClusterFrontend<R extends ModelRegistry = ClusterModelRegistry> {
   readonly app: FastifyInstance;
   readonly watcher: ModelWatcher;
-  readonly registry: ClusterModelRegistry;
+  readonly registry: R;
   readonly status: ClusterStatus;
   readonly metrics: FrontendMetrics;
   /** Stops the HTTP server (in-flight requests finish first), then the routers. */
@@ -47,18 +47,39 @@ export interface ClusterFrontend {
 }
 
 export async function startClusterFrontend(options: ClusterFrontendOptions): Promise<ClusterFrontend> {
-  const watcher = await ModelWatcher.start({
+  const watcher = await startModelWatcher(options);
+  const registry = new ClusterModelRegistry(watcher, {
+    ...(options.busyThresholds !== undefined ? { busyThresholds: options.busyThresholds } : {}),
+  });
+  return serveCluster(watcher, registry, new FrontendMetrics(), options);
+}
+
+/** The watcher of a frontend's namespace, with one router per (model, component). */
+export function startModelWatcher(
+  options: ClusterFrontendOptions,
+  componentConfig?: ModelWatcherOptions['componentConfig'],
+): Promise<ModelWatcher> {
+  return ModelWatcher.start({
     runtime: options.runtime,
     ...(options.namespace !== undefined ? { namespace: options.namespace } : {}),
     ...(options.policy !== undefined ? { policy: options.policy } : {}),
     ...(options.routerConfig !== undefined ? { config: options.routerConfig } : {}),
+    ...(componentConfig !== undefined ? { componentConfig } : {}),
     ...(options.migrationLimit !== undefined ? { migrationLimit: options.migrationLimit } : {}),
     ...(options.waitForWorkersMs !== undefined ? { waitForWorkersMs: options.waitForWorkersMs } : {}),
   });
-  const registry = new ClusterModelRegistry(watcher, {
-    ...(options.busyThresholds !== undefined ? { busyThresholds: options.busyThresholds } : {}),
-  });
-  const metrics = new FrontendMetrics();
+}
+
+/**
+ * The HTTP server over a registry of the watcher's models: dashboard and per-(worker, rank) gauges
+ * from the cluster's status. Closes the watcher if the server cannot start.
+ */
+export async function serveCluster<R extends ModelRegistry>(
+  watcher: ModelWatcher,
+  registry: R,
+  metrics: FrontendMetrics,
+  options: ClusterFrontendOptions,
+): Promise<ClusterFrontend<R>> {
   const status = new ClusterStatus(watcher, metrics);
   let app: FastifyInstance;
   try {
