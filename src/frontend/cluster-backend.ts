@@ -41,6 +41,36 @@ export const NO_BUSY_THRESHOLDS: BusyThresholds = {
   activePrefillTokensThresholdFrac: null,
 };
 
+/** Busy thresholds of one model, changeable at run time (/busy_threshold), checked on its router. */
+export class BusyThresholdState implements BusyThresholdControl {
+  private thresholds: BusyThresholds;
+
+  constructor(initial: Partial<BusyThresholds> = {}) {
+    this.thresholds = { ...NO_BUSY_THRESHOLDS, ...initial };
+  }
+
+  get(): BusyThresholds {
+    return this.thresholds;
+  }
+
+  set(update: Partial<BusyThresholds>): BusyThresholds {
+    this.thresholds = { ...this.thresholds, ...update };
+    return this.thresholds;
+  }
+
+  /** True when a check is on and the router says every rank is over it. */
+  isBusy(router: { isBusy(thresholds: BusyThresholds): boolean }): boolean {
+    const t = this.thresholds;
+    if (
+      t.activeDecodeBlocksThreshold === null &&
+      t.activePrefillTokensThreshold === null &&
+      t.activePrefillTokensThresholdFrac === null
+    )
+      return false;
+    return router.isBusy(t);
+  }
+}
+
 export interface ClusterBackendOptions {
   /** Tokenizer for the model; absent = the server's default. */
   readonly tokenizer?: Tokenizer;
@@ -60,8 +90,7 @@ export class ClusterModelBackend implements ModelBackend {
   readonly contextLength?: number;
   readonly tokenizer?: Tokenizer;
   readonly chatTemplate?: ChatTemplate;
-  readonly busyThresholds: BusyThresholdControl;
-  private thresholds: BusyThresholds;
+  readonly busyThresholds: BusyThresholdState;
 
   constructor(
     readonly router: ModelRouter,
@@ -72,14 +101,7 @@ export class ClusterModelBackend implements ModelBackend {
     this.contextLength = options.contextLength;
     this.tokenizer = options.tokenizer;
     this.chatTemplate = options.chatTemplate;
-    this.thresholds = { ...NO_BUSY_THRESHOLDS, ...options.busyThresholds };
-    this.busyThresholds = {
-      get: () => this.thresholds,
-      set: (update) => {
-        this.thresholds = { ...this.thresholds, ...update };
-        return this.thresholds;
-      },
-    };
+    this.busyThresholds = new BusyThresholdState(options.busyThresholds);
   }
 
   async *generate(request: BackendRequest, signal: AbortSignal): AsyncIterable<BackendChunk> {
@@ -117,14 +139,7 @@ export class ClusterModelBackend implements ModelBackend {
   }
 
   busy(): boolean {
-    const t = this.thresholds;
-    if (
-      t.activeDecodeBlocksThreshold === null &&
-      t.activePrefillTokensThreshold === null &&
-      t.activePrefillTokensThresholdFrac === null
-    )
-      return false;
-    return this.router.isBusy(t);
+    return this.busyThresholds.isBusy(this.router);
   }
 }
 

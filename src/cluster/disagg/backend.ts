@@ -10,7 +10,6 @@ import type {
   BackendChunk,
   BackendHealth,
   BackendRequest,
-  BusyThresholdControl,
   BusyThresholds,
   ModelBackend,
   ModelInfo,
@@ -18,7 +17,7 @@ import type {
   RoutingDecision,
 } from '../../frontend/backend.ts';
 import { BackendError } from '../../frontend/backend.ts';
-import { clusterApiError, NO_BUSY_THRESHOLDS } from '../../frontend/cluster-backend.ts';
+import { BusyThresholdState, clusterApiError } from '../../frontend/cluster-backend.ts';
 import { BACKEND_COMPONENT, PREFILL_COMPONENT } from '../../protocol/wire.ts';
 import type { Runtime } from '../../runtime/types.ts';
 import type { ModelRouter, RequestRouting } from '../model-router.ts';
@@ -43,8 +42,7 @@ export class DisaggregatedModelBackend implements ModelBackend {
   readonly created?: number;
   readonly ownedBy = 'kvgate';
   readonly contextLength?: number;
-  readonly busyThresholds: BusyThresholdControl;
-  private thresholds: BusyThresholds;
+  readonly busyThresholds: BusyThresholdState;
 
   constructor(
     readonly router: DisaggregatedModelRouter,
@@ -53,14 +51,7 @@ export class DisaggregatedModelBackend implements ModelBackend {
     this.model = router.model;
     this.created = options.created;
     this.contextLength = options.contextLength;
-    this.thresholds = { ...NO_BUSY_THRESHOLDS, ...options.busyThresholds };
-    this.busyThresholds = {
-      get: () => this.thresholds,
-      set: (update) => {
-        this.thresholds = { ...this.thresholds, ...update };
-        return this.thresholds;
-      },
-    };
+    this.busyThresholds = new BusyThresholdState(options.busyThresholds);
   }
 
   async *generate(request: BackendRequest, signal: AbortSignal): AsyncIterable<BackendChunk> {
@@ -113,14 +104,7 @@ export class DisaggregatedModelBackend implements ModelBackend {
   }
 
   busy(): boolean {
-    const t = this.thresholds;
-    if (
-      t.activeDecodeBlocksThreshold === null &&
-      t.activePrefillTokensThreshold === null &&
-      t.activePrefillTokensThresholdFrac === null
-    )
-      return false;
-    return this.router.isBusy(t);
+    return this.busyThresholds.isBusy(this.router);
   }
 }
 
