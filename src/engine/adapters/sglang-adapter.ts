@@ -18,7 +18,7 @@ import { workerErrorText } from '../../protocol/wire.ts';
 import type { BootstrapEndpoint } from '../../runtime/model-card.ts';
 import type { EngineDescription } from '../../worker/engine-adapter.ts';
 import { type KvEventsSource, RemoteEngineAdapter, type RemoteEngineOptions } from './remote-engine.ts';
-import { sseData } from './sse-lines.ts';
+import { sseChunks } from './sse-lines.ts';
 
 const serverInfoSchema = z.looseObject({
   dp_size: z.number().int().positive().optional(),
@@ -245,23 +245,7 @@ export class SglangEngineAdapter extends RemoteEngineAdapter {
     let emitted = 0;
     let promptTokens = request.tokenIds.length;
     let cachedTokens = 0;
-    for await (const data of sseData(responseBody)) {
-      if (data === '[DONE]') break;
-      let parsed: z.infer<typeof chunkSchema>;
-      try {
-        const result = chunkSchema.safeParse(JSON.parse(data));
-        if (!result.success) throw new Error(result.error.message);
-        parsed = result.data;
-      } catch (error) {
-        throw new Error(workerErrorText('ENGINE_BAD_RESPONSE', `SGLang stream chunk: ${String(error)}`));
-      }
-      if (parsed.error !== undefined)
-        throw new Error(
-          workerErrorText(
-            'ENGINE_REFUSED',
-            typeof parsed.error === 'string' ? parsed.error : parsed.error.message,
-          ),
-        );
+    for await (const parsed of sseChunks(responseBody, chunkSchema, 'SGLang')) {
       const ids = parsed.output_ids ?? [];
       const meta = parsed.meta_info ?? {};
       const completion = meta.completion_tokens;

@@ -17,7 +17,7 @@ import { workerErrorText } from '../../protocol/wire.ts';
 import type { EngineDescription } from '../../worker/engine-adapter.ts';
 import { type KvEventsSource, RemoteEngineAdapter, type RemoteEngineOptions } from './remote-engine.ts';
 import { EngineProbeError } from './sglang-adapter.ts';
-import { sseData } from './sse-lines.ts';
+import { sseChunks } from './sse-lines.ts';
 
 export interface VllmServerInfo {
   readonly description: EngineDescription;
@@ -158,23 +158,7 @@ export class VllmEngineAdapter extends RemoteEngineAdapter {
     let generated = 0;
     let finish: FinishReason | undefined;
     let finishText: string | undefined;
-    for await (const data of sseData(responseBody)) {
-      if (data === '[DONE]') break;
-      let parsed: z.infer<typeof chunkSchema>;
-      try {
-        const result = chunkSchema.safeParse(JSON.parse(data));
-        if (!result.success) throw new Error(result.error.message);
-        parsed = result.data;
-      } catch (error) {
-        throw new Error(workerErrorText('ENGINE_BAD_RESPONSE', `vLLM stream chunk: ${String(error)}`));
-      }
-      if (parsed.error !== undefined)
-        throw new Error(
-          workerErrorText(
-            'ENGINE_REFUSED',
-            typeof parsed.error === 'string' ? parsed.error : parsed.error.message,
-          ),
-        );
+    for await (const parsed of sseChunks(responseBody, chunkSchema, 'vLLM')) {
       const choice = parsed.choices?.[0];
       if (choice !== undefined) {
         if (choice.token_ids === undefined || choice.token_ids === null)
