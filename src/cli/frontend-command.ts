@@ -11,6 +11,7 @@ import { listenFrontend } from '../frontend/server.ts';
 import { connectDistributedRuntime } from '../runtime/distributed.ts';
 import { errorMessage } from '../runtime/errors.ts';
 import { log } from '../util/log.ts';
+import { onShutdownSignal } from '../util/shutdown.ts';
 import {
   addDisaggOptions,
   addFrontendOptions,
@@ -18,7 +19,6 @@ import {
   exitTwoOnUsageError,
   type FrontendFlags,
   frontendOptionsFrom,
-  onShutdownSignal,
   routerConfigFrom,
   UsageError,
   usageGuard,

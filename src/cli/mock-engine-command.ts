@@ -6,10 +6,10 @@
  */
 import { type Command, Option } from 'commander';
 import { type DisaggregationMode, FakeEngineServer } from '../engine/fakes/fake-engine-server.ts';
+import { onShutdownSignal } from '../util/shutdown.ts';
 import {
   exitTwoOnUsageError,
   nonNegativeNumber,
-  onShutdownSignal,
   port,
   positiveInt,
   UsageError,

@@ -12,13 +12,8 @@ import { connectDistributedRuntime } from '../runtime/distributed.ts';
 import { errorMessage } from '../runtime/errors.ts';
 import { formatEndpointId, parseEndpointId } from '../runtime/types.ts';
 import { log } from '../util/log.ts';
-import {
-  exitTwoOnUsageError,
-  onShutdownSignal,
-  positiveInt,
-  routerConfigFrom,
-  UsageError,
-} from './frontend-flags.ts';
+import { onShutdownSignal } from '../util/shutdown.ts';
+import { exitTwoOnUsageError, positiveInt, routerConfigFrom, UsageError } from './frontend-flags.ts';
 import { addRuntimeOptions, CliUsageError, runtimeSettingsFromOptions } from './runtime-options.ts';
 
 interface RouterFlags {

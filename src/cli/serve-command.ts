@@ -8,6 +8,7 @@ import { startDisaggEmbeddedServer } from '../cluster/disagg/embedded.ts';
 import { EngineError } from '../engine/errors.ts';
 import { errorMessage } from '../runtime/errors.ts';
 import { log } from '../util/log.ts';
+import { onShutdownSignal } from '../util/shutdown.ts';
 import { type EmbeddedServer, startEmbeddedServer } from './embedded-server.ts';
 import {
   addDisaggOptions,
@@ -19,7 +20,6 @@ import {
   frontendOptionsFrom,
   nonNegativeInt,
   nonNegativeNumber,
-  onShutdownSignal,
   positiveInt,
   routerConfigFrom,
   UsageError,

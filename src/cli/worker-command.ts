@@ -18,6 +18,7 @@ import { EngineError } from '../engine/errors.ts';
 import type { WorkerRole } from '../protocol/generate.ts';
 import { connectDistributedRuntime, type DistributedRuntime } from '../runtime/distributed.ts';
 import { log } from '../util/log.ts';
+import { onShutdownSignal } from '../util/shutdown.ts';
 import { MockEngineAdapter } from '../worker/engine-adapter.ts';
 import { Worker } from '../worker/worker.ts';
 import { addRuntimeOptions, CliUsageError, runtimeSettingsFromOptions } from './runtime-options.ts';
@@ -208,22 +209,9 @@ async function runWorker(flags: WorkerFlags, opts: Record<string, unknown>): Pro
     'worker: serving (registration follows)',
   );
 
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) {
-      log.warn({ signal }, 'worker: second signal, exiting now');
-      process.exit(1);
-    }
-    stopping = true;
-    log.info({ signal }, 'worker: shutting down');
-    void (async () => {
-      await worker.shutdown();
-      await runtime
-        .close()
-        .catch((error: unknown) => log.warn({ err: error }, 'worker: runtime close failed'));
-      process.exit(0);
-    })();
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  onShutdownSignal(async () => {
+    log.info('worker: shutting down');
+    await worker.shutdown();
+    await runtime.close().catch((error: unknown) => log.warn({ err: error }, 'worker: runtime close failed'));
+  });
 }

@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import type { DistributedRuntime } from '../../runtime/distributed.ts';
 import { log } from '../../util/log.ts';
+import { onShutdownSignal } from '../../util/shutdown.ts';
 import { type RemoteEngineKind, remoteEngineConnector } from './connect.ts';
 import { httpHealthCheck, SupervisedWorker } from './supervised-worker.ts';
 
@@ -121,19 +122,9 @@ export async function runRemoteEngineWorker(options: {
     },
     'worker: waiting for the engine (registers once it answers)',
   );
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) process.exit(1);
-    stopping = true;
-    log.info({ signal }, 'worker: shutting down');
-    void (async () => {
-      await supervisor.stop();
-      await runtime
-        .close()
-        .catch((error: unknown) => log.warn({ err: error }, 'worker: runtime close failed'));
-      process.exit(0);
-    })();
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  onShutdownSignal(async () => {
+    log.info('worker: shutting down');
+    await supervisor.stop();
+    await runtime.close().catch((error: unknown) => log.warn({ err: error }, 'worker: runtime close failed'));
+  });
 }
