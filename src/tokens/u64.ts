@@ -52,7 +52,3 @@ export function unpackU64s(packed: Uint32Array, count = packed.length >>> 1): U6
 export function u64FromI64(value: bigint): U64 {
   return BigInt.asUintN(64, value);
 }
-
-export function u64ToHex(value: U64): string {
-  return value.toString(16).padStart(16, '0');
-}
