@@ -5,9 +5,9 @@
  * Several choices (`n > 1`, or several prompts) are merged in arrival order by `mergeChoices`.
  */
 import type { Usage } from '../protocol/generate.ts';
-import { IncrementalDetokenizer, StopStringMatcher } from '../tokens/detokenizer.ts';
+import { decodeTokens, IncrementalDetokenizer, StopStringMatcher } from '../tokens/detokenizer.ts';
 import type { Tokenizer } from '../tokens/tokenizer.ts';
-import type { BackendRequest, ModelBackend } from './backend.ts';
+import type { BackendChunk, BackendRequest, ModelBackend } from './backend.ts';
 import { ApiError } from './errors.ts';
 import type { RequestTimer } from './metrics.ts';
 import { type NvextResponse, nvextFromChunk } from './nvext.ts';
@@ -15,7 +15,7 @@ import { type NvextResponse, nvextFromChunk } from './nvext.ts';
 export type FinishReasonOut = 'stop' | 'length';
 
 /** Abort reason once a choice is over (made once; see serving.ts). */
-const CHOICE_ENDED = new Error('the choice has ended');
+export const CHOICE_ENDED = new Error('the choice has ended');
 
 export interface ChoiceDelta {
   /** Which choice this delta belongs to. */
@@ -30,75 +30,161 @@ export interface ChoiceDelta {
   readonly usage?: Usage;
 }
 
+/** A whole choice, for a response that is not streamed. */
+export interface ChoiceOutcome {
+  readonly index: number;
+  readonly text: string;
+  readonly finishReason: FinishReasonOut;
+  readonly usage: Usage;
+  readonly nvext?: NvextResponse;
+}
+
 export interface ChoiceRun {
   readonly index: number;
   readonly backend: ModelBackend;
   readonly request: BackendRequest;
   readonly tokenizer: Tokenizer;
   readonly stopStrings: readonly string[];
+  /** Aborting it stops the choice. */
   readonly signal: AbortSignal;
   readonly timer: RequestTimer;
 }
 
-export async function* runChoice(run: ChoiceRun): AsyncGenerator<ChoiceDelta> {
-  const { index, backend, request, signal, timer } = run;
+/**
+ * A signal for one choice of a request: aborted when the request's is, and by `end()` once the
+ * choice is over, so a backend still running it stops at once.
+ */
+export function choiceSignal(parent: AbortSignal): { signal: AbortSignal; end: () => void } {
   const controller = new AbortController();
-  const forward = () => controller.abort(signal.reason);
-  if (signal.aborted) forward();
-  else signal.addEventListener('abort', forward, { once: true });
+  const forward = () => controller.abort(parent.reason);
+  if (parent.aborted) forward();
+  else parent.addEventListener('abort', forward, { once: true });
+  return {
+    signal: controller.signal,
+    end: () => {
+      parent.removeEventListener('abort', forward);
+      controller.abort(CHOICE_ENDED);
+    },
+  };
+}
+
+/** Per-chunk bookkeeping shared by the streamed and the collected paths. */
+class ChunkAccount {
+  completionTokens = 0;
+  private lastUsage: Usage | undefined;
+  private first = true;
+
+  constructor(
+    private readonly request: BackendRequest,
+    private readonly timer: RequestTimer,
+  ) {}
+
+  /** Records the chunk's metrics; throws for a failed or cancelled backend; returns the routing echo on the first chunk. */
+  take(chunk: BackendChunk): NvextResponse | undefined {
+    const count = chunk.tokenIds.length;
+    if (count > 0) this.timer.tokens(count);
+    if (chunk.routingSeconds !== undefined) this.timer.routing(chunk.routingSeconds);
+    if (chunk.usage) this.lastUsage = chunk.usage;
+    if (chunk.finishReason === 'error' || chunk.finishReason === 'cancelled') {
+      throw new ApiError(
+        chunk.error ??
+          (chunk.finishReason === 'cancelled'
+            ? 'The request was cancelled by the backend.'
+            : 'The backend failed.'),
+        { status: 500, type: 'server_error', code: `backend_${chunk.finishReason}` },
+      );
+    }
+    this.completionTokens += count;
+    if (!this.first) return undefined;
+    this.first = false;
+    return nvextFromChunk(chunk);
+  }
+
+  usage(): Usage {
+    const last = this.lastUsage;
+    return {
+      promptTokens: last?.promptTokens ?? this.request.tokenIds.length,
+      completionTokens: last?.completionTokens ?? this.completionTokens,
+      cachedTokens: last?.cachedTokens ?? 0,
+    };
+  }
+}
+
+function incomplete(): ApiError {
+  return new ApiError('The backend ended the stream without a finish reason.', {
+    status: 500,
+    type: 'server_error',
+    code: 'backend_incomplete',
+  });
+}
+
+/** Streams one choice as text deltas; the backend's signal is aborted once the choice is over. */
+export async function* runChoice(run: ChoiceRun): AsyncGenerator<ChoiceDelta> {
+  const { index, backend, request } = run;
+  const { signal, end } = choiceSignal(run.signal);
+  const account = new ChunkAccount(request, run.timer);
   const detokenizer = new IncrementalDetokenizer(run.tokenizer);
   const matcher = new StopStringMatcher(run.stopStrings);
-  let completionTokens = 0;
-  let lastUsage: Usage | undefined;
-  let first = true;
-  const usageFor = (): Usage => ({
-    promptTokens: lastUsage?.promptTokens ?? request.tokenIds.length,
-    completionTokens: lastUsage?.completionTokens ?? completionTokens,
-    cachedTokens: lastUsage?.cachedTokens ?? 0,
-  });
   try {
-    for await (const chunk of backend.generate(request, controller.signal)) {
-      if (chunk.tokenIds.length > 0) timer.tokens(chunk.tokenIds.length);
-      if (chunk.routingSeconds !== undefined) timer.routing(chunk.routingSeconds);
-      if (chunk.usage) lastUsage = chunk.usage;
-      if (chunk.finishReason === 'error' || chunk.finishReason === 'cancelled') {
-        throw new ApiError(
-          chunk.error ??
-            (chunk.finishReason === 'cancelled'
-              ? 'The request was cancelled by the backend.'
-              : 'The backend failed.'),
-          { status: 500, type: 'server_error', code: `backend_${chunk.finishReason}` },
-        );
-      }
-      const nvext = first ? nvextFromChunk(chunk) : undefined;
-      first = false;
-      completionTokens += chunk.tokenIds.length;
+    for await (const chunk of backend.generate(request, signal)) {
+      const nvext = account.take(chunk);
       const match = matcher.push(detokenizer.push(chunk.tokenIds));
       if (match.stopped) {
-        yield { index, text: match.text, nvext, finishReason: 'stop', usage: usageFor() };
+        yield { index, text: match.text, nvext, finishReason: 'stop', usage: account.usage() };
         return;
       }
       if (chunk.finishReason !== undefined) {
         const tail = matcher.push(detokenizer.flush());
         const text = match.text + tail.text + (tail.stopped ? '' : matcher.flush());
         const reason: FinishReasonOut = tail.stopped || chunk.finishReason === 'stop' ? 'stop' : 'length';
-        yield { index, text, nvext, finishReason: reason, usage: usageFor() };
+        yield { index, text, nvext, finishReason: reason, usage: account.usage() };
         return;
       }
       if (match.text !== '' || nvext !== undefined) yield { index, text: match.text, nvext };
     }
-    if (!signal.aborted) {
-      throw new ApiError('The backend ended the stream without a finish reason.', {
-        status: 500,
-        type: 'server_error',
-        code: 'backend_incomplete',
-      });
-    }
+    if (!signal.aborted) throw incomplete();
   } finally {
-    signal.removeEventListener('abort', forward);
-    // Ended early (stop string, client gone, error) or not: the backend's work for it is over.
-    controller.abort(CHOICE_ENDED);
+    end();
   }
+}
+
+/**
+ * Runs one choice to its end for a response that is not streamed: no delta per chunk, and
+ * without stop strings the text is decoded once at the end. Resolves undefined when the signal
+ * aborted before the choice finished. The backend gets `run.signal` itself: the caller aborts it
+ * once the choice is over (the request's end, or `choiceSignal` when there are several).
+ */
+export async function collectChoice(run: ChoiceRun): Promise<ChoiceOutcome | undefined> {
+  const { index, backend, request, signal } = run;
+  const account = new ChunkAccount(request, run.timer);
+  const stopping = run.stopStrings.length > 0;
+  const detokenizer = stopping ? new IncrementalDetokenizer(run.tokenizer) : undefined;
+  const matcher = stopping ? new StopStringMatcher(run.stopStrings) : undefined;
+  const ids: number[] = [];
+  let text = '';
+  let nvext: NvextResponse | undefined;
+  for await (const chunk of backend.generate(request, signal)) {
+    const echo = account.take(chunk);
+    if (echo !== undefined) nvext = echo;
+    if (detokenizer === undefined || matcher === undefined) {
+      for (const id of chunk.tokenIds) ids.push(id);
+      if (chunk.finishReason === undefined) continue;
+      const reason: FinishReasonOut = chunk.finishReason === 'stop' ? 'stop' : 'length';
+      text = decodeTokens(run.tokenizer, ids);
+      return { index, text, finishReason: reason, usage: account.usage(), nvext };
+    }
+    const match = matcher.push(detokenizer.push(chunk.tokenIds));
+    text += match.text;
+    if (match.stopped) return { index, text, finishReason: 'stop', usage: account.usage(), nvext };
+    if (chunk.finishReason !== undefined) {
+      const tail = matcher.push(detokenizer.flush());
+      text += tail.text + (tail.stopped ? '' : matcher.flush());
+      const reason: FinishReasonOut = tail.stopped || chunk.finishReason === 'stop' ? 'stop' : 'length';
+      return { index, text, finishReason: reason, usage: account.usage(), nvext };
+    }
+  }
+  if (!signal.aborted) throw incomplete();
+  return undefined;
 }
 
 /** Interleaves several choice streams in arrival order; the first error rejects the merge. */

@@ -4,7 +4,7 @@
  */
 import type { Usage } from '../protocol/generate.ts';
 import type { FinishReasonOut } from './generation.ts';
-import type { NvextResponse } from './nvext.ts';
+import { type NvextResponse, withNvext } from './nvext.ts';
 
 export type ResponseKind = 'chat' | 'text';
 
@@ -64,6 +64,17 @@ export function completeResponse(
   };
   if (nvext) body.nvext = nvext;
   return body;
+}
+
+/** `completeResponse` as JSON text (u64 ids in `nvext` written in full). */
+export function completeResponseJson(
+  kind: ResponseKind,
+  header: ResponseHeader,
+  choices: readonly ChoiceResult[],
+  usage: Usage,
+  nvext: NvextResponse | undefined,
+): string {
+  return withNvext(JSON.stringify(completeResponse(kind, header, choices, usage, undefined)), nvext);
 }
 
 export interface ChunkChoice {

@@ -14,14 +14,21 @@ import type { SamplingOptions, Usage } from '../protocol/generate.ts';
 import type { Tokenizer } from '../tokens/tokenizer.ts';
 import type { BackendRequest, ModelBackend } from './backend.ts';
 import { ApiError, toApiError } from './errors.ts';
-import { type ChoiceDelta, mergeChoices, runChoice } from './generation.ts';
+import {
+  type ChoiceDelta,
+  type ChoiceOutcome,
+  choiceSignal,
+  collectChoice,
+  mergeChoices,
+  runChoice,
+} from './generation.ts';
 import { stringifyJson } from './json.ts';
 import type { Endpoint, FrontendMetrics, RequestTimer } from './metrics.ts';
-import { type NvextResponse, nvextFromDecision, type ParsedNvext } from './nvext.ts';
+import { type NvextResponse, nvextFromDecision, type ParsedNvext, withNvext } from './nvext.ts';
 import {
   type ChoiceResult,
   chunkResponse,
-  completeResponse,
+  completeResponseJson,
   type ResponseHeader,
   type ResponseKind,
   routingResponse,
@@ -169,25 +176,35 @@ class UsageTotal {
   }
 }
 
+/** Runs every choice to its end; undefined when the request was cut short. */
+function collectChoices({ plan, header, signal, timer }: Scope): Promise<(ChoiceOutcome | undefined)[]> {
+  const requests = backendRequests(plan, header);
+  const run = (request: BackendRequest, index: number, choiceSignal: AbortSignal) =>
+    collectChoice({
+      index,
+      backend: plan.backend,
+      request,
+      tokenizer: plan.tokenizer,
+      stopStrings: plan.stopStrings,
+      signal: choiceSignal,
+      timer,
+    });
+  // One choice (the usual case) runs on the request's own signal, which serveGeneration aborts
+  // once the request is over; several get one signal each, ended with their choice.
+  if (requests.length === 1) return run(requests[0], 0, signal).then((outcome) => [outcome]);
+  return Promise.all(
+    requests.map((request, index) => {
+      const choice = choiceSignal(signal);
+      return run(request, index, choice.signal).finally(choice.end);
+    }),
+  );
+}
+
 async function serveUnary(scope: Scope): Promise<void> {
   const { plan, header, reply, signal, timer } = scope;
-  const texts = new Map<number, string>();
-  const results: ChoiceResult[] = [];
-  const usage = new UsageTotal(plan.n);
-  let nvext: NvextResponse | undefined;
+  let outcomes: (ChoiceOutcome | undefined)[];
   try {
-    for await (const delta of startChoices(scope)) {
-      if (delta.nvext && (nvext === undefined || delta.index === 0)) nvext = delta.nvext;
-      texts.set(delta.index, (texts.get(delta.index) ?? '') + delta.text);
-      if (delta.finishReason) {
-        results.push({
-          index: delta.index,
-          text: texts.get(delta.index) ?? '',
-          finishReason: delta.finishReason,
-        });
-        if (delta.usage) usage.add(delta.index, delta.usage);
-      }
-    }
+    outcomes = await collectChoices(scope);
   } catch (error) {
     if (signal.aborted) return;
     const apiError = failure(scope, error);
@@ -195,12 +212,20 @@ async function serveUnary(scope: Scope): Promise<void> {
     return;
   }
   if (signal.aborted) return;
-  results.sort((a, b) => a.index - b.index);
+  const usage = new UsageTotal(plan.n);
+  const results: ChoiceResult[] = [];
+  let nvext: NvextResponse | undefined;
+  for (const outcome of outcomes) {
+    if (outcome === undefined) return;
+    usage.add(outcome.index, outcome.usage);
+    results.push(outcome);
+    nvext ??= outcome.nvext;
+  }
   timer.finish('success', 200, usage.value);
   await reply
     .code(200)
     .header('content-type', 'application/json; charset=utf-8')
-    .send(stringifyJson(completeResponse(plan.kind, header, results, usage.value, nvext)));
+    .send(completeResponseJson(plan.kind, header, results, usage.value, nvext));
 }
 
 async function serveStream(scope: Scope): Promise<void> {
@@ -228,11 +253,13 @@ async function serveStream(scope: Scope): Promise<void> {
     const role = plan.kind === 'chat' && !started.has(delta.index);
     started.add(delta.index);
     if (role || delta.text !== '' || delta.nvext) {
-      const body = chunkResponse(plan.kind, header, [{ index: delta.index, role, text: delta.text }], {
-        ...usageField,
-        nvext: delta.nvext,
-      });
-      await sse.data(delta.nvext ? stringifyJson(body) : JSON.stringify(body));
+      const body = chunkResponse(
+        plan.kind,
+        header,
+        [{ index: delta.index, role, text: delta.text }],
+        usageField,
+      );
+      await sse.data(withNvext(JSON.stringify(body), delta.nvext));
     }
     if (delta.finishReason) {
       if (delta.usage) usage.add(delta.index, delta.usage);

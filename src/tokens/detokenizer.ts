@@ -56,6 +56,34 @@ export class IncrementalDetokenizer {
 
 const EMPTY = new Uint8Array(0);
 const REPLACEMENT = new TextEncoder().encode('\uFFFD');
+/** A one-shot decode keeps no state between calls, so one decoder serves every caller. */
+const ONE_SHOT = new TextDecoder('utf-8', { fatal: false });
+
+/**
+ * The whole text of a finished token sequence at once: the same text an `IncrementalDetokenizer`
+ * fed the same ids (in any chunking) and then flushed produces, for the cost of one decode.
+ */
+export function decodeTokens(
+  tokenizer: Tokenizer,
+  ids: readonly number[],
+  options: DetokenizerOptions = {},
+): string {
+  const skipSpecial = options.skipSpecialTokens ?? true;
+  const parts: Uint8Array[] = [];
+  let length = 0;
+  for (const id of ids) {
+    const bytes = skipSpecial && tokenizer.isSpecial(id) ? EMPTY : (tokenizer.tokenBytes(id) ?? REPLACEMENT);
+    parts.push(bytes);
+    length += bytes.length;
+  }
+  const joined = new Uint8Array(length);
+  let offset = 0;
+  for (const part of parts) {
+    joined.set(part, offset);
+    offset += part.length;
+  }
+  return ONE_SHOT.decode(joined);
+}
 
 export interface StopMatch {
   /** Text that is safe to emit now. */
