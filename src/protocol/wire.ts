@@ -319,8 +319,10 @@ function generateChunkFast(value: unknown): GenerateChunk | undefined {
  * decoding it saves.)
  */
 const WIRE_VALUE = Symbol('kvgate.wireValue');
+/** Same idea for a generate chunk written by hand: the frame carries the GenerateChunk itself. */
+const CHUNK_VALUE = Symbol('kvgate.chunkValue');
 
-type EncodedFrame = Uint8Array & { [WIRE_VALUE]?: unknown };
+type EncodedFrame = Uint8Array & { [WIRE_VALUE]?: unknown; [CHUNK_VALUE]?: unknown };
 
 function encodeFrame(wire: unknown): Uint8Array {
   const bytes: EncodedFrame = encodeJson(wire);
@@ -342,13 +344,113 @@ export function decodeGenerateRequest(bytes: Uint8Array): WireResult<GenerateReq
   return local !== undefined ? { ok: true, value: local } : generateRequestFromWire(decodeJson(bytes));
 }
 
+/**
+ * A generate chunk's bytes, written by hand in the common shapes (safe integers only, no bootstrap
+ * info): exactly what `encodeJson(generateChunkToWire(c))` writes, without the intermediate wire
+ * object or JSON.stringify, once per token on every stream. The frame carries the chunk itself
+ * (see WIRE_VALUE): an in-process receiver checks and copies it instead of parsing the bytes.
+ */
 export function encodeGenerateChunk(c: GenerateChunk): Uint8Array {
-  return encodeFrame(generateChunkToWire(c));
+  const text = generateChunkText(c);
+  if (text === undefined) return encodeFrame(generateChunkToWire(c));
+  const bytes: EncodedFrame = c.error === undefined ? asciiBytes(text) : chunkEncoder.encode(text);
+  bytes[CHUNK_VALUE] = c;
+  return bytes;
+}
+
+const chunkEncoder = new TextEncoder();
+
+/** Bytes of an ASCII string (one byte per char; cheaper than TextEncoder for short strings). */
+function asciiBytes(text: string): Uint8Array {
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return bytes;
+}
+
+function isSafeCount(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
+/** The chunk's JSON text, or undefined for a shape the hand-written writer does not take. */
+function generateChunkText(c: GenerateChunk): string | undefined {
+  if (c.bootstrap !== undefined) return undefined;
+  const ids = c.tokenIds;
+  let text = '{"token_ids":[';
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    if (!isSafeCount(id)) return undefined;
+    text += i === 0 ? `${id}` : `,${id}`;
+  }
+  text += ']';
+  const finish = c.finishReason;
+  if (finish !== undefined) {
+    if (!FINISH_REASONS.has(finish)) return undefined;
+    text += `,"finish_reason":"${finish}"`;
+  }
+  const usage = c.usage;
+  if (usage !== undefined) {
+    const { promptTokens, completionTokens, cachedTokens } = usage;
+    if (!isSafeCount(promptTokens) || !isSafeCount(completionTokens) || !isSafeCount(cachedTokens))
+      return undefined;
+    text += `,"usage":{"prompt_tokens":${promptTokens},"completion_tokens":${completionTokens},"cached_tokens":${cachedTokens}}`;
+  }
+  if (c.dpRank !== undefined) {
+    if (!isSafeCount(c.dpRank)) return undefined;
+    text += `,"dp_rank":${c.dpRank}`;
+  }
+  if (c.error !== undefined) {
+    if (typeof c.error !== 'string') return undefined;
+    text += `,"error":${JSON.stringify(c.error)}`;
+  }
+  return `${text}}`;
+}
+
+/**
+ * An in-process chunk handed over with its frame: checked like a decoded wire value (every field
+ * the schema would check) and copied, so the receiver never shares the sender's arrays.
+ */
+function generateChunkLocal(value: unknown): GenerateChunk | undefined {
+  const c = asObject(value) as Partial<GenerateChunk> | undefined;
+  if (c === undefined || c.bootstrap !== undefined) return undefined;
+  const finishReason = c.finishReason;
+  if (finishReason !== undefined && !FINISH_REASONS.has(finishReason)) return undefined;
+  if (c.dpRank !== undefined && !isIntIn(c.dpRank, 0, 0xffff_ffff)) return undefined;
+  if (c.error !== undefined && typeof c.error !== 'string') return undefined;
+  let usage: GenerateChunk['usage'];
+  if (c.usage !== undefined) {
+    const u = asObject(c.usage) as Partial<NonNullable<GenerateChunk['usage']>> | undefined;
+    if (
+      u === undefined ||
+      !isSafeCount(u.promptTokens) ||
+      !isSafeCount(u.completionTokens) ||
+      !isSafeCount(u.cachedTokens)
+    )
+      return undefined;
+    usage = {
+      promptTokens: u.promptTokens,
+      completionTokens: u.completionTokens,
+      cachedTokens: u.cachedTokens,
+    };
+  }
+  const tokenIds = tokenIdsCopy(c.tokenIds, 0);
+  if (tokenIds === undefined) return undefined;
+  const chunk: { -readonly [K in keyof GenerateChunk]: GenerateChunk[K] } = { tokenIds };
+  if (finishReason !== undefined) chunk.finishReason = finishReason;
+  if (usage !== undefined) chunk.usage = usage;
+  if (c.dpRank !== undefined) chunk.dpRank = c.dpRank;
+  if (c.error !== undefined) chunk.error = c.error;
+  return chunk;
 }
 
 /** Throws RuntimeError RUNTIME_MALFORMED when the bytes are not JSON. */
 export function decodeGenerateChunk(bytes: Uint8Array): WireResult<GenerateChunk> {
-  const local = generateChunkFast(wireValueOf(bytes));
+  const frame = bytes as EncodedFrame;
+  const chunk = frame[CHUNK_VALUE];
+  if (chunk !== undefined) {
+    const local = generateChunkLocal(chunk);
+    if (local !== undefined) return { ok: true, value: local };
+  }
+  const local = generateChunkFast(frame[WIRE_VALUE]);
   return local !== undefined ? { ok: true, value: local } : generateChunkFromWire(decodeJson(bytes));
 }
 

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { GenerateChunk, GenerateRequest } from '../../src/protocol/generate.ts';
 import {
+  decodeGenerateChunk,
+  encodeGenerateChunk,
   generateChunkFromWire,
   generateChunkToWire,
   generateRequestFromWire,
@@ -39,6 +41,41 @@ describe('generate wire protocol', () => {
     expect(generateChunkFromWire(roundTrip(generateChunkToWire(chunk)))).toEqual({ ok: true, value: chunk });
     const bad = generateChunkFromWire({ token_ids: [-1] });
     expect(bad.ok).toBe(false);
+  });
+
+  it('writes chunk frames by hand exactly as the generic JSON encoder does, and reads them back', () => {
+    const chunks: GenerateChunk[] = [
+      { tokenIds: [] },
+      { tokenIds: [0, 4_294_967_295], dpRank: 0 },
+      {
+        tokenIds: [7],
+        finishReason: 'stop',
+        usage: { promptTokens: 12, completionTokens: 3, cachedTokens: 0 },
+        dpRank: 3,
+      },
+      { tokenIds: [], finishReason: 'error', error: 'engine said "no" – ünïcode\n' },
+      {
+        tokenIds: [],
+        dpRank: 1,
+        bootstrap: { host: 'h', port: 1, room: 5, prefillWorkerId: 2n ** 64n - 1n, prefillDpRank: 1 },
+      },
+    ];
+    for (const chunk of chunks) {
+      const frame = encodeGenerateChunk(chunk);
+      expect(new TextDecoder().decode(frame)).toBe(
+        new TextDecoder().decode(encodeJson(generateChunkToWire(chunk))),
+      );
+      // In process (the frame carries its chunk) and from plain bytes (another process).
+      expect(decodeGenerateChunk(frame)).toEqual({ ok: true, value: chunk });
+      expect(decodeGenerateChunk(Uint8Array.from(frame))).toEqual({ ok: true, value: chunk });
+    }
+    // The receiver gets its own copy, never the sender's arrays.
+    const sent: GenerateChunk = { tokenIds: [1, 2] };
+    const received = decodeGenerateChunk(encodeGenerateChunk(sent));
+    expect(received.ok && received.value.tokenIds).not.toBe(sent.tokenIds);
+    // Values no JSON writer may emit fall back to the generic encoder (and fail validation on arrival).
+    const odd = encodeGenerateChunk({ tokenIds: [1.5] });
+    expect(decodeGenerateChunk(odd).ok).toBe(false);
   });
 
   it('rejects bad requests: empty prompt, negative rank, fractional tokens, missing sampling', () => {
