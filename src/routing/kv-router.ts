@@ -557,12 +557,12 @@ export class KvRouter implements RoutingPolicy {
       }
     }
     const owners = order.owners;
-    const keys = order.keyByOwner;
+    const keys = order.sortedKeys;
     let limit = Number.POSITIVE_INFINITY;
     for (let i = 0, n = order.count; i < n; i++) {
       const owner = owners[i];
       if (touched[owner] === stamp) continue;
-      const key = keys[owner];
+      const key = keys[i];
       if (key > limit) break;
       const cost = this.consider(owner);
       // Keys and costs round differently: also score every owner whose key is within rounding

@@ -29,6 +29,7 @@ describe('LoadOrder', () => {
           expect(new Set(listed)).toEqual(new Set(model.keys()));
           for (let i = 1; i < listed.length; i++)
             expect(model.get(listed[i - 1])!).toBeLessThanOrEqual(model.get(listed[i])!);
+          for (let i = 0; i < listed.length; i++) expect(order.sortedKeys[i]).toBe(model.get(listed[i]));
           for (const [owner, key] of model) {
             expect(order.has(owner)).toBe(true);
             expect(order.keyByOwner[owner]).toBe(key);
