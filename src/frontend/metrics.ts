@@ -4,8 +4,16 @@
  * `dynamo_frontend_*` family with a `kvgate_frontend_` prefix, plus per-(worker, rank) load gauges
  * that the router side feeds through `setWorkerLoad`.
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Gauge, Registry } from 'prom-client';
 import type { WorkerId } from '../kv/events.ts';
+import {
+  type CounterSeries,
+  FastCounter,
+  FastGauge,
+  FastHistogram,
+  type GaugeSeries,
+  type HistogramSeries,
+} from './fast-metrics.ts';
 
 export type Endpoint = 'chat_completions' | 'completions';
 export type RequestOutcome = 'success' | 'error' | 'cancelled';
@@ -47,102 +55,103 @@ const RATIO_BUCKETS = [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1];
 
 export class FrontendMetrics {
   readonly registry: Registry;
-  private readonly requests: Counter<'model' | 'endpoint' | 'request_type' | 'status' | 'code'>;
-  private readonly inflight: Gauge<'model'>;
-  private readonly duration: Histogram<'model' | 'endpoint'>;
-  private readonly ttft: Histogram<'model'>;
-  private readonly itl: Histogram<'model'>;
-  private readonly inputSequence: Histogram<'model'>;
-  private readonly outputSequence: Histogram<'model'>;
-  private readonly inputTokens: Counter<'model'>;
-  private readonly outputTokens: Counter<'model'>;
-  private readonly cachedTokens: Counter<'model'>;
-  private readonly kvHitRate: Histogram<'model'>;
-  private readonly routingOverhead: Histogram<'model'>;
+  private readonly requests: FastCounter<'model' | 'endpoint' | 'request_type' | 'status' | 'code'>;
+  private readonly inflight: FastGauge<'model'>;
+  private readonly duration: FastHistogram<'model' | 'endpoint'>;
+  private readonly ttft: FastHistogram<'model'>;
+  private readonly itl: FastHistogram<'model'>;
+  private readonly inputSequence: FastHistogram<'model'>;
+  private readonly outputSequence: FastHistogram<'model'>;
+  private readonly inputTokens: FastCounter<'model'>;
+  private readonly outputTokens: FastCounter<'model'>;
+  private readonly cachedTokens: FastCounter<'model'>;
+  private readonly kvHitRate: FastHistogram<'model'>;
+  private readonly routingOverhead: FastHistogram<'model'>;
   private readonly decodeBlocks: Gauge<'model' | 'worker_id' | 'dp_rank'>;
   private readonly prefillTokens: Gauge<'model' | 'worker_id' | 'dp_rank'>;
   private readonly kvUsage: Gauge<'model' | 'worker_id' | 'dp_rank'>;
   private readonly rankHitRate: Gauge<'model' | 'worker_id' | 'dp_rank'>;
   private readonly workerSeries = new Map<WorkerId, Set<string>>();
-  private readonly inflightByModel = new Map<string, number>();
+  /** Series handles per (model, endpoint, stream or unary): resolved once, not per request. */
+  private readonly seriesByRequestKind = new Map<string, RequestSeries>();
 
   constructor(options: { prefix?: string; registry?: Registry } = {}) {
     const p = options.prefix ?? 'kvgate_frontend';
     this.registry = options.registry ?? new Registry();
     const registers = [this.registry];
-    this.requests = new Counter({
+    this.requests = new FastCounter({
       name: `${p}_requests_total`,
       help: 'HTTP generation requests by model, endpoint, stream or unary, outcome and HTTP status.',
       labelNames: ['model', 'endpoint', 'request_type', 'status', 'code'],
       registers,
     });
-    this.inflight = new Gauge({
+    this.inflight = new FastGauge({
       name: `${p}_inflight_requests`,
       help: 'Requests being served.',
       labelNames: ['model'],
       registers,
     });
-    this.duration = new Histogram({
+    this.duration = new FastHistogram({
       name: `${p}_request_duration_seconds`,
       help: 'Request duration.',
       labelNames: ['model', 'endpoint'],
       buckets: LATENCY_BUCKETS,
       registers,
     });
-    this.ttft = new Histogram({
+    this.ttft = new FastHistogram({
       name: `${p}_time_to_first_token_seconds`,
       help: 'Time from request arrival to the first generated token.',
       labelNames: ['model'],
       buckets: LATENCY_BUCKETS,
       registers,
     });
-    this.itl = new Histogram({
+    this.itl = new FastHistogram({
       name: `${p}_inter_token_latency_seconds`,
       help: 'Time between generated tokens.',
       labelNames: ['model'],
       buckets: LATENCY_BUCKETS,
       registers,
     });
-    this.inputSequence = new Histogram({
+    this.inputSequence = new FastHistogram({
       name: `${p}_input_sequence_tokens`,
       help: 'Prompt length in tokens.',
       labelNames: ['model'],
       buckets: TOKEN_BUCKETS,
       registers,
     });
-    this.outputSequence = new Histogram({
+    this.outputSequence = new FastHistogram({
       name: `${p}_output_sequence_tokens`,
       help: 'Generated tokens per request.',
       labelNames: ['model'],
       buckets: TOKEN_BUCKETS,
       registers,
     });
-    this.inputTokens = new Counter({
+    this.inputTokens = new FastCounter({
       name: `${p}_input_tokens_total`,
       help: 'Prompt tokens.',
       labelNames: ['model'],
       registers,
     });
-    this.outputTokens = new Counter({
+    this.outputTokens = new FastCounter({
       name: `${p}_output_tokens_total`,
       help: 'Generated tokens.',
       labelNames: ['model'],
       registers,
     });
-    this.cachedTokens = new Counter({
+    this.cachedTokens = new FastCounter({
       name: `${p}_cached_tokens_total`,
       help: 'Prompt tokens served from the prefix cache.',
       labelNames: ['model'],
       registers,
     });
-    this.kvHitRate = new Histogram({
+    this.kvHitRate = new FastHistogram({
       name: `${p}_kv_hit_rate`,
       help: 'Per request, cached prompt tokens / prompt tokens.',
       labelNames: ['model'],
       buckets: RATIO_BUCKETS,
       registers,
     });
-    this.routingOverhead = new Histogram({
+    this.routingOverhead = new FastHistogram({
       name: `${p}_routing_overhead_seconds`,
       help: 'Time the router spent choosing a worker and rank.',
       labelNames: ['model'],
@@ -180,58 +189,49 @@ export class FrontendMetrics {
     model: string,
     endpoint: Endpoint,
     stream: boolean,
-    now: () => number = performance.now.bind(performance),
+    now: () => number = performanceNow,
   ): RequestTimer {
-    const start = now();
-    let lastToken = -1;
-    let done = false;
-    this.inflight.inc({ model });
-    this.inflightByModel.set(model, (this.inflightByModel.get(model) ?? 0) + 1);
-    return {
-      tokens: (count) => {
-        const t = now();
-        if (lastToken < 0) this.ttft.observe({ model }, (t - start) / 1000);
-        else for (let i = 0; i < count; i++) this.itl.observe({ model }, (t - lastToken) / 1000 / count);
-        lastToken = t;
-      },
-      routing: (seconds) => this.routingOverhead.observe({ model }, seconds),
-      finish: (outcome, httpStatus, usage) => {
-        if (done) return;
-        done = true;
-        this.inflight.dec({ model });
-        this.inflightByModel.set(model, (this.inflightByModel.get(model) ?? 1) - 1);
-        const requestType = stream ? 'stream' : 'unary';
-        this.requests.inc({
-          model,
-          endpoint,
-          request_type: requestType,
-          status: outcome,
-          code: String(httpStatus),
-        });
-        this.duration.observe({ model, endpoint }, (now() - start) / 1000);
-        if (usage) {
-          this.inputSequence.observe({ model }, usage.promptTokens);
-          this.outputSequence.observe({ model }, usage.completionTokens);
-          this.inputTokens.inc({ model }, usage.promptTokens);
-          this.outputTokens.inc({ model }, usage.completionTokens);
-          this.cachedTokens.inc({ model }, usage.cachedTokens);
-          if (usage.promptTokens > 0)
-            this.kvHitRate.observe({ model }, usage.cachedTokens / usage.promptTokens);
-        }
-      },
-    };
+    return new Timer(this.requestSeries(model, endpoint, stream), now);
+  }
+
+  private requestSeries(model: string, endpoint: Endpoint, stream: boolean): RequestSeries {
+    const key = `${model}\u0000${endpoint}\u0000${stream}`;
+    let series = this.seriesByRequestKind.get(key);
+    if (series === undefined) {
+      const requestType = stream ? 'stream' : 'unary';
+      const byModel = { model };
+      series = {
+        outcome: (status, code) =>
+          this.requests.series({ model, endpoint, request_type: requestType, status, code: String(code) }),
+        outcomes: new Map(),
+        inflight: this.inflight.series(byModel),
+        duration: this.duration.series({ model, endpoint }),
+        ttft: this.ttft.series(byModel),
+        itl: this.itl.series(byModel),
+        routing: this.routingOverhead.series(byModel),
+        inputSequence: this.inputSequence.series(byModel),
+        outputSequence: this.outputSequence.series(byModel),
+        inputTokens: this.inputTokens.series(byModel),
+        outputTokens: this.outputTokens.series(byModel),
+        cachedTokens: this.cachedTokens.series(byModel),
+        kvHitRate: this.kvHitRate.series(byModel),
+      };
+      this.seriesByRequestKind.set(key, series);
+    }
+    return series;
   }
 
   /** Counts a request rejected before it reached a backend (bad input, unknown model, busy). */
   rejected(model: string, endpoint: Endpoint, stream: boolean, httpStatus: number): void {
-    const requestType = stream ? 'stream' : 'unary';
-    this.requests.inc({
-      model,
-      endpoint,
-      request_type: requestType,
-      status: 'error',
-      code: String(httpStatus),
-    });
+    this.requests
+      .series({
+        model,
+        endpoint,
+        request_type: stream ? 'stream' : 'unary',
+        status: 'error',
+        code: String(httpStatus),
+      })
+      .inc();
   }
 
   /** Sets the load gauges of one (worker, rank); fields left out keep their value. */
@@ -265,7 +265,9 @@ export class FrontendMetrics {
 
   /** Requests in flight per model (for the dashboard). */
   inflightRequests(): Record<string, number> {
-    return Object.fromEntries(this.inflightByModel);
+    const byModel: Record<string, number> = {};
+    for (const { labels, value } of this.inflight.current()) byModel[labels.model] = value;
+    return byModel;
   }
 
   contentType(): string {
@@ -274,5 +276,74 @@ export class FrontendMetrics {
 
   text(): Promise<string> {
     return this.registry.metrics();
+  }
+}
+
+const performanceNow = performance.now.bind(performance);
+
+/** The series one kind of request writes to. */
+interface RequestSeries {
+  readonly outcome: (status: RequestOutcome, code: number) => CounterSeries;
+  readonly outcomes: Map<number, CounterSeries>;
+  readonly inflight: GaugeSeries;
+  readonly duration: HistogramSeries;
+  readonly ttft: HistogramSeries;
+  readonly itl: HistogramSeries;
+  readonly routing: HistogramSeries;
+  readonly inputSequence: HistogramSeries;
+  readonly outputSequence: HistogramSeries;
+  readonly inputTokens: CounterSeries;
+  readonly outputTokens: CounterSeries;
+  readonly cachedTokens: CounterSeries;
+  readonly kvHitRate: HistogramSeries;
+}
+
+const OUTCOME_SLOTS: Record<RequestOutcome, number> = { success: 0, error: 1, cancelled: 2 };
+
+class Timer implements RequestTimer {
+  private readonly start: number;
+  private lastToken = -1;
+  private done = false;
+
+  constructor(
+    private readonly series: RequestSeries,
+    private readonly now: () => number,
+  ) {
+    this.start = now();
+    series.inflight.inc();
+  }
+
+  tokens(count: number): void {
+    const t = this.now();
+    if (this.lastToken < 0) this.series.ttft.observe((t - this.start) / 1000);
+    else this.series.itl.observe((t - this.lastToken) / 1000 / count, count);
+    this.lastToken = t;
+  }
+
+  routing(seconds: number): void {
+    this.series.routing.observe(seconds);
+  }
+
+  finish(outcome: RequestOutcome, httpStatus: number, usage?: FinishedUsage): void {
+    if (this.done) return;
+    this.done = true;
+    const series = this.series;
+    series.inflight.dec();
+    const slot = httpStatus * 4 + OUTCOME_SLOTS[outcome];
+    let requests = series.outcomes.get(slot);
+    if (requests === undefined) {
+      requests = series.outcome(outcome, httpStatus);
+      series.outcomes.set(slot, requests);
+    }
+    requests.inc();
+    series.duration.observe((this.now() - this.start) / 1000);
+    if (usage) {
+      series.inputSequence.observe(usage.promptTokens);
+      series.outputSequence.observe(usage.completionTokens);
+      series.inputTokens.inc(usage.promptTokens);
+      series.outputTokens.inc(usage.completionTokens);
+      series.cachedTokens.inc(usage.cachedTokens);
+      if (usage.promptTokens > 0) series.kvHitRate.observe(usage.cachedTokens / usage.promptTokens);
+    }
   }
 }
