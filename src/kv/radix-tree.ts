@@ -28,10 +28,14 @@ import { OwnerTable } from './owners.ts';
 import {
   blockTableFind,
   blockTablePlace,
+  blockTablePlaceAt,
   blockTableRehash,
   blockTableRemove,
   blockTableSizeFor,
   MIN_BLOCK_TABLE,
+  slotEntry,
+  TAGGED_ENTRY_MASK,
+  UNTAGGED_ENTRY_MASK,
 } from './radix/block-table.ts';
 import { ChildTable } from './radix/child-table.ts';
 import {
@@ -70,6 +74,11 @@ export interface RadixTreeIndexerOptions {
   readonly owners?: OwnerTable;
   /** Initial node and entry capacities (they grow on demand). */
   readonly initialCapacity?: number;
+  /**
+   * Entry id bits below the hash tag in block-table slots (default 24; tests use fewer to exercise the
+   * switch to untagged slots that more entries than that force).
+   */
+  readonly taggedEntryIdBits?: number;
 }
 
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
@@ -112,6 +121,12 @@ export class RadixTreeIndexer implements KvIndexer {
   /** Per owner: block hash table, live keys (its tree size), slots in use (keys + tombstones), stale entries. */
   private ownerSlots: Int32Array[] = [];
   private readonly freedSlots = new Int32Array(1);
+  /** Slot value bits holding entry id + 1; the bits above (up to bit 30) hold the key hash's tag. */
+  private entryMask: number;
+  /** Where the last missed block-table lookup of a stored block would insert it (see blockTableFind). */
+  private readonly insertProbe = new Int32Array(2);
+  private readonly spareProbe = new Int32Array(2);
+  private rehashScratch = new Int32Array(0);
   private ownerKeys = new Int32Array(0);
   private ownerUsed = new Int32Array(0);
   private ownerStale = new Int32Array(0);
@@ -139,6 +154,9 @@ export class RadixTreeIndexer implements KvIndexer {
     this.ownsTable = options.owners === undefined;
     this.owners = options.owners ?? new OwnerTable();
     const capacity = options.initialCapacity ?? 1024;
+    const bits = options.taggedEntryIdBits ?? 24;
+    this.entryMask =
+      bits >= 31 ? UNTAGGED_ENTRY_MASK : Math.min(TAGGED_ENTRY_MASK, (1 << Math.max(1, bits)) - 1);
     this.nodes = new NodePool(capacity);
     this.entries = new EntryPool(capacity);
     this.children = new ChildTable(this.nodes, capacity);
@@ -531,7 +549,14 @@ export class RadixTreeIndexer implements KvIndexer {
     let cur = ROOT;
     let parentEntry = NO_PARENT;
     if (hasParent) {
-      const found = blockTableFind(this.ownerSlots[owner], this.entries, parentLo, parentHi);
+      const found = blockTableFind(
+        this.ownerSlots[owner],
+        this.entries.data,
+        parentLo,
+        parentHi,
+        this.entryMask,
+        this.spareProbe,
+      );
       if (found < 0)
         return new KvEventError(
           'KV_PARENT_NOT_FOUND',
@@ -552,7 +577,14 @@ export class RadixTreeIndexer implements KvIndexer {
       const keyHi = halves[4 * i + 3];
       let child = this.childOf(cur, tokensLo, tokensHi);
       if (child < 0) child = this.createChild(cur, tokensLo, tokensHi);
-      const previous = blockTableFind(this.ownerSlots[owner], this.entries, keyLo, keyHi);
+      const previous = blockTableFind(
+        this.ownerSlots[owner],
+        this.entries.data,
+        keyLo,
+        keyHi,
+        this.entryMask,
+        this.insertProbe,
+      );
       if (previous >= 0) {
         const previousPrimary = this.primaryOf(previous);
         if (this.entries.data[previousPrimary * ENTRY_STRIDE + NODE] === child) {
@@ -563,8 +595,9 @@ export class RadixTreeIndexer implements KvIndexer {
         // The engine moved this block hash to another position: the key leaves its old node below.
         this.takeKey(owner, keyLo, keyHi);
       }
-      let primary = this.primaryOn(child, owner);
-      if (primary < 0) primary = this.addPrimary(owner, child, keyLo, keyHi, parentEntry);
+      // A missed lookup of this key leaves its insertion slot in insertProbe; primaryOn keeps it intact.
+      let primary = this.primaryOn(child, owner, previous < 0, keyLo, keyHi);
+      if (primary < 0) primary = this.addPrimary(owner, child, keyLo, keyHi, parentEntry, previous < 0);
       else this.addAlias(owner, primary, keyLo, keyHi);
       if (previous >= 0) this.dropKeyRecord(previous);
       parentEntry = primary;
@@ -715,18 +748,28 @@ export class RadixTreeIndexer implements KvIndexer {
       : record;
   }
 
-  /** The owner's primary entry on a node, or -1. */
-  private primaryOn(node: number, owner: number): number {
+  /**
+   * The owner's primary entry on a node, or -1. `missed`: the owner holds no key (lo, hi), so when the
+   * node's head entry has that key, looking it up again is pointless.
+   */
+  private primaryOn(node: number, owner: number, missed: boolean, lo: number, hi: number): number {
     const nodes = this.nodes;
     const entries = this.entries;
     if (nodes.data[node * NODE_STRIDE + OWNER_COUNT] === 0) return -1;
     const head = this.memberEntry(node, 0);
-    const found = blockTableFind(
-      this.ownerSlots[owner],
-      entries,
-      entries.data[head * ENTRY_STRIDE + KEY_LO],
-      entries.data[head * ENTRY_STRIDE + KEY_HI],
-    );
+    const headLo = entries.data[head * ENTRY_STRIDE + KEY_LO];
+    const headHi = entries.data[head * ENTRY_STRIDE + KEY_HI];
+    const found =
+      missed && headLo === lo && headHi === hi
+        ? -1
+        : blockTableFind(
+            this.ownerSlots[owner],
+            entries.data,
+            headLo,
+            headHi,
+            this.entryMask,
+            this.spareProbe,
+          );
     if (found >= 0) {
       const primary = this.primaryOf(found);
       if (entries.data[primary * ENTRY_STRIDE + NODE] === node) return primary;
@@ -740,8 +783,20 @@ export class RadixTreeIndexer implements KvIndexer {
     return -1;
   }
 
-  private addPrimary(owner: number, node: number, lo: number, hi: number, parentEntry: number): number {
+  /** `hinted`: insertProbe holds this key's insertion slot from a lookup on the unchanged table. */
+  private addPrimary(
+    owner: number,
+    node: number,
+    lo: number,
+    hi: number,
+    parentEntry: number,
+    hinted: boolean,
+  ): number {
     const entry = this.entries.alloc(node, owner, lo, hi);
+    if (this.entries.capacity > this.entryMask) {
+      this.untagSlots();
+      hinted = false;
+    }
     const entries = this.entries;
     const nodes = this.nodes;
     entries.data[entry * ENTRY_STRIDE + PARENT_ENTRY] = parentEntry;
@@ -755,7 +810,7 @@ export class RadixTreeIndexer implements KvIndexer {
         nodes.markMixedKeys(node);
     }
     this.link(entry, node, owner);
-    this.insertKey(owner, entry);
+    this.insertKey(owner, entry, hinted);
     if (this.ownerStale[owner] > 0 && nodes.data[node * NODE_STRIDE + CHILD_COUNT] > 0)
       this.adoptChildren(owner, entry);
     return entry;
@@ -765,15 +820,16 @@ export class RadixTreeIndexer implements KvIndexer {
     const entries = this.entries;
     const node = entries.data[primary * ENTRY_STRIDE + NODE];
     const alias = entries.alloc(node, owner, lo, hi);
+    if (entries.capacity > this.entryMask) this.untagSlots();
     entries.data[alias * ENTRY_STRIDE + PARENT_ENTRY] = ALIAS;
     entries.data[alias * ENTRY_STRIDE + KIDS] = primary;
     this.nodes.markMixedKeys(node);
     this.aliasCount++;
-    this.insertKey(owner, alias);
+    this.insertKey(owner, alias, false);
   }
 
-  private insertKey(owner: number, entry: number): void {
-    this.placeKey(owner, entry);
+  private insertKey(owner: number, entry: number, hinted: boolean): void {
+    this.placeKey(owner, entry, hinted);
     this.ownerKeys[owner]++;
     this.entryCount++;
   }
@@ -791,29 +847,65 @@ export class RadixTreeIndexer implements KvIndexer {
     return record;
   }
 
-  /** Puts an entry's key in the owner's table (its key is absent), rehashing when too full. */
-  private placeKey(owner: number, entry: number): void {
+  /**
+   * Puts an entry's key in the owner's table (its key is absent), rehashing when too full. `hinted`:
+   * insertProbe holds the key's slot, from a lookup on the table as it still is.
+   */
+  private placeKey(owner: number, entry: number, hinted: boolean): void {
     let slots = this.ownerSlots[owner];
     if (4 * (this.ownerUsed[owner] + 1) > 3 * slots.length) {
       this.rehashKeys(owner, this.ownerKeys[owner] + 1);
       slots = this.ownerSlots[owner];
+      hinted = false;
     }
-    this.ownerUsed[owner] += blockTablePlace(slots, this.entries, entry);
+    this.ownerUsed[owner] += hinted
+      ? blockTablePlaceAt(slots, this.insertProbe, entry)
+      : blockTablePlace(slots, this.entries.data, entry, this.entryMask);
   }
 
   private unplaceKey(owner: number, lo: number, hi: number): number {
-    const entry = blockTableRemove(this.ownerSlots[owner], this.entries, lo, hi, this.freedSlots);
+    const entry = blockTableRemove(
+      this.ownerSlots[owner],
+      this.entries.data,
+      lo,
+      hi,
+      this.entryMask,
+      this.freedSlots,
+    );
     if (entry >= 0) this.ownerUsed[owner] -= this.freedSlots[0];
     return entry;
   }
 
-  /** Rebuilds the owner's table for `keys` live keys, dropping tombstones. */
+  /**
+   * Rebuilds the owner's table for `keys` live keys, dropping tombstones; in place (through a scratch
+   * copy) when the size stays, which is the usual case: tombstones piling up under churn.
+   */
   private rehashKeys(owner: number, keys: number): void {
+    this.ownerUsed[owner] = this.rebuildSlots(owner, blockTableSizeFor(keys), this.entryMask);
+  }
+
+  /** Rebuilds the owner's table at `size` slots, tagged for `entryMask`; returns its live keys. */
+  private rebuildSlots(owner: number, size: number, entryMask: number): number {
     const old = this.ownerSlots[owner];
-    let live = 0;
-    for (let i = 0; i < old.length; i++) if (old[i] > 0) live++;
-    this.ownerSlots[owner] = blockTableRehash(old, this.entries, blockTableSizeFor(keys));
-    this.ownerUsed[owner] = live;
+    const length = old.length;
+    let from: Int32Array = old;
+    let into: Int32Array = old;
+    if (size === length) {
+      if (this.rehashScratch.length < length) this.rehashScratch = new Int32Array(length);
+      this.rehashScratch.set(old);
+      from = this.rehashScratch;
+    } else {
+      into = new Int32Array(size);
+      this.ownerSlots[owner] = into;
+    }
+    return blockTableRehash(from, length, this.entryMask, into, this.entries.data, entryMask);
+  }
+
+  /** Entry ids outgrew the tagged slot layout: every table moves to untagged slots. */
+  private untagSlots(): void {
+    for (let owner = 0; owner < this.ownerSlots.length; owner++)
+      this.ownerUsed[owner] = this.rebuildSlots(owner, this.ownerSlots[owner].length, UNTAGGED_ENTRY_MASK);
+    this.entryMask = UNTAGGED_ENTRY_MASK;
   }
 
   /** Disposes of a record whose key has left the table: the owner may leave the node. */
@@ -836,7 +928,7 @@ export class RadixTreeIndexer implements KvIndexer {
         );
         entries.data[record * ENTRY_STRIDE + KEY_LO] = entries.data[alias * ENTRY_STRIDE + KEY_LO];
         entries.data[record * ENTRY_STRIDE + KEY_HI] = entries.data[alias * ENTRY_STRIDE + KEY_HI];
-        this.placeKey(owner, record);
+        this.placeKey(owner, record, false);
         entries.free(alias);
         this.aliasCount--;
         return;
@@ -954,9 +1046,11 @@ export class RadixTreeIndexer implements KvIndexer {
     let remaining = entries.data[entry * ENTRY_STRIDE + KIDS];
     for (let i = 0; i < slots.length && remaining > 0; i++) {
       const slot = slots[i];
-      if (slot <= 0 || entries.data[(slot - 1) * ENTRY_STRIDE + PARENT_ENTRY] !== entry) continue;
-      entries.data[(slot - 1) * ENTRY_STRIDE + PARENT_ENTRY] = STALE;
-      this.nodes.data[entries.data[(slot - 1) * ENTRY_STRIDE + NODE] * NODE_STRIDE + STALE_COUNT]++;
+      if (slot <= 0) continue;
+      const child = slotEntry(slot, this.entryMask);
+      if (entries.data[child * ENTRY_STRIDE + PARENT_ENTRY] !== entry) continue;
+      entries.data[child * ENTRY_STRIDE + PARENT_ENTRY] = STALE;
+      this.nodes.data[entries.data[child * ENTRY_STRIDE + NODE] * NODE_STRIDE + STALE_COUNT]++;
       this.ownerStale[owner]++;
       remaining--;
     }
@@ -972,7 +1066,7 @@ export class RadixTreeIndexer implements KvIndexer {
     for (let i = 0; i < slots.length && this.ownerStale[owner] > 0; i++) {
       const slot = slots[i];
       if (slot <= 0) continue;
-      const child = slot - 1;
+      const child = slotEntry(slot, this.entryMask);
       if (
         entries.data[child * ENTRY_STRIDE + PARENT_ENTRY] !== STALE ||
         nodes.data[entries.data[child * ENTRY_STRIDE + NODE] * NODE_STRIDE + PARENT] !== node
@@ -990,12 +1084,13 @@ export class RadixTreeIndexer implements KvIndexer {
     const slots = this.ownerSlots[owner];
     for (let i = 0; i < slots.length; i++) {
       const slot = slots[i];
+      if (slot <= 0) continue;
+      const alias = slotEntry(slot, this.entryMask);
       if (
-        slot > 0 &&
-        entries.data[(slot - 1) * ENTRY_STRIDE + PARENT_ENTRY] === ALIAS &&
-        entries.data[(slot - 1) * ENTRY_STRIDE + KIDS] === primary
+        entries.data[alias * ENTRY_STRIDE + PARENT_ENTRY] === ALIAS &&
+        entries.data[alias * ENTRY_STRIDE + KIDS] === primary
       )
-        return slot - 1;
+        return alias;
     }
     return -1;
   }
@@ -1009,7 +1104,7 @@ export class RadixTreeIndexer implements KvIndexer {
     for (let i = 0; i < slots.length; i++) {
       const slot = slots[i];
       if (slot <= 0) continue;
-      const entry = slot - 1;
+      const entry = slotEntry(slot, this.entryMask);
       if (entries.data[entry * ENTRY_STRIDE + PARENT_ENTRY] === ALIAS) {
         entries.free(entry);
         this.aliasCount--;
@@ -1117,8 +1212,9 @@ export class RadixTreeIndexer implements KvIndexer {
     const entries = this.entries;
     for (const slots of this.ownerSlots)
       for (let i = 0; i < slots.length; i++) {
-        const entry = slots[i] - 1;
-        if (entry < 0 || entries.data[entry * ENTRY_STRIDE + PARENT_ENTRY] !== ALIAS) continue;
+        if (slots[i] <= 0) continue;
+        const entry = slotEntry(slots[i], this.entryMask);
+        if (entries.data[entry * ENTRY_STRIDE + PARENT_ENTRY] !== ALIAS) continue;
         const key = this.keyOf(
           entries.data[entry * ENTRY_STRIDE + KEY_LO],
           entries.data[entry * ENTRY_STRIDE + KEY_HI],

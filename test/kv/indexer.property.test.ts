@@ -209,6 +209,10 @@ const implementations: Implementation[] = [
   { name: 'NaiveIndexer', create: () => new NaiveIndexer() },
   { name: 'RadixTreeIndexer', create: () => new RadixTreeIndexer() },
   {
+    name: 'RadixTreeIndexer (untagged block tables past 15 entries)',
+    create: () => new RadixTreeIndexer({ initialCapacity: 2, taggedEntryIdBits: 4 }),
+  },
+  {
     name: 'ApproximateIndexer (radix tree)',
     create: () => new ApproximateIndexer({ clock: new ManualClock() }),
   },

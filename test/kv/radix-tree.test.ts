@@ -21,6 +21,10 @@ runIndexerConformance(
   'RadixTreeIndexer (tiny initial capacity)',
   () => new RadixTreeIndexer({ initialCapacity: 2 }),
 );
+runIndexerConformance(
+  'RadixTreeIndexer (block-table tags dropped once entry ids pass 7)',
+  () => new RadixTreeIndexer({ initialCapacity: 2, taggedEntryIdBits: 3 }),
+);
 
 function ok(indexer: RadixTreeIndexer, ...events: RouterEvent[]): void {
   for (const event of events) expect(indexer.apply(event)).toBeNull();
