@@ -37,6 +37,8 @@ export interface ChoiceOutcome {
   readonly finishReason: FinishReasonOut;
   readonly usage: Usage;
   readonly nvext?: NvextResponse;
+  /** The backend sent its final chunk (false when a stop string ended the choice first). */
+  readonly backendDone: boolean;
 }
 
 export interface ChoiceRun {
@@ -171,16 +173,17 @@ export async function collectChoice(run: ChoiceRun): Promise<ChoiceOutcome | und
       if (chunk.finishReason === undefined) continue;
       const reason: FinishReasonOut = chunk.finishReason === 'stop' ? 'stop' : 'length';
       text = decodeTokens(run.tokenizer, ids);
-      return { index, text, finishReason: reason, usage: account.usage(), nvext };
+      return { index, text, finishReason: reason, usage: account.usage(), nvext, backendDone: true };
     }
     const match = matcher.push(detokenizer.push(chunk.tokenIds));
     text += match.text;
-    if (match.stopped) return { index, text, finishReason: 'stop', usage: account.usage(), nvext };
+    if (match.stopped)
+      return { index, text, finishReason: 'stop', usage: account.usage(), nvext, backendDone: false };
     if (chunk.finishReason !== undefined) {
       const tail = matcher.push(detokenizer.flush());
       text += tail.text + (tail.stopped ? '' : matcher.flush());
       const reason: FinishReasonOut = tail.stopped || chunk.finishReason === 'stop' ? 'stop' : 'length';
-      return { index, text, finishReason: reason, usage: account.usage(), nvext };
+      return { index, text, finishReason: reason, usage: account.usage(), nvext, backendDone: true };
     }
   }
   if (!signal.aborted) throw incomplete();

@@ -66,7 +66,10 @@ export function completeResponse(
   return body;
 }
 
-/** `completeResponse` as JSON text (u64 ids in `nvext` written in full). */
+/**
+ * `completeResponse` as JSON text, written in one pass (the same text as JSON of that object, u64
+ * ids in `nvext` written in full).
+ */
 export function completeResponseJson(
   kind: ResponseKind,
   header: ResponseHeader,
@@ -74,7 +77,26 @@ export function completeResponseJson(
   usage: Usage,
   nvext: NvextResponse | undefined,
 ): string {
-  return withNvext(JSON.stringify(completeResponse(kind, header, choices, usage, undefined)), nvext);
+  let list = '';
+  for (const c of choices) {
+    if (list !== '') list += ',';
+    list +=
+      kind === 'chat'
+        ? `{"index":${c.index},"message":{"role":"assistant","content":${JSON.stringify(c.text)},"refusal":null},"logprobs":null,"finish_reason":"${c.finishReason}"}`
+        : `{"text":${JSON.stringify(c.text)},"index":${c.index},"logprobs":null,"finish_reason":"${c.finishReason}"}`;
+  }
+  const prompt = usage.promptTokens;
+  const completion = usage.completionTokens;
+  const object = kind === 'chat' ? 'chat.completion' : 'text_completion';
+  return withNvext(
+    `{"id":${JSON.stringify(header.id)},"object":"${object}","created":${header.created},"model":${JSON.stringify(header.model)},"choices":[${list}],"usage":{"prompt_tokens":${count(prompt)},"completion_tokens":${count(completion)},"total_tokens":${count(prompt + completion)},"prompt_tokens_details":{"cached_tokens":${count(usage.cachedTokens)}}},"system_fingerprint":null}`,
+    nvext,
+  );
+}
+
+/** A number as JSON.stringify writes it (non-finite values become null). */
+function count(value: number): string {
+  return Number.isFinite(value) ? String(value) : 'null';
 }
 
 export interface ChunkChoice {

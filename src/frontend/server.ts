@@ -76,11 +76,16 @@ export function createFrontendServer(options: FrontendServerOptions): FastifyIns
   const keys = new ApiKeyChecker(options.apiKeys ?? []);
   const defaultMaxTokens = options.defaultMaxTokens ?? DEFAULT_MAX_TOKENS;
   let defaultTokenizer: Promise<Tokenizer> | undefined;
-  const tokenizerFor = (backend: ModelBackend): Tokenizer | Promise<Tokenizer> => {
-    if (backend.tokenizer) return backend.tokenizer;
-    defaultTokenizer ??= Promise.resolve(options.tokenizer ?? loadO200kTokenizer());
+  let loadedTokenizer: Tokenizer | undefined; // once loaded, used without awaiting
+  const loadDefaultTokenizer = (): Promise<Tokenizer> => {
+    defaultTokenizer ??= Promise.resolve(options.tokenizer ?? loadO200kTokenizer()).then((tokenizer) => {
+      loadedTokenizer = tokenizer;
+      return tokenizer;
+    });
     return defaultTokenizer;
   };
+  const tokenizerFor = (backend: ModelBackend): Tokenizer | Promise<Tokenizer> =>
+    backend.tokenizer ?? loadedTokenizer ?? loadDefaultTokenizer();
   let shuttingDown = false;
   let inflight = 0;
 
@@ -105,8 +110,7 @@ export function createFrontendServer(options: FrontendServerOptions): FastifyIns
   app.addHook('preClose', async () => handle.beginShutdown());
   app.addHook('onReady', async () => {
     // Load the default tokenizer before the first request instead of during it.
-    defaultTokenizer ??= Promise.resolve(options.tokenizer ?? loadO200kTokenizer());
-    await defaultTokenizer;
+    await loadDefaultTokenizer();
   });
 
   // Every body is parsed as JSON whatever its content type (curl -d sends form encoding), losslessly
@@ -114,15 +118,18 @@ export function createFrontendServer(options: FrontendServerOptions): FastifyIns
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'string', bodyLimit }, (_request, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8');
-    if (text.trim() === '') {
-      done(
-        new ApiError('The request body is empty; send a JSON object.', { status: 400, code: 'invalid_json' }),
-      );
-      return;
-    }
     try {
       done(null, parseJsonLossless(text, nvextNeedsLossless));
     } catch (error) {
+      if (text.trim() === '') {
+        done(
+          new ApiError('The request body is empty; send a JSON object.', {
+            status: 400,
+            code: 'invalid_json',
+          }),
+        );
+        return;
+      }
       const detail = error instanceof Error ? error.message : 'parse error';
       done(
         new ApiError(`The request body is not valid JSON: ${detail}`, { status: 400, code: 'invalid_json' }),
@@ -130,10 +137,12 @@ export function createFrontendServer(options: FrontendServerOptions): FastifyIns
     }
   });
 
-  app.addHook('onRequest', async (request) => {
-    if (OPEN_PATHS.has(request.url.split('?')[0])) return;
-    keys.check(request.headers.authorization);
-  });
+  if (keys.enabled) {
+    app.addHook('onRequest', async (request) => {
+      if (OPEN_PATHS.has(request.url.split('?')[0])) return;
+      keys.check(request.headers.authorization);
+    });
+  }
 
   app.setErrorHandler((error, request, reply) => {
     const apiError = toApiError(error);
@@ -230,7 +239,8 @@ export function createFrontendServer(options: FrontendServerOptions): FastifyIns
             code: 'rate_limited',
           });
         }
-        const tokenizer = await tokenizerFor(backend);
+        const found = tokenizerFor(backend);
+        const tokenizer = found instanceof Promise ? await found : found;
         const generation = build(body, backend, tokenizer, request.headers);
         if (options.logPrompts) {
           request.log.info(

@@ -71,6 +71,8 @@ interface Scope {
   readonly signal: AbortSignal;
   readonly timer: RequestTimer;
   readonly log: FastifyBaseLogger;
+  /** Every choice ended on its backend's final chunk: nothing is left running to abort. */
+  settled: boolean;
 }
 
 export async function serveGeneration(
@@ -87,9 +89,17 @@ export async function serveGeneration(
   const onClose = () => {
     if (!reply.raw.writableFinished) controller.abort(CLIENT_GONE);
   };
-  reply.raw.once('close', onClose);
+  reply.raw.on('close', onClose);
   const timer = context.metrics.startRequest(plan.model, plan.endpoint, plan.stream);
-  const scope: Scope = { plan, header, reply, signal: controller.signal, timer, log: context.log };
+  const scope: Scope = {
+    plan,
+    header,
+    reply,
+    signal: controller.signal,
+    timer,
+    log: context.log,
+    settled: false,
+  };
   try {
     if (plan.nvext.queryOnly) await serveQuery(scope);
     else if (plan.stream) await serveStream(scope);
@@ -103,7 +113,9 @@ export async function serveGeneration(
     reply.raw.off('close', onClose);
     // The client is gone and nothing was sent: tell fastify not to wait for a response.
     if (controller.signal.aborted && !reply.sent) reply.hijack();
-    controller.abort(REQUEST_ENDED); // whatever happened, nothing keeps running for this request
+    // Whatever happened, nothing keeps running for this request. (Aborting costs an Event and its
+    // dispatch: skipped when every backend stream has already ended by itself.)
+    if (!scope.settled) controller.abort(REQUEST_ENDED);
   }
 }
 
@@ -215,12 +227,15 @@ async function serveUnary(scope: Scope): Promise<void> {
   const usage = new UsageTotal(plan.n);
   const results: ChoiceResult[] = [];
   let nvext: NvextResponse | undefined;
+  let settled = true;
   for (const outcome of outcomes) {
     if (outcome === undefined) return;
     usage.add(outcome.index, outcome.usage);
     results.push(outcome);
     nvext ??= outcome.nvext;
+    settled &&= outcome.backendDone;
   }
+  scope.settled = settled;
   timer.finish('success', 200, usage.value);
   await reply
     .code(200)
