@@ -152,10 +152,9 @@ export class KvRouter implements RoutingPolicy {
   private touchStamp = new Int32Array(64);
   private touchStampValue = 0;
   private readonly loadOrder = new LoadOrder();
-  /** leastCostOwner scratch: the lowest cost so far and the owners at it. */
-  private lowestCost = Number.POSITIVE_INFINITY;
+  /** leastCostOwner scratch: the owners it scores, and those at the lowest cost. */
+  private picked = new Int32Array(64);
   private tied = new Int32Array(64);
-  private tiedCount = 0;
   /** Index of each registered owner in registry.candidates (the order select() sees them in). */
   private candidatePosition = new Int32Array(64);
   private readonly scanAll: boolean;
@@ -536,16 +535,18 @@ export class KvRouter implements RoutingPolicy {
     }
     active.clearChanged();
 
+    // The owners that can reach the lowest cost, each once: the touched ones, then the front of
+    // the load order.
     const stamp = ++this.touchStampValue;
     const touched = this.touchStamp;
-    this.lowestCost = Number.POSITIVE_INFINITY;
-    this.tiedCount = 0;
+    const picked = this.picked;
+    let count = 0;
     const overlapOwners = this.overlapOwners;
-    for (let i = 0; i < this.overlapOwnerCount; i++) {
+    for (let i = 0, n = this.overlapOwnerCount; i < n; i++) {
       const owner = overlapOwners[i];
       if (!order.has(owner)) continue;
       touched[owner] = stamp;
-      this.consider(owner);
+      picked[count++] = owner;
     }
     if (this.heldDepths !== null) {
       const matched = active.matchedOwners;
@@ -553,7 +554,7 @@ export class KvRouter implements RoutingPolicy {
         const owner = matched[i];
         if (touched[owner] === stamp || !order.has(owner)) continue;
         touched[owner] = stamp;
-        this.consider(owner);
+        picked[count++] = owner;
       }
     }
     const owners = order.owners;
@@ -564,30 +565,43 @@ export class KvRouter implements RoutingPolicy {
       if (touched[owner] === stamp) continue;
       const key = keys[i];
       if (key > limit) break;
-      const cost = this.consider(owner);
+      picked[count++] = owner;
       // Keys and costs round differently: also score every owner whose key is within rounding
       // (far less than this margin) of the first untouched one.
-      if (limit === Number.POSITIVE_INFINITY) limit = key + 1e-7 * (Math.abs(cost) + Math.abs(key) + 1);
+      if (limit === Number.POSITIVE_INFINITY)
+        limit = key + 1e-7 * (Math.abs(this.costOf(owner)) + Math.abs(key) + 1);
     }
+
+    // Their costs, with the very expression scoreCosts uses; the owners at the lowest go to `tied`.
+    const held = this.heldDepths ?? this.noneHeld;
+    const overlap = this.overlapByOwner;
+    const activePrefill = active.prefillByOwner;
+    const activeBlocks = active.blocksByOwner;
+    const queueWeight = this.config.prefillQueueWeight;
+    const blockSize = this.config.blockSize;
+    const weight = this.weight;
+    const isl = this.isl;
+    const requestBlocks = this.requestBlocks;
     const tied = this.tied;
-    const n = this.tiedCount;
+    let lowest = Number.POSITIVE_INFINITY;
+    let n = 0;
+    for (let i = 0; i < count; i++) {
+      const owner = picked[i];
+      const uncached = isl - overlap[owner] * blockSize;
+      const tokens = Math.max(uncached, 0) + queueWeight * activePrefill[owner];
+      const cost = weight * (tokens / blockSize) + (requestBlocks - held[owner] + activeBlocks[owner]);
+      if (cost < lowest) {
+        lowest = cost;
+        tied[0] = owner;
+        n = 1;
+      } else if (cost === lowest) tied[n++] = owner;
+    }
     if (n === 1) return tied[0];
     // Several owners share the lowest cost: as select() would, by candidate order.
     const position = this.candidatePosition;
     for (let i = 0; i < n; i++) tied[i] = position[tied[i]];
-    tied.subarray(0, n).sort();
+    sortAscending(tied, n);
     return this.candidateOwners[this.selector.pickAmongTied(tied, n, this.treeSizeOfCandidate)];
-  }
-
-  /** Scores an owner for leastCostOwner: keeps the owners at the lowest cost so far in `tied`. */
-  private consider(owner: number): number {
-    const cost = this.costOf(owner);
-    if (cost < this.lowestCost) {
-      this.lowestCost = cost;
-      this.tied[0] = owner;
-      this.tiedCount = 1;
-    } else if (cost === this.lowestCost) this.tied[this.tiedCount++] = owner;
-    return cost;
   }
 
   /** The cost scoreCosts computes for an owner (same expression, same rounding). */
@@ -626,8 +640,13 @@ export class KvRouter implements RoutingPolicy {
     // Everything that can reject the request runs before any scratch state is written.
     const count = this.registry.resolve(options);
     const candidates = this.registry.resolved;
-    if (hashed === null) this.hash(this.tokens.read(tokens));
-    else this.useHashed(hashed);
+    const reuse = overrides?.assumeKvReuse ?? this.config.assumeKvReuse;
+    const track = this.config.trackActiveBlocks;
+    if (hashed === null) {
+      // Sequence hashes come in the same kernel pass when this decision will read them.
+      const withSequence = (track && reuse) || this.approximate !== null || this.predicted !== null;
+      this.hash(this.tokens.read(tokens), withSequence);
+    } else this.useHashed(hashed);
 
     const weight = overrides?.overlapScoreWeight ?? this.config.overlapScoreWeight;
     this.weight = weight;
@@ -638,9 +657,7 @@ export class KvRouter implements RoutingPolicy {
       if (this.predicted !== null) this.collectOverlaps(this.predicted.findMatches(this.local));
     }
 
-    const reuse = overrides?.assumeKvReuse ?? this.config.assumeKvReuse;
     this.reuse = reuse;
-    const track = this.config.trackActiveBlocks;
     const blockCount = this.blockCount;
     // decode_blocks = (request blocks not active there) + active blocks; without dedupe every
     // block of the request is new (or none is counted when tracking is off).
@@ -705,7 +722,7 @@ export class KvRouter implements RoutingPolicy {
     }
   }
 
-  private hash(input: Uint32Array): void {
+  private hash(input: Uint32Array, withSequence: boolean): void {
     const blocks = this.hasher.blockCount(input.length);
     if (this.localScratch.length < 2 * blocks) {
       this.localScratch = new Uint32Array(4 * blocks);
@@ -717,8 +734,15 @@ export class KvRouter implements RoutingPolicy {
     this.isl = input.length;
     this.blockCount = blocks;
     this.localView = viewOf(this.localScratch, this.localView, 2 * blocks);
-    this.local = this.hasher.localHashes(input, this.localView);
-    this.sequence = null;
+    this.local = this.localView;
+    if (withSequence) {
+      this.sequenceView = viewOf(this.sequenceScratch, this.sequenceView, 2 * blocks);
+      this.hasher.blockHashes(input, this.localView, this.sequenceView);
+      this.sequence = this.sequenceView;
+    } else {
+      this.hasher.localHashes(input, this.localView);
+      this.sequence = null;
+    }
   }
 
   private useHashed(prompt: HashedPrompt): void {
@@ -769,6 +793,7 @@ export class KvRouter implements RoutingPolicy {
       stamps.set(this.touchStamp);
       this.touchStamp = stamps;
       this.tied = new Int32Array(capacity * 2);
+      this.picked = new Int32Array(capacity * 2);
     }
     // Held depths are read for every candidate owner: make sure the tracker covers them all.
     this.active.ensureOwners(capacity);
@@ -850,6 +875,19 @@ export class KvRouter implements RoutingPolicy {
     const listener = this.sequenceListener;
     if (listener === null || owner < 0 || !this.owners.isLive(owner)) return;
     listener({ kind, requestId, workerId: this.owners.workerOf(owner), dpRank: this.owners.rankOf(owner) });
+  }
+}
+
+/** Sorts values[0, n) in place (insertion sort: n is a handful of tied candidates). */
+function sortAscending(values: Int32Array, n: number): void {
+  for (let i = 1; i < n; i++) {
+    const v = values[i];
+    let j = i - 1;
+    while (j >= 0 && values[j] > v) {
+      values[j + 1] = values[j];
+      j--;
+    }
+    values[j + 1] = v;
   }
 }
 

@@ -105,17 +105,40 @@ export class BlockHasher {
     const kernel = this.kernel;
     kernel.reserve(dst + blocks * 8);
     const memory = kernel.u32;
-    const srcWord = src >>> 2;
-    if (tokens instanceof Uint32Array) {
-      memory.set(tokens.length === tokenCount ? tokens : tokens.subarray(0, tokenCount), srcWord);
-    } else {
-      const bad = copyCheckedTokens(tokens, tokenCount, memory, srcWord);
-      if (bad >= 0) throw new RangeError(`token ${bad} is not a u32 integer: ${String(tokens[bad])}`);
-    }
+    this.copyTokens(tokens, tokenCount, memory, src >>> 2);
     kernel.hashBlocks(src, this.blockSize * 4, blocks, dst, this.seedLo, this.seedHi);
     const dstWord = dst >>> 2;
     result.set(memory.subarray(dstWord, dstWord + 2 * blocks));
     return result;
+  }
+
+  /**
+   * Both `localHashes(tokens)` and `sequenceHashes` of them, in one pass through the kernel (the
+   * local hashes are not copied back in). `localOut` and `sequenceOut` must hold blockCount pairs;
+   * returns blockCount. Same token rules as localHashes.
+   */
+  blockHashes(tokens: ArrayLike<number>, localOut: Uint32Array, sequenceOut: Uint32Array): number {
+    const blocks = this.blockCount(tokens.length);
+    if (localOut.length < 2 * blocks || sequenceOut.length < 2 * blocks) {
+      throw new RangeError(
+        `outputs hold ${Math.min(localOut.length, sequenceOut.length) >>> 1} hashes, ${blocks} needed`,
+      );
+    }
+    if (blocks === 0) return 0;
+    const tokenCount = blocks * this.blockSize;
+    const src = KERNEL_DATA_START;
+    const local = src + tokenCount * 4;
+    const sequence = local + blocks * 8;
+    const kernel = this.kernel;
+    kernel.reserve(sequence + blocks * 8);
+    const memory = kernel.u32;
+    this.copyTokens(tokens, tokenCount, memory, src >>> 2);
+    kernel.hashBlocks(src, this.blockSize * 4, blocks, local, this.seedLo, this.seedHi);
+    kernel.hashSequence(local, blocks, sequence, this.seedLo, this.seedHi);
+    const localWord = local >>> 2;
+    localOut.set(memory.subarray(localWord, localWord + 2 * blocks));
+    sequenceOut.set(memory.subarray(localWord + 2 * blocks, localWord + 4 * blocks));
+    return blocks;
   }
 
   /**
@@ -137,6 +160,16 @@ export class BlockHasher {
     kernel.hashSequence(KERNEL_DATA_START, blocks, KERNEL_DATA_START, this.seedLo, this.seedHi);
     result.set(memory.subarray(word, word + 2 * blocks));
     return result;
+  }
+
+  /** Copies the first `count` tokens into kernel memory from word `at` on (checked unless a Uint32Array). */
+  private copyTokens(tokens: ArrayLike<number>, count: number, memory: Uint32Array, at: number): void {
+    if (tokens instanceof Uint32Array) {
+      memory.set(tokens.length === count ? tokens : tokens.subarray(0, count), at);
+      return;
+    }
+    const bad = copyCheckedTokens(tokens, count, memory, at);
+    if (bad >= 0) throw new RangeError(`token ${bad} is not a u32 integer: ${String(tokens[bad])}`);
   }
 }
 

@@ -121,6 +121,38 @@ describe('BlockHasher', () => {
     expect(() => hasher.sequenceHashes(expectedLocal, new Uint32Array(2))).toThrow(RangeError);
   });
 
+  it('blockHashes gives localHashes and their sequenceHashes in one pass', () => {
+    for (const blockSize of [1, 4, 16, 33]) {
+      const hasher = new BlockHasher({ blockSize, seed: 42n });
+      for (const count of [0, blockSize - 1, blockSize, 7 * blockSize + 3, 300 * blockSize]) {
+        const tokens = randomTokens(count, count + blockSize, VOCAB);
+        const local = hasher.localHashes(tokens);
+        const localOut = new Uint32Array(local.length + 6).fill(9);
+        const sequenceOut = new Uint32Array(local.length + 6).fill(9);
+        expect(hasher.blockHashes(Array.from(tokens), localOut, sequenceOut)).toBe(local.length >>> 1);
+        expect(localOut.subarray(0, local.length)).toEqual(local);
+        expect(sequenceOut.subarray(0, local.length)).toEqual(hasher.sequenceHashes(local));
+        expect(localOut[local.length]).toBe(9);
+        expect(sequenceOut[local.length]).toBe(9);
+      }
+      // The bigint reference agrees for the typed-array input too.
+      const tokens = randomTokens(5 * blockSize, 77, VOCAB);
+      const localOut = new Uint32Array(10);
+      const sequenceOut = new Uint32Array(10);
+      hasher.blockHashes(tokens, localOut, sequenceOut);
+      const expected = expectedHashes(tokens, blockSize, 42n);
+      expect(unpackU64s(localOut)).toEqual(expected.local);
+      expect(unpackU64s(sequenceOut)).toEqual(expected.sequence);
+    }
+    const hasher = new BlockHasher({ blockSize: 4 });
+    expect(() => hasher.blockHashes(randomTokens(8, 1), new Uint32Array(4), new Uint32Array(2))).toThrow(
+      RangeError,
+    );
+    expect(() => hasher.blockHashes([1, 2, 3, 1.5], new Uint32Array(2), new Uint32Array(2))).toThrow(
+      /token 3 is not a u32 integer/,
+    );
+  });
+
   it('handles prompts larger than the initial kernel memory', () => {
     const hasher = new BlockHasher({ blockSize: 16 });
     const tokens = randomTokens(16 * 40_000, 11, VOCAB);
