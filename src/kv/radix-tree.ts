@@ -118,9 +118,8 @@ export class RadixTreeIndexer implements KvIndexer {
   private readonly children: ChildTable;
   private readonly slab: OwnerSlab;
 
-  /** Per owner: block hash table, live keys (its tree size), slots in use (keys + tombstones), stale entries. */
+  /** Per owner: block hash table, live keys (its tree size), slots in use, stale entries. */
   private ownerSlots: Int32Array[] = [];
-  private readonly freedSlots = new Int32Array(1);
   /** Slot value bits holding entry id + 1; the bits above (up to bit 30) hold the key hash's tag. */
   private entryMask: number;
   /** Where the last missed block-table lookup of a stored block would insert it (see blockTableFind). */
@@ -858,27 +857,20 @@ export class RadixTreeIndexer implements KvIndexer {
       slots = this.ownerSlots[owner];
       hinted = false;
     }
-    this.ownerUsed[owner] += hinted
-      ? blockTablePlaceAt(slots, this.insertProbe, entry)
-      : blockTablePlace(slots, this.entries.data, entry, this.entryMask);
+    if (hinted) blockTablePlaceAt(slots, this.insertProbe, entry);
+    else blockTablePlace(slots, this.entries.data, entry, this.entryMask);
+    this.ownerUsed[owner]++;
   }
 
   private unplaceKey(owner: number, lo: number, hi: number): number {
-    const entry = blockTableRemove(
-      this.ownerSlots[owner],
-      this.entries.data,
-      lo,
-      hi,
-      this.entryMask,
-      this.freedSlots,
-    );
-    if (entry >= 0) this.ownerUsed[owner] -= this.freedSlots[0];
+    const entry = blockTableRemove(this.ownerSlots[owner], this.entries.data, lo, hi, this.entryMask);
+    if (entry >= 0) this.ownerUsed[owner]--;
     return entry;
   }
 
   /**
-   * Rebuilds the owner's table for `keys` live keys, dropping tombstones; in place (through a scratch
-   * copy) when the size stays, which is the usual case: tombstones piling up under churn.
+   * Rebuilds the owner's table for `keys` keys (grown or shrunk; in place through a scratch copy when
+   * the size stays).
    */
   private rehashKeys(owner: number, keys: number): void {
     this.ownerUsed[owner] = this.rebuildSlots(owner, blockTableSizeFor(keys), this.entryMask);
