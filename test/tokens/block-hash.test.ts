@@ -4,7 +4,8 @@ import { BlockHasher, DYNAMO_SEED, namespaceSeed, xxh3_64 } from '../../src/toke
 import { readPackedU64, unpackU64s } from '../../src/tokens/u64.ts';
 import { randomTokens, SEEDS } from './hash-fixtures.ts';
 
-const BLOCK_SIZES = [1, 2, 3, 4, 11, 16, 32, 33, 60, 61, 64, 128, 256];
+// 5..32 cover every branch of the SIMD 17..128-byte loop (20, 32, 44, 64, 68, 96, 100, 128 bytes).
+const BLOCK_SIZES = [1, 2, 3, 4, 5, 8, 11, 16, 17, 24, 25, 32, 33, 60, 61, 64, 128, 256];
 const VOCAB = 152_064;
 
 function le64Pair(a: bigint, b: bigint): Uint8Array {
