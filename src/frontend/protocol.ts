@@ -135,11 +135,101 @@ export const completionSchema = z.object({
 
 export type CompletionBody = z.infer<typeof completionSchema>;
 
+/**
+ * A quick check for the plain bodies most requests send: true only when every field is one of a
+ * few simple ones holding a value `schema` accepts and parses to itself (no transform, no field it
+ * would strip). The body is then used as is; anything else goes through the schema, which also
+ * writes the error messages.
+ */
+type FieldCheck = (value: unknown) => boolean;
+
+const nullish =
+  (check: FieldCheck): FieldCheck =>
+  (value) =>
+    value === undefined || value === null || check(value);
+const isBoolean: FieldCheck = (value) => typeof value === 'boolean';
+const isString: FieldCheck = (value) => typeof value === 'string';
+const intIn =
+  (min: number, max: number): FieldCheck =>
+  (value) =>
+    Number.isSafeInteger(value) && (value as number) >= min && (value as number) <= max;
+const numberIn =
+  (min: number, max: number): FieldCheck =>
+  (value) =>
+    typeof value === 'number' && value >= min && value <= max; // NaN fails both comparisons
+
+const ROLES: ReadonlySet<unknown> = new Set(message.shape.role.options);
+
+const MESSAGE_FIELDS = new Map<string, FieldCheck>([
+  ['role', (value) => ROLES.has(value)],
+  ['content', nullish(isString)],
+  ['name', nullish(isString)],
+]);
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function fieldsPass(value: Record<string, unknown>, fields: ReadonlyMap<string, FieldCheck>): boolean {
+  for (const key in value) {
+    const check = fields.get(key);
+    if (check === undefined || !Object.hasOwn(value, key) || !check(value[key])) return false;
+  }
+  return true;
+}
+
+const SIMPLE_SAMPLING_FIELDS: readonly [string, FieldCheck][] = [
+  ['model', (value) => typeof value === 'string' && value.length > 0],
+  ['stream', nullish(isBoolean)],
+  ['max_tokens', nullish(intIn(1, Number.MAX_SAFE_INTEGER))],
+  ['n', nullish(intIn(1, MAX_N))],
+  ['seed', nullish(intIn(Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER))],
+  ['temperature', nullish(numberIn(0, 2))],
+  ['top_p', nullish(numberIn(0, 1))],
+  ['stop', nullish((value) => typeof value === 'string' && value.length <= MAX_STOP_LENGTH)],
+  ['ignore_eos', nullish(isBoolean)],
+  ['user', nullish(isString)],
+];
+
+const SIMPLE_CHAT_FIELDS = new Map<string, FieldCheck>([
+  ...SIMPLE_SAMPLING_FIELDS,
+  [
+    'messages',
+    (value) =>
+      Array.isArray(value) &&
+      value.length > 0 &&
+      value.every((m) => isPlainObject(m) && m.role !== undefined && fieldsPass(m, MESSAGE_FIELDS)),
+  ],
+  ['max_completion_tokens', nullish(intIn(1, Number.MAX_SAFE_INTEGER))],
+]);
+
+const SIMPLE_COMPLETION_FIELDS = new Map<string, FieldCheck>([
+  ...SIMPLE_SAMPLING_FIELDS,
+  ['prompt', isString],
+]);
+
+const SIMPLE_FIELDS = new Map<
+  z.ZodType,
+  { fields: ReadonlyMap<string, FieldCheck>; required: readonly string[] }
+>([
+  [chatCompletionSchema, { fields: SIMPLE_CHAT_FIELDS, required: ['model', 'messages'] }],
+  [completionSchema, { fields: SIMPLE_COMPLETION_FIELDS, required: ['model', 'prompt'] }],
+]);
+
+/** True when `body` is a plain body `schema` would accept and return unchanged (see above). */
+export function isSimpleBody(schema: z.ZodType, body: Record<string, unknown>): boolean {
+  const simple = SIMPLE_FIELDS.get(schema);
+  if (simple === undefined) return false;
+  for (const key of simple.required) if (body[key] === undefined) return false;
+  return fieldsPass(body, simple.fields);
+}
+
 /** Validates `body` against `schema`, throwing a 400 OpenAI error that names the first bad field. */
 export function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.infer<T> {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+  if (!isPlainObject(body)) {
     throw invalidRequest('The request body must be a JSON object.');
   }
+  if (isSimpleBody(schema, body)) return body as z.infer<T>;
   const result = schema.safeParse(body);
   if (result.success) return result.data;
   const issue = result.error.issues[0];

@@ -9,6 +9,7 @@
  * backend's signal at once.
  */
 import { randomUUID } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
 import type { FastifyBaseLogger, FastifyReply } from 'fastify';
 import type { SamplingOptions, Usage } from '../protocol/generate.ts';
 import type { Tokenizer } from '../tokens/tokenizer.ts';
@@ -86,9 +87,7 @@ export async function serveGeneration(
     model: plan.model,
   };
   const controller = new AbortController();
-  const onClose = () => {
-    if (!reply.raw.writableFinished) controller.abort(CLIENT_GONE);
-  };
+  const onClose = abortUnlessFinished.bind(controller, reply.raw);
   reply.raw.on('close', onClose);
   const timer = context.metrics.startRequest(plan.model, plan.endpoint, plan.stream);
   const scope: Scope = {
@@ -188,26 +187,34 @@ class UsageTotal {
   }
 }
 
+/** The response closed: unless it was sent in full, the client is gone. (A bound function, not a closure made per request.) */
+function abortUnlessFinished(this: AbortController, response: ServerResponse): void {
+  if (!response.writableFinished) this.abort(CLIENT_GONE);
+}
+
+function collectOne(scope: Scope, request: BackendRequest, index: number, signal: AbortSignal) {
+  const { plan, timer } = scope;
+  return collectChoice({
+    index,
+    backend: plan.backend,
+    request,
+    tokenizer: plan.tokenizer,
+    stopStrings: plan.stopStrings,
+    signal,
+    timer,
+  });
+}
+
 /** Runs every choice to its end; undefined when the request was cut short. */
-function collectChoices({ plan, header, signal, timer }: Scope): Promise<(ChoiceOutcome | undefined)[]> {
-  const requests = backendRequests(plan, header);
-  const run = (request: BackendRequest, index: number, choiceSignal: AbortSignal) =>
-    collectChoice({
-      index,
-      backend: plan.backend,
-      request,
-      tokenizer: plan.tokenizer,
-      stopStrings: plan.stopStrings,
-      signal: choiceSignal,
-      timer,
-    });
+async function collectChoices(scope: Scope): Promise<(ChoiceOutcome | undefined)[]> {
+  const requests = backendRequests(scope.plan, scope.header);
   // One choice (the usual case) runs on the request's own signal, which serveGeneration aborts
   // once the request is over; several get one signal each, ended with their choice.
-  if (requests.length === 1) return run(requests[0], 0, signal).then((outcome) => [outcome]);
+  if (requests.length === 1) return [await collectOne(scope, requests[0], 0, scope.signal)];
   return Promise.all(
     requests.map((request, index) => {
-      const choice = choiceSignal(signal);
-      return run(request, index, choice.signal).finally(choice.end);
+      const choice = choiceSignal(scope.signal);
+      return collectOne(scope, request, index, choice.signal).finally(choice.end);
     }),
   );
 }
