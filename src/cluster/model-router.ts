@@ -6,7 +6,7 @@
  * first one dies mid-stream (Dynamo's KvPushRouter + migration).
  */
 import type { RouterEvent, WorkerId } from '../kv/events.ts';
-import type { GenerateChunk, GenerateRequest, Usage } from '../protocol/generate.ts';
+import type { GenerateChunk, GenerateRequest } from '../protocol/generate.ts';
 import {
   BACKEND_COMPONENT,
   DEFAULT_NAMESPACE,
@@ -41,6 +41,7 @@ import { decodeJson, encodeJson } from '../runtime/codec.ts';
 import { errorMessage, isRuntimeError, RemoteError, RuntimeError } from '../runtime/errors.ts';
 import { randomU64 } from '../runtime/ids.ts';
 import type { ModelCard } from '../runtime/model-card.ts';
+import { type PushHandle, PushQueue, type PushSink, pushCall } from '../runtime/push.ts';
 import { kvEventsSubject, streamNameForSubject } from '../runtime/subjects.ts';
 import {
   type DiscoveryEvent,
@@ -72,6 +73,11 @@ export interface RoutedRequest extends GenerateRequest {
 export interface RoutedChunk extends GenerateChunk {
   readonly workerId: WorkerId;
   readonly dpRank: number;
+}
+
+export interface GenerateOptions {
+  /** Turns the error the stream fails with into the one its consumer sees (given the call's signal). */
+  readonly mapError?: (error: unknown, signal: AbortSignal | undefined) => unknown;
 }
 
 export interface ModelInstance {
@@ -166,6 +172,8 @@ export class ModelRouter {
   private readonly ephemeralConsumer: boolean;
   private watch: DiscoveryWatch | undefined;
   private startPromise: Promise<void> | undefined;
+  /** The start completed (the current workers are known). */
+  private started = false;
   private closed = false;
   private requests = 0;
   private migrations = 0;
@@ -256,6 +264,7 @@ export class ModelRouter {
       (event) => this.onDiscovery(event),
     );
     if (this.closed) this.watch.close();
+    this.started = true;
   }
 
   /** The JetStream consumer of this router in durable mode. */
@@ -358,116 +367,52 @@ export class ModelRouter {
    * Routes and streams one request. Every chunk names the (worker, rank) producing it. The load is
    * tracked from routing to the end of the stream (also when the consumer stops early). A worker
    * lost mid-stream is replaced: the request continues elsewhere with prompt + tokens so far.
+   * Nothing happens before the first `next()`; errors reject it (or a later one).
    */
-  async *generate(request: RoutedRequest, signal?: AbortSignal): AsyncGenerator<RoutedChunk> {
-    if (this.closed) throw new RuntimeError('RUNTIME_CLOSED', 'the router was closed');
-    await this.waitForInstances(this.waitForWorkersMs, signal);
-    this.requests++;
-    const prompt = request.tokenIds;
-    const maxTokens = request.sampling.maxTokens;
-    const generated: number[] = [];
-    const avoid = new Set<WorkerId>();
-    let routing = request.routing ?? {};
-    let cachedTokens = 0;
-    for (let attempt = 0; ; attempt++) {
-      const tokens = generated.length === 0 ? prompt : [...prompt, ...generated];
-      const decision = this.routeAvoiding(request.requestId, tokens, routing, avoid);
-      const { workerId, dpRank } = decision;
-      const payload = encodeGenerateRequest({
-        requestId: request.requestId,
-        tokenIds: tokens,
-        sampling: { ...request.sampling, maxTokens: maxTokens - generated.length },
-        dpRank,
-        ...(request.bootstrap !== undefined ? { bootstrap: request.bootstrap } : {}),
-      });
-      let prefillDone = false;
-      let finished = false;
-      try {
-        const stream = this.runtime.requests.call(
-          this.generateEndpoint,
-          workerId,
-          payload,
-          signal ? { signal } : {},
-        );
-        for await (const frame of stream) {
-          const chunk = this.decodeChunk(frame, workerId);
-          if (!prefillDone && chunk.tokenIds.length > 0) {
-            prefillDone = true;
-            this.policy.markPrefillCompleted(request.requestId);
-          }
-          for (const token of chunk.tokenIds) generated.push(token);
-          if (chunk.usage !== undefined && attempt === 0) cachedTokens = chunk.usage.cachedTokens;
-          const out: RoutedChunk = {
-            ...chunk,
-            ...(chunk.usage !== undefined
-              ? { usage: fixUsage(chunk.usage, prompt.length, generated.length, attempt, cachedTokens) }
-              : {}),
-            workerId,
-            dpRank: chunk.dpRank ?? dpRank,
-          };
-          if (chunk.finishReason !== undefined) finished = true;
-          yield out;
-          if (finished) return;
-        }
-        if (!finished)
-          throw new RuntimeError(
-            'RUNTIME_STREAM_LOST',
-            `worker ${workerId.toString(16)} ended the stream early`,
-          );
-      } catch (error) {
-        if (!isWorkerGone(error)) {
-          if (error instanceof RemoteError) throw new WorkerRequestError(error.message, { cause: error });
-          throw error;
-        }
-        this.workerLost++;
-        if (attempt >= this.migrationLimit)
-          throw new WorkerLostError(
-            this.migrationLimit === 0
-              ? `worker ${workerId.toString(16)} was lost mid-request (${errorMessage(error)}); migration is off`
-              : `worker ${workerId.toString(16)} was lost mid-request (${errorMessage(error)}); migration limit ${this.migrationLimit} reached`,
-            { cause: error },
-          );
-        avoid.add(workerId);
-        routing = { ...(routing.overrides ? { overrides: routing.overrides } : {}) };
-        this.migrations++;
-        log.warn(
-          {
-            model: this.model,
-            requestId: request.requestId,
-            workerId: workerId.toString(16),
-            dpRank,
-            generated: generated.length,
-            attempt: attempt + 1,
-            err: errorMessage(error),
-          },
-          'router: worker lost mid-stream; migrating the request',
-        );
-        if (generated.length >= maxTokens) {
-          yield {
-            tokenIds: [],
-            finishReason: 'length',
-            usage: { promptTokens: prompt.length, completionTokens: generated.length, cachedTokens },
-            workerId,
-            dpRank,
-          };
-          return;
-        }
-      } finally {
-        this.policy.free(request.requestId);
-      }
-    }
+  generate(
+    request: RoutedRequest,
+    signal?: AbortSignal,
+    options?: GenerateOptions,
+  ): AsyncIterableIterator<RoutedChunk> {
+    return new RoutedStream(this.streamHost, request, signal, options);
   }
+
+  /** What a RoutedStream needs from its router, built once. */
+  private readonly streamHost: StreamHost = {
+    router: this,
+    ready: () => this.started && !this.closed && this.cards.size > 0,
+    prepare: async (signal) => {
+      if (this.closed) throw new RuntimeError('RUNTIME_CLOSED', 'the router was closed');
+      await this.waitForInstances(this.waitForWorkersMs, signal);
+    },
+    counted: (what) => {
+      if (what === 'request') this.requests++;
+      else if (what === 'lost') this.workerLost++;
+      else this.migrations++;
+    },
+    route: (requestId, tokens, routing, avoid) => this.routeAvoiding(requestId, tokens, routing, avoid),
+    call: (workerId, payload, sink, signal) =>
+      pushCall(
+        this.runtime.requests,
+        this.generateEndpoint,
+        workerId,
+        payload,
+        sink,
+        signal ? { signal } : {},
+      ),
+    decode: (frame, workerId) => this.decodeChunk(frame, workerId),
+  };
 
   /** Routes, but never to a worker this request already lost (it may still be in discovery). */
   private routeAvoiding(
     requestId: string,
     tokens: readonly number[],
     routing: RequestRouting,
-    avoid: ReadonlySet<WorkerId>,
+    avoid: ReadonlySet<WorkerId> | null,
   ): RoutingDecision {
     const options = routeOptions(routing);
     const decision = this.policy.route(requestId, tokens, options);
-    if (!avoid.has(decision.workerId)) return decision;
+    if (avoid === null || !avoid.has(decision.workerId)) return decision;
     this.policy.free(requestId);
     const busy = new Map<WorkerId, number>();
     for (const load of this.policy.loads())
@@ -634,6 +579,300 @@ export class ModelRouter {
   }
 }
 
+/** The private parts of a ModelRouter a RoutedStream uses. */
+interface StreamHost {
+  readonly router: ModelRouter;
+  /** Started, open, with workers: a request can be routed at once. */
+  ready(): boolean;
+  /** Waits until a request can be routed (or throws: closed, no workers in time, cancelled). */
+  prepare(signal: AbortSignal | undefined): Promise<void>;
+  counted(what: 'request' | 'lost' | 'migration'): void;
+  route(
+    requestId: string,
+    tokens: readonly number[],
+    routing: RequestRouting,
+    avoid: ReadonlySet<WorkerId> | null,
+  ): RoutingDecision;
+  call(
+    workerId: WorkerId,
+    payload: Uint8Array,
+    sink: PushSink<Uint8Array>,
+    signal: AbortSignal | undefined,
+  ): PushHandle;
+  decode(frame: Uint8Array, workerId: WorkerId): GenerateChunk;
+}
+
+type MutableRoutedChunk = { -readonly [K in keyof RoutedChunk]: RoutedChunk[K] };
+
+/**
+ * Chunks that reach the consumer while it is not reading travel as one: tokens of the same
+ * (worker, rank), the later chunk's finish reason and usage.
+ */
+function mergeChunks(earlier: RoutedChunk, later: RoutedChunk): RoutedChunk | undefined {
+  if (
+    earlier.finishReason !== undefined ||
+    earlier.usage !== undefined ||
+    earlier.error !== undefined ||
+    earlier.bootstrap !== undefined ||
+    later.bootstrap !== undefined ||
+    earlier.workerId !== later.workerId ||
+    earlier.dpRank !== later.dpRank
+  )
+    return undefined;
+  const merged = earlier as MutableRoutedChunk;
+  const tokens = merged.tokenIds as number[];
+  for (const token of later.tokenIds) tokens.push(token);
+  if (later.finishReason !== undefined) merged.finishReason = later.finishReason;
+  if (later.usage !== undefined) merged.usage = later.usage;
+  if (later.error !== undefined) merged.error = later.error;
+  return merged;
+}
+
+/** The frames of one attempt (one worker): stale ones, after the attempt ended, are ignored. */
+class AttemptSink implements PushSink<Uint8Array> {
+  constructor(
+    private readonly stream: RoutedStream,
+    private readonly attempt: number,
+  ) {}
+
+  push(frame: Uint8Array): void {
+    this.stream.onFrame(this.attempt, frame);
+  }
+
+  end(): void {
+    this.stream.onEnd(this.attempt);
+  }
+
+  fail(error: unknown): void {
+    this.stream.onFail(this.attempt, error);
+  }
+}
+
+/**
+ * One routed request: its attempts (the first worker, then one per migration) push their frames
+ * here (by plain calls on the in-process plane), and the consumer pulls RoutedChunks from a
+ * queue, one promise per wake-up.
+ */
+class RoutedStream implements AsyncIterableIterator<RoutedChunk> {
+  private readonly out = new PushQueue<RoutedChunk>(mergeChunks);
+  private started = false;
+  /** The request is over: final chunk, error, or the consumer stopped. */
+  private finished = false;
+  private attempt = -1;
+  /** The attempt in flight has not ended (its call may still push). */
+  private attemptOpen = false;
+  private call: PushHandle | null = null;
+  /** The policy tracks the request's load (to free when the attempt ends). */
+  private tracked = false;
+  private workerId: WorkerId = 0n;
+  private dpRank = 0;
+  private prefillDone = false;
+  private cachedTokens = 0;
+  private readonly generated: number[] = [];
+  private avoid: Set<WorkerId> | null = null;
+  private routing: RequestRouting;
+
+  constructor(
+    private readonly host: StreamHost,
+    private readonly request: RoutedRequest,
+    private readonly signal: AbortSignal | undefined,
+    private readonly options: GenerateOptions | undefined,
+  ) {
+    this.routing = request.routing ?? {};
+  }
+
+  next(): Promise<IteratorResult<RoutedChunk>> {
+    if (!this.started) this.start();
+    return this.out.next();
+  }
+
+  return(): Promise<IteratorResult<RoutedChunk>> {
+    if (!this.finished) {
+      this.finished = true;
+      this.endAttempt(true);
+    }
+    return this.out.return();
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  private start(): void {
+    this.started = true;
+    if (this.host.ready()) {
+      this.host.counted('request');
+      this.begin();
+      return;
+    }
+    this.host.prepare(this.signal).then(
+      () => {
+        if (this.finished) return;
+        this.host.counted('request');
+        this.begin();
+      },
+      (error: unknown) => this.failRequest(error),
+    );
+  }
+
+  /** Routes (avoiding workers this request lost) and calls the chosen worker. */
+  private begin(): void {
+    const request = this.request;
+    const generated = this.generated;
+    const attempt = ++this.attempt;
+    const tokens = generated.length === 0 ? request.tokenIds : [...request.tokenIds, ...generated];
+    let decision: RoutingDecision;
+    try {
+      decision = this.host.route(request.requestId, tokens, this.routing, this.avoid);
+    } catch (error) {
+      this.failRequest(error);
+      return;
+    }
+    this.tracked = true;
+    this.workerId = decision.workerId;
+    this.dpRank = decision.dpRank;
+    this.prefillDone = false;
+    const payload = encodeGenerateRequest({
+      requestId: request.requestId,
+      tokenIds: tokens,
+      sampling: { ...request.sampling, maxTokens: request.sampling.maxTokens - generated.length },
+      dpRank: decision.dpRank,
+      ...(request.bootstrap !== undefined ? { bootstrap: request.bootstrap } : {}),
+    });
+    this.attemptOpen = true;
+    const call = this.host.call(decision.workerId, payload, new AttemptSink(this, attempt), this.signal);
+    if (this.attempt === attempt && this.attemptOpen) this.call = call;
+    else call.cancel();
+  }
+
+  onFrame(attempt: number, frame: Uint8Array): void {
+    if (attempt !== this.attempt || !this.attemptOpen) return;
+    let chunk: GenerateChunk;
+    try {
+      chunk = this.host.decode(frame, this.workerId);
+    } catch (error) {
+      this.failRequest(error);
+      return;
+    }
+    const policy = this.host.router.policy;
+    if (!this.prefillDone && chunk.tokenIds.length > 0) {
+      this.prefillDone = true;
+      policy.markPrefillCompleted(this.request.requestId);
+    }
+    const generated = this.generated;
+    for (const token of chunk.tokenIds) generated.push(token);
+    // The decoded chunk is this stream's own object: it becomes the routed chunk.
+    const out = chunk as MutableRoutedChunk;
+    if (chunk.usage !== undefined) {
+      if (this.attempt === 0) this.cachedTokens = chunk.usage.cachedTokens;
+      else
+        out.usage = {
+          promptTokens: this.request.tokenIds.length,
+          completionTokens: generated.length,
+          cachedTokens: Math.min(this.cachedTokens, this.request.tokenIds.length),
+        };
+    }
+    out.workerId = this.workerId;
+    if (chunk.dpRank === undefined) out.dpRank = this.dpRank;
+    if (chunk.finishReason === undefined) {
+      this.out.push(out);
+      return;
+    }
+    this.finished = true;
+    this.endAttempt(true);
+    this.out.push(out);
+    this.out.end();
+  }
+
+  onEnd(attempt: number): void {
+    if (attempt !== this.attempt || !this.attemptOpen) return;
+    this.onFail(
+      attempt,
+      new RuntimeError('RUNTIME_STREAM_LOST', `worker ${this.workerId.toString(16)} ended the stream early`),
+    );
+  }
+
+  onFail(attempt: number, error: unknown): void {
+    if (attempt !== this.attempt || !this.attemptOpen) return;
+    this.endAttempt(false);
+    if (!isWorkerGone(error)) {
+      this.failRequest(
+        error instanceof RemoteError ? new WorkerRequestError(error.message, { cause: error }) : error,
+      );
+      return;
+    }
+    const host = this.host;
+    const router = host.router;
+    const { requestId, sampling } = this.request;
+    const workerId = this.workerId;
+    host.counted('lost');
+    const limit = router.migrationLimit;
+    if (attempt >= limit) {
+      this.failRequest(
+        new WorkerLostError(
+          limit === 0
+            ? `worker ${workerId.toString(16)} was lost mid-request (${errorMessage(error)}); migration is off`
+            : `worker ${workerId.toString(16)} was lost mid-request (${errorMessage(error)}); migration limit ${limit} reached`,
+          { cause: error },
+        ),
+      );
+      return;
+    }
+    this.avoid ??= new Set();
+    this.avoid.add(workerId);
+    this.routing = this.routing.overrides ? { overrides: this.routing.overrides } : {};
+    host.counted('migration');
+    log.warn(
+      {
+        model: router.model,
+        requestId,
+        workerId: workerId.toString(16),
+        dpRank: this.dpRank,
+        generated: this.generated.length,
+        attempt: attempt + 1,
+        err: errorMessage(error),
+      },
+      'router: worker lost mid-stream; migrating the request',
+    );
+    if (this.generated.length >= sampling.maxTokens) {
+      this.finished = true;
+      this.out.push({
+        tokenIds: [],
+        finishReason: 'length',
+        usage: {
+          promptTokens: this.request.tokenIds.length,
+          completionTokens: this.generated.length,
+          cachedTokens: this.cachedTokens,
+        },
+        workerId,
+        dpRank: this.dpRank,
+      });
+      this.out.end();
+      return;
+    }
+    this.begin();
+  }
+
+  /** Ends the attempt in flight: cancels its call when asked, and frees the request's load. */
+  private endAttempt(cancel: boolean): void {
+    const call = this.call;
+    this.call = null;
+    this.attemptOpen = false;
+    if (cancel) call?.cancel();
+    if (this.tracked) {
+      this.tracked = false;
+      this.host.router.policy.free(this.request.requestId);
+    }
+  }
+
+  private failRequest(error: unknown): void {
+    this.finished = true;
+    this.endAttempt(true);
+    const mapError = this.options?.mapError;
+    this.out.fail(mapError === undefined ? error : mapError(error, this.signal));
+  }
+}
+
 function rankKey(workerId: WorkerId, dpRank: number): string {
   return `${workerId}:${dpRank}`;
 }
@@ -651,21 +890,5 @@ function routeOptions(routing: RequestRouting): RouteOptions {
         ? { dpRank: routing.dpRank }
         : {}),
     ...(routing.overrides !== undefined ? { overrides: routing.overrides } : {}),
-  };
-}
-
-/** After a migration the last worker saw prompt + earlier output as its prompt: report the original split. */
-function fixUsage(
-  usage: Usage,
-  promptLength: number,
-  completion: number,
-  attempt: number,
-  cached: number,
-): Usage {
-  if (attempt === 0) return usage;
-  return {
-    promptTokens: promptLength,
-    completionTokens: completion,
-    cachedTokens: Math.min(cached, promptLength),
   };
 }

@@ -12,6 +12,7 @@
 import type { KvCacheEvent, StoredBlock, WorkerId } from '../kv/events.ts';
 import { RadixTreeIndexer } from '../kv/radix-tree.ts';
 import type { BootstrapInfo, FinishReason, GenerateChunk, GenerateRequest } from '../protocol/generate.ts';
+import type { PushSource } from '../runtime/push.ts';
 import { BlockHasher } from '../tokens/block-hash.ts';
 import type { Clock } from '../util/clock.ts';
 import { log } from '../util/log.ts';
@@ -150,8 +151,11 @@ export class DataParallelEngine implements KvSource {
     return this.options.workerId;
   }
 
-  /** Streams one request's output; throws an EngineError at once for a bad request. */
-  generate(request: GenerateRequest, signal?: AbortSignal): AsyncIterable<GenerateChunk> {
+  /**
+   * Streams one request's output (pulled, or pushed: see ChunkStream); throws an EngineError at
+   * once for a bad request. Without a signal, only the stream's consumer can cancel it.
+   */
+  generate(request: GenerateRequest, signal?: AbortSignal): PushSource<GenerateChunk> {
     const stream = new ChunkStream(() => {
       this.cancel(request.requestId);
     });

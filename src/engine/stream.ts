@@ -1,10 +1,13 @@
 /**
- * The consumer-facing surface of a request: a RequestSink that buffers output as GenerateChunks
- * and hands them out as an AsyncIterable. Tokens that arrive while the consumer is not reading are
- * merged into one chunk; the first chunk carries the rank, the last the finish reason and usage.
- * Leaving the loop early (break / return) cancels the request.
+ * The consumer-facing surface of a request: a RequestSink that turns output into GenerateChunks,
+ * consumed either as an AsyncIterable or pushed to a PushSink (the in-process fast path).
+ * Tokens that arrive while the consumer is not reading are merged into one chunk (pushed: tokens of
+ * one engine step, flushed at the end of the step's microtask); the first chunk carries the rank,
+ * the last the finish reason and usage. Leaving the loop early (break / return) or cancelling the
+ * push handle cancels the request.
  */
 import type { BootstrapInfo, FinishReason, GenerateChunk, Usage } from '../protocol/generate.ts';
+import { PUSH, type PushHandle, type PushSink, type PushSource } from '../runtime/push.ts';
 import type { EngineError } from './errors.ts';
 import type { RequestResult, RequestSink } from './sequence.ts';
 
@@ -17,18 +20,21 @@ interface MutableChunk {
   error?: string;
 }
 
-export class ChunkStream implements RequestSink, AsyncIterable<GenerateChunk> {
+export class ChunkStream implements RequestSink, PushSource<GenerateChunk>, PushHandle {
   private readonly queue: MutableChunk[] = [];
-  /** The queued chunk that tokens may still be appended to. */
+  /** The queued (pulled) or not yet flushed (pushed) chunk that tokens may still be appended to. */
   private open: MutableChunk | null = null;
   private rankToSend = -1;
   private finished = false;
   private failure: EngineError | null = null;
   private wake: (() => void) | null = null;
-  private readonly cancel: () => void;
+  private readonly cancelRequest: () => void;
+  /** Push mode: where chunks go (null once the consumer cancelled or the stream ended). */
+  private sink: PushSink<GenerateChunk> | null = null;
+  private flushQueued = false;
 
   constructor(cancel: () => void) {
-    this.cancel = cancel;
+    this.cancelRequest = cancel;
   }
 
   onStart(dpRank: number, bootstrap: BootstrapInfo | undefined): void {
@@ -46,18 +52,25 @@ export class ChunkStream implements RequestSink, AsyncIterable<GenerateChunk> {
       chunk.dpRank = this.rankToSend;
       this.rankToSend = -1;
     }
-    this.push(chunk);
     this.open = chunk;
+    if (this.sink === null) this.push(chunk);
+    else if (!this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(() => this.flush());
+    }
   }
 
   onFinish(result: RequestResult): void {
+    const pushed = this.sink;
+    if (pushed !== null) {
+      this.finishPushed(pushed, result);
+      return;
+    }
     if (result.reason === 'error' && result.error !== undefined) {
       this.failure = result.error;
     } else {
       const last = this.open ?? { tokenIds: [] };
-      last.finishReason = result.reason;
-      last.usage = result.usage;
-      if (this.rankToSend >= 0 && result.dpRank >= 0) last.dpRank = result.dpRank;
+      this.finishChunk(last, result);
       if (this.open === null) this.push(last);
     }
     this.open = null;
@@ -65,16 +78,77 @@ export class ChunkStream implements RequestSink, AsyncIterable<GenerateChunk> {
     this.notify();
   }
 
+  /** Push mode: tokens not flushed yet travel with the finish reason (or before the error). */
+  private finishPushed(sink: PushSink<GenerateChunk>, result: RequestResult): void {
+    this.finished = true;
+    const failed = result.reason === 'error' && result.error !== undefined;
+    if (failed) {
+      this.failure = result.error ?? null;
+      this.flush();
+    } else {
+      this.open ??= { tokenIds: [] };
+      this.finishChunk(this.open, result);
+      this.flush();
+    }
+    this.open = null;
+    if (this.sink !== sink) return; // cancelled by the consumer while receiving the last chunk
+    this.sink = null;
+    if (failed) sink.fail(result.error);
+    else sink.end();
+  }
+
+  private finishChunk(last: MutableChunk, result: RequestResult): void {
+    last.finishReason = result.reason;
+    last.usage = result.usage;
+    if (this.rankToSend >= 0 && result.dpRank >= 0) last.dpRank = result.dpRank;
+  }
+
   [Symbol.asyncIterator](): AsyncIterator<GenerateChunk> {
     return {
       next: () => this.next(),
       return: () => {
-        if (!this.finished) this.cancel();
+        if (!this.finished) this.cancelRequest();
         this.queue.length = 0;
         this.open = null;
         return Promise.resolve({ done: true, value: undefined });
       },
     };
+  }
+
+  /** Pushes every chunk to `sink` from now on (chunks made before are delivered at once). */
+  [PUSH](sink: PushSink<GenerateChunk>): PushHandle {
+    if (this.queue.length > 0) {
+      for (const chunk of this.queue) if (chunk !== this.open) sink.push(chunk);
+      this.queue.length = 0;
+    }
+    if (this.finished) {
+      if (this.failure !== null) sink.fail(this.failure);
+      else sink.end();
+      return this;
+    }
+    this.sink = sink;
+    if (this.open !== null && !this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(() => this.flush());
+    }
+    return this;
+  }
+
+  /** Push mode: the consumer stops; the request is cancelled and nothing more is pushed. */
+  cancel(): void {
+    if (this.sink === null) return;
+    this.sink = null;
+    this.open = null;
+    if (!this.finished) this.cancelRequest();
+  }
+
+  private flush(): void {
+    this.flushQueued = false;
+    const chunk = this.open;
+    const sink = this.sink;
+    if (chunk === null || sink === null) return;
+    this.open = null;
+    sink.push(chunk);
   }
 
   private async next(): Promise<IteratorResult<GenerateChunk>> {
@@ -97,6 +171,11 @@ export class ChunkStream implements RequestSink, AsyncIterable<GenerateChunk> {
   }
 
   private push(chunk: MutableChunk): void {
+    const sink = this.sink;
+    if (sink !== null) {
+      sink.push(chunk);
+      return;
+    }
     this.queue.push(chunk);
     this.notify();
   }

@@ -9,7 +9,7 @@
  * into OpenAI-style errors with a clear message and the right status.
  */
 import { ClusterError, WorkerLostError } from '../cluster/errors.ts';
-import type { ModelRouter, RequestRouting } from '../cluster/model-router.ts';
+import type { GenerateOptions, ModelRouter, RequestRouting } from '../cluster/model-router.ts';
 import type { ModelWatcher } from '../cluster/model-watcher.ts';
 import {
   InvalidOverrideError,
@@ -104,18 +104,19 @@ export class ClusterModelBackend implements ModelBackend {
     this.busyThresholds = new BusyThresholdState(options.busyThresholds);
   }
 
-  async *generate(request: BackendRequest, signal: AbortSignal): AsyncIterable<BackendChunk> {
-    const routing = requestRouting(request);
-    const stream = this.router.generate(
+  generate(request: BackendRequest, signal: AbortSignal): AsyncIterable<BackendChunk> {
+    let routing: RequestRouting;
+    try {
+      routing = requestRouting(request);
+    } catch (error) {
+      return failedStream(error);
+    }
+    // A RoutedChunk is a BackendChunk naming its (worker, rank): passed on as it is.
+    return this.router.generate(
       { requestId: request.requestId, tokenIds: request.tokenIds, sampling: request.sampling, routing },
       signal,
+      API_ERRORS,
     );
-    try {
-      // A RoutedChunk is a BackendChunk naming its (worker, rank): passed on as it is.
-      yield* stream;
-    } catch (error) {
-      throw clusterApiError(error, signal);
-    }
   }
 
   async route(request: BackendRequest, signal: AbortSignal): Promise<RoutingDecision> {
@@ -141,6 +142,16 @@ export class ClusterModelBackend implements ModelBackend {
   busy(): boolean {
     return this.busyThresholds.isBusy(this.router);
   }
+}
+
+/** Router errors become the errors the HTTP client sees. */
+const API_ERRORS: GenerateOptions = { mapError: clusterApiError };
+
+/** A stream whose first next() rejects (a request refused before routing). */
+function failedStream(error: unknown): AsyncIterable<BackendChunk> {
+  return {
+    [Symbol.asyncIterator]: () => ({ next: () => Promise.reject(error) }),
+  };
 }
 
 /**

@@ -8,6 +8,7 @@
  */
 import { RuntimeError } from './errors.ts';
 import type { ModelCard } from './model-card.ts';
+import type { PushHandle, PushSink } from './push.ts';
 import type { MalformedCounter } from './stats.ts';
 
 /** u64 instance id: the etcd lease id in distributed mode, a random u64 locally. */
@@ -185,6 +186,18 @@ export interface RequestPlane {
     payload: Uint8Array,
     options?: CallOptions,
   ): AsyncIterable<Uint8Array>;
+  /**
+   * Optional push form of `call` (same frames, same errors, through `sink.fail`): the in-process
+   * plane hands frames over by plain calls. `cancel()` is `break`. Use `pushCall` to get the push
+   * form from any plane.
+   */
+  callPush?(
+    endpoint: EndpointId,
+    instanceId: InstanceId,
+    payload: Uint8Array,
+    sink: PushSink<Uint8Array>,
+    options?: CallOptions,
+  ): PushHandle;
   close(): Promise<void>;
 }
 

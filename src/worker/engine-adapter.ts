@@ -9,6 +9,7 @@ import type { EngineOptions } from '../engine/options.ts';
 import type { KvTransfer, PulledKv } from '../engine/transfer.ts';
 import type { KvCacheEvent, RouterEvent, WorkerId } from '../kv/events.ts';
 import type { GenerateChunk, GenerateRequest, WorkerRole } from '../protocol/generate.ts';
+import type { PushSource } from '../runtime/push.ts';
 
 /** The engine facts a worker puts in its model card (DESIGN §7). */
 export interface EngineDescription {
@@ -43,6 +44,11 @@ export interface EngineAdapter {
   readonly description: EngineDescription;
   /** Streams one request; throws (a coded error) at once for a request the engine refuses. */
   generate(request: GenerateRequest, signal: AbortSignal): AsyncIterable<GenerateChunk>;
+  /**
+   * Optional in-process fast path: like `generate`, but a stream that can push its chunks and is
+   * cancelled only by its consumer (return(), or the push handle), so no AbortSignal is needed.
+   */
+  generatePush?(request: GenerateRequest): PushSource<GenerateChunk>;
   /** Every rank's KV events, in order per rank; returns the unsubscribe function. */
   onKvEvent(listener: (event: KvCacheEvent) => void): () => void;
   /** Buffered events of a rank with ids in [from, to]; throws for a rank out of range. */
@@ -96,6 +102,10 @@ export class MockEngineAdapter implements EngineAdapter {
 
   generate(request: GenerateRequest, signal: AbortSignal): AsyncIterable<GenerateChunk> {
     return this.engine.generate(request, signal);
+  }
+
+  generatePush(request: GenerateRequest): PushSource<GenerateChunk> {
+    return this.engine.generate(request);
   }
 
   onKvEvent(listener: (event: KvCacheEvent) => void): () => void {

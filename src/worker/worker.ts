@@ -38,6 +38,14 @@ import { decodeJson, encodeJson } from '../runtime/codec.ts';
 import { errorMessage, isRuntimeError } from '../runtime/errors.ts';
 import { randomU64 } from '../runtime/ids.ts';
 import type { BootstrapEndpoint, ModelCard } from '../runtime/model-card.ts';
+import {
+  DualSource,
+  PUSH,
+  type PushHandle,
+  type PushSink,
+  type PushSource,
+  pushFromIterable,
+} from '../runtime/push.ts';
 import { kvEventsSubject, streamNameForSubject } from '../runtime/subjects.ts';
 import {
   type EndpointId,
@@ -254,8 +262,10 @@ export class Worker {
     const requests = this.runtime.requests;
     const ep = (name: string) => endpointId(this.namespace, this.component, name);
     this.serveHandles.push(
-      await requests.serve(this.generateEndpoint, this.instanceId, (payload, ctx) =>
-        this.generate(payload, ctx),
+      await requests.serve(
+        this.generateEndpoint,
+        this.instanceId,
+        (payload, ctx) => new DualSource(this.pullGenerate, this.pushGenerate, { payload, ctx }),
       ),
     );
     this.serveHandles.push(
@@ -336,17 +346,43 @@ export class Worker {
     );
   }
 
-  private async *generate(payload: Uint8Array, ctx: HandlerContext): AsyncIterable<Uint8Array> {
+  private readonly pullGenerate = (call: GenerateCall): AsyncIterable<Uint8Array> =>
+    this.generate(call.payload, call.ctx);
+
+  private readonly pushGenerate = (call: GenerateCall, sink: PushSink<Uint8Array>): PushHandle => {
+    const generatePush = this.engine.generatePush;
+    // The fast path needs an engine stream that pushes, and an open gate (no wait before the start).
+    if (generatePush === undefined || this.draining || !this.gate.isOpen)
+      return pushFromIterable(this.generate(call.payload, call.ctx), sink);
+    const request = this.decodeRequest(call.payload);
+    let stream: PushSource<GenerateChunk>;
+    try {
+      stream = generatePush.call(this.engine, request);
+    } catch (error) {
+      throw new Error(codedText(error));
+    }
+    this.enter();
+    this.served++;
+    this.loads.changed();
+    return new PushedGenerate(stream, sink, this.leaveOnce);
+  };
+
+  private readonly leaveOnce = (): void => this.leave();
+
+  private decodeRequest(payload: Uint8Array): GenerateRequest {
     if (this.draining) throw this.unavailable();
-    let request: GenerateRequest;
     try {
       const parsed = decodeGenerateRequest(payload);
       if (!parsed.ok) throw this.badRequest('generate request', parsed.error);
-      request = parsed.value;
+      return parsed.value;
     } catch (error) {
       if (error instanceof Error && error.message.startsWith(WORKER_BAD_REQUEST)) throw error;
       throw this.badRequest('generate request', errorMessage(error));
     }
+  }
+
+  private async *generate(payload: Uint8Array, ctx: HandlerContext): AsyncIterable<Uint8Array> {
+    const request = this.decodeRequest(payload);
     // A caller that goes away aborts the signal; the plane may never resume this generator, so the
     // request stops counting as in flight on the abort itself.
     let counted = true;
@@ -436,6 +472,58 @@ export class Worker {
       const code = error instanceof EngineError ? error.code : 'ENGINE_BOOTSTRAP_ROOM_NOT_FOUND';
       yield encodeJson(kvTransferAnswerToWire({ ok: false, code, message: errorMessage(error) }));
     }
+  }
+}
+
+interface GenerateCall {
+  readonly payload: Uint8Array;
+  readonly ctx: HandlerContext;
+}
+
+/**
+ * The in-process path of a generate call: the engine's chunks are encoded and pushed to the
+ * request plane as they come; cancelling (the caller stopped or went away) cancels the engine
+ * request. `leave` runs once, when the call ends either way.
+ */
+class PushedGenerate implements PushSink<GenerateChunk>, PushHandle {
+  private readonly upstream: PushHandle;
+  private left = false;
+  private cancelled = false;
+
+  constructor(
+    stream: PushSource<GenerateChunk>,
+    private readonly sink: PushSink<Uint8Array>,
+    private readonly leave: () => void,
+  ) {
+    this.upstream = stream[PUSH](this);
+    if (this.cancelled) this.upstream.cancel(); // cancelled by a chunk delivered at once
+  }
+
+  push(chunk: GenerateChunk): void {
+    if (!this.left) this.sink.push(encodeGenerateChunk(chunk));
+  }
+
+  end(): void {
+    if (this.done()) this.sink.end();
+  }
+
+  fail(error: unknown): void {
+    // e.g. a failed KV pull: ENGINE_BOOTSTRAP_WRONG_RANK
+    if (this.done()) this.sink.fail(new Error(codedText(error)));
+  }
+
+  cancel(): void {
+    if (!this.done()) return;
+    this.cancelled = true;
+    this.upstream?.cancel();
+  }
+
+  /** True the first time (the call ends now). */
+  private done(): boolean {
+    if (this.left) return false;
+    this.left = true;
+    this.leave();
+    return true;
   }
 }
 

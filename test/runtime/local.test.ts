@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { encodeJson } from '../../src/runtime/codec.ts';
 import { LocalCluster, type LocalRuntime } from '../../src/runtime/local/cluster.ts';
-import { type DiscoveryEvent, endpointId, type Runtime } from '../../src/runtime/types.ts';
+import { PushQueue, pushCall } from '../../src/runtime/push.ts';
+import { type DiscoveryEvent, endpointId, type RequestPlane, type Runtime } from '../../src/runtime/types.ts';
 import { runPlaneConformance } from './planes.conformance.ts';
 
 runPlaneConformance(
@@ -11,6 +12,58 @@ runPlaneConformance(
     return {
       createRuntime: async (options) => cluster.runtime(options),
       crash: (runtime: Runtime) => (runtime as LocalRuntime).simulateCrash(),
+      shortTtlSeconds: 0.3,
+      crashDetectMs: 1_000,
+      streamLossDetectMs: 1_000,
+      garbage: {
+        discovery: async (key, value) => cluster.store.putUnleased([{ key, value }]),
+        event: async (subject, bytes) => cluster.events.publish(subject, bytes),
+      },
+      teardown: async () => {},
+    };
+  },
+  { requestWire: false },
+);
+
+/**
+ * The push form of the local plane (`callPush`, what the router uses in process) must behave like
+ * `call`: the same suite runs with every call made through it and read back through a PushQueue.
+ */
+function throughPush(plane: RequestPlane): RequestPlane {
+  return {
+    transportFor: (endpoint, instanceId) => plane.transportFor(endpoint, instanceId),
+    serve: (endpoint, instanceId, handler) => plane.serve(endpoint, instanceId, handler),
+    call: (endpoint, instanceId, payload, options) => ({
+      [Symbol.asyncIterator]: () => {
+        const queue = new PushQueue<Uint8Array>();
+        const handle = pushCall(plane, endpoint, instanceId, payload, queue, options);
+        queue.onReturn = () => handle.cancel();
+        return queue;
+      },
+    }),
+    close: () => plane.close(),
+  };
+}
+
+runPlaneConformance(
+  'local, calls in push form',
+  async () => {
+    const cluster = new LocalCluster();
+    const originals = new WeakMap<Runtime, LocalRuntime>();
+    return {
+      createRuntime: async (options) => {
+        const runtime = cluster.runtime(options);
+        const pushed: Runtime = {
+          discovery: runtime.discovery,
+          requests: throughPush(runtime.requests),
+          events: runtime.events,
+          malformed: runtime.malformed,
+          close: () => runtime.close(),
+        };
+        originals.set(pushed, runtime);
+        return pushed;
+      },
+      crash: (runtime: Runtime) => originals.get(runtime)!.simulateCrash(),
       shortTtlSeconds: 0.3,
       crashDetectMs: 1_000,
       streamLossDetectMs: 1_000,

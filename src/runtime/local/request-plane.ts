@@ -5,10 +5,12 @@
  * `break` aborts the handler's signal, a stopped or crashed server fails its callers at once.
  */
 import { errorMessage, RemoteError, RuntimeError } from '../errors.ts';
+import { type PushHandle, type PushSink, pushFromIterable } from '../push.ts';
 import {
   type CallOptions,
   type EndpointId,
   formatEndpointId,
+  type HandlerContext,
   type InstanceId,
   type InstanceTransport,
   type RequestHandler,
@@ -18,10 +20,16 @@ import {
 } from '../types.ts';
 import { waitUntil } from '../wait.ts';
 
+/** A running call, pulled or pushed, as the plane sees it. */
+interface RunningCall {
+  /** Ends the call with an error (server stopped or crashed, caller's plane closed). */
+  abortCall(error: RuntimeError): void;
+}
+
 interface Served {
   readonly handler: RequestHandler;
   readonly owner: LocalRequestPlane;
-  readonly calls: Set<LocalCall>;
+  readonly calls: Set<RunningCall>;
   draining: boolean;
 }
 
@@ -37,7 +45,7 @@ function servedKey(endpoint: EndpointId, instanceId: InstanceId): string {
 const noop = () => {};
 const DONE: IteratorResult<Uint8Array> = { value: undefined, done: true };
 
-class LocalCall implements AsyncIterator<Uint8Array> {
+class LocalCall implements AsyncIterator<Uint8Array>, RunningCall {
   private readonly handlerAbort = new AbortController();
   private iterator: AsyncIterator<Uint8Array> | undefined;
   private failure: RuntimeError | undefined;
@@ -46,11 +54,11 @@ class LocalCall implements AsyncIterator<Uint8Array> {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private finished = false;
   private readonly onCallerAbort = () =>
-    this.fail(new RuntimeError('RUNTIME_CANCELLED', 'call cancelled by the caller'));
+    this.abortCall(new RuntimeError('RUNTIME_CANCELLED', 'call cancelled by the caller'));
 
   constructor(
     private readonly served: Served,
-    private readonly callerCalls: Set<LocalCall>,
+    private readonly callerCalls: Set<RunningCall>,
     private readonly payload: Uint8Array,
     private readonly options: CallOptions,
   ) {
@@ -59,7 +67,8 @@ class LocalCall implements AsyncIterator<Uint8Array> {
     options.signal?.addEventListener('abort', this.onCallerAbort, { once: true });
     if (options.timeoutMs !== undefined) {
       this.timer = setTimeout(
-        () => this.fail(new RuntimeError('RUNTIME_TIMEOUT', `call timed out after ${options.timeoutMs} ms`)),
+        () =>
+          this.abortCall(new RuntimeError('RUNTIME_TIMEOUT', `call timed out after ${options.timeoutMs} ms`)),
         options.timeoutMs,
       );
     }
@@ -67,7 +76,7 @@ class LocalCall implements AsyncIterator<Uint8Array> {
   }
 
   /** Ends the call with an error: the caller sees it on its next (or pending) next(). */
-  fail(error: RuntimeError): void {
+  abortCall(error: RuntimeError): void {
     if (this.finished || this.failure) return;
     this.failure = error;
     this.handlerAbort.abort(error);
@@ -133,9 +142,132 @@ class LocalCall implements AsyncIterator<Uint8Array> {
   }
 }
 
+/**
+ * A call in push form: the handler's frames reach the caller's sink by plain calls (no promise
+ * per frame when the handler's stream is a PushSource too). Same semantics as LocalCall. The
+ * handler's signal is made only if the handler asks for it: an AbortSignal costs microseconds.
+ */
+class LocalPushCall implements RunningCall, PushHandle, PushSink<Uint8Array>, HandlerContext {
+  private controller: AbortController | null = null;
+  private upstream: PushHandle | null = null;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private done = false;
+  /** Why the call ended early (the reason a handler signal made afterwards carries). */
+  private reason: RuntimeError | undefined;
+
+  constructor(
+    private readonly served: Served,
+    private readonly callerCalls: Set<RunningCall>,
+    private readonly payload: Uint8Array,
+    private readonly sink: PushSink<Uint8Array>,
+    private readonly options: CallOptions,
+  ) {
+    served.calls.add(this);
+    callerCalls.add(this);
+    const signal = options.signal;
+    if (signal !== undefined) {
+      if (signal.aborted) {
+        this.done = true;
+        this.release();
+        this.reason = new RuntimeError('RUNTIME_CANCELLED', 'call cancelled by the caller');
+        queueMicrotask(() => sink.fail(this.reason));
+        return;
+      }
+      signal.addEventListener('abort', this, { once: true });
+    }
+    if (options.timeoutMs !== undefined)
+      this.timer = setTimeout(
+        () =>
+          this.abortCall(new RuntimeError('RUNTIME_TIMEOUT', `call timed out after ${options.timeoutMs} ms`)),
+        options.timeoutMs,
+      );
+    // Started on a later tick, as a pulled call starts on the first next(): the caller holds its
+    // handle before any frame or error arrives.
+    queueMicrotask(() => this.start());
+  }
+
+  get signal(): AbortSignal {
+    if (this.controller === null) {
+      this.controller = new AbortController();
+      if (this.done) this.controller.abort(this.reason ?? callerStoppedReading());
+    }
+    return this.controller.signal;
+  }
+
+  private start(): void {
+    if (this.done) return;
+    try {
+      const frames = this.served.handler(this.payload, this);
+      const upstream = pushFromIterable(frames, this);
+      if (this.done) upstream.cancel();
+      else this.upstream = upstream;
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+
+  /** Handler side: one frame. */
+  push(frame: Uint8Array): void {
+    if (this.done) return;
+    if (!(frame instanceof Uint8Array)) {
+      this.fail(new TypeError('handler yielded a value that is not a Uint8Array'));
+      this.upstream?.cancel();
+      return;
+    }
+    this.sink.push(frame);
+  }
+
+  /** Handler side: the stream ended. */
+  end(): void {
+    if (this.done) return;
+    this.done = true;
+    this.release();
+    this.sink.end();
+  }
+
+  /** Handler side: the handler threw. */
+  fail(error: unknown): void {
+    if (this.done) return;
+    this.done = true;
+    this.release();
+    this.sink.fail(new RemoteError(errorMessage(error)));
+  }
+
+  /** Caller side: stop (like `break`). */
+  cancel(): void {
+    if (this.done) return;
+    this.done = true;
+    this.release();
+    this.upstream?.cancel();
+    this.controller?.abort(callerStoppedReading());
+  }
+
+  abortCall(error: RuntimeError): void {
+    if (this.done) return;
+    this.done = true;
+    this.reason = error;
+    this.release();
+    this.upstream?.cancel();
+    this.controller?.abort(error);
+    this.sink.fail(error);
+  }
+
+  /** The caller's signal aborted (this object is its listener). */
+  handleEvent(): void {
+    this.abortCall(new RuntimeError('RUNTIME_CANCELLED', 'call cancelled by the caller'));
+  }
+
+  private release(): void {
+    this.served.calls.delete(this);
+    this.callerCalls.delete(this);
+    this.options.signal?.removeEventListener('abort', this);
+    if (this.timer) clearTimeout(this.timer);
+  }
+}
+
 export class LocalRequestPlane implements RequestPlane {
   private readonly serving = new Set<string>();
-  private readonly calls = new Set<LocalCall>();
+  private readonly calls = new Set<RunningCall>();
   private closed = false;
 
   constructor(private readonly hub: LocalRequestHub) {}
@@ -188,6 +320,38 @@ export class LocalRequestPlane implements RequestPlane {
     };
   }
 
+  callPush(
+    endpoint: EndpointId,
+    instanceId: InstanceId,
+    payload: Uint8Array,
+    sink: PushSink<Uint8Array>,
+    options: CallOptions = {},
+  ): PushHandle {
+    let failure: RuntimeError | undefined;
+    const served = this.closed ? undefined : this.hub.served.get(servedKey(endpoint, instanceId));
+    if (this.closed) failure = new RuntimeError('RUNTIME_CLOSED', 'request plane is closed');
+    else if (served === undefined)
+      failure = new RuntimeError(
+        'RUNTIME_NO_RESPONDERS',
+        `no responders for ${formatEndpointId(endpoint)} instance ${instanceId.toString(16)}`,
+      );
+    else if (served.draining)
+      failure = new RuntimeError('RUNTIME_SERVER_CANCELLED', 'the server is draining');
+    if (served === undefined || failure !== undefined) {
+      const error = failure as RuntimeError;
+      let cancelled = false;
+      queueMicrotask(() => {
+        if (!cancelled) sink.fail(error);
+      });
+      return {
+        cancel: () => {
+          cancelled = true;
+        },
+      };
+    }
+    return new LocalPushCall(served, this.calls, payload, sink, options);
+  }
+
   /**
    * Simulates this process dying: callers of its endpoints fail with STREAM_LOST, handlers serving
    * its own outgoing calls are aborted (as a remote server notices its caller went away).
@@ -198,7 +362,7 @@ export class LocalRequestPlane implements RequestPlane {
       const served = this.hub.served.get(key);
       if (served) this.unserve(key, served, 'RUNTIME_STREAM_LOST', 'the serving instance went away');
     }
-    for (const call of [...this.calls]) call.fail(new RuntimeError('RUNTIME_CLOSED', 'crashed'));
+    for (const call of [...this.calls]) call.abortCall(new RuntimeError('RUNTIME_CLOSED', 'crashed'));
   }
 
   async close(): Promise<void> {
@@ -208,7 +372,8 @@ export class LocalRequestPlane implements RequestPlane {
       const served = this.hub.served.get(key);
       if (served) this.unserve(key, served, 'RUNTIME_SERVER_CANCELLED', 'the server shut down');
     }
-    for (const call of [...this.calls]) call.fail(new RuntimeError('RUNTIME_CLOSED', 'request plane closed'));
+    for (const call of [...this.calls])
+      call.abortCall(new RuntimeError('RUNTIME_CLOSED', 'request plane closed'));
   }
 
   private unserve(
@@ -219,7 +384,7 @@ export class LocalRequestPlane implements RequestPlane {
   ) {
     if (this.hub.served.get(key) === served) this.hub.served.delete(key);
     this.serving.delete(key);
-    for (const call of [...served.calls]) call.fail(new RuntimeError(code, why));
+    for (const call of [...served.calls]) call.abortCall(new RuntimeError(code, why));
   }
 }
 
