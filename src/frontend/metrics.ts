@@ -72,8 +72,8 @@ export class FrontendMetrics {
   private readonly kvUsage: Gauge<'model' | 'worker_id' | 'dp_rank'>;
   private readonly rankHitRate: Gauge<'model' | 'worker_id' | 'dp_rank'>;
   private readonly workerSeries = new Map<WorkerId, Set<string>>();
-  /** Series handles per (model, endpoint, stream or unary): resolved once, not per request. */
-  private readonly seriesByRequestKind = new Map<string, RequestSeries>();
+  /** Series handles per model and (endpoint, stream or unary): resolved once, not per request. */
+  private readonly seriesByRequestKind = new Map<string, RequestSeries[]>();
 
   constructor(options: { prefix?: string; registry?: Registry } = {}) {
     const p = options.prefix ?? 'kvgate_frontend';
@@ -195,8 +195,13 @@ export class FrontendMetrics {
   }
 
   private requestSeries(model: string, endpoint: Endpoint, stream: boolean): RequestSeries {
-    const key = `${model}\u0000${endpoint}\u0000${stream}`;
-    let series = this.seriesByRequestKind.get(key);
+    let byKind = this.seriesByRequestKind.get(model);
+    if (byKind === undefined) {
+      byKind = [];
+      this.seriesByRequestKind.set(model, byKind);
+    }
+    const slot = (endpoint === 'chat_completions' ? 0 : 2) + (stream ? 1 : 0);
+    let series = byKind[slot];
     if (series === undefined) {
       const requestType = stream ? 'stream' : 'unary';
       const byModel = { model };
@@ -216,7 +221,7 @@ export class FrontendMetrics {
         cachedTokens: this.cachedTokens.series(byModel),
         kvHitRate: this.kvHitRate.series(byModel),
       };
-      this.seriesByRequestKind.set(key, series);
+      byKind[slot] = series;
     }
     return series;
   }

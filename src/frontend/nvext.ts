@@ -82,6 +82,17 @@ export function parseNvext(
   dataParallelRank: number | null | undefined,
   headers?: RequestHeaders,
 ): ParsedNvext {
+  if (
+    nvext == null &&
+    dataParallelRank == null &&
+    (headers === undefined ||
+      (headers[HEADER_WORKER_INSTANCE_ID] === undefined &&
+        headers[HEADER_PREFILL_INSTANCE_ID] === undefined &&
+        headers[HEADER_DP_RANK] === undefined &&
+        headers[HEADER_PREFILL_DP_RANK] === undefined))
+  ) {
+    return { routing: {}, routerOverrides: undefined, agentHints: undefined, queryOnly: false }; // nothing asked
+  }
   const nvRank = nvext?.dp_rank ?? undefined;
   const topRank = dataParallelRank ?? undefined;
   if (nvRank !== undefined && topRank !== undefined && nvRank !== topRank) {
@@ -160,15 +171,26 @@ export function withNvext(bodyJson: string, nvext: NvextResponse | undefined): s
 
 /** The routing echo for a response, from the chunk that carried the decision; undefined if none. */
 export function nvextFromChunk(chunk: BackendChunk): NvextResponse | undefined {
-  const echo = compact<NvextResponse>({
-    worker_id: chunk.workerId ?? chunk.decodeWorkerId,
-    dp_rank: chunk.dpRank ?? chunk.decodeDpRank,
+  const workerId = chunk.workerId ?? chunk.decodeWorkerId;
+  const dpRank = chunk.dpRank ?? chunk.decodeDpRank;
+  const disaggregated =
+    chunk.prefillWorkerId !== undefined ||
+    chunk.prefillDpRank !== undefined ||
+    chunk.decodeWorkerId !== undefined ||
+    chunk.decodeDpRank !== undefined;
+  if (!disaggregated) {
+    // The usual aggregated echo, built without the generic compaction.
+    if (workerId === undefined) return dpRank === undefined ? undefined : { dp_rank: dpRank };
+    return dpRank === undefined ? { worker_id: workerId } : { worker_id: workerId, dp_rank: dpRank };
+  }
+  return compact<NvextResponse>({
+    worker_id: workerId,
+    dp_rank: dpRank,
     prefill_worker_id: chunk.prefillWorkerId,
     prefill_dp_rank: chunk.prefillDpRank,
     decode_worker_id: chunk.decodeWorkerId,
     decode_dp_rank: chunk.decodeDpRank,
   });
-  return Object.keys(echo).length > 0 ? echo : undefined;
 }
 
 export function nvextFromDecision(decision: RoutingDecision, tokenIds: readonly number[]): NvextResponse {
