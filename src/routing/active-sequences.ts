@@ -297,7 +297,8 @@ export class ActiveSequences {
 
   /**
    * How many leading blocks of the chain each owner holds: entry `owner` of the returned view
-   * (0 for owners not holding the first block). Call releaseMatch() once done reading.
+   * (0 for owners not holding the first block). Call releaseMatch() once done reading. An add() of
+   * the same `hashes` before releaseMatch() reuses this walk: keep their contents unchanged until then.
    */
   matchChain(hashes: Uint32Array, blockCount: number): Int32Array {
     this.matched = blockCount > 0 ? this.trie.match(hashes, blockCount, this.depthOf, this.alive) : 0;
@@ -305,6 +306,7 @@ export class ActiveSequences {
   }
 
   releaseMatch(): void {
+    this.trie.forgetWalk();
     const depthOf = this.depthOf;
     const alive = this.alive;
     for (let i = 0; i < this.matched; i++) depthOf[alive[i]] = 0;

@@ -75,6 +75,13 @@ export class ActiveBlockTrie {
   // Walk scratch: the path of the last walk() and how many blocks of each node matched.
   private path = new Int32Array(64);
   private used = new Int32Array(64);
+  /**
+   * The query of the last match() while its path is still valid (nothing changed since): an insert
+   * of the same chain right after reuses the path instead of walking again.
+   */
+  private walkedHashes: Uint32Array | null = null;
+  private walkedCount = 0;
+  private walkedSteps = 0;
 
   constructor() {
     this.node[ROOT * NODE_STRIDE + PARENT] = NONE;
@@ -124,6 +131,9 @@ export class ActiveBlockTrie {
    */
   match(hashes: Uint32Array, n: number, depthOf: Int32Array, alive: Int32Array): number {
     const steps = this.walk(hashes, n);
+    this.walkedHashes = hashes;
+    this.walkedCount = n;
+    this.walkedSteps = steps;
     if (steps === 0) return 0;
     const nodes = this.node;
     const owners = this.setOwner;
@@ -153,7 +163,9 @@ export class ActiveBlockTrie {
    * to release). Blocks the owner did not hold yet are counted in blocksOf.
    */
   insert(hashes: Uint32Array, n: number, owner: number): number {
-    const steps = this.walk(hashes, n);
+    const steps =
+      hashes === this.walkedHashes && n === this.walkedCount ? this.walkedSteps : this.walk(hashes, n);
+    this.walkedHashes = null;
     let parent = ROOT;
     let depth = 0;
     for (let s = 0; s < steps; s++) {
@@ -174,6 +186,7 @@ export class ActiveBlockTrie {
 
   /** Ends one request of `owner` whose leaf is `leaf`; nodes nobody uses any more are freed. */
   release(leaf: number, owner: number): void {
+    this.walkedHashes = null;
     const nodes = this.node;
     nodes[leaf * NODE_STRIDE + ENDS]--;
     for (let node = leaf; node !== ROOT; node = nodes[node * NODE_STRIDE + PARENT]) {
@@ -200,6 +213,7 @@ export class ActiveBlockTrie {
    * (the one ending at `leaf`), that node's blocks weigh `weight` for the owner.
    */
   decay(leaf: number, owner: number, weight: number): void {
+    this.walkedHashes = null;
     const nodes = this.node;
     for (let node = leaf; node !== ROOT; node = nodes[node * NODE_STRIDE + PARENT]) {
       const position = this.slotOf.get(node, owner);
@@ -211,6 +225,14 @@ export class ActiveBlockTrie {
       this.setWeight[slot] = weight;
       if (weight !== 1) nodes[at + DECAYED] = 1;
     }
+  }
+
+  /**
+   * Forgets the path of the last match(): call when the hashes it walked may change (the next
+   * insert of that array then walks again).
+   */
+  forgetWalk(): void {
+    this.walkedHashes = null;
   }
 
   // ---- internals ------------------------------------------------------------------------------

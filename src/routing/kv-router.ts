@@ -321,7 +321,6 @@ export class KvRouter implements RoutingPolicy {
     const held = this.heldDepths === null ? undefined : this.heldDepths[owner];
     const workerId = this.owners.workerOf(owner);
     const dpRank = this.owners.rankOf(owner);
-    this.clearOverlaps();
     this.track(requestId, owner, workerId, dpRank, overlap, held);
     this.decisions++;
     if (options?.pinned !== undefined) this.pinnedDecisions++;
@@ -827,6 +826,7 @@ export class KvRouter implements RoutingPolicy {
     }
   }
 
+  /** Adds the decided request's load, ends the decision (clearOverlaps), then publishes it. */
   private track(
     requestId: string,
     owner: number,
@@ -846,6 +846,8 @@ export class KvRouter implements RoutingPolicy {
       unsharedBlocks,
       heldBlocks,
     });
+    // Only now: the load tracker reuses the walk of the decision's match until it is released.
+    this.clearOverlaps();
     if (hasBlocks) {
       if (this.approximate !== null)
         this.approximate.recordRoute(workerId, dpRank, this.local, this.sequenceHashes());

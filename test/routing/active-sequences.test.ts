@@ -150,6 +150,10 @@ describe('ActiveSequences against a reference model', () => {
         kind: fc.constant('add' as const),
         owner: fc.integer({ min: 0, max: 4 }),
         letters: fc.array(fc.integer({ min: 0, max: 2 }), { maxLength: 7 }),
+        // 0: a fresh array; 1: matchChain first, then add the same (reused) buffer before
+        // releaseMatch, as the router does; 2: match, release, then add; 3: match another chain of
+        // the same length in the buffer, release, overwrite the buffer, add (no stale walk reused).
+        matched: fc.integer({ min: 0, max: 3 }),
       }),
       fc.record({ kind: fc.constant('free' as const), pick: fc.nat() }),
       fc.record({
@@ -157,6 +161,7 @@ describe('ActiveSequences against a reference model', () => {
         letters: fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 1, maxLength: 8 }),
       }),
     );
+    const buffer = new Uint32Array(16);
     fc.assert(
       fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
         const seqs = new ActiveSequences({ clock: new ManualClock() });
@@ -174,7 +179,20 @@ describe('ActiveSequences against a reference model', () => {
           if (o.kind === 'add') {
             const id = `r${next++}`;
             const blocksOf = chain(o.letters);
-            seqs.add(id, o.owner, { prefillTokens: 1, blocks: blocksOf });
+            const n = o.letters.length;
+            if (o.matched === 0) seqs.add(id, o.owner, { prefillTokens: 1, blocks: blocksOf });
+            else {
+              if (o.matched === 3) {
+                buffer.set(chain(o.letters.map((l) => (l + 1) % 3)));
+                seqs.matchChain(buffer, n);
+                seqs.releaseMatch();
+              }
+              buffer.set(blocksOf);
+              if (o.matched !== 3) seqs.matchChain(buffer, n);
+              if (o.matched === 2) seqs.releaseMatch();
+              seqs.add(id, o.owner, { prefillTokens: 1, blocks: buffer, blockCount: n });
+              if (o.matched === 1) seqs.releaseMatch();
+            }
             model.set(id, { owner: o.owner, keys: keysOf(blocksOf) });
           } else if (o.kind === 'free') {
             const ids = [...model.keys()];
