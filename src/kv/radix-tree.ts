@@ -31,11 +31,11 @@ import {
   blockTablePlaceAt,
   blockTableRehash,
   blockTableRemove,
+  blockTableRetag,
   blockTableSizeFor,
+  entryMaskFor,
   MIN_BLOCK_TABLE,
   slotEntry,
-  TAGGED_ENTRY_MASK,
-  UNTAGGED_ENTRY_MASK,
 } from './radix/block-table.ts';
 import { ChildTable } from './radix/child-table.ts';
 import {
@@ -74,11 +74,6 @@ export interface RadixTreeIndexerOptions {
   readonly owners?: OwnerTable;
   /** Initial node and entry capacities (they grow on demand). */
   readonly initialCapacity?: number;
-  /**
-   * Entry id bits below the hash tag in block-table slots (default 24; tests use fewer to exercise the
-   * switch to untagged slots that more entries than that force).
-   */
-  readonly taggedEntryIdBits?: number;
 }
 
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
@@ -120,12 +115,11 @@ export class RadixTreeIndexer implements KvIndexer {
 
   /** Per owner: block hash table, live keys (its tree size), slots in use, stale entries. */
   private ownerSlots: Int32Array[] = [];
-  /** Slot value bits holding entry id + 1; the bits above (up to bit 30) hold the key hash's tag. */
+  /** Block-table slot bits holding entry id + 1 (see block-table.ts); the bits above hold a hash tag. */
   private entryMask: number;
   /** Where the last missed block-table lookup of a stored block would insert it (see blockTableFind). */
   private readonly insertProbe = new Int32Array(2);
   private readonly spareProbe = new Int32Array(2);
-  private rehashScratch = new Int32Array(0);
   private ownerKeys = new Int32Array(0);
   private ownerUsed = new Int32Array(0);
   private ownerStale = new Int32Array(0);
@@ -153,13 +147,11 @@ export class RadixTreeIndexer implements KvIndexer {
     this.ownsTable = options.owners === undefined;
     this.owners = options.owners ?? new OwnerTable();
     const capacity = options.initialCapacity ?? 1024;
-    const bits = options.taggedEntryIdBits ?? 24;
-    this.entryMask =
-      bits >= 31 ? UNTAGGED_ENTRY_MASK : Math.min(TAGGED_ENTRY_MASK, (1 << Math.max(1, bits)) - 1);
     this.nodes = new NodePool(capacity);
     this.entries = new EntryPool(capacity);
     this.children = new ChildTable(this.nodes, capacity);
     this.slab = new OwnerSlab(capacity);
+    this.entryMask = entryMaskFor(this.entries.capacity);
     this.ensureOwners(this.owners.capacity);
   }
 
@@ -793,7 +785,7 @@ export class RadixTreeIndexer implements KvIndexer {
   ): number {
     const entry = this.entries.alloc(node, owner, lo, hi);
     if (this.entries.capacity > this.entryMask) {
-      this.untagSlots();
+      this.widenEntryMask();
       hinted = false;
     }
     const entries = this.entries;
@@ -819,7 +811,7 @@ export class RadixTreeIndexer implements KvIndexer {
     const entries = this.entries;
     const node = entries.data[primary * ENTRY_STRIDE + NODE];
     const alias = entries.alloc(node, owner, lo, hi);
-    if (entries.capacity > this.entryMask) this.untagSlots();
+    if (entries.capacity > this.entryMask) this.widenEntryMask();
     entries.data[alias * ENTRY_STRIDE + PARENT_ENTRY] = ALIAS;
     entries.data[alias * ENTRY_STRIDE + KIDS] = primary;
     this.nodes.markMixedKeys(node);
@@ -868,36 +860,19 @@ export class RadixTreeIndexer implements KvIndexer {
     return entry;
   }
 
-  /**
-   * Rebuilds the owner's table for `keys` keys (grown or shrunk; in place through a scratch copy when
-   * the size stays).
-   */
+  /** Rebuilds the owner's table (grown or shrunk) for `keys` keys. */
   private rehashKeys(owner: number, keys: number): void {
-    this.ownerUsed[owner] = this.rebuildSlots(owner, blockTableSizeFor(keys), this.entryMask);
-  }
-
-  /** Rebuilds the owner's table at `size` slots, tagged for `entryMask`; returns its live keys. */
-  private rebuildSlots(owner: number, size: number, entryMask: number): number {
     const old = this.ownerSlots[owner];
-    const length = old.length;
-    let from: Int32Array = old;
-    let into: Int32Array = old;
-    if (size === length) {
-      if (this.rehashScratch.length < length) this.rehashScratch = new Int32Array(length);
-      this.rehashScratch.set(old);
-      from = this.rehashScratch;
-    } else {
-      into = new Int32Array(size);
-      this.ownerSlots[owner] = into;
-    }
-    return blockTableRehash(from, length, this.entryMask, into, this.entries.data, entryMask);
+    const slots = new Int32Array(blockTableSizeFor(keys));
+    this.ownerUsed[owner] = blockTableRehash(old, old.length, slots, this.entries.data, this.entryMask);
+    this.ownerSlots[owner] = slots;
   }
 
-  /** Entry ids outgrew the tagged slot layout: every table moves to untagged slots. */
-  private untagSlots(): void {
-    for (let owner = 0; owner < this.ownerSlots.length; owner++)
-      this.ownerUsed[owner] = this.rebuildSlots(owner, this.ownerSlots[owner].length, UNTAGGED_ENTRY_MASK);
-    this.entryMask = UNTAGGED_ENTRY_MASK;
+  /** The entry pool outgrew the entry id bits of the slots: widen them (homes stay, tags shrink). */
+  private widenEntryMask(): void {
+    const mask = entryMaskFor(this.entries.capacity);
+    for (const slots of this.ownerSlots) blockTableRetag(slots, this.entryMask, mask);
+    this.entryMask = mask;
   }
 
   /** Disposes of a record whose key has left the table: the owner may leave the node. */

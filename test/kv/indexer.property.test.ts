@@ -209,8 +209,8 @@ const implementations: Implementation[] = [
   { name: 'NaiveIndexer', create: () => new NaiveIndexer() },
   { name: 'RadixTreeIndexer', create: () => new RadixTreeIndexer() },
   {
-    name: 'RadixTreeIndexer (untagged block tables past 15 entries)',
-    create: () => new RadixTreeIndexer({ initialCapacity: 2, taggedEntryIdBits: 4 }),
+    name: 'RadixTreeIndexer (initial capacity 2: block-table entry id bits widen as it grows)',
+    create: () => new RadixTreeIndexer({ initialCapacity: 2 }),
   },
   {
     name: 'ApproximateIndexer (radix tree)',

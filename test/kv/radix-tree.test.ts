@@ -21,10 +21,6 @@ runIndexerConformance(
   'RadixTreeIndexer (tiny initial capacity)',
   () => new RadixTreeIndexer({ initialCapacity: 2 }),
 );
-runIndexerConformance(
-  'RadixTreeIndexer (block-table tags dropped once entry ids pass 7)',
-  () => new RadixTreeIndexer({ initialCapacity: 2, taggedEntryIdBits: 3 }),
-);
 
 function ok(indexer: RadixTreeIndexer, ...events: RouterEvent[]): void {
   for (const event of events) expect(indexer.apply(event)).toBeNull();
@@ -246,6 +242,43 @@ describe('RadixTreeIndexer', () => {
     ok(own, storedEvent(6n, 0, [1, 2]));
     expect(matchedBlocks(own, [1, 2])).toEqual({ '6:0': 2 });
   });
+
+  // Block-table slots derive a key's home from their hash tag while the tag bits cover it; a big
+  // table in a big entry pool has too few tag bits and reads the entries instead. Both must hold up
+  // under removals in scattered order (backward-shift deletion) and table growth and shrinking.
+  for (const initialCapacity of [2, 1 << 19]) {
+    it(`keeps every key findable through churn (initial capacity ${initialCapacity})`, () => {
+      const tree = new RadixTreeIndexer({ initialCapacity });
+      const naive = new NaiveIndexer();
+      const n = 6000;
+      const tokens = Array.from({ length: n }, (_, i) => i + 1);
+      const hashes = tokens.map((t) => BigInt.asUintN(64, BigInt(t) * 0x9e3779b97f4a7c15n + 7n));
+      for (const indexer of [tree, naive]) {
+        expect(indexer.apply(storedEvent(1n, 0, tokens, null, hashes))).toBeNull();
+        expect(indexer.apply(storedEvent(2n, 0, tokens.slice(0, 50), null, hashes.slice(0, 50)))).toBeNull();
+      }
+      const order = fc.sample(fc.shuffledSubarray(hashes, { minLength: n, maxLength: n }), {
+        numRuns: 1,
+        seed: 7,
+      })[0];
+      for (const [i, hash] of order.entries()) {
+        if (i % 3 === 2) continue;
+        expect(tree.apply(removedEvent(1n, 0, [hash]))).toBeNull();
+        expect(naive.apply(removedEvent(1n, 0, [hash]))).toBeNull();
+        expect(tree.apply(removedEvent(1n, 0, [hash]))?.code).toBe('KV_BLOCK_NOT_FOUND');
+      }
+      expect(tree.size).toBe(naive.size);
+      for (const query of [tokens.slice(0, 60), tokens.slice(0, n)])
+        expect(overlapToRecord(tree, tree.findMatches(packU64s(query.map(BigInt))))).toEqual(
+          overlapToRecord(naive, naive.findMatches(packU64s(query.map(BigInt)))),
+        );
+      expect(canonicalDump(tree)).toEqual(canonicalDump(naive));
+      for (const [i, hash] of order.entries())
+        if (i % 3 === 2) expect(tree.apply(removedEvent(1n, 0, [hash]))).toBeNull();
+      expect(tree.treeSize(tree.owners.find(1n, 0))).toBe(0);
+      expect(tree.size).toBe(50);
+    });
+  }
 });
 
 /** Random event streams over a small alphabet, checked against the reference indexer. */

@@ -1,25 +1,43 @@
 /**
  * Per-owner block hash -> entry lookup: an open-addressing table (linear probing) whose slots hold
- * `tag | (entry id + 1)`, 0 when empty. Keys live in the entry records; the tag is the key hash's bits
- * above the entry id bits (`entryMask`), so a probe reads an entry record only when the tags agree
- * (about 1 in 128 for other keys while entry ids fit 24 bits). An indexer whose entry ids outgrow its
- * mask switches to a full 31-bit mask (tag 0) and rebuilds its tables.
- * Removal shifts later members of the key's cluster back (backward-shift deletion): that reads their
- * entries (about one at the usual load), but leaves no tombstones, so misses stay short and churn
- * never forces a rehash. The caller keeps keys <= 3/4 of the slots.
- * Functions over a caller-held Int32Array so one owner's table is one typed array.
+ * `tag | (entry id + 1)`, 0 when empty. Keys live in the entry records.
+ *
+ * With g = the key's 31-bit hash, a table of 2^k slots puts a key at home slot g's top k bits, and a
+ * slot's tag is g's top bits above the entry id bits (`entryMask`, as wide as the entry pool's
+ * capacity needs). So while the tag bits cover the k home bits (small tables, the usual case: 13 tag
+ * bits at 2^18 entries), a slot's home is `slot >>> clz32(size)` with no entry read: removal shifts
+ * later cluster members back (backward-shift deletion, no tombstones) and a resize re-places keys
+ * from the slots alone. A probe reads an entry record only when the tags agree, i.e. same home and
+ * same extra tag bits. Bigger tables fall back to reading entries for homes. When the entry pool
+ * outgrows the mask, `retag` clears the tag bits that become entry id bits; homes do not move.
+ * The caller keeps keys <= 3/4 of the slots. Functions over a caller-held Int32Array so one owner's
+ * table is one typed array.
  */
 import { ENTRY_STRIDE, KEY_HI, KEY_LO } from './entry-pool.ts';
 import { hashPair } from './hash.ts';
 
 export const MIN_BLOCK_TABLE = 8;
-/** Entry ids below 2^24 leave 7 tag bits in a slot. */
-export const TAGGED_ENTRY_MASK = (1 << 24) - 1;
-export const UNTAGGED_ENTRY_MASK = 0x7fffffff;
+
+/** The entry id mask for a pool of `capacity` entries (ids + 1 up to capacity must fit). */
+export function entryMaskFor(capacity: number): number {
+  const bits = 32 - Math.clz32(capacity);
+  return bits >= 31 ? 0x7fffffff : (1 << bits) - 1;
+}
 
 /** The entry a live slot (non-zero) holds. */
 export function slotEntry(slot: number, entryMask: number): number {
   return (slot & entryMask) - 1;
+}
+
+function keyHash(data: Int32Array, entry: number): number {
+  const at = entry * ENTRY_STRIDE;
+  return hashPair(data[at + KEY_LO], data[at + KEY_HI]) >>> 1;
+}
+
+/** The home slot of a live slot value in a table of 2^k slots (shift = clz32(2^k) = 31 - k). */
+function homeOf(slot: number, shift: number, data: Int32Array, entryMask: number): number {
+  // The tag holds the home bits when they all lie above the entry id bits.
+  return entryMask >>> shift === 0 ? slot >>> shift : keyHash(data, (slot & entryMask) - 1) >>> shift;
 }
 
 /**
@@ -35,9 +53,9 @@ export function blockTableFind(
   probe: Int32Array,
 ): number {
   const mask = slots.length - 1;
-  const h = hashPair(lo, hi);
-  const tag = h & ~entryMask & 0x7fffffff;
-  let i = h & mask;
+  const g = hashPair(lo, hi) >>> 1;
+  const tag = g & ~entryMask;
+  let i = g >>> Math.clz32(slots.length);
   for (;;) {
     const slot = slots[i];
     if (slot === 0) break;
@@ -60,12 +78,15 @@ export function blockTablePlaceAt(slots: Int32Array, probe: Int32Array, entry: n
 
 /** Places an entry whose key is absent. */
 export function blockTablePlace(slots: Int32Array, data: Int32Array, entry: number, entryMask: number): void {
+  const g = keyHash(data, entry);
+  placeSlot(slots, g >>> Math.clz32(slots.length), (g & ~entryMask) | (entry + 1));
+}
+
+function placeSlot(slots: Int32Array, home: number, slot: number): void {
   const mask = slots.length - 1;
-  const at = entry * ENTRY_STRIDE;
-  const h = hashPair(data[at + KEY_LO], data[at + KEY_HI]);
-  let i = h & mask;
+  let i = home;
   while (slots[i] !== 0) i = (i + 1) & mask;
-  slots[i] = (h & ~entryMask & 0x7fffffff) | (entry + 1);
+  slots[i] = slot;
 }
 
 /** Removes the key (lo, hi). Returns its entry, or -1 when absent. */
@@ -77,9 +98,9 @@ export function blockTableRemove(
   entryMask: number,
 ): number {
   const mask = slots.length - 1;
-  const h = hashPair(lo, hi);
-  const tag = h & ~entryMask & 0x7fffffff;
-  let i = h & mask;
+  const g = hashPair(lo, hi) >>> 1;
+  const tag = g & ~entryMask;
+  let i = g >>> Math.clz32(slots.length);
   for (;;) {
     const slot = slots[i];
     if (slot === 0) return -1;
@@ -98,13 +119,13 @@ export function blockTableRemove(
 /** Empties slot `hole`, pulling later members of its cluster back when their home slot allows. */
 function shiftBack(slots: Int32Array, data: Int32Array, hole: number, entryMask: number): void {
   const mask = slots.length - 1;
+  const shift = Math.clz32(slots.length);
   let j = hole;
   for (;;) {
     j = (j + 1) & mask;
     const slot = slots[j];
     if (slot === 0) break;
-    const at = ((slot & entryMask) - 1) * ENTRY_STRIDE;
-    const home = hashPair(data[at + KEY_LO], data[at + KEY_HI]) & mask;
+    const home = homeOf(slot, shift, data, entryMask);
     // It may move back unless its home lies cyclically within (hole, j].
     if (((j - home) & mask) >= ((j - hole) & mask)) {
       slots[hole] = slot;
@@ -115,34 +136,39 @@ function shiftBack(slots: Int32Array, data: Int32Array, hole: number, entryMask:
 }
 
 /**
- * Rebuilds `into` (zeroed here) from the keys of `from` (its first `fromLength` slots, tagged for
- * `fromMask`), which may be a scratch copy of `into`'s old contents. Slots are tagged for
- * `entryMask`. Returns the number of keys.
+ * Rebuilds `into` (zeroed here) from the keys in the first `fromLength` slots of `from`, which may be
+ * a scratch copy of `into`'s old contents. Returns the number of keys.
  */
 export function blockTableRehash(
   from: Int32Array,
   fromLength: number,
-  fromMask: number,
   into: Int32Array,
   data: Int32Array,
   entryMask: number,
 ): number {
   into.fill(0);
+  const shift = Math.clz32(into.length);
   let keys = 0;
   for (let i = 0; i < fromLength; i++) {
     const slot = from[i];
     if (slot !== 0) {
-      blockTablePlace(into, data, (slot & fromMask) - 1, entryMask);
+      placeSlot(into, homeOf(slot, shift, data, entryMask), slot);
       keys++;
     }
   }
   return keys;
 }
 
+/** Moves the table's slots from `oldMask` to the wider `newMask`: tag bits now under the mask clear. */
+export function blockTableRetag(slots: Int32Array, oldMask: number, newMask: number): void {
+  const clear = ~(newMask & ~oldMask);
+  for (let i = 0; i < slots.length; i++) slots[i] &= clear;
+}
+
 /**
  * The smallest table that holds `keys` keys at most 5/8 full. (At most half full, an owner near a
  * power of two, e.g. a 200-block cache that briefly holds 300 while a request's blocks are stored before
- * older ones are evicted, would double and halve its table over and over, each time reading every entry.)
+ * older ones are evicted, would double and halve its table over and over, each time re-placing every key.)
  */
 export function blockTableSizeFor(keys: number): number {
   let size = MIN_BLOCK_TABLE;
