@@ -152,20 +152,23 @@ export class ActiveSequences {
   markPrefillCompleted(requestId: string): boolean {
     const request = this.requests.get(requestId);
     if (request === undefined) return false;
-    if (!request.prefillDone) {
-      request.prefillDone = true;
-      const owner = request.owner;
-      this.noteChange(owner);
-      this.prefillTokens[owner] = Math.max(0, this.prefillTokens[owner] - request.prefillTokens);
-    }
+    this.completePrefill(request);
     return true;
+  }
+
+  private completePrefill(request: ActiveRequest): void {
+    if (request.prefillDone) return;
+    request.prefillDone = true;
+    const owner = request.owner;
+    this.noteChange(owner);
+    this.prefillTokens[owner] = Math.max(0, this.prefillTokens[owner] - request.prefillTokens);
   }
 
   /** Stops tracking a request (finished, failed or cancelled). Idempotent. */
   free(requestId: string): boolean {
     const request = this.requests.get(requestId);
     if (request === undefined) return false;
-    this.markPrefillCompleted(requestId);
+    this.completePrefill(request);
     this.requests.delete(requestId);
     const owner = request.owner;
     if (request.leaf !== NONE) this.trie.release(request.leaf, owner);
