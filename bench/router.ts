@@ -224,8 +224,8 @@ for (let round = 0; round < ROUNDS; round++) {
   for (let i = 0; i < PER_ROUND; i++) {
     const p = pool[(start + i) % POOL];
     const t0 = performance.now();
-    hasher.localHashes(p, localOut);
-    hasher.sequenceHashes(localOut, sequenceOut);
+    // The router's own call: local and sequence hashes in one kernel pass.
+    hasher.blockHashes(p, localOut, sequenceOut);
     const t1 = performance.now();
     record('hash', (t1 - t0) * 1000);
     sink += sequenceOut[0] & 1;
