@@ -14,6 +14,7 @@ import {
   decodeKvIndexerAnswer,
   encodeGenerateRequest,
   GENERATE_ENDPOINT,
+  generateChunkLocal,
   KV_EVENTS_RETENTION_MS,
   KV_INDEXER_QUERY_ENDPOINT,
   type KvIndexerAnswer,
@@ -41,7 +42,7 @@ import { decodeJson, encodeJson } from '../runtime/codec.ts';
 import { errorMessage, isRuntimeError, RemoteError, RuntimeError } from '../runtime/errors.ts';
 import { randomU64 } from '../runtime/ids.ts';
 import type { ModelCard } from '../runtime/model-card.ts';
-import { type PushHandle, PushQueue, type PushSink, pushCall } from '../runtime/push.ts';
+import { type FrameSink, type PushHandle, PushQueue, type PushSink, pushCall } from '../runtime/push.ts';
 import { kvEventsSubject, streamNameForSubject } from '../runtime/subjects.ts';
 import {
   type DiscoveryEvent,
@@ -629,7 +630,7 @@ function mergeChunks(earlier: RoutedChunk, later: RoutedChunk): RoutedChunk | un
 }
 
 /** The frames of one attempt (one worker): stale ones, after the attempt ended, are ignored. */
-class AttemptSink implements PushSink<Uint8Array> {
+class AttemptSink implements FrameSink {
   constructor(
     private readonly stream: RoutedStream,
     private readonly attempt: number,
@@ -637,6 +638,10 @@ class AttemptSink implements PushSink<Uint8Array> {
 
   push(frame: Uint8Array): void {
     this.stream.onFrame(this.attempt, frame);
+  }
+
+  pushValue<V>(value: V, encode: (value: V) => Uint8Array): void {
+    this.stream.onValue(this.attempt, value, encode);
   }
 
   end(): void {
@@ -754,6 +759,18 @@ class RoutedStream implements AsyncIterableIterator<RoutedChunk> {
       this.failRequest(error);
       return;
     }
+    this.onChunk(chunk);
+  }
+
+  /** A chunk handed over in process: checked (and copied) as decoded bytes would be. */
+  onValue<V>(attempt: number, value: V, encode: (value: V) => Uint8Array): void {
+    if (attempt !== this.attempt || !this.attemptOpen) return;
+    const chunk = generateChunkLocal(value);
+    if (chunk === undefined) this.onFrame(attempt, encode(value));
+    else this.onChunk(chunk);
+  }
+
+  private onChunk(chunk: GenerateChunk): void {
     const policy = this.host.router.policy;
     if (!this.prefillDone && chunk.tokenIds.length > 0) {
       this.prefillDone = true;

@@ -91,7 +91,8 @@ export class EngineSequence {
     this.sink = init.sink;
     this.arrivedAt = init.arrivedAt;
     this.hashes = { seqHashes: [], localHashes: [] };
-    if (init.hasher !== null) {
+    // A prompt shorter than a block has no full block to hash.
+    if (init.hasher !== null && init.tokens.length >= init.blockSize) {
       const local = init.hasher.localHashes(init.tokens);
       const seq = init.hasher.sequenceHashes(local);
       const n = local.length >>> 1;

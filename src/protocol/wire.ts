@@ -321,8 +321,13 @@ function generateChunkFast(value: unknown): GenerateChunk | undefined {
 const WIRE_VALUE = Symbol('kvgate.wireValue');
 /** Same idea for a generate chunk written by hand: the frame carries the GenerateChunk itself. */
 const CHUNK_VALUE = Symbol('kvgate.chunkValue');
+const REQUEST_VALUE = Symbol('kvgate.requestValue');
 
-type EncodedFrame = Uint8Array & { [WIRE_VALUE]?: unknown; [CHUNK_VALUE]?: unknown };
+type EncodedFrame = Uint8Array & {
+  [WIRE_VALUE]?: unknown;
+  [CHUNK_VALUE]?: unknown;
+  [REQUEST_VALUE]?: unknown;
+};
 
 function encodeFrame(wire: unknown): Uint8Array {
   const bytes: EncodedFrame = encodeJson(wire);
@@ -334,12 +339,104 @@ function wireValueOf(bytes: Uint8Array): unknown {
   return (bytes as EncodedFrame)[WIRE_VALUE];
 }
 
+/**
+ * A generate request's bytes, written by hand in the common shapes (no bootstrap info, plain
+ * numbers): what `encodeJson(generateRequestToWire(r))` writes. The frame carries the request
+ * itself: an in-process receiver checks and copies it instead of parsing the bytes.
+ */
 export function encodeGenerateRequest(r: GenerateRequest): Uint8Array {
-  return encodeFrame(generateRequestToWire(r));
+  const text = generateRequestText(r);
+  if (text === undefined) return encodeFrame(generateRequestToWire(r));
+  const bytes: EncodedFrame = textBytes(text);
+  bytes[REQUEST_VALUE] = r;
+  return bytes;
+}
+
+function idsText(ids: readonly number[]): string | undefined {
+  let text = '';
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    if (!isSafeCount(id)) return undefined;
+    text += i === 0 ? `${id}` : `,${id}`;
+  }
+  return text;
+}
+
+function generateRequestText(r: GenerateRequest): string | undefined {
+  if (r.bootstrap !== undefined || typeof r.requestId !== 'string') return undefined;
+  const ids = idsText(r.tokenIds);
+  if (ids === undefined) return undefined;
+  const s = r.sampling;
+  if (!isSafeCount(s.maxTokens)) return undefined;
+  let sampling = `{"max_tokens":${s.maxTokens}`;
+  if (s.ignoreEos !== undefined) {
+    if (typeof s.ignoreEos !== 'boolean') return undefined;
+    sampling += `,"ignore_eos":${s.ignoreEos}`;
+  }
+  if (s.stopTokenIds !== undefined) {
+    const stops = idsText(s.stopTokenIds);
+    if (stops === undefined) return undefined;
+    sampling += `,"stop_token_ids":[${stops}]`;
+  }
+  if (s.temperature !== undefined) {
+    if (typeof s.temperature !== 'number' || !Number.isFinite(s.temperature)) return undefined;
+    sampling += `,"temperature":${s.temperature}`;
+  }
+  if (s.seed !== undefined) {
+    if (!Number.isSafeInteger(s.seed)) return undefined;
+    sampling += `,"seed":${s.seed}`;
+  }
+  let text = `{"request_id":${JSON.stringify(r.requestId)},"token_ids":[${ids}],"sampling":${sampling}}`;
+  if (r.dpRank !== undefined) {
+    if (!isSafeCount(r.dpRank)) return undefined;
+    text += `,"dp_rank":${r.dpRank}`;
+  }
+  return `${text}}`;
+}
+
+/** A GenerateRequest handed over in process: checked as its wire form would be, and copied. */
+function generateRequestLocal(value: unknown): GenerateRequest | undefined {
+  const r = asObject(value) as Partial<GenerateRequest> | undefined;
+  if (r === undefined || r.bootstrap !== undefined) return undefined;
+  const requestId = r.requestId;
+  if (typeof requestId !== 'string' || requestId.length < 1 || requestId.length > 256) return undefined;
+  const s = asObject(r.sampling) as Partial<GenerateRequest['sampling']> | undefined;
+  if (s === undefined || !isIntIn(s.maxTokens, 1, Number.MAX_SAFE_INTEGER)) return undefined;
+  if (s.ignoreEos !== undefined && typeof s.ignoreEos !== 'boolean') return undefined;
+  const temperature = s.temperature;
+  if (
+    temperature !== undefined &&
+    !(typeof temperature === 'number' && Number.isFinite(temperature) && temperature >= 0)
+  )
+    return undefined;
+  if (s.seed !== undefined && !isIntIn(s.seed, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER))
+    return undefined;
+  if (r.dpRank !== undefined && !isIntIn(r.dpRank, 0, 0xffff_ffff)) return undefined;
+  const tokenIds = tokenIdsCopy(r.tokenIds, 1);
+  if (tokenIds === undefined) return undefined;
+  const sampling: { -readonly [K in keyof GenerateRequest['sampling']]: GenerateRequest['sampling'][K] } = {
+    maxTokens: s.maxTokens,
+  };
+  if (s.ignoreEos !== undefined) sampling.ignoreEos = s.ignoreEos;
+  if (s.stopTokenIds !== undefined) {
+    const stops = tokenIdsCopy(s.stopTokenIds, 0);
+    if (stops === undefined) return undefined;
+    sampling.stopTokenIds = stops;
+  }
+  if (temperature !== undefined) sampling.temperature = temperature;
+  if (s.seed !== undefined) sampling.seed = s.seed;
+  return r.dpRank !== undefined
+    ? { requestId, tokenIds, sampling, dpRank: r.dpRank }
+    : { requestId, tokenIds, sampling };
 }
 
 /** Throws RuntimeError RUNTIME_MALFORMED when the bytes are not JSON. */
 export function decodeGenerateRequest(bytes: Uint8Array): WireResult<GenerateRequest> {
+  const request = (bytes as EncodedFrame)[REQUEST_VALUE];
+  if (request !== undefined) {
+    const local = generateRequestLocal(request);
+    if (local !== undefined) return { ok: true, value: local };
+  }
   const local = generateRequestFast(wireValueOf(bytes));
   return local !== undefined ? { ok: true, value: local } : generateRequestFromWire(decodeJson(bytes));
 }
@@ -353,18 +450,20 @@ export function decodeGenerateRequest(bytes: Uint8Array): WireResult<GenerateReq
 export function encodeGenerateChunk(c: GenerateChunk): Uint8Array {
   const text = generateChunkText(c);
   if (text === undefined) return encodeFrame(generateChunkToWire(c));
-  const bytes: EncodedFrame = c.error === undefined ? asciiBytes(text) : chunkEncoder.encode(text);
+  const bytes: EncodedFrame = textBytes(text);
   bytes[CHUNK_VALUE] = c;
   return bytes;
 }
 
-const chunkEncoder = new TextEncoder();
+const textEncoder = new TextEncoder();
 
-/** Bytes of an ASCII string (one byte per char; cheaper than TextEncoder for short strings). */
-function asciiBytes(text: string): Uint8Array {
-  const bytes = new Uint8Array(text.length);
-  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
-  return bytes;
+/**
+ * UTF-8 bytes of a JSON text: an ASCII text (the common case) as Latin-1, which Node copies into
+ * its pooled buffers, cheaper for short strings than TextEncoder's fresh allocation.
+ */
+function textBytes(text: string): Uint8Array {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0x7f) return textEncoder.encode(text);
+  return Buffer.from(text, 'latin1');
 }
 
 function isSafeCount(value: unknown): value is number {
@@ -374,14 +473,9 @@ function isSafeCount(value: unknown): value is number {
 /** The chunk's JSON text, or undefined for a shape the hand-written writer does not take. */
 function generateChunkText(c: GenerateChunk): string | undefined {
   if (c.bootstrap !== undefined) return undefined;
-  const ids = c.tokenIds;
-  let text = '{"token_ids":[';
-  for (let i = 0; i < ids.length; i++) {
-    const id = ids[i];
-    if (!isSafeCount(id)) return undefined;
-    text += i === 0 ? `${id}` : `,${id}`;
-  }
-  text += ']';
+  const ids = idsText(c.tokenIds);
+  if (ids === undefined) return undefined;
+  let text = `{"token_ids":[${ids}]`;
   const finish = c.finishReason;
   if (finish !== undefined) {
     if (!FINISH_REASONS.has(finish)) return undefined;
@@ -409,7 +503,7 @@ function generateChunkText(c: GenerateChunk): string | undefined {
  * An in-process chunk handed over with its frame: checked like a decoded wire value (every field
  * the schema would check) and copied, so the receiver never shares the sender's arrays.
  */
-function generateChunkLocal(value: unknown): GenerateChunk | undefined {
+export function generateChunkLocal(value: unknown): GenerateChunk | undefined {
   const c = asObject(value) as Partial<GenerateChunk> | undefined;
   if (c === undefined || c.bootstrap !== undefined) return undefined;
   const finishReason = c.finishReason;

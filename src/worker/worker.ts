@@ -44,6 +44,7 @@ import {
   type PushHandle,
   type PushSink,
   type PushSource,
+  pushFrameValue,
   pushFromIterable,
 } from '../runtime/push.ts';
 import { kvEventsSubject, streamNameForSubject } from '../runtime/subjects.ts';
@@ -500,7 +501,7 @@ class PushedGenerate implements PushSink<GenerateChunk>, PushHandle {
   }
 
   push(chunk: GenerateChunk): void {
-    if (!this.left) this.sink.push(encodeGenerateChunk(chunk));
+    if (!this.left) pushFrameValue(this.sink, chunk, encodeGenerateChunk);
   }
 
   end(): void {

@@ -2,7 +2,9 @@ import { describe, expect, it } from 'vitest';
 import type { GenerateChunk, GenerateRequest } from '../../src/protocol/generate.ts';
 import {
   decodeGenerateChunk,
+  decodeGenerateRequest,
   encodeGenerateChunk,
+  encodeGenerateRequest,
   generateChunkFromWire,
   generateChunkToWire,
   generateRequestFromWire,
@@ -76,6 +78,39 @@ describe('generate wire protocol', () => {
     // Values no JSON writer may emit fall back to the generic encoder (and fail validation on arrival).
     const odd = encodeGenerateChunk({ tokenIds: [1.5] });
     expect(decodeGenerateChunk(odd).ok).toBe(false);
+  });
+
+  it('writes request frames by hand exactly as the generic JSON encoder does, and reads them back', () => {
+    const requests: GenerateRequest[] = [
+      { requestId: 'r', tokenIds: [1], sampling: { maxTokens: 1 } },
+      {
+        requestId: 'ünï "q"\u0001',
+        tokenIds: [0, 4_294_967_295, 7],
+        sampling: { maxTokens: 16, ignoreEos: false, stopTokenIds: [3, 4], temperature: 0.7, seed: -12 },
+        dpRank: 0,
+      },
+      { requestId: 'x', tokenIds: [5], sampling: { maxTokens: 2, stopTokenIds: [] }, dpRank: 3 },
+      {
+        requestId: 'd',
+        tokenIds: [1, 2],
+        sampling: { maxTokens: 2 },
+        dpRank: 1,
+        bootstrap: { host: 'h', port: 1, room: 9, prefillWorkerId: 2n ** 64n - 1n, prefillDpRank: 0 },
+      },
+    ];
+    for (const request of requests) {
+      const frame = encodeGenerateRequest(request);
+      expect(new TextDecoder().decode(frame)).toBe(
+        new TextDecoder().decode(encodeJson(generateRequestToWire(request))),
+      );
+      expect(decodeGenerateRequest(frame)).toEqual({ ok: true, value: request });
+      expect(decodeGenerateRequest(Uint8Array.from(frame))).toEqual({ ok: true, value: request });
+    }
+    const sent = requests[1];
+    const received = decodeGenerateRequest(encodeGenerateRequest(sent));
+    expect(received.ok && received.value.tokenIds).not.toBe(sent.tokenIds);
+    // An invalid request handed over in process is refused as it would be from bytes.
+    expect(decodeGenerateRequest(encodeGenerateRequest({ ...sent, tokenIds: [] })).ok).toBe(false);
   });
 
   it('rejects bad requests: empty prompt, negative rank, fractional tokens, missing sampling', () => {

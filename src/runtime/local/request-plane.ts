@@ -5,7 +5,7 @@
  * `break` aborts the handler's signal, a stopped or crashed server fails its callers at once.
  */
 import { errorMessage, RemoteError, RuntimeError } from '../errors.ts';
-import { type PushHandle, type PushSink, pushFromIterable } from '../push.ts';
+import { type FrameSink, type PushHandle, type PushSink, pushFrameValue, pushFromIterable } from '../push.ts';
 import {
   type CallOptions,
   type EndpointId,
@@ -144,10 +144,10 @@ class LocalCall implements AsyncIterator<Uint8Array>, RunningCall {
 
 /**
  * A call in push form: the handler's frames reach the caller's sink by plain calls (no promise
- * per frame when the handler's stream is a PushSource too). Same semantics as LocalCall. The
+ * per frame when the handler's stream is a PushSource too), as values when both ends take them. Same semantics as LocalCall. The
  * handler's signal is made only if the handler asks for it: an AbortSignal costs microseconds.
  */
-class LocalPushCall implements RunningCall, PushHandle, PushSink<Uint8Array>, HandlerContext {
+class LocalPushCall implements RunningCall, PushHandle, FrameSink, HandlerContext {
   private controller: AbortController | null = null;
   private upstream: PushHandle | null = null;
   private timer: ReturnType<typeof setTimeout> | undefined;
@@ -215,6 +215,11 @@ class LocalPushCall implements RunningCall, PushHandle, PushSink<Uint8Array>, Ha
       return;
     }
     this.sink.push(frame);
+  }
+
+  /** Handler side: a frame's value, handed on as it is when the caller takes values. */
+  pushValue<V>(value: V, encode: (value: V) => Uint8Array): void {
+    if (!this.done) pushFrameValue(this.sink, value, encode);
   }
 
   /** Handler side: the stream ended. */
