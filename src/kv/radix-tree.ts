@@ -77,6 +77,8 @@ export interface RadixTreeIndexerOptions {
 }
 
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
+/** Retired block tables kept per size for reuse. */
+const SPARE_TABLES = 8;
 /** Runs of at least this many owners are emitted with native copy/fill. */
 const BULK_RUN = 32;
 /** Up to this many survivors of a bulk-emitted level are taken back by position instead of by a scan. */
@@ -120,6 +122,8 @@ export class RadixTreeIndexer implements KvIndexer {
   /** Where the last missed block-table lookup of a stored block would insert it (see blockTableFind). */
   private readonly insertProbe = new Int32Array(2);
   private readonly spareProbe = new Int32Array(2);
+  /** Retired block tables for reuse, by clz32(size) (see rehashKeys). */
+  private readonly spareTables: Int32Array[][] = Array.from({ length: 32 }, () => []);
   private ownerKeys = new Int32Array(0);
   private ownerUsed = new Int32Array(0);
   private ownerStale = new Int32Array(0);
@@ -138,7 +142,7 @@ export class RadixTreeIndexer implements KvIndexer {
   /** Edge conversion of bigints to halves, and per-event scratch: [tokLo, tokHi, blkLo, blkHi] per block. */
   private readonly wide = new BigUint64Array(1);
   private readonly halves = new Uint32Array(this.wide.buffer);
-  private blockHalves = new Int32Array(256);
+  private blockHalves = new Uint32Array(256);
   private dupSlots = new Int32Array(64);
   private dupStamp = new Int32Array(64);
   private dupGeneration = 0;
@@ -399,6 +403,7 @@ export class RadixTreeIndexer implements KvIndexer {
       if (this.ownerKeys[owner] > 0) owners++;
       ownerBytes += this.ownerSlots[owner].byteLength;
     }
+    for (const spares of this.spareTables) for (const spare of spares) ownerBytes += spare.byteLength;
     return {
       entries: this.entryCount,
       nodes: this.nodes.live,
@@ -450,7 +455,7 @@ export class RadixTreeIndexer implements KvIndexer {
     blocks: readonly StoredBlock[],
   ): KvEventError | null {
     const count = blocks.length;
-    if (this.blockHalves.length < 4 * count) this.blockHalves = new Int32Array(powerOfTwoAtLeast(4 * count));
+    if (this.blockHalves.length < 4 * count) this.blockHalves = new Uint32Array(powerOfTwoAtLeast(4 * count));
     const halves = this.blockHalves;
     const wide = this.wide;
     const parts = this.halves;
@@ -522,19 +527,16 @@ export class RadixTreeIndexer implements KvIndexer {
   ): KvEventError | null {
     if ((blocks.length & 3) !== 0) return invalid('packed stored blocks are not 4 u32 per block');
     const count = blocks.length >>> 2;
-    if (this.blockHalves.length < 4 * count) this.blockHalves = new Int32Array(powerOfTwoAtLeast(4 * count));
-    const halves = this.blockHalves;
-    for (let i = 0; i < 4 * count; i++) halves[i] = blocks[i] | 0;
-    return this.storeHalves(owner, hasParent, parentLo | 0, parentHi | 0, halves, count);
+    return this.storeHalves(owner, hasParent, parentLo | 0, parentHi | 0, blocks, count);
   }
 
-  /** Stores `count` blocks whose halves are in this.blockHalves. */
+  /** Stores `count` blocks: `halves` holds [tokensLo, tokensHi, blockLo, blockHi] per block. */
   private storeHalves(
     owner: number,
     hasParent: boolean,
     parentLo: number,
     parentHi: number,
-    halves: Int32Array,
+    halves: Uint32Array,
     count: number,
   ): KvEventError | null {
     let cur = ROOT;
@@ -556,16 +558,16 @@ export class RadixTreeIndexer implements KvIndexer {
       parentEntry = this.primaryOf(found);
       cur = this.entries.data[parentEntry * ENTRY_STRIDE + NODE];
     }
-    if (this.repeatsBlockHash(count, hasParent, parentLo, parentHi))
+    if (this.repeatsBlockHash(halves, count, hasParent, parentLo, parentHi))
       return new KvEventError(
         'KV_INVALID_BLOCK_SEQUENCE',
         `${this.ownerName(owner)}: a block hash repeats its parent or an earlier block`,
       );
     for (let i = 0; i < count; i++) {
-      const tokensLo = halves[4 * i];
-      const tokensHi = halves[4 * i + 1];
-      const keyLo = halves[4 * i + 2];
-      const keyHi = halves[4 * i + 3];
+      const tokensLo = halves[4 * i] | 0;
+      const tokensHi = halves[4 * i + 1] | 0;
+      const keyLo = halves[4 * i + 2] | 0;
+      const keyHi = halves[4 * i + 3] | 0;
       let child = this.childOf(cur, tokensLo, tokensHi);
       if (child < 0) child = this.createChild(cur, tokensLo, tokensHi);
       const previous = blockTableFind(
@@ -644,14 +646,20 @@ export class RadixTreeIndexer implements KvIndexer {
   }
 
   /** True when a block hash of the event equals the parent hash or an earlier block's. */
-  private repeatsBlockHash(count: number, hasParent: boolean, parentLo: number, parentHi: number): boolean {
-    const halves = this.blockHalves;
+  private repeatsBlockHash(
+    halves: Uint32Array,
+    count: number,
+    hasParent: boolean,
+    parentLo: number,
+    parentHi: number,
+  ): boolean {
     if (count <= 8) {
       for (let i = 0; i < count; i++) {
-        const lo = halves[4 * i + 2];
-        const hi = halves[4 * i + 3];
+        const lo = halves[4 * i + 2] | 0;
+        const hi = halves[4 * i + 3] | 0;
         if (hasParent && lo === parentLo && hi === parentHi) return true;
-        for (let j = 0; j < i; j++) if (halves[4 * j + 2] === lo && halves[4 * j + 3] === hi) return true;
+        for (let j = 0; j < i; j++)
+          if ((halves[4 * j + 2] | 0) === lo && (halves[4 * j + 3] | 0) === hi) return true;
       }
       return false;
     }
@@ -671,13 +679,13 @@ export class RadixTreeIndexer implements KvIndexer {
     const mask = slots.length - 1;
     for (let i = -1; i < count; i++) {
       if (i < 0 && !hasParent) continue;
-      const lo = i < 0 ? parentLo : halves[4 * i + 2];
-      const hi = i < 0 ? parentHi : halves[4 * i + 3];
+      const lo = i < 0 ? parentLo : halves[4 * i + 2] | 0;
+      const hi = i < 0 ? parentHi : halves[4 * i + 3] | 0;
       let slot = hashPair(lo, hi) & mask;
       while (stamps[slot] === generation) {
         const j = slots[slot];
-        const otherLo = j < 0 ? parentLo : halves[4 * j + 2];
-        const otherHi = j < 0 ? parentHi : halves[4 * j + 3];
+        const otherLo = j < 0 ? parentLo : halves[4 * j + 2] | 0;
+        const otherHi = j < 0 ? parentHi : halves[4 * j + 3] | 0;
         if (otherLo === lo && otherHi === hi) return true;
         slot = (slot + 1) & mask;
       }
@@ -860,12 +868,19 @@ export class RadixTreeIndexer implements KvIndexer {
     return entry;
   }
 
-  /** Rebuilds the owner's table (grown or shrunk) for `keys` keys. */
+  /**
+   * Rebuilds the owner's table (grown or shrunk) for `keys` keys. Under churn owners grow and shrink
+   * their tables all the time, so a few retired arrays per size are kept for reuse.
+   */
   private rehashKeys(owner: number, keys: number): void {
     const old = this.ownerSlots[owner];
-    const slots = new Int32Array(blockTableSizeFor(keys));
+    const size = blockTableSizeFor(keys);
+    const spares = this.spareTables[Math.clz32(size)];
+    const slots = spares.length > 0 ? (spares.pop() as Int32Array) : new Int32Array(size);
     this.ownerUsed[owner] = blockTableRehash(old, old.length, slots, this.entries.data, this.entryMask);
     this.ownerSlots[owner] = slots;
+    const retired = this.spareTables[Math.clz32(old.length)];
+    if (retired.length < SPARE_TABLES) retired.push(old);
   }
 
   /** The entry pool outgrew the entry id bits of the slots: widen them (homes stay, tags shrink). */
