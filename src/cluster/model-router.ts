@@ -737,13 +737,21 @@ class RoutedStream implements AsyncIterableIterator<RoutedChunk> {
     this.workerId = decision.workerId;
     this.dpRank = decision.dpRank;
     this.prefillDone = false;
-    const payload = encodeGenerateRequest({
-      requestId: request.requestId,
-      tokenIds: tokens,
-      sampling: { ...request.sampling, maxTokens: request.sampling.maxTokens - generated.length },
-      dpRank: decision.dpRank,
-      ...(request.bootstrap !== undefined ? { bootstrap: request.bootstrap } : {}),
-    });
+    const sampling =
+      generated.length === 0
+        ? request.sampling
+        : { ...request.sampling, maxTokens: request.sampling.maxTokens - generated.length };
+    const payload = encodeGenerateRequest(
+      request.bootstrap === undefined
+        ? { requestId: request.requestId, tokenIds: tokens, sampling, dpRank: decision.dpRank }
+        : {
+            requestId: request.requestId,
+            tokenIds: tokens,
+            sampling,
+            dpRank: decision.dpRank,
+            bootstrap: request.bootstrap,
+          },
+    );
     this.attemptOpen = true;
     const call = this.host.call(decision.workerId, payload, new AttemptSink(this, attempt), this.signal);
     if (this.attempt === attempt && this.attemptOpen) this.call = call;

@@ -437,13 +437,10 @@ export class DataParallelEngine implements KvSource {
     if (tracked.onAbort !== null) tracked.signal?.removeEventListener('abort', tracked.onAbort);
     tracked.onAbort = null;
     this.record(tracked, reason);
-    const result: RequestResult = {
-      reason,
-      usage: seq.usage(),
-      dpRank: seq.dpRank,
-      timing: seq.timing(),
-      ...(error !== undefined ? { error } : {}),
-    };
+    const result: RequestResult =
+      error === undefined
+        ? { reason, usage: seq.usage(), dpRank: seq.dpRank, timing: seq.timing() }
+        : { reason, usage: seq.usage(), dpRank: seq.dpRank, timing: seq.timing(), error };
     try {
       seq.sink.onFinish(result);
     } catch (error) {

@@ -231,7 +231,7 @@ export class RankScheduler {
     this.timer = null;
     const { blockSize, perfModel } = this.config;
     const batch = this.batch;
-    batch.length = 0;
+    if (batch.length !== 0) batch.length = 0; // endIteration empties it (setting a length costs)
     for (const seq of this.running) batch.push(seq);
     let budget = this.config.maxNumBatchedTokens - batch.length;
     let prefillTokens = 0;
@@ -248,7 +248,7 @@ export class RankScheduler {
       if (seq.computed === seq.length) this.startDecode(seq);
       else this.prefilling[kept++] = seq;
     }
-    this.prefilling.length = kept;
+    if (this.prefilling.length !== kept) this.prefilling.length = kept;
 
     // Admit waiting requests FIFO while every budget holds.
     while (budget > 0 && this.waiting.length > 0) {
@@ -352,16 +352,16 @@ export class RankScheduler {
     seq.computed = length + 1;
     if ((length + 1) % blockSize === 0) this.promoteLastBlock(seq);
     if (index === 0) seq.firstTokenAt = this.clock.now();
+    let reason: 'stop' | 'length' | null = null;
+    if (seq.stopTokens?.has(token)) reason = 'stop';
+    else if (seq.generated >= seq.maxTokens) reason = 'length';
     try {
-      seq.sink.onToken(token);
+      seq.sink.onToken(token, reason !== null);
     } catch (error) {
       this.hooks.sinkFailed(seq, error);
       return;
     }
     if (seq.state !== 'running') return; // cancelled from inside onToken
-    let reason: 'stop' | 'length' | null = null;
-    if (seq.stopTokens?.has(token)) reason = 'stop';
-    else if (seq.generated >= seq.maxTokens) reason = 'length';
     if (reason !== null) {
       seq.state = 'done';
       seq.finishedAt = this.clock.now();

@@ -31,7 +31,8 @@ export interface RequestResult {
 export interface RequestSink {
   /** Once, when the request is placed on its rank (prefill mode: with the room holding its KV). */
   onStart?(dpRank: number, bootstrap: BootstrapInfo | undefined): void;
-  onToken(token: number): void;
+  /** `last`: the request finishes with this token (its onFinish follows at once, unless cancelled). */
+  onToken(token: number, last?: boolean): void;
   onFinish(result: RequestResult): void;
 }
 

@@ -1,8 +1,8 @@
 /**
  * The consumer-facing surface of a request: a RequestSink that turns output into GenerateChunks,
  * consumed either as an AsyncIterable or pushed to a PushSink (the in-process fast path).
- * Tokens that arrive while the consumer is not reading are merged into one chunk (pushed: tokens of
- * one engine step, flushed at the end of the step's microtask); the first chunk carries the rank,
+ * Tokens that arrive while the consumer is not reading are merged into one chunk (pushed: each token
+ * goes at once, the last one with the finish reason); the first chunk carries the rank,
  * the last the finish reason and usage. Leaving the loop early (break / return) or cancelling the
  * push handle cancels the request.
  */
@@ -31,7 +31,6 @@ export class ChunkStream implements RequestSink, PushSource<GenerateChunk>, Push
   private readonly cancelRequest: () => void;
   /** Push mode: where chunks go (null once the consumer cancelled or the stream ended). */
   private sink: PushSink<GenerateChunk> | null = null;
-  private flushQueued = false;
 
   constructor(cancel: () => void) {
     this.cancelRequest = cancel;
@@ -42,7 +41,7 @@ export class ChunkStream implements RequestSink, PushSource<GenerateChunk>, Push
     else this.rankToSend = dpRank;
   }
 
-  onToken(token: number): void {
+  onToken(token: number, last = false): void {
     if (this.open !== null) {
       this.open.tokenIds.push(token);
       return;
@@ -52,12 +51,13 @@ export class ChunkStream implements RequestSink, PushSource<GenerateChunk>, Push
       chunk.dpRank = this.rankToSend;
       this.rankToSend = -1;
     }
-    this.open = chunk;
-    if (this.sink === null) this.push(chunk);
-    else if (!this.flushQueued) {
-      this.flushQueued = true;
-      queueMicrotask(() => this.flush());
-    }
+    const sink = this.sink;
+    if (sink === null) {
+      this.open = chunk;
+      this.push(chunk);
+    } else if (last)
+      this.open = chunk; // travels with the finish reason
+    else sink.push(chunk);
   }
 
   onFinish(result: RequestResult): void {
@@ -117,19 +117,18 @@ export class ChunkStream implements RequestSink, PushSource<GenerateChunk>, Push
 
   /** Pushes every chunk to `sink` from now on (chunks made before are delivered at once). */
   [PUSH](sink: PushSink<GenerateChunk>): PushHandle {
+    if (!this.finished) this.sink = sink;
     if (this.queue.length > 0) {
-      for (const chunk of this.queue) if (chunk !== this.open) sink.push(chunk);
-      this.queue.length = 0;
+      const queued = this.queue.splice(0);
+      this.open = null;
+      for (const chunk of queued) {
+        sink.push(chunk);
+        if (!this.finished && this.sink !== sink) return this; // cancelled meanwhile
+      }
     }
     if (this.finished) {
       if (this.failure !== null) sink.fail(this.failure);
       else sink.end();
-      return this;
-    }
-    this.sink = sink;
-    if (this.open !== null && !this.flushQueued) {
-      this.flushQueued = true;
-      queueMicrotask(() => this.flush());
     }
     return this;
   }
@@ -143,7 +142,6 @@ export class ChunkStream implements RequestSink, PushSource<GenerateChunk>, Push
   }
 
   private flush(): void {
-    this.flushQueued = false;
     const chunk = this.open;
     const sink = this.sink;
     if (chunk === null || sink === null) return;

@@ -173,7 +173,7 @@ class LocalPushCall implements RunningCall, PushHandle, FrameSink, HandlerContex
         queueMicrotask(() => sink.fail(this.reason));
         return;
       }
-      signal.addEventListener('abort', this, { once: true });
+      signal.addEventListener('abort', this); // removed in release()
     }
     if (options.timeoutMs !== undefined)
       this.timer = setTimeout(
