@@ -113,8 +113,8 @@ export class BlockHasher {
   }
 
   /**
-   * Both `localHashes(tokens)` and `sequenceHashes` of them, in one pass through the kernel (the
-   * local hashes are not copied back in). `localOut` and `sequenceOut` must hold blockCount pairs;
+   * Both `localHashes(tokens)` and `sequenceHashes` of them, in one kernel call (the local hashes
+   * are not copied back in; for block sizes 5..32 one loop computes both). `localOut` and `sequenceOut` must hold blockCount pairs;
    * returns blockCount. Same token rules as localHashes.
    */
   blockHashes(tokens: ArrayLike<number>, localOut: Uint32Array, sequenceOut: Uint32Array): number {
@@ -133,8 +133,7 @@ export class BlockHasher {
     kernel.reserve(sequence + blocks * 8);
     const memory = kernel.u32;
     this.copyTokens(tokens, tokenCount, memory, src >>> 2);
-    kernel.hashBlocks(src, this.blockSize * 4, blocks, local, this.seedLo, this.seedHi);
-    kernel.hashSequence(local, blocks, sequence, this.seedLo, this.seedHi);
+    kernel.hashPrompt(src, this.blockSize * 4, blocks, local, sequence, this.seedLo, this.seedHi);
     const localWord = local >>> 2;
     localOut.set(memory.subarray(localWord, localWord + 2 * blocks));
     sequenceOut.set(memory.subarray(localWord + 2 * blocks, localWord + 4 * blocks));

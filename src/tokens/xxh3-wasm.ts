@@ -13,6 +13,15 @@ interface Xxh3Exports {
   memory: WasmMemory;
   hash_blocks(src: number, len: number, count: number, dst: number, seedLo: number, seedHi: number): void;
   hash_sequence(src: number, count: number, dst: number, seedLo: number, seedHi: number): void;
+  hash_prompt(
+    src: number,
+    len: number,
+    count: number,
+    dst: number,
+    seq: number,
+    seedLo: number,
+    seedHi: number,
+  ): void;
 }
 
 /** First byte the JS side may use; below it lie the secrets the kernel keeps in its memory. */
@@ -65,6 +74,22 @@ export class Xxh3Kernel {
   /** Hashes `count` inputs of `len` bytes at `src`; the u64 results land at `dst`. */
   hashBlocks(src: number, len: number, count: number, dst: number, seedLo: number, seedHi: number): void {
     this.exports.hash_blocks(src, len, count, dst, seedLo, seedHi);
+  }
+
+  /**
+   * hashBlocks to `dst` and the rolling sequence hashes of those to `seq` (not overlapping `src` or
+   * `dst`), in one loop for 17..128-byte inputs.
+   */
+  hashPrompt(
+    src: number,
+    len: number,
+    count: number,
+    dst: number,
+    seq: number,
+    seedLo: number,
+    seedHi: number,
+  ): void {
+    this.exports.hash_prompt(src, len, count, dst, seq, seedLo, seedHi);
   }
 
   /** Rolling sequence hashes of `count` u64 local hashes at `src`, written to `dst` (may equal src). */

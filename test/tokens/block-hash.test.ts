@@ -123,7 +123,8 @@ describe('BlockHasher', () => {
   });
 
   it('blockHashes gives localHashes and their sequenceHashes in one pass', () => {
-    for (const blockSize of [1, 4, 16, 33]) {
+    // 5..32: local and sequence hashes in one kernel loop; the others: two kernel passes.
+    for (const blockSize of [1, 4, 5, 8, 16, 24, 25, 32, 33]) {
       const hasher = new BlockHasher({ blockSize, seed: 42n });
       for (const count of [0, blockSize - 1, blockSize, 7 * blockSize + 3, 300 * blockSize]) {
         const tokens = randomTokens(count, count + blockSize, VOCAB);

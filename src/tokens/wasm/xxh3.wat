@@ -216,10 +216,15 @@
   ;; halves swapped; lo XOR hi of each product is summed per lane. About 1.8x the scalar loop's speed.
   ;; The seeded secret words (even: +seed, odd: -seed) are computed once per call, two per vector.
   (func $blocks_17to128 (param $src i32) (param $len i32) (param $count i32) (param $dst i32) (param $seed i64)
+    (param $seq i32)
     (local $kf0 v128) (local $kl0 v128) (local $kf1 v128) (local $kl1 v128) (local $kf2 v128) (local $kl2 v128) (local $kf3 v128) (local $kl3 v128)
     (local $seeds v128) (local $mask v128) (local $cf v128) (local $cl v128) (local $va v128) (local $vb v128)
     (local $vs v128) (local $ll v128) (local $lh v128) (local $cross v128) (local $sum v128)
     (local $start i64) (local $acc i64) (local $p i32) (local $end i32) (local $out i32) (local $stop i32)
+    (local $prev i64) (local $lo i64) (local $hi i64) (local $x i64) (local $sll i64) (local $slh i64)
+    (local $scross i64) (local $flip1 i64) (local $flip2 i64)
+    (local.set $flip1 (i64.add (i64.xor (i64.load (i32.const 24)) (i64.load (i32.const 32))) (local.get $seed)))
+    (local.set $flip2 (i64.sub (i64.xor (i64.load (i32.const 40)) (i64.load (i32.const 48))) (local.get $seed)))
     (local.set $seeds (i64x2.replace_lane 1 (i64x2.splat (local.get $seed)) (i64.sub (i64.const 0) (local.get $seed))))
     (local.set $mask (v128.const i64x2 0xffffffff 0xffffffff))
     (local.set $kf0 (i64x2.add (v128.load (i32.const 0)) (local.get $seeds)))
@@ -327,7 +332,51 @@
         ;; avalanche
         (local.set $acc (i64.xor (local.get $acc) (i64.shr_u (local.get $acc) (i64.const 37))))
         (local.set $acc (i64.mul (local.get $acc) (i64.const 0x165667919E3779F9)))
-        (i64.store (local.get $out) (i64.xor (local.get $acc) (i64.shr_u (local.get $acc) (i64.const 32))))
+        (local.set $acc (i64.xor (local.get $acc) (i64.shr_u (local.get $acc) (i64.const 32))))
+        (i64.store (local.get $out) (local.get $acc))
+        (if (local.get $seq)
+          (then
+            ;; The rolling sequence hash of this block, as in hash_sequence: its latency chain runs
+            ;; alongside the next blocks' local hashing instead of after all of it.
+            (if (i32.eq (local.get $out) (local.get $dst))
+              (then (local.set $prev (local.get $acc)))
+              (else
+                (local.set $lo (i64.xor (local.get $prev) (local.get $flip1)))
+                (local.set $hi (i64.xor (local.get $acc) (local.get $flip2)))
+                ;; swap64(lo)
+                (local.set $x
+                  (i64.or
+                    (i64.and (i64.shr_u (local.get $lo) (i64.const 8)) (i64.const 0x00ff00ff00ff00ff))
+                    (i64.shl (i64.and (local.get $lo) (i64.const 0x00ff00ff00ff00ff)) (i64.const 8))))
+                (local.set $x
+                  (i64.or
+                    (i64.and (i64.shr_u (local.get $x) (i64.const 16)) (i64.const 0x0000ffff0000ffff))
+                    (i64.shl (i64.and (local.get $x) (i64.const 0x0000ffff0000ffff)) (i64.const 16))))
+                ;; prev = 16 + swap64(lo) + hi + mulfold(lo, hi)
+                (local.set $prev
+                  (i64.add (i64.add (i64.const 16) (i64.rotl (local.get $x) (i64.const 32))) (local.get $hi)))
+                (local.set $sll
+                  (i64.mul (i64.and (local.get $lo) (i64.const 0xffffffff)) (i64.and (local.get $hi) (i64.const 0xffffffff))))
+                (local.set $slh
+                  (i64.mul (i64.and (local.get $lo) (i64.const 0xffffffff)) (i64.shr_u (local.get $hi) (i64.const 32))))
+                (local.set $scross
+                  (i64.add
+                    (i64.add (i64.shr_u (local.get $sll) (i64.const 32)) (i64.and (local.get $slh) (i64.const 0xffffffff)))
+                    (i64.mul (i64.shr_u (local.get $lo) (i64.const 32)) (i64.and (local.get $hi) (i64.const 0xffffffff)))))
+                (local.set $prev
+                  (i64.add (local.get $prev)
+                    (i64.xor
+                      (i64.mul (local.get $lo) (local.get $hi))
+                      (i64.add
+                        (i64.add
+                          (i64.mul (i64.shr_u (local.get $lo) (i64.const 32)) (i64.shr_u (local.get $hi) (i64.const 32)))
+                          (i64.shr_u (local.get $slh) (i64.const 32)))
+                        (i64.shr_u (local.get $scross) (i64.const 32))))))
+                ;; avalanche
+                (local.set $prev (i64.xor (local.get $prev) (i64.shr_u (local.get $prev) (i64.const 37))))
+                (local.set $prev (i64.mul (local.get $prev) (i64.const 0x165667919E3779F9)))
+                (local.set $prev (i64.xor (local.get $prev) (i64.shr_u (local.get $prev) (i64.const 32))))))
+            (i64.store (i32.add (local.get $seq) (i32.sub (local.get $out) (local.get $dst))) (local.get $prev))))
         (local.set $p (local.get $end))
         (local.set $out (i32.add (local.get $out) (i32.const 8)))
         (br $each))))
@@ -528,7 +577,7 @@
 
   ;; Hashes `count` consecutive inputs of `len` bytes (any length) starting at `src` and stores each
   ;; u64 little-endian (i.e. packed [lo, hi] u32 pairs) at `dst`.
-  (func (export "hash_blocks")
+  (func $hash_blocks (export "hash_blocks")
     (param $src i32) (param $len i32) (param $count i32) (param $dst i32)
     (param $seed_lo i32) (param $seed_hi i32)
     (local $seed i64)
@@ -546,17 +595,35 @@
         (local.get $src) (local.get $len) (local.get $count) (local.get $dst) (local.get $seed)))))
     (if (i32.le_u (local.get $len) (i32.const 128))
       (then (return (call $blocks_17to128
-        (local.get $src) (local.get $len) (local.get $count) (local.get $dst) (local.get $seed)))))
+        (local.get $src) (local.get $len) (local.get $count) (local.get $dst) (local.get $seed) (i32.const 0)))))
     (if (i32.le_u (local.get $len) (i32.const 240))
       (then (return (call $blocks_129to240
         (local.get $src) (local.get $len) (local.get $count) (local.get $dst) (local.get $seed)))))
     (call $init_custom_secret (local.get $seed))
     (call $blocks_long (local.get $src) (local.get $len) (local.get $count) (local.get $dst)))
 
+;; hash_blocks to `dst`, plus the rolling sequence hashes of those local hashes to `seq` (as
+  ;; hash_sequence(dst, count, seq)). Inputs of 17..128 bytes compute both in one loop; `seq` must not
+  ;; overlap `dst` or `src`.
+  (func (export "hash_prompt")
+    (param $src i32) (param $len i32) (param $count i32) (param $dst i32) (param $seq i32)
+    (param $seed_lo i32) (param $seed_hi i32)
+    (if (i32.and (i32.gt_u (local.get $len) (i32.const 16)) (i32.le_u (local.get $len) (i32.const 128)))
+      (then
+        (return (call $blocks_17to128
+          (local.get $src) (local.get $len) (local.get $count) (local.get $dst)
+          (i64.or (i64.extend_i32_u (local.get $seed_lo))
+            (i64.shl (i64.extend_i32_u (local.get $seed_hi)) (i64.const 32)))
+          (local.get $seq)))))
+    (call $hash_blocks (local.get $src) (local.get $len) (local.get $count) (local.get $dst)
+      (local.get $seed_lo) (local.get $seed_hi))
+    (call $hash_sequence (local.get $dst) (local.get $count) (local.get $seq)
+      (local.get $seed_lo) (local.get $seed_hi)))
+
   ;; Rolling sequence hashes over `count` local hashes at `src` (u64 each), written to `dst`:
   ;; dst[0] = src[0]; dst[i] = xxh3_64(LE64(dst[i-1]) || LE64(src[i]), seed) (the 9..16-byte path
   ;; with len 16, inlined as in $blocks_9to16). `dst` may equal `src`.
-  (func (export "hash_sequence")
+  (func $hash_sequence (export "hash_sequence")
     (param $src i32) (param $count i32) (param $dst i32) (param $seed_lo i32) (param $seed_hi i32)
     (local $seed i64) (local $prev i64) (local $lo i64) (local $hi i64) (local $x i64)
     (local $ll i64) (local $lh i64) (local $cross i64) (local $flip1 i64) (local $flip2 i64)
