@@ -116,7 +116,7 @@ export function createFrontendServer(options: FrontendServerOptions): FastifyIns
   // Every body is parsed as JSON whatever its content type (curl -d sends form encoding), losslessly
   // for u64 ids; the size limit applies while reading.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string', bodyLimit }, (_request, body, done) => {
+  const parseBodyText = (body: string | Buffer, done: (error: Error | null, value?: unknown) => void) => {
     const text = typeof body === 'string' ? body : body.toString('utf8');
     try {
       done(null, parseJsonLossless(text, nvextNeedsLossless));
@@ -135,7 +135,14 @@ export function createFrontendServer(options: FrontendServerOptions): FastifyIns
         new ApiError(`The request body is not valid JSON: ${detail}`, { status: 400, code: 'invalid_json' }),
       );
     }
-  });
+  };
+  // The same parser under its usual media type too: fastify caches the parser it finds for a
+  // content-type header, but never the catch-all, which it looks for again on every request.
+  for (const contentType of ['application/json', '*']) {
+    app.addContentTypeParser(contentType, { parseAs: 'string', bodyLimit }, (_request, body, done) =>
+      parseBodyText(body, done),
+    );
+  }
 
   if (keys.enabled) {
     app.addHook('onRequest', async (request) => {
