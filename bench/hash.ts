@@ -2,7 +2,7 @@
  * Block hashing: 4096-token prompts, block size 16 (256 blocks), local + sequence hashes.
  *   (a) baseline: one @node-rs/xxhash call per hash (N-API, bigint results), the obvious approach;
  *   (b) BlockHasher: one wasm call per prompt for the local hashes and one for the sequence hashes,
- *       packed [lo, hi] u32 output, no bigint.
+ *       packed [lo, hi] u32 output, no bigint; also blockHashes, both in one call (the router's).
  * Interleaved rounds in one process (this VM is noisy); medians reported. Last stdout line is JSON.
  */
 import { xxh3 } from '@node-rs/xxhash';
@@ -53,6 +53,12 @@ function batched(tokens: ArrayLike<number>): number {
   hasher.sequenceHashes(local, sequence);
   return sequence[2 * BLOCKS - 2];
 }
+const localOne = new Uint32Array(2 * BLOCKS);
+const sequenceOne = new Uint32Array(2 * BLOCKS);
+function oneCall(tokens: Uint32Array): number {
+  hasher.blockHashes(tokens, localOne, sequenceOne);
+  return sequenceOne[2 * BLOCKS - 2];
+}
 function batchedLocalOnly(tokens: Uint32Array): number {
   hasher.localHashes(tokens, local);
   return local[0];
@@ -61,7 +67,12 @@ function batchedLocalOnly(tokens: Uint32Array): number {
 // Both paths must agree before anything is timed.
 for (const tokens of prompts.slice(0, 8)) {
   batched(tokens);
-  if (readPackedU64(sequence, BLOCKS - 1) !== perBlockNative(tokens)) {
+  oneCall(tokens);
+  const expected = perBlockNative(tokens);
+  if (
+    readPackedU64(sequence, BLOCKS - 1) !== expected ||
+    readPackedU64(sequenceOne, BLOCKS - 1) !== expected
+  ) {
     throw new Error('batched and per-block hashes differ');
   }
 }
@@ -84,6 +95,7 @@ const cases: Array<[string, () => [number, number]]> = [
   ['per_block_native', () => timeRound(prompts, perBlockNative)],
   ['batched', () => timeRound(prompts, batched)],
   ['batched_local_only', () => timeRound(prompts, batchedLocalOnly)],
+  ['one_call', () => timeRound(prompts, oneCall)],
   ['batched_number_array', () => timeRound(promptArrays, batched)],
 ];
 const samples = new Map<string, number[]>(cases.map(([name]) => [name, []]));
@@ -120,6 +132,7 @@ console.log(`(a) per-block @node-rs/xxhash calls, bigint  ${fmt(us.per_block_nat
 console.log(`(b) BlockHasher, Uint32Array tokens           ${fmt(us.batched)} us / 4k prompt`);
 console.log(`    BlockHasher, number[] tokens (validated)  ${fmt(us.batched_number_array)} us / 4k prompt`);
 console.log(`    BlockHasher, local hashes only            ${fmt(us.batched_local_only)} us / 4k prompt`);
+console.log(`    BlockHasher.blockHashes (one call, both)  ${fmt(us.one_call)} us / 4k prompt`);
 console.log(
   `process CPU time (a) ${cpuUs.per_block_native.toFixed(2)} us, (b) ${cpuUs.batched.toFixed(2)} us / 4k prompt` +
     ' (far below wall clock means other processes were competing for the cores)',
@@ -136,6 +149,8 @@ console.log(
     ratio: Number(ratio.toFixed(2)),
     us_per_4k_prompt_number_array: Number(us.batched_number_array.toFixed(3)),
     us_per_4k_prompt_local_only: Number(us.batched_local_only.toFixed(3)),
+    us_per_4k_prompt_one_call: Number(us.one_call.toFixed(3)),
+    cpu_us_per_4k_prompt_one_call: Number(cpuUs.one_call.toFixed(3)),
     cpu_us_per_4k_prompt: Number(cpuUs.batched.toFixed(3)),
     per_block_call_cpu_us_per_4k_prompt: Number(cpuUs.per_block_native.toFixed(3)),
   }),
