@@ -569,7 +569,8 @@ export class RadixTreeIndexer implements KvIndexer {
       const keyLo = halves[4 * i + 2] | 0;
       const keyHi = halves[4 * i + 3] | 0;
       let child = this.childOf(cur, tokensLo, tokensHi);
-      if (child < 0) child = this.createChild(cur, tokensLo, tokensHi);
+      const created = child < 0;
+      if (created) child = this.createChild(cur, tokensLo, tokensHi);
       const previous = blockTableFind(
         this.ownerSlots[owner],
         this.entries.data,
@@ -578,6 +579,12 @@ export class RadixTreeIndexer implements KvIndexer {
         this.entryMask,
         this.insertProbe,
       );
+      if (created && previous < 0) {
+        // The usual case under churn: a new block on a new node.
+        parentEntry = this.addSoleOwner(owner, child, keyLo, keyHi, parentEntry);
+        cur = child;
+        continue;
+      }
       if (previous >= 0) {
         const previousPrimary = this.primaryOf(previous);
         if (this.entries.data[previousPrimary * ENTRY_STRIDE + NODE] === child) {
@@ -812,6 +819,29 @@ export class RadixTreeIndexer implements KvIndexer {
     this.insertKey(owner, entry, hinted);
     if (this.ownerStale[owner] > 0 && nodes.data[node * NODE_STRIDE + CHILD_COUNT] > 0)
       this.adoptChildren(owner, entry);
+    return entry;
+  }
+
+  /**
+   * addPrimary for a node just created (no owners, no children) and a key the owner does not hold,
+   * whose insertion slot is in insertProbe: the owner becomes the node's inline single owner.
+   */
+  private addSoleOwner(owner: number, node: number, lo: number, hi: number, parentEntry: number): number {
+    const entries = this.entries;
+    const entry = entries.alloc(node, owner, lo, hi);
+    let hinted = true;
+    if (entries.capacity > this.entryMask) {
+      this.widenEntryMask();
+      hinted = false;
+    }
+    const data = entries.data;
+    data[entry * ENTRY_STRIDE + PARENT_ENTRY] = parentEntry;
+    data[entry * ENTRY_STRIDE + POS] = 0;
+    if (parentEntry >= 0) data[parentEntry * ENTRY_STRIDE + KIDS]++;
+    const nodeData = this.nodes.data;
+    nodeData[node * NODE_STRIDE + OWNER_COUNT] = 1;
+    nodeData[node * NODE_STRIDE + OWNER_START] = entry;
+    this.insertKey(owner, entry, hinted);
     return entry;
   }
 
