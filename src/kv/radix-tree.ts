@@ -563,14 +563,17 @@ export class RadixTreeIndexer implements KvIndexer {
         'KV_INVALID_BLOCK_SEQUENCE',
         `${this.ownerName(owner)}: a block hash repeats its parent or an earlier block`,
       );
+    let curIsNew = false;
     for (let i = 0; i < count; i++) {
       const tokensLo = halves[4 * i] | 0;
       const tokensHi = halves[4 * i + 1] | 0;
       const keyLo = halves[4 * i + 2] | 0;
       const keyHi = halves[4 * i + 3] | 0;
-      let child = this.childOf(cur, tokensLo, tokensHi);
+      // A node created for the previous block has no children yet.
+      let child: number = curIsNew ? NO_NODE : this.childOf(cur, tokensLo, tokensHi);
       const created = child < 0;
       if (created) child = this.createChild(cur, tokensLo, tokensHi);
+      curIsNew = created;
       const previous = blockTableFind(
         this.ownerSlots[owner],
         this.entries.data,
