@@ -187,9 +187,23 @@ function copyCheckedTokens(
   memory: Uint32Array,
   at: number,
 ): number {
-  for (let i = 0; i < count; i++) {
-    const token = tokens[i];
+  // Four tokens a step (about twice as fast on a number[]); a group with a bad token is redone one
+  // by one below to find it.
+  let i = 0;
+  for (; i + 4 <= count; i += 4) {
+    const a = tokens[i];
+    const b = tokens[i + 1];
+    const c = tokens[i + 2];
+    const d = tokens[i + 3];
     // One compare rejects NaN, fractions, negatives, values >= 2^32 and non-numbers.
+    if (a >>> 0 !== a || b >>> 0 !== b || c >>> 0 !== c || d >>> 0 !== d) break;
+    memory[at + i] = a;
+    memory[at + i + 1] = b;
+    memory[at + i + 2] = c;
+    memory[at + i + 3] = d;
+  }
+  for (; i < count; i++) {
+    const token = tokens[i];
     if (token >>> 0 !== token) return i;
     memory[at + i] = token;
   }

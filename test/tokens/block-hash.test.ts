@@ -188,6 +188,13 @@ describe('BlockHasher', () => {
       expect(() => hasher.localHashes(tokens), String(bad)).toThrow(/token 6 is not a u32 integer/);
     }
     expect(() => hasher.localHashes(['1', 2, 3, 4] as unknown as number[])).toThrow(RangeError);
+    // Every position of a longer prompt (tokens are copied four at a time, then one by one).
+    for (let at = 0; at < 12; at++) {
+      const tokens = Array.from({ length: 12 }, (_, i) => i);
+      tokens[at] = 1.5;
+      if (at < 11) tokens[11] = -1; // a later bad token is not the one reported
+      expect(() => hasher.localHashes(tokens)).toThrow(new RegExp(`token ${at} is not a u32 integer`));
+    }
     // Tokens of a trailing partial block are not hashed, so they are not checked either.
     expect(hasher.localHashes([1, 2, 3, 4, -1]).length).toBe(2);
     expect(hasher.localHashes([0, 2 ** 32 - 1, 7, 9]).length).toBe(2);
