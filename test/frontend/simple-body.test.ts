@@ -38,7 +38,7 @@ const anyValue = fc.oneof(
 
 /** Mostly values a simple field takes (to reach the fast path), sometimes anything. */
 const mostly = (good: fc.Arbitrary<unknown>) =>
-  fc.oneof({ arbitrary: good, weight: 4 }, { arbitrary: anyValue, weight: 1 });
+  fc.oneof({ arbitrary: good, weight: 9 }, { arbitrary: anyValue, weight: 1 });
 
 const roles = fc.constantFrom('user', 'system', 'assistant', 'developer', 'tool', 'robot');
 
@@ -67,9 +67,12 @@ const fields = {
 };
 
 /** Now and then a field the fast path leaves to the schema. */
-const otherField = fc.option(
-  fc.tuple(fc.constantFrom('logprobs', 'unknown_field', 'nvext', 'stream_options'), anyValue),
-  { freq: 4 },
+const otherField = fc.oneof(
+  { arbitrary: fc.constant(null), weight: 4 },
+  {
+    arbitrary: fc.tuple(fc.constantFrom('logprobs', 'unknown_field', 'nvext', 'stream_options'), anyValue),
+    weight: 1,
+  },
 );
 
 const body = (main: 'messages' | 'prompt') =>
@@ -113,7 +116,7 @@ describe('the simple-body fast path of parseBody', () => {
         }),
         { numRuns: 3000 },
       );
-      expect(simple).toBeGreaterThan(0); // the property did exercise the fast path
+      expect(simple).toBeGreaterThan(4); // the property did exercise the fast path
     });
   }
 
