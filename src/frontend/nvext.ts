@@ -155,13 +155,17 @@ export interface NvextResponse {
  * field is a bigint, a number or an array of numbers.
  */
 export function nvextJson(nvext: NvextResponse): string {
-  let out = '';
-  for (const [key, value] of Object.entries(nvext)) {
+  let out = '{';
+  for (const key in nvext) {
+    const value = nvext[key as keyof NvextResponse];
     if (value === undefined) continue;
-    const json = typeof value === 'bigint' ? value.toString() : JSON.stringify(value);
-    out += `${out === '' ? '' : ','}"${key}":${json}`;
+    const json =
+      typeof value === 'bigint' || (typeof value === 'number' && Number.isFinite(value))
+        ? `${value}`
+        : JSON.stringify(value);
+    out += out === '{' ? `"${key}":${json}` : `,"${key}":${json}`;
   }
-  return `{${out}}`;
+  return `${out}}`;
 }
 
 /** `bodyJson` (a JSON object) with `"nvext": {...}` added as its last field. */

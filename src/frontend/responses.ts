@@ -4,7 +4,7 @@
  */
 import type { Usage } from '../protocol/generate.ts';
 import type { FinishReasonOut } from './generation.ts';
-import { type NvextResponse, withNvext } from './nvext.ts';
+import { type NvextResponse, nvextJson } from './nvext.ts';
 
 export type ResponseKind = 'chat' | 'text';
 
@@ -88,10 +88,8 @@ export function completeResponseJson(
   const prompt = usage.promptTokens;
   const completion = usage.completionTokens;
   const object = kind === 'chat' ? 'chat.completion' : 'text_completion';
-  return withNvext(
-    `{"id":${JSON.stringify(header.id)},"object":"${object}","created":${header.created},"model":${JSON.stringify(header.model)},"choices":[${list}],"usage":{"prompt_tokens":${count(prompt)},"completion_tokens":${count(completion)},"total_tokens":${count(prompt + completion)},"prompt_tokens_details":{"cached_tokens":${count(usage.cachedTokens)}}},"system_fingerprint":null}`,
-    nvext,
-  );
+  const echo = nvext === undefined ? '' : `,"nvext":${nvextJson(nvext)}`;
+  return `{"id":${JSON.stringify(header.id)},"object":"${object}","created":${header.created},"model":${JSON.stringify(header.model)},"choices":[${list}],"usage":{"prompt_tokens":${count(prompt)},"completion_tokens":${count(completion)},"total_tokens":${count(prompt + completion)},"prompt_tokens_details":{"cached_tokens":${count(usage.cachedTokens)}}},"system_fingerprint":null${echo}}`;
 }
 
 /** A number as JSON.stringify writes it (non-finite values become null). */
