@@ -75,16 +75,13 @@ async function frontendOnlyServer(): Promise<void> {
     async *generate(request) {
       const n = request.sampling.maxTokens;
       for (let i = 0; i < n; i++) {
-        yield {
-          tokenIds: [1000 + ((i * 7919) % 1000)],
-          ...(i === 0 ? { workerId: 1n, dpRank: 0 } : {}),
-          ...(i === n - 1
-            ? {
-                finishReason: 'length' as const,
-                usage: { promptTokens: request.tokenIds.length, completionTokens: n, cachedTokens: 0 },
-              }
-            : {}),
-        };
+        const tokenIds = [1000 + ((i * 7919) % 1000)];
+        if (i === n - 1) {
+          const usage = { promptTokens: request.tokenIds.length, completionTokens: n, cachedTokens: 0 };
+          yield i === 0
+            ? { tokenIds, workerId: 1n, dpRank: 0, finishReason: 'length', usage }
+            : { tokenIds, finishReason: 'length', usage };
+        } else yield i === 0 ? { tokenIds, workerId: 1n, dpRank: 0 } : { tokenIds };
       }
     },
     health: () => ({ ready: true, instances: [{ workerId: 1n, role: 'aggregated', dataParallelSize: 1 }] }),
