@@ -770,10 +770,10 @@ class RoutedStream implements AsyncIterableIterator<RoutedChunk> {
     this.onChunk(chunk);
   }
 
-  /** A chunk handed over in process: checked (and copied) as decoded bytes would be. */
+  /** A chunk handed over in process (now this stream's): checked as decoded bytes would be. */
   onValue<V>(attempt: number, value: V, encode: (value: V) => Uint8Array): void {
     if (attempt !== this.attempt || !this.attemptOpen) return;
-    const chunk = generateChunkLocal(value);
+    const chunk = generateChunkLocal(value, true);
     if (chunk === undefined) this.onFrame(attempt, encode(value));
     else this.onChunk(chunk);
   }

@@ -501,39 +501,46 @@ function generateChunkText(c: GenerateChunk): string | undefined {
 
 /**
  * An in-process chunk handed over with its frame: checked like a decoded wire value (every field
- * the schema would check) and copied, so the receiver never shares the sender's arrays.
+ * the schema would check) and copied, so the receiver never shares the sender's arrays. With
+ * `transfer` (a value pushed to exactly one receiver, which the sender no longer touches: see
+ * FrameSink.pushValue) the checked chunk itself is returned.
  */
-export function generateChunkLocal(value: unknown): GenerateChunk | undefined {
+export function generateChunkLocal(value: unknown, transfer = false): GenerateChunk | undefined {
   const c = asObject(value) as Partial<GenerateChunk> | undefined;
   if (c === undefined || c.bootstrap !== undefined) return undefined;
   const finishReason = c.finishReason;
   if (finishReason !== undefined && !FINISH_REASONS.has(finishReason)) return undefined;
   if (c.dpRank !== undefined && !isIntIn(c.dpRank, 0, 0xffff_ffff)) return undefined;
   if (c.error !== undefined && typeof c.error !== 'string') return undefined;
-  let usage: GenerateChunk['usage'];
-  if (c.usage !== undefined) {
-    const u = asObject(c.usage) as Partial<NonNullable<GenerateChunk['usage']>> | undefined;
-    if (
-      u === undefined ||
+  const u = c.usage;
+  if (
+    u !== undefined &&
+    (asObject(u) === undefined ||
       !isSafeCount(u.promptTokens) ||
       !isSafeCount(u.completionTokens) ||
-      !isSafeCount(u.cachedTokens)
-    )
-      return undefined;
-    usage = {
-      promptTokens: u.promptTokens,
-      completionTokens: u.completionTokens,
-      cachedTokens: u.cachedTokens,
-    };
-  }
+      !isSafeCount(u.cachedTokens))
+  )
+    return undefined;
+  if (transfer) return isTokenIdArray(c.tokenIds) ? (c as GenerateChunk) : undefined;
   const tokenIds = tokenIdsCopy(c.tokenIds, 0);
   if (tokenIds === undefined) return undefined;
   const chunk: { -readonly [K in keyof GenerateChunk]: GenerateChunk[K] } = { tokenIds };
   if (finishReason !== undefined) chunk.finishReason = finishReason;
-  if (usage !== undefined) chunk.usage = usage;
+  if (u !== undefined)
+    chunk.usage = {
+      promptTokens: u.promptTokens,
+      completionTokens: u.completionTokens,
+      cachedTokens: u.cachedTokens,
+    };
   if (c.dpRank !== undefined) chunk.dpRank = c.dpRank;
   if (c.error !== undefined) chunk.error = c.error;
   return chunk;
+}
+
+function isTokenIdArray(value: unknown): value is number[] {
+  if (!Array.isArray(value)) return false;
+  for (let i = 0; i < value.length; i++) if (!isIntIn(value[i], 0, 0xffff_ffff)) return false;
+  return true;
 }
 
 /** Throws RuntimeError RUNTIME_MALFORMED when the bytes are not JSON. */

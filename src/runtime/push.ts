@@ -24,7 +24,8 @@ export interface PushSink<T> {
  * A sink of frames that, in process, may take the value a frame encodes instead of its bytes: a
  * producer calls `pushValue(value, encode)` when the sink has it; the sink hands the value on to a
  * receiver that takes values (which checks it as it would check decoded bytes), or pushes
- * `encode(value)`. Saves encoding and decoding every frame when both ends share a process.
+ * `encode(value)`. Saves encoding and decoding every frame when both ends share a process. The
+ * value goes to exactly one receiver, which owns it from then on: the producer must not touch it.
  */
 export interface FrameSink extends PushSink<Uint8Array> {
   pushValue?<V>(value: V, encode: (value: V) => Uint8Array): void;
