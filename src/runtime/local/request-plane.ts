@@ -325,6 +325,25 @@ export class LocalRequestPlane implements RequestPlane {
     };
   }
 
+  /** Served keys of the endpoint objects callers reuse (a router keeps one per endpoint). */
+  private readonly keys = new WeakMap<EndpointId, Map<InstanceId, string>>();
+
+  /** servedKey, remembered per endpoint object: formatting it costs more than the rest of a call. */
+  private keyOf(endpoint: EndpointId, instanceId: InstanceId): string {
+    let byInstance = this.keys.get(endpoint);
+    if (byInstance === undefined) {
+      byInstance = new Map();
+      this.keys.set(endpoint, byInstance);
+    }
+    let key = byInstance.get(instanceId);
+    if (key === undefined) {
+      key = servedKey(endpoint, instanceId);
+      if (byInstance.size >= 4096) byInstance.clear();
+      byInstance.set(instanceId, key);
+    }
+    return key;
+  }
+
   callPush(
     endpoint: EndpointId,
     instanceId: InstanceId,
@@ -333,7 +352,7 @@ export class LocalRequestPlane implements RequestPlane {
     options: CallOptions = {},
   ): PushHandle {
     let failure: RuntimeError | undefined;
-    const served = this.closed ? undefined : this.hub.served.get(servedKey(endpoint, instanceId));
+    const served = this.closed ? undefined : this.hub.served.get(this.keyOf(endpoint, instanceId));
     if (this.closed) failure = new RuntimeError('RUNTIME_CLOSED', 'request plane is closed');
     else if (served === undefined)
       failure = new RuntimeError(
