@@ -67,6 +67,12 @@ export class BlockHasher {
   private readonly seedLo: number;
   private readonly seedHi: number;
   private readonly kernel: Xxh3Kernel;
+  /** blockHashes' views of its results in kernel memory, reused while the layout stays the same. */
+  private resultMemory: Uint32Array | null = null;
+  private resultWord = -1;
+  private resultBlocks = -1;
+  private localResult: Uint32Array = new Uint32Array(0);
+  private sequenceResult: Uint32Array = new Uint32Array(0);
 
   constructor(options: BlockHasherOptions) {
     const { blockSize, seed = DYNAMO_SEED } = options;
@@ -135,8 +141,16 @@ export class BlockHasher {
     this.copyTokens(tokens, tokenCount, memory, src >>> 2);
     kernel.hashPrompt(src, this.blockSize * 4, blocks, local, sequence, this.seedLo, this.seedHi);
     const localWord = local >>> 2;
-    localOut.set(memory.subarray(localWord, localWord + 2 * blocks));
-    sequenceOut.set(memory.subarray(localWord + 2 * blocks, localWord + 4 * blocks));
+    if (memory !== this.resultMemory || localWord !== this.resultWord || blocks !== this.resultBlocks) {
+      // A new prompt length or a grown memory: new views (same-length prompts allocate nothing here).
+      this.resultMemory = memory;
+      this.resultWord = localWord;
+      this.resultBlocks = blocks;
+      this.localResult = memory.subarray(localWord, localWord + 2 * blocks);
+      this.sequenceResult = memory.subarray(localWord + 2 * blocks, localWord + 4 * blocks);
+    }
+    localOut.set(this.localResult);
+    sequenceOut.set(this.sequenceResult);
     return blocks;
   }
 

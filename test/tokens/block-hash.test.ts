@@ -146,6 +146,18 @@ describe('BlockHasher', () => {
       expect(unpackU64s(localOut)).toEqual(expected.local);
       expect(unpackU64s(sequenceOut)).toEqual(expected.sequence);
     }
+    // Same length again, then a prompt that grows the kernel memory, then the first length again:
+    // results read through reused or fresh views are right each time.
+    const sized = new BlockHasher({ blockSize: 16 });
+    for (const blocks of [8, 8, 50_000, 8]) {
+      const tokens = randomTokens(16 * blocks, blocks + 3, VOCAB);
+      const local = new Uint32Array(2 * blocks);
+      const sequence = new Uint32Array(2 * blocks);
+      sized.blockHashes(tokens, local, sequence);
+      const expectedLocal = sized.localHashes(tokens);
+      expect(local).toEqual(expectedLocal);
+      expect(sequence).toEqual(sized.sequenceHashes(expectedLocal));
+    }
     const hasher = new BlockHasher({ blockSize: 4 });
     expect(() => hasher.blockHashes(randomTokens(8, 1), new Uint32Array(4), new Uint32Array(2))).toThrow(
       RangeError,
