@@ -7,6 +7,9 @@
  * `copyWithin` per array, so an update costs O(log n) compares plus a memmove (no per-owner
  * position index to rewrite). Typed arrays only.
  */
+/** Moves up to this many places shift in a loop (cheaper than two copyWithin calls). */
+const SHORT_MOVE = 16;
+
 export class LoadOrder {
   private order = new Int32Array(64);
   /** sorted[i] = keys[order[i]]. */
@@ -63,15 +66,29 @@ export class LoadOrder {
     if (key > old) {
       // Owners after `from` that sort before (key, owner) move one place forward.
       const to = this.placeOf(key, owner, from + 1, this.size) - 1;
-      order.copyWithin(from, from + 1, to + 1);
-      sorted.copyWithin(from, from + 1, to + 1);
+      if (to - from <= SHORT_MOVE) {
+        for (let i = from; i < to; i++) {
+          order[i] = order[i + 1];
+          sorted[i] = sorted[i + 1];
+        }
+      } else {
+        order.copyWithin(from, from + 1, to + 1);
+        sorted.copyWithin(from, from + 1, to + 1);
+      }
       order[to] = owner;
       sorted[to] = key;
     } else {
       // Owners before `from` that sort after (key, owner) move one place back.
       const to = this.placeOf(key, owner, 0, from);
-      order.copyWithin(to + 1, to, from);
-      sorted.copyWithin(to + 1, to, from);
+      if (from - to <= SHORT_MOVE) {
+        for (let i = from; i > to; i--) {
+          order[i] = order[i - 1];
+          sorted[i] = sorted[i - 1];
+        }
+      } else {
+        order.copyWithin(to + 1, to, from);
+        sorted.copyWithin(to + 1, to, from);
+      }
       order[to] = owner;
       sorted[to] = key;
     }
