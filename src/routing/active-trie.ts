@@ -44,6 +44,8 @@ const SET_BASE = 8;
 const SET_SIZE = 9;
 const SET_CLASS = 10;
 const NODE_STRIDE = 12;
+/** Owner sets up to this size are scanned instead of looked up in slotOf. */
+const SCAN_SET = 8;
 
 export class ActiveBlockTrie {
   /** Distinct blocks held per owner. */
@@ -190,7 +192,7 @@ export class ActiveBlockTrie {
     const nodes = this.node;
     nodes[leaf * NODE_STRIDE + ENDS]--;
     for (let node = leaf; node !== ROOT; node = nodes[node * NODE_STRIDE + PARENT]) {
-      const position = this.slotOf.get(node, owner);
+      const position = this.positionOf(node, owner);
       if (position < 0) continue; // unreachable while the trie is consistent
       const slot = nodes[node * NODE_STRIDE + SET_BASE] + position;
       if (--this.setCount[slot] === 0) this.removeOwner(node, owner, position);
@@ -216,7 +218,7 @@ export class ActiveBlockTrie {
     this.walkedHashes = null;
     const nodes = this.node;
     for (let node = leaf; node !== ROOT; node = nodes[node * NODE_STRIDE + PARENT]) {
-      const position = this.slotOf.get(node, owner);
+      const position = this.positionOf(node, owner);
       if (position < 0) return;
       const at = node * NODE_STRIDE;
       const slot = nodes[at + SET_BASE] + position;
@@ -278,6 +280,22 @@ export class ActiveBlockTrie {
     return steps;
   }
 
+  /**
+   * The owner's position in the node's set, or -1: a scan of a small set (one cache line, no probe
+   * into the large (node, owner) table), else the table. Both give the same answer.
+   */
+  private positionOf(node: number, owner: number): number {
+    const at = node * NODE_STRIDE;
+    const size = this.node[at + SET_SIZE];
+    if (size <= SCAN_SET) {
+      const base = this.node[at + SET_BASE];
+      const owners = this.setOwner;
+      for (let k = 0; k < size; k++) if (owners[base + k] === owner) return k;
+      return -1;
+    }
+    return this.slotOf.get(node, owner);
+  }
+
   private growPath(): void {
     const path = new Int32Array(this.path.length * 2);
     path.set(this.path);
@@ -291,7 +309,7 @@ export class ActiveBlockTrie {
   private addOwner(node: number, owner: number): void {
     const nodes = this.node;
     const at = node * NODE_STRIDE;
-    const position = this.slotOf.get(node, owner);
+    const position = this.positionOf(node, owner);
     if (position >= 0) {
       this.setCount[nodes[at + SET_BASE] + position]++;
       return;

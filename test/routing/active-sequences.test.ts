@@ -119,6 +119,33 @@ describe('ActiveSequences', () => {
     expect(seqs.activeBlocks(0)).toBe(0);
   });
 
+  it('keeps counts right when many owners share blocks (owner sets past the in-place scan size)', () => {
+    const seqs = new ActiveSequences({ clock: new ManualClock() });
+    const shared = hashes(H1, H2, H3);
+    const ids: string[] = [];
+    for (let round = 0; round < 2; round++)
+      for (let owner = 0; owner < 20; owner++) {
+        const id = `r${round}-${owner}`;
+        ids.push(id);
+        // Even owners extend the shared prefix with a block of their own.
+        const blocks = owner % 2 === 0 ? hashes(H1, H2, H3, BigInt(1000 + owner)) : shared;
+        expect(seqs.add(id, owner, { prefillTokens: 1, blocks })).toBe(true);
+      }
+    for (let owner = 0; owner < 20; owner++) {
+      expect(seqs.activeBlocks(owner)).toBe(owner % 2 === 0 ? 4 : 3);
+      expect(seqs.activeRequests(owner)).toBe(2);
+    }
+    const held = seqs.matchChain(hashes(H1, H2, H4), 3);
+    for (let owner = 0; owner < 20; owner++) expect(held[owner]).toBe(2);
+    seqs.releaseMatch();
+    // Free in a scrambled order: each owner's blocks stay until its last request goes.
+    const order = ids.map((id, i) => [(i * 7) % ids.length, id] as const).sort((a, b) => a[0] - b[0]);
+    for (const [, id] of order.slice(0, 20)) expect(seqs.free(id)).toBe(true);
+    for (const [, id] of order.slice(20)) expect(seqs.free(id)).toBe(true);
+    for (let owner = 0; owner < 20; owner++) expect(seqs.activeBlocks(owner)).toBe(0);
+    expect(seqs.nodes).toBe(0);
+  });
+
   it('removeOwner frees every request of that owner only', () => {
     const seqs = new ActiveSequences({ clock: new ManualClock() });
     seqs.add('a', 0, { prefillTokens: 3, blocks: hashes(H1) });
@@ -144,81 +171,86 @@ describe('ActiveSequences against a reference model', () => {
     return out;
   }
 
-  it('matches naive per-owner reference counting for adds, frees and potential loads', () => {
-    const op = fc.oneof(
-      fc.record({
-        kind: fc.constant('add' as const),
-        owner: fc.integer({ min: 0, max: 4 }),
-        letters: fc.array(fc.integer({ min: 0, max: 2 }), { maxLength: 7 }),
-        // 0: a fresh array; 1: matchChain first, then add the same (reused) buffer before
-        // releaseMatch, as the router does; 2: match, release, then add; 3: match another chain of
-        // the same length in the buffer, release, overwrite the buffer, add (no stale walk reused).
-        matched: fc.integer({ min: 0, max: 3 }),
-      }),
-      fc.record({ kind: fc.constant('free' as const), pick: fc.nat() }),
-      fc.record({
-        kind: fc.constant('query' as const),
-        letters: fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 1, maxLength: 8 }),
-      }),
-    );
-    const buffer = new Uint32Array(16);
-    fc.assert(
-      fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
-        const seqs = new ActiveSequences({ clock: new ManualClock() });
-        seqs.ensureOwners(5);
-        const model = new Map<string, { owner: number; keys: string[] }>();
-        const unique = (owner: number) => {
-          const set = new Set<string>();
-          for (const r of model.values()) if (r.owner === owner) for (const k of r.keys) set.add(k);
-          return set;
-        };
-        const keysOf = (packed: Uint32Array) =>
-          Array.from({ length: packed.length / 2 }, (_, i) => `${packed[2 * i]}:${packed[2 * i + 1]}`);
-        let next = 0;
-        for (const o of ops) {
-          if (o.kind === 'add') {
-            const id = `r${next++}`;
-            const blocksOf = chain(o.letters);
-            const n = o.letters.length;
-            if (o.matched === 0) seqs.add(id, o.owner, { prefillTokens: 1, blocks: blocksOf });
-            else {
-              if (o.matched === 3) {
-                buffer.set(chain(o.letters.map((l) => (l + 1) % 3)));
-                seqs.matchChain(buffer, n);
-                seqs.releaseMatch();
+  // 12 owners: node owner sets grow past the size scanned in place (the (node, owner) table is used).
+  it.each([5, 12])(
+    'matches naive per-owner reference counting for adds, frees and potential loads (%i owners)',
+    (ownerCount) => {
+      const op = fc.oneof(
+        fc.record({
+          kind: fc.constant('add' as const),
+          owner: fc.integer({ min: 0, max: ownerCount - 1 }),
+          letters: fc.array(fc.integer({ min: 0, max: 2 }), { maxLength: 7 }),
+          // 0: a fresh array; 1: matchChain first, then add the same (reused) buffer before
+          // releaseMatch, as the router does; 2: match, release, then add; 3: match another chain of
+          // the same length in the buffer, release, overwrite the buffer, add (no stale walk reused).
+          matched: fc.integer({ min: 0, max: 3 }),
+        }),
+        fc.record({ kind: fc.constant('free' as const), pick: fc.nat() }),
+        fc.record({
+          kind: fc.constant('query' as const),
+          letters: fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 1, maxLength: 8 }),
+        }),
+      );
+      const buffer = new Uint32Array(16);
+      fc.assert(
+        fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
+          const seqs = new ActiveSequences({ clock: new ManualClock() });
+          seqs.ensureOwners(ownerCount);
+          const model = new Map<string, { owner: number; keys: string[] }>();
+          const unique = (owner: number) => {
+            const set = new Set<string>();
+            for (const r of model.values()) if (r.owner === owner) for (const k of r.keys) set.add(k);
+            return set;
+          };
+          const keysOf = (packed: Uint32Array) =>
+            Array.from({ length: packed.length / 2 }, (_, i) => `${packed[2 * i]}:${packed[2 * i + 1]}`);
+          let next = 0;
+          for (const o of ops) {
+            if (o.kind === 'add') {
+              const id = `r${next++}`;
+              const blocksOf = chain(o.letters);
+              const n = o.letters.length;
+              if (o.matched === 0) seqs.add(id, o.owner, { prefillTokens: 1, blocks: blocksOf });
+              else {
+                if (o.matched === 3) {
+                  buffer.set(chain(o.letters.map((l) => (l + 1) % 3)));
+                  seqs.matchChain(buffer, n);
+                  seqs.releaseMatch();
+                }
+                buffer.set(blocksOf);
+                if (o.matched !== 3) seqs.matchChain(buffer, n);
+                if (o.matched === 2) seqs.releaseMatch();
+                seqs.add(id, o.owner, { prefillTokens: 1, blocks: buffer, blockCount: n });
+                if (o.matched === 1) seqs.releaseMatch();
               }
-              buffer.set(blocksOf);
-              if (o.matched !== 3) seqs.matchChain(buffer, n);
-              if (o.matched === 2) seqs.releaseMatch();
-              seqs.add(id, o.owner, { prefillTokens: 1, blocks: buffer, blockCount: n });
-              if (o.matched === 1) seqs.releaseMatch();
+              model.set(id, { owner: o.owner, keys: keysOf(blocksOf) });
+            } else if (o.kind === 'free') {
+              const ids = [...model.keys()];
+              if (ids.length === 0) continue;
+              const id = ids[o.pick % ids.length];
+              expect(seqs.free(id)).toBe(true);
+              model.delete(id);
+            } else {
+              const q = chain(o.letters);
+              const owners = Int32Array.from({ length: ownerCount }, (_, owner) => owner);
+              const out = new Float64Array(ownerCount);
+              seqs.potentialDecodeBlocks(q, o.letters.length, 0, owners, ownerCount, out);
+              for (let owner = 0; owner < ownerCount; owner++) {
+                const u = unique(owner);
+                const fresh = keysOf(q).filter((k) => !u.has(k)).length;
+                expect(out[owner]).toBe(fresh + u.size);
+              }
             }
-            model.set(id, { owner: o.owner, keys: keysOf(blocksOf) });
-          } else if (o.kind === 'free') {
-            const ids = [...model.keys()];
-            if (ids.length === 0) continue;
-            const id = ids[o.pick % ids.length];
-            expect(seqs.free(id)).toBe(true);
-            model.delete(id);
-          } else {
-            const q = chain(o.letters);
-            const owners = Int32Array.of(0, 1, 2, 3, 4);
-            const out = new Float64Array(5);
-            seqs.potentialDecodeBlocks(q, o.letters.length, 0, owners, 5, out);
-            for (let owner = 0; owner < 5; owner++) {
-              const u = unique(owner);
-              const fresh = keysOf(q).filter((k) => !u.has(k)).length;
-              expect(out[owner]).toBe(fresh + u.size);
-            }
+            for (let owner = 0; owner < ownerCount; owner++)
+              expect(seqs.activeBlocks(owner)).toBe(unique(owner).size);
           }
-          for (let owner = 0; owner < 5; owner++) expect(seqs.activeBlocks(owner)).toBe(unique(owner).size);
-        }
-        for (const id of [...model.keys()]) seqs.free(id);
-        expect(seqs.nodes).toBe(0);
-      }),
-      { numRuns: 300 },
-    );
-  });
+          for (const id of [...model.keys()]) seqs.free(id);
+          expect(seqs.nodes).toBe(0);
+        }),
+        { numRuns: 300 },
+      );
+    },
+  );
 });
 
 describe('ActiveSequences against a reference model with output-block decay and long chains', () => {
