@@ -77,6 +77,8 @@ export interface RadixTreeIndexerOptions {
 }
 
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
+/** Slots of the (worker, rank) -> owner cache in front of the OwnerTable. */
+const OWNER_CACHE = 4096;
 /** Retired block tables kept per size for reuse. */
 const SPARE_TABLES = 8;
 /** Runs of at least this many owners are emitted with native copy/fill. */
@@ -143,6 +145,8 @@ export class RadixTreeIndexer implements KvIndexer {
   private readonly wide = new BigUint64Array(1);
   private readonly halves = new Uint32Array(this.wide.buffer);
   private blockHalves = new Uint32Array(256);
+  /** ownerOf's cache: owner id + 1 per slot, 0 when empty. */
+  private readonly ownerCache = new Int32Array(OWNER_CACHE);
   private dupSlots = new Int32Array(64);
   private dupStamp = new Int32Array(64);
   private dupGeneration = 0;
@@ -417,6 +421,7 @@ export class RadixTreeIndexer implements KvIndexer {
         this.slab.bytes +
         ownerBytes +
         this.blockHalves.byteLength +
+        this.ownerCache.byteLength +
         this.dupSlots.byteLength +
         this.dupStamp.byteLength,
     };
@@ -463,12 +468,18 @@ export class RadixTreeIndexer implements KvIndexer {
       const block = blocks[i];
       if (typeof block !== 'object' || block === null) return invalid(`stored block ${i} is not an object`);
       const { tokensHash, blockHash } = block;
-      if (!isU64(tokensHash) || !isU64(blockHash))
+      if (typeof tokensHash !== 'bigint' || typeof blockHash !== 'bigint')
         return invalid(`stored block ${i} has a hash that is not a u64`);
-      wide[0] = tokensHash;
+      // asUintN(64) is the u64 range check (it returns its argument exactly when that is in range),
+      // and what it returns goes into the typed array without another conversion.
+      const tokens = BigInt.asUintN(64, tokensHash);
+      const key = BigInt.asUintN(64, blockHash);
+      if (tokens !== tokensHash || key !== blockHash)
+        return invalid(`stored block ${i} has a hash that is not a u64`);
+      wide[0] = tokens;
       halves[4 * i] = parts[LO];
       halves[4 * i + 1] = parts[HI];
-      wide[0] = blockHash;
+      wide[0] = key;
       halves[4 * i + 2] = parts[LO];
       halves[4 * i + 3] = parts[HI];
     }
@@ -481,7 +492,7 @@ export class RadixTreeIndexer implements KvIndexer {
       parentLo = parts[LO] | 0;
       parentHi = parts[HI] | 0;
     }
-    const owner = this.intern(workerId, dpRank);
+    const owner = this.ownerOf(workerId, dpRank);
     return this.storeHalves(owner, hasParent, parentLo, parentHi, halves, count);
   }
 
@@ -610,17 +621,26 @@ export class RadixTreeIndexer implements KvIndexer {
   }
 
   private removeBlocks(workerId: WorkerId, dpRank: number, hashes: readonly bigint[]): KvEventError | null {
-    for (let i = 0; i < hashes.length; i++)
-      if (!isU64(hashes[i])) return invalid(`removed block hash ${i} is not a u64`);
-    const owner = this.intern(workerId, dpRank);
+    // Checked and split in one pass (nothing is removed unless every hash is a u64).
+    const count = hashes.length;
+    if (this.blockHalves.length < 2 * count) this.blockHalves = new Uint32Array(powerOfTwoAtLeast(2 * count));
+    const halves = this.blockHalves;
     const wide = this.wide;
     const parts = this.halves;
-    let firstError: KvEventError | null = null;
-    for (let i = 0; i < hashes.length; i++) {
-      wide[0] = hashes[i];
-      if (!this.removeKey(owner, parts[LO] | 0, parts[HI] | 0))
-        firstError ??= this.notIndexed(owner, hashes[i]);
+    for (let i = 0; i < count; i++) {
+      const hash = hashes[i];
+      if (typeof hash !== 'bigint') return invalid(`removed block hash ${i} is not a u64`);
+      const key = BigInt.asUintN(64, hash);
+      if (key !== hash) return invalid(`removed block hash ${i} is not a u64`);
+      wide[0] = key;
+      halves[2 * i] = parts[LO];
+      halves[2 * i + 1] = parts[HI];
     }
+    const owner = this.ownerOf(workerId, dpRank);
+    let firstError: KvEventError | null = null;
+    for (let i = 0; i < count; i++)
+      if (!this.removeKey(owner, halves[2 * i] | 0, halves[2 * i + 1] | 0))
+        firstError ??= this.notIndexed(owner, hashes[i]);
     return firstError;
   }
 
@@ -1145,6 +1165,29 @@ export class RadixTreeIndexer implements KvIndexer {
   }
 
   // ---- owners and results -------------------------------------------------------------------------
+
+  /**
+   * intern() behind a small direct-mapped cache keyed by (worker id halves, rank): the OwnerTable's
+   * Map lookups hash the bigint on every event. A cached id is used only while the table still maps
+   * it to this very pair, so releases and id reuse (also by others sharing the table) are safe.
+   */
+  private ownerOf(workerId: WorkerId, dpRank: number): number {
+    this.wide[0] = workerId;
+    const slot = hashPair(this.halves[LO] ^ dpRank, this.halves[HI]) & (OWNER_CACHE - 1);
+    const cached = this.ownerCache[slot] - 1;
+    const owners = this.owners;
+    if (
+      cached >= 0 &&
+      cached < this.ownerKeys.length &&
+      owners.isLive(cached) &&
+      owners.rankOf(cached) === dpRank &&
+      owners.workerOf(cached) === workerId
+    )
+      return cached;
+    const owner = this.intern(workerId, dpRank);
+    this.ownerCache[slot] = owner + 1;
+    return owner;
+  }
 
   private intern(workerId: WorkerId, dpRank: number): number {
     const owner = this.owners.intern(workerId, dpRank);
