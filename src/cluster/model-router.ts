@@ -902,7 +902,11 @@ function rankKey(workerId: WorkerId, dpRank: number): string {
   return `${workerId}:${dpRank}`;
 }
 
+const UNPINNED: RouteOptions = Object.freeze({});
+
 function routeOptions(routing: RequestRouting): RouteOptions {
+  if (routing.workerId === undefined && routing.dpRank === undefined && routing.overrides === undefined)
+    return UNPINNED; // the common case, without building an object per request
   return {
     ...(routing.workerId !== undefined
       ? {

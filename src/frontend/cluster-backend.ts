@@ -175,12 +175,15 @@ function requestRouting(request: BackendRequest): RequestRouting {
     );
   }
   const workerId = backend ?? decode;
+  if (workerId === undefined && routing.dpRank === undefined && routerOverrides === undefined) return NO_PIN; // the common case, without building an object per request
   return {
     ...(workerId !== undefined ? { workerId } : {}),
     ...(routing.dpRank !== undefined ? { dpRank: routing.dpRank } : {}),
     ...(routerOverrides !== undefined ? { overrides: routerOverrides } : {}),
   };
 }
+
+const NO_PIN: RequestRouting = Object.freeze({});
 
 /** Maps what the router throws to the error the HTTP client sees (status, type, message). */
 export function clusterApiError(error: unknown, signal?: AbortSignal): unknown {
