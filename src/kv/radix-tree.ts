@@ -79,6 +79,8 @@ export interface RadixTreeIndexerOptions {
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
 /** Slots of the (worker, rank) -> owner cache in front of the OwnerTable. */
 const OWNER_CACHE = 4096;
+/** log2 of the bucket count of repeatsBlockHash's quick pass. */
+const SEEN_BITS = 12;
 /** Retired block tables kept per size for reuse. */
 const SPARE_TABLES = 8;
 /** Runs of at least this many owners are emitted with native copy/fill. */
@@ -147,6 +149,9 @@ export class RadixTreeIndexer implements KvIndexer {
   private blockHalves = new Uint32Array(256);
   /** ownerOf's cache: owner id + 1 per slot, 0 when empty. */
   private readonly ownerCache = new Int32Array(OWNER_CACHE);
+  /** repeatsBlockHash's bucket stamps (see seenBucket). */
+  private readonly seenStamp = new Int32Array(1 << SEEN_BITS);
+  private seenGeneration = 0;
   private dupSlots = new Int32Array(64);
   private dupStamp = new Int32Array(64);
   private dupGeneration = 0;
@@ -422,6 +427,7 @@ export class RadixTreeIndexer implements KvIndexer {
         ownerBytes +
         this.blockHalves.byteLength +
         this.ownerCache.byteLength +
+        this.seenStamp.byteLength +
         this.dupSlots.byteLength +
         this.dupStamp.byteLength,
     };
@@ -693,6 +699,25 @@ export class RadixTreeIndexer implements KvIndexer {
       }
       return false;
     }
+    // A quick pass over a bitmap of hash buckets (one stamp per bucket, no clearing); only when two
+    // hashes share a bucket does the exact check below run.
+    if (++this.seenGeneration === 0x7fffffff) {
+      this.seenStamp.fill(0);
+      this.seenGeneration = 1;
+    }
+    const seenGeneration = this.seenGeneration;
+    const seen = this.seenStamp;
+    let clash = false;
+    if (hasParent) seen[seenBucket(parentLo, parentHi)] = seenGeneration;
+    for (let i = 0; i < count; i++) {
+      const bucket = seenBucket(halves[4 * i + 2] | 0, halves[4 * i + 3] | 0);
+      if (seen[bucket] === seenGeneration) {
+        clash = true;
+        break;
+      }
+      seen[bucket] = seenGeneration;
+    }
+    if (!clash) return false;
     const size = powerOfTwoAtLeast(2 * (count + 1), 64);
     if (this.dupSlots.length < size) {
       this.dupSlots = new Int32Array(size);
@@ -1325,6 +1350,11 @@ function emitRun(
     blocks[count + k] = depth;
   }
   return end;
+}
+
+/** A block hash's bucket in repeatsBlockHash's quick pass: the top bits of a multiplicative hash. */
+function seenBucket(lo: number, hi: number): number {
+  return Math.imul(lo ^ Math.imul(hi, 0x85ebca6b), 0x9e3779b1) >>> (32 - SEEN_BITS);
 }
 
 function minBigint(values: readonly bigint[]): bigint {

@@ -228,6 +228,75 @@ describe('RadixTreeIndexer', () => {
     expect(tree.stats().eventErrors).toBe(bad.length);
   });
 
+  it('rejects long stored events with a repeated block hash wherever it repeats, and accepts distinct ones', () => {
+    const n = 5000; // more blocks than the quick pass has buckets: distinct hashes share buckets
+    const tokens = Array.from({ length: n }, (_, i) => i + 1);
+    const hashes = tokens.map((t) => BigInt.asUintN(64, BigInt(t) * 0x9e3779b97f4a7c15n));
+    for (const [at, from] of [
+      [1, 0],
+      [20, 19],
+      [n - 1, 0],
+      [n - 1, n - 2],
+      [4097, 3],
+    ]) {
+      const tree = new RadixTreeIndexer();
+      const repeated = [...hashes];
+      repeated[at] = repeated[from];
+      expect(tree.apply(storedEvent(1n, 0, tokens, null, repeated))?.code).toBe('KV_INVALID_BLOCK_SEQUENCE');
+      expect(tree.size).toBe(0);
+      expect(tree.stats().nodes).toBe(0);
+    }
+    const tree = new RadixTreeIndexer();
+    ok(tree, storedEvent(1n, 0, [1], null, [hashes[0]]));
+    // The parent's hash repeated at the end of a long event.
+    const long = tokens.slice(1, 40);
+    const withParent = hashes.slice(1, 40);
+    withParent[38] = hashes[0];
+    expect(tree.apply(storedEvent(1n, 0, long, hashes[0], withParent))?.code).toBe(
+      'KV_INVALID_BLOCK_SEQUENCE',
+    );
+    expect(tree.size).toBe(1);
+    ok(tree, storedEvent(1n, 0, tokens.slice(1), hashes[0], hashes.slice(1)));
+    expect(tree.size).toBe(n);
+    expect(matchedBlocks(tree, tokens)).toEqual({ '1:0': n });
+  });
+
+  it('keeps u64 hashes at 2^64-1 and 2^53+1 exact through stored and removed events', () => {
+    const tree = new RadixTreeIndexer();
+    const max = 2n ** 64n - 1n;
+    const odd = 2n ** 53n + 1n;
+    ok(tree, storedEvent(max, 0, [max, odd, 3], null, [max, odd, 2n ** 53n]));
+    expect(matchedBlocks(tree, [max, odd, 3])).toEqual({ [`${max}:0`]: 3 });
+    expect(tree.apply(removedEvent(max, 0, [2n ** 53n + 2n]))?.code).toBe('KV_BLOCK_NOT_FOUND');
+    ok(tree, removedEvent(max, 0, [2n ** 53n]));
+    expect(matchedBlocks(tree, [max, odd, 3])).toEqual({ [`${max}:0`]: 2 });
+    ok(tree, removedEvent(max, 0, [odd]));
+    expect(tree.apply(removedEvent(max, 0, [max, 2n ** 64n]))?.code).toBe('KV_INVALID_EVENT');
+    expect(tree.apply(removedEvent(max, 0, [-1n]))?.code).toBe('KV_INVALID_EVENT');
+    expect(tree.size).toBe(1);
+    ok(tree, removedEvent(max, 0, [max]));
+    expect(tree.size).toBe(0);
+  });
+
+  it('maps (worker, rank) to the right owner when ids are released and reused', () => {
+    const owners = new OwnerTable();
+    const tree = new RadixTreeIndexer({ owners });
+    ok(tree, storedEvent(7n, 1, [1, 2]), storedEvent(8n, 1, [1]));
+    const seven = owners.find(7n, 1);
+    tree.removeWorker(7n); // a shared table: the tree drops the entries, its creator releases the ids
+    owners.releaseWorker(7n);
+    // Another pair takes the released id; events of worker 7 must not land on it.
+    expect(owners.intern(9n, 3)).toBe(seven);
+    ok(tree, storedEvent(7n, 1, [5]));
+    expect(owners.find(7n, 1)).not.toBe(seven);
+    expect(matchedBlocks(tree, [5])).toEqual({ '7:1': 1 });
+    ok(tree, storedEvent(7n, 2, [6]), storedEvent(8n, 1, [2], 100n));
+    expect(matchedBlocks(tree, [6])).toEqual({ '7:2': 1 });
+    expect(matchedBlocks(tree, [1, 2])).toEqual({ '8:1': 2 });
+    ok(tree, storedEvent(9n, 3, [1]));
+    expect(matchedBlocks(tree, [1, 2])).toEqual({ '8:1': 2, '9:3': 1 });
+  });
+
   it('leaves a shared owner table to its creator', () => {
     const owners = new OwnerTable();
     const tree = new RadixTreeIndexer({ owners });
