@@ -3,7 +3,8 @@
  * (512 candidates), with a warm radix-tree index (every rank caches several prompts that share
  * system prefixes) and realistic in-flight load (requests added, prefilled and freed as we go).
  *
- * Measured in interleaved rounds in one process (this VM is noisy):
+ * Measured in interleaved rounds in one process (this VM is noisy), after one unrecorded warm-up
+ * round of every series (so their first optimisations and deopts are not timed):
  *   - kv route() from tokens: hashing + tree walk + scoring + load tracking (the figure that counts);
  *   - kv routeHashed() on pre-hashed prompts: routing without hashing;
  *   - the hashing and the tree walk alone on the same prompts, to split the decision time;
@@ -158,7 +159,11 @@ type Series = 'kv' | 'kv_number_array' | 'kv_prehashed' | 'hash' | 'tree' | 'rr'
 const samples = new Map<Series, number[]>(
   (['kv', 'kv_number_array', 'kv_prehashed', 'hash', 'tree', 'rr'] as const).map((s) => [s, []]),
 );
-const record = (series: Series, us: number) => samples.get(series)!.push(us);
+/** False during the warm-up round: every series runs once (JIT settles) before anything is recorded. */
+let measuring = false;
+const record = (series: Series, us: number) => {
+  if (measuring) samples.get(series)!.push(us);
+};
 /**
  * Process CPU time (user + system, µs) spent in each series' loops, and their iteration counts: unlike
  * wall time it does not grow while the process waits for a core on this shared VM. The kv loops also
@@ -172,6 +177,7 @@ const startLoop = () => {
   loopCpu = process.cpuUsage();
 };
 const endLoop = (series: Series, n: number) => {
+  if (!measuring) return;
   const used = process.cpuUsage(loopCpu);
   const total = cpuTotals.get(series)!;
   total.us += used.user + used.system;
@@ -182,7 +188,8 @@ const localOut = new Uint32Array(2 * BLOCKS);
 const sequenceOut = new Uint32Array(2 * BLOCKS);
 let sink = 0;
 let cursor = 0;
-for (let round = 0; round < ROUNDS; round++) {
+for (let round = -1; round < ROUNDS; round++) {
+  measuring = round >= 0;
   const start = cursor;
   startLoop();
   for (let i = 0; i < PER_ROUND; i++) {
