@@ -52,7 +52,7 @@ import {
   POS,
   STALE,
 } from './radix/entry-pool.ts';
-import { hashPair, powerOfTwoAtLeast } from './radix/hash.ts';
+import { hashPair, hashTriple, powerOfTwoAtLeast } from './radix/hash.ts';
 import {
   CHILD_COUNT,
   FIRST_CHILD,
@@ -77,8 +77,8 @@ export interface RadixTreeIndexerOptions {
 }
 
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
-/** Slots of the (worker, rank) -> owner cache in front of the OwnerTable. */
-const OWNER_CACHE = 4096;
+/** Slots of the (worker, rank) -> owner cache in front of the OwnerTable (pairs of two ways). */
+const OWNER_CACHE = 8192;
 /** log2 of the bucket count of repeatsBlockHash's quick pass. */
 const SEEN_BITS = 12;
 /** Retired block tables kept per size for reuse. */
@@ -1192,26 +1192,34 @@ export class RadixTreeIndexer implements KvIndexer {
   // ---- owners and results -------------------------------------------------------------------------
 
   /**
-   * intern() behind a small direct-mapped cache keyed by (worker id halves, rank): the OwnerTable's
-   * Map lookups hash the bigint on every event. A cached id is used only while the table still maps
-   * it to this very pair, so releases and id reuse (also by others sharing the table) are safe.
+   * intern() behind a small two-way cache keyed by (worker id halves, rank): the OwnerTable's Map
+   * lookups hash the bigint on every event. A cached id is used only while the table still maps it to
+   * this very pair, so releases and id reuse (also by others sharing the table) are safe.
    */
   private ownerOf(workerId: WorkerId, dpRank: number): number {
     this.wide[0] = workerId;
-    const slot = hashPair(this.halves[LO] ^ dpRank, this.halves[HI]) & (OWNER_CACHE - 1);
-    const cached = this.ownerCache[slot] - 1;
-    const owners = this.owners;
-    if (
-      cached >= 0 &&
-      cached < this.ownerKeys.length &&
-      owners.isLive(cached) &&
-      owners.rankOf(cached) === dpRank &&
-      owners.workerOf(cached) === workerId
-    )
-      return cached;
+    const cache = this.ownerCache;
+    const slot = hashTriple(dpRank, this.halves[LO], this.halves[HI]) & (OWNER_CACHE - 2);
+    const first = cache[slot] - 1;
+    if (this.isOwnerOf(first, workerId, dpRank)) return first;
+    const second = cache[slot + 1] - 1;
+    if (this.isOwnerOf(second, workerId, dpRank)) return second;
     const owner = this.intern(workerId, dpRank);
-    this.ownerCache[slot] = owner + 1;
+    cache[slot + 1] = first + 1;
+    cache[slot] = owner + 1;
     return owner;
+  }
+
+  /** True when `owner` (-1: none) is the live owner id of (workerId, dpRank) and has per-owner state. */
+  private isOwnerOf(owner: number, workerId: WorkerId, dpRank: number): boolean {
+    const owners = this.owners;
+    return (
+      owner >= 0 &&
+      owner < this.ownerKeys.length &&
+      owners.isLive(owner) &&
+      owners.rankOf(owner) === dpRank &&
+      owners.workerOf(owner) === workerId
+    );
   }
 
   private intern(workerId: WorkerId, dpRank: number): number {
