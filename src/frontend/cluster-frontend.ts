@@ -87,14 +87,13 @@ export async function serveCluster<R extends ModelRegistry>(
       registry,
       metrics,
       dashboardData: () => status.snapshot(),
+      // The per-(worker, rank) gauges are read fresh on every scrape (a route hook, not a
+      // per-request onRequest hook, so generation requests pay nothing for it).
+      beforeMetricsScrape: () => status.snapshot(),
       ...(options.tokenizer !== undefined ? { tokenizer: options.tokenizer } : {}),
       ...(options.apiKeys !== undefined ? { apiKeys: options.apiKeys } : {}),
       ...(options.maxInflight !== undefined ? { maxInflight: options.maxInflight } : {}),
       ...(options.logger !== undefined ? { logger: options.logger } : {}),
-    });
-    // The per-(worker, rank) gauges are read fresh on every scrape.
-    app.addHook('onRequest', async (request) => {
-      if (request.url === '/metrics' || request.url.startsWith('/metrics?')) status.snapshot();
     });
     await app.ready();
   } catch (error) {

@@ -50,6 +50,8 @@ export interface FrontendServerOptions {
   readonly metrics?: FrontendMetrics;
   /** Data for /dashboard/data (router and engine state). */
   readonly dashboardData?: DashboardProvider;
+  /** Runs before each /metrics scrape (the owner refreshes gauges read fresh on every scrape). */
+  readonly beforeMetricsScrape?: () => void;
   readonly logger?: Logger;
 }
 
@@ -198,6 +200,7 @@ export function createFrontendServer(options: FrontendServerOptions): FastifyIns
   });
 
   app.get('/metrics', async (_request, reply) => {
+    options.beforeMetricsScrape?.();
     return reply.header('content-type', metrics.contentType()).send(await metrics.text());
   });
 
