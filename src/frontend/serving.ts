@@ -18,6 +18,7 @@ import { ApiError, toApiError } from './errors.ts';
 import {
   type ChoiceDelta,
   type ChoiceOutcome,
+  type ChoiceRun,
   choiceSignal,
   collectChoice,
   mergeChoices,
@@ -152,15 +153,7 @@ function backendRequests(plan: GenerationPlan, header: ResponseHeader): BackendR
 
 function startChoices({ plan, header, signal, timer }: Scope): AsyncGenerator<ChoiceDelta> {
   const streams = backendRequests(plan, header).map((request, index) =>
-    runChoice({
-      index,
-      backend: plan.backend,
-      request,
-      tokenizer: plan.tokenizer,
-      stopStrings: plan.stopStrings,
-      signal,
-      timer,
-    }),
+    runChoice(choiceRun(plan, timer, request, index, signal)),
   );
   // One choice (the usual case) is its own stream: no merging layer for every delta to pass through.
   return streams.length === 1 ? streams[0] : mergeChoices(streams);
@@ -192,17 +185,19 @@ function abortUnlessFinished(this: AbortController, response: ServerResponse): v
   if (!response.writableFinished) this.abort(CLIENT_GONE);
 }
 
+function choiceRun(
+  plan: GenerationPlan,
+  timer: RequestTimer,
+  request: BackendRequest,
+  index: number,
+  signal: AbortSignal,
+): ChoiceRun {
+  const { backend, tokenizer, stopStrings } = plan;
+  return { index, backend, request, tokenizer, stopStrings, signal, timer };
+}
+
 function collectOne(scope: Scope, request: BackendRequest, index: number, signal: AbortSignal) {
-  const { plan, timer } = scope;
-  return collectChoice({
-    index,
-    backend: plan.backend,
-    request,
-    tokenizer: plan.tokenizer,
-    stopStrings: plan.stopStrings,
-    signal,
-    timer,
-  });
+  return collectChoice(choiceRun(scope.plan, scope.timer, request, index, signal));
 }
 
 /** Runs every choice to its end; undefined when the request was cut short. */

@@ -26,31 +26,16 @@ export class IncrementalDetokenizer {
 
   /** Adds tokens; returns the text they complete (possibly empty). Unknown ids decode to U+FFFD. */
   push(ids: readonly number[]): string {
-    if (ids.length === 1) return this.decoder.decode(this.bytesOf(ids[0]), { stream: true });
-    const parts: Uint8Array[] = [];
-    let length = 0;
-    for (const id of ids) {
-      const bytes = this.bytesOf(id);
-      parts.push(bytes);
-      length += bytes.length;
+    if (ids.length === 1) {
+      const id = ids[0];
+      return this.decoder.decode(tokenBytesOf(this.tokenizer, id, this.skipSpecial), { stream: true });
     }
-    const joined = new Uint8Array(length);
-    let offset = 0;
-    for (const part of parts) {
-      joined.set(part, offset);
-      offset += part.length;
-    }
-    return this.decoder.decode(joined, { stream: true });
+    return this.decoder.decode(joinTokenBytes(this.tokenizer, ids, this.skipSpecial), { stream: true });
   }
 
   /** Ends the stream: an incomplete trailing character becomes U+FFFD. */
   flush(): string {
     return this.decoder.decode();
-  }
-
-  private bytesOf(id: number): Uint8Array {
-    if (this.skipSpecial && this.tokenizer.isSpecial(id)) return EMPTY;
-    return this.tokenizer.tokenBytes(id) ?? REPLACEMENT;
   }
 }
 
@@ -68,11 +53,20 @@ export function decodeTokens(
   ids: readonly number[],
   options: DetokenizerOptions = {},
 ): string {
-  const skipSpecial = options.skipSpecialTokens ?? true;
+  return ONE_SHOT.decode(joinTokenBytes(tokenizer, ids, options.skipSpecialTokens ?? true));
+}
+
+function tokenBytesOf(tokenizer: Tokenizer, id: number, skipSpecial: boolean): Uint8Array {
+  if (skipSpecial && tokenizer.isSpecial(id)) return EMPTY;
+  return tokenizer.tokenBytes(id) ?? REPLACEMENT;
+}
+
+/** The bytes of several tokens, end to end (special ones left out when skipped). */
+function joinTokenBytes(tokenizer: Tokenizer, ids: readonly number[], skipSpecial: boolean): Uint8Array {
   const parts: Uint8Array[] = [];
   let length = 0;
   for (const id of ids) {
-    const bytes = skipSpecial && tokenizer.isSpecial(id) ? EMPTY : (tokenizer.tokenBytes(id) ?? REPLACEMENT);
+    const bytes = tokenBytesOf(tokenizer, id, skipSpecial);
     parts.push(bytes);
     length += bytes.length;
   }
@@ -82,7 +76,7 @@ export function decodeTokens(
     joined.set(part, offset);
     offset += part.length;
   }
-  return ONE_SHOT.decode(joined);
+  return joined;
 }
 
 export interface StopMatch {
