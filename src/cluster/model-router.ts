@@ -38,6 +38,7 @@ import type {
   RoutingPolicy,
 } from '../routing/policy.ts';
 import { ReplicaSync } from '../routing/replica-sync.ts';
+import { RouterQueue, RouterQueueError } from '../routing/router-queue.ts';
 import { decodeJson, encodeJson } from '../runtime/codec.ts';
 import { errorMessage, isRuntimeError, RemoteError, RuntimeError } from '../runtime/errors.ts';
 import { randomU64 } from '../runtime/ids.ts';
@@ -167,6 +168,8 @@ export class ModelRouter {
   private readonly replicaSync: ReplicaSync | null = null;
   private readonly subscriptions: Subscription[] = [];
   private readonly workerWaiters = new Set<(error?: Error) => void>();
+  /** Dynamo's router queue (router_queue_threshold): null when off. */
+  private readonly queue: RouterQueue | null;
   private readonly recoveryTimeoutMs: number;
   private readonly durableKvEvents: boolean;
   /** The durable consumer is deleted on close unless the router id was given (it may come back). */
@@ -194,6 +197,11 @@ export class ModelRouter {
     this.durableKvEvents = config.durableKvEvents;
     this.ephemeralConsumer = options.routerId === undefined;
     this.policy = createPolicy(options.policy ?? 'kv', { config });
+    const queueThreshold = config.queueThreshold;
+    this.queue =
+      queueThreshold === null
+        ? null
+        : new RouterQueue({ isBusy: () => this.everyRankQueueBusy(queueThreshold) });
     this.routerId = options.routerId ?? randomU64();
     this.migrationLimit = options.migrationLimit ?? 3;
     this.waitForWorkersMs = options.waitForWorkersMs ?? 30_000;
@@ -315,6 +323,25 @@ export class ModelRouter {
     return true;
   }
 
+  /**
+   * Every (worker, rank) has more prompt tokens waiting for prefill than `threshold` × its
+   * worker's max batched tokens (10 M when unknown, as Dynamo); false without workers.
+   */
+  private everyRankQueueBusy(threshold: number): boolean {
+    const loads = this.policy.loads();
+    if (loads.length === 0) return false;
+    for (const load of loads) {
+      const budget = this.cards.get(load.workerId)?.maxNumBatchedTokens ?? 10_000_000;
+      if (!(load.activePrefillTokens > threshold * budget)) return false;
+    }
+    return true;
+  }
+
+  /** Requests parked in the router queue now (0 when the queue is off). */
+  get queued(): number {
+    return this.queue?.length ?? 0;
+  }
+
   /** Where the request would run now (no state changes). */
   decide(tokens: ArrayLike<number>, routing: RequestRouting = {}): RoutingDecision {
     return this.policy.bestWorker(tokens, routeOptions(routing));
@@ -381,11 +408,16 @@ export class ModelRouter {
   /** What a RoutedStream needs from its router, built once. */
   private readonly streamHost: StreamHost = {
     router: this,
-    ready: () => this.started && !this.closed && this.cards.size > 0,
+    ready: () =>
+      this.started && !this.closed && this.cards.size > 0 && (this.queue === null || !this.queue.mustWait()),
     prepare: async (signal) => {
       if (this.closed) throw new RuntimeError('RUNTIME_CLOSED', 'the router was closed');
       await this.waitForInstances(this.waitForWorkersMs, signal);
+      const queue = this.queue;
+      if (queue?.mustWait()) await queue.wait(0, signal).catch(queueFailure);
     },
+    admitted: () => this.queue?.admitted(),
+    loadDropped: () => this.queue?.drain(),
     counted: (what) => {
       if (what === 'request') this.requests++;
       else if (what === 'lost') this.workerLost++;
@@ -507,6 +539,7 @@ export class ModelRouter {
       );
     }
     for (const wake of [...this.workerWaiters]) wake();
+    this.queue?.drain();
   }
 
   private onMetrics(payload: Uint8Array): void {
@@ -564,6 +597,7 @@ export class ModelRouter {
     this.closed = true;
     for (const wake of [...this.workerWaiters])
       wake(new RuntimeError('RUNTIME_CLOSED', 'the router was closed'));
+    this.queue?.close();
     this.watch?.close();
     for (const s of this.subscriptions) s.unsubscribe();
     this.replicaSync?.close();
@@ -580,6 +614,14 @@ export class ModelRouter {
   }
 }
 
+/** A request that left the router queue without its turn, as the runtime error a stream reports. */
+function queueFailure(error: unknown): never {
+  if (!(error instanceof RouterQueueError)) throw error;
+  throw error.code === 'ROUTER_QUEUE_CANCELLED'
+    ? new RuntimeError('RUNTIME_CANCELLED', 'cancelled while queued in the router')
+    : new RuntimeError('RUNTIME_CLOSED', 'the router was closed');
+}
+
 /** The private parts of a ModelRouter a RoutedStream uses. */
 interface StreamHost {
   readonly router: ModelRouter;
@@ -587,6 +629,10 @@ interface StreamHost {
   ready(): boolean;
   /** Waits until a request can be routed (or throws: closed, no workers in time, cancelled). */
   prepare(signal: AbortSignal | undefined): Promise<void>;
+  /** A request that waited in prepare() has been routed or gave up (the router queue's next may go). */
+  admitted(): void;
+  /** Some rank's load dropped (prefill done, request freed): queued requests may go. */
+  loadDropped(): void;
   counted(what: 'request' | 'lost' | 'migration'): void;
   route(
     requestId: string,
@@ -712,11 +758,16 @@ class RoutedStream implements AsyncIterableIterator<RoutedChunk> {
     }
     this.host.prepare(this.signal).then(
       () => {
-        if (this.finished) return;
-        this.host.counted('request');
-        this.begin();
+        if (!this.finished) {
+          this.host.counted('request');
+          this.begin();
+        }
+        this.host.admitted();
       },
-      (error: unknown) => this.failRequest(error),
+      (error: unknown) => {
+        this.failRequest(error);
+        this.host.admitted();
+      },
     );
   }
 
@@ -783,6 +834,7 @@ class RoutedStream implements AsyncIterableIterator<RoutedChunk> {
     if (!this.prefillDone && chunk.tokenIds.length > 0) {
       this.prefillDone = true;
       policy.markPrefillCompleted(this.request.requestId);
+      this.host.loadDropped();
     }
     const generated = this.generated;
     for (const token of chunk.tokenIds) generated.push(token);
@@ -887,6 +939,7 @@ class RoutedStream implements AsyncIterableIterator<RoutedChunk> {
     if (this.tracked) {
       this.tracked = false;
       this.host.router.policy.free(this.request.requestId);
+      this.host.loadDropped();
     }
   }
 

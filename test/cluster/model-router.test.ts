@@ -356,6 +356,67 @@ describe('ModelRouter over the local runtime', () => {
     expect(r.isBusy({ activeDecodeBlocksThreshold: 0 })).toBe(false);
   });
 
+  it('queues a request while every rank is busy (queueThreshold) and runs it once a prefill completes', async () => {
+    const ns = uniqueNamespace();
+    await worker(ns, { dataParallelSize: 2, speedupRatio: 0.05 });
+    // Busy = more than 0.01 × 512 = 5.12 prompt tokens waiting for prefill on the rank.
+    const r = await router(ns, { config: { blockSize: BLOCK_SIZE, queueThreshold: 0.01 } });
+    const first = [r.generate(req(prompt(1, 40), 4)), r.generate(req(prompt(2, 40), 4))];
+    const firstIterators = first.map((s) => s[Symbol.asyncIterator]());
+    const firstChunks = firstIterators.map((it) => it.next());
+    const third = r.generate(req(prompt(3, 40), 4))[Symbol.asyncIterator]();
+    const thirdChunk = third.next();
+    await waitFor(() => r.queued === 1, 2_000, 'a queued request');
+    const ranks = new Set(
+      r
+        .loads()
+        .filter((l) => l.activeRequests > 0)
+        .map((l) => l.dpRank),
+    );
+    expect(ranks).toEqual(new Set([0, 1])); // one request on each rank, the third waits
+    let thirdStarted = false;
+    void thirdChunk.then(() => {
+      thirdStarted = true;
+    });
+    const order = await Promise.race([
+      Promise.any(firstChunks).then(() => 'a first request' as const),
+      thirdChunk.then(() => 'the queued one' as const),
+    ]);
+    expect(order).toBe('a first request');
+    const [done] = await Promise.all([
+      (async () => {
+        const chunks = [(await thirdChunk).value];
+        for (let c = await third.next(); !c.done; c = await third.next()) chunks.push(c.value);
+        return chunks.flatMap((c) => c.tokenIds).length;
+      })(),
+      ...firstIterators.map(async (it) => {
+        while (!(await it.next()).done);
+      }),
+    ]);
+    expect(thirdStarted).toBe(true);
+    expect(done).toBe(4);
+    expect(r.queued).toBe(0);
+    expect(zeroLoads(r)).toBe(true);
+  });
+
+  it('a request cancelled while queued fails as cancelled and leaves the queue', async () => {
+    const ns = uniqueNamespace();
+    await worker(ns, { dataParallelSize: 1, speedupRatio: 0.05 });
+    const r = await router(ns, { config: { blockSize: BLOCK_SIZE, queueThreshold: 0.01 } });
+    const running = r.generate(req(prompt(1, 40), 2))[Symbol.asyncIterator]();
+    const runningChunk = running.next();
+    const controller = new AbortController();
+    const queued = r.generate(req(prompt(2, 40), 2), controller.signal)[Symbol.asyncIterator]();
+    const queuedChunk = queued.next();
+    await waitFor(() => r.queued === 1, 2_000, 'a queued request');
+    controller.abort();
+    await expect(queuedChunk).rejects.toMatchObject({ code: 'RUNTIME_CANCELLED' });
+    expect(r.queued).toBe(0);
+    await runningChunk;
+    while (!(await running.next()).done);
+    expect(zeroLoads(r)).toBe(true);
+  });
+
   it('a ModelWatcher keeps one router per model and component', async () => {
     const ns = uniqueNamespace();
     await worker(ns, {}, 'alpha');
