@@ -20,7 +20,9 @@ export class ClusterStatus {
 
   snapshot(): DashboardData {
     const workers: DashboardWorker[] = [];
+    const queued = new Map<string, number>();
     for (const router of this.watcher.routers()) {
+      queued.set(router.model, (queued.get(router.model) ?? 0) + router.queued);
       const loads = new Map<string, ReturnType<typeof router.loads>[number]>();
       for (const load of router.loads()) loads.set(`${load.workerId}:${load.dpRank}`, load);
       const instances = router.instances().sort((a, b) => (a.workerId < b.workerId ? -1 : 1));
@@ -42,6 +44,7 @@ export class ClusterStatus {
       }
     }
     this.updateGauges(workers);
+    for (const [model, count] of queued) this.metrics?.setRouterQueued(model, count);
     return { workers };
   }
 

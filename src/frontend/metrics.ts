@@ -71,6 +71,7 @@ export class FrontendMetrics {
   private readonly prefillTokens: Gauge<'model' | 'worker_id' | 'dp_rank'>;
   private readonly kvUsage: Gauge<'model' | 'worker_id' | 'dp_rank'>;
   private readonly rankHitRate: Gauge<'model' | 'worker_id' | 'dp_rank'>;
+  private readonly routerQueued: Gauge<'model'>;
   private readonly workerSeries = new Map<WorkerId, Set<string>>();
   /** Series handles per model and (endpoint, stream or unary): resolved once, not per request. */
   private readonly seriesByRequestKind = new Map<string, RequestSeries[]>();
@@ -183,6 +184,12 @@ export class FrontendMetrics {
       labelNames: rank,
       registers,
     });
+    this.routerQueued = new Gauge({
+      name: `${p}_router_queued_requests`,
+      help: 'Requests waiting in the router queue (--router-queue-threshold) per model.',
+      labelNames: ['model'],
+      registers,
+    });
   }
 
   startRequest(
@@ -256,6 +263,11 @@ export class FrontendMetrics {
       this.workerSeries.set(labels.workerId, keys);
     }
     keys.add(JSON.stringify(series));
+  }
+
+  /** Sets how many requests of a model wait in its routers' queues. */
+  setRouterQueued(model: string, queued: number): void {
+    this.routerQueued.set({ model }, queued);
   }
 
   /** Drops every series of a worker (all ranks), e.g. when its lease expires. */
