@@ -65,6 +65,17 @@ export interface RequestRouting {
   /** With a pinned worker: its rank; without: restrict the choice to this rank. */
   readonly dpRank?: number;
   readonly overrides?: RouterOverrides;
+  /**
+   * In the router queue, the request counts as having arrived this much earlier (Dynamo's
+   * priority jump, from nvext.agent_hints.latency_sensitivity in seconds).
+   */
+  readonly priorityJumpMs?: number;
+}
+
+/** The router-queue priority jump of a request's agent hints (latency_sensitivity, seconds). */
+export function priorityJumpMs(latencySensitivitySeconds: number | undefined): number | undefined {
+  if (latencySensitivitySeconds === undefined || !(latencySensitivitySeconds > 0)) return undefined;
+  return Math.min(latencySensitivitySeconds * 1000, Number.MAX_SAFE_INTEGER);
 }
 
 export interface RoutedRequest extends GenerateRequest {
@@ -410,11 +421,11 @@ export class ModelRouter {
     router: this,
     ready: () =>
       this.started && !this.closed && this.cards.size > 0 && (this.queue === null || !this.queue.mustWait()),
-    prepare: async (signal) => {
+    prepare: async (signal, jumpMs) => {
       if (this.closed) throw new RuntimeError('RUNTIME_CLOSED', 'the router was closed');
       await this.waitForInstances(this.waitForWorkersMs, signal);
       const queue = this.queue;
-      if (queue?.mustWait()) await queue.wait(0, signal).catch(queueFailure);
+      if (queue?.mustWait()) await queue.wait(jumpMs, signal).catch(queueFailure);
     },
     admitted: () => this.queue?.admitted(),
     loadDropped: () => this.queue?.drain(),
@@ -628,7 +639,7 @@ interface StreamHost {
   /** Started, open, with workers: a request can be routed at once. */
   ready(): boolean;
   /** Waits until a request can be routed (or throws: closed, no workers in time, cancelled). */
-  prepare(signal: AbortSignal | undefined): Promise<void>;
+  prepare(signal: AbortSignal | undefined, priorityJumpMs: number | undefined): Promise<void>;
   /** A request that waited in prepare() has been routed or gave up (the router queue's next may go). */
   admitted(): void;
   /** Some rank's load dropped (prefill done, request freed): queued requests may go. */
@@ -756,7 +767,7 @@ class RoutedStream implements AsyncIterableIterator<RoutedChunk> {
       this.begin();
       return;
     }
-    this.host.prepare(this.signal).then(
+    this.host.prepare(this.signal, this.routing.priorityJumpMs).then(
       () => {
         if (!this.finished) {
           this.host.counted('request');

@@ -9,7 +9,12 @@
  * into OpenAI-style errors with a clear message and the right status.
  */
 import { ClusterError, WorkerLostError } from '../cluster/errors.ts';
-import type { GenerateOptions, ModelRouter, RequestRouting } from '../cluster/model-router.ts';
+import {
+  type GenerateOptions,
+  type ModelRouter,
+  priorityJumpMs,
+  type RequestRouting,
+} from '../cluster/model-router.ts';
 import type { ModelWatcher } from '../cluster/model-watcher.ts';
 import {
   InvalidOverrideError,
@@ -160,6 +165,7 @@ function failedStream(error: unknown): AsyncIterable<BackendChunk> {
  */
 function requestRouting(request: BackendRequest): RequestRouting {
   const { routing, routerOverrides } = request;
+  const jumpMs = priorityJumpMs(request.agentHints?.latencySensitivity);
   if (routing.prefillWorkerId !== undefined || routing.prefillDpRank !== undefined) {
     throw new BackendError(
       `Model '${request.model}' is served without disaggregation: nvext.prefill_worker_id and nvext.prefill_dp_rank do not apply.`,
@@ -175,11 +181,18 @@ function requestRouting(request: BackendRequest): RequestRouting {
     );
   }
   const workerId = backend ?? decode;
-  if (workerId === undefined && routing.dpRank === undefined && routerOverrides === undefined) return NO_PIN; // the common case, without building an object per request
+  if (
+    workerId === undefined &&
+    routing.dpRank === undefined &&
+    routerOverrides === undefined &&
+    jumpMs === undefined
+  )
+    return NO_PIN; // the common case, without building an object per request
   return {
     ...(workerId !== undefined ? { workerId } : {}),
     ...(routing.dpRank !== undefined ? { dpRank: routing.dpRank } : {}),
     ...(routerOverrides !== undefined ? { overrides: routerOverrides } : {}),
+    ...(jumpMs !== undefined ? { priorityJumpMs: jumpMs } : {}),
   };
 }
 

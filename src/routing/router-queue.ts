@@ -70,14 +70,14 @@ export class RouterQueue {
    * rejects with ROUTER_QUEUE_CANCELLED when `signal` aborts, ROUTER_QUEUE_CLOSED on close().
    * `priorityJumpMs` moves the request ahead of those that arrived up to that long before it.
    */
-  wait(priorityJumpMs = 0, signal?: AbortSignal): Promise<void> {
+  wait(priorityJumpMs: number | undefined = 0, signal?: AbortSignal): Promise<void> {
     if (this.closed)
       return Promise.reject(new RouterQueueError('ROUTER_QUEUE_CLOSED', 'the router queue is closed'));
     if (signal?.aborted)
       return Promise.reject(new RouterQueueError('ROUTER_QUEUE_CANCELLED', 'cancelled while queued'));
     return new Promise<void>((resolve, reject) => {
       const waiter: Waiter = {
-        key: this.clock.now() - Math.max(0, priorityJumpMs),
+        key: this.clock.now() - Math.max(0, priorityJumpMs ?? 0),
         seq: this.seq++,
         resolve,
         reject,

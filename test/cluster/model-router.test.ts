@@ -399,6 +399,35 @@ describe('ModelRouter over the local runtime', () => {
     expect(zeroLoads(r)).toBe(true);
   });
 
+  it('a queued request with a priority jump overtakes those that arrived shortly before it', async () => {
+    const ns = uniqueNamespace();
+    await worker(ns, { dataParallelSize: 1, speedupRatio: 0.05 });
+    const r = await router(ns, { config: { blockSize: BLOCK_SIZE, queueThreshold: 0.01 } });
+    const order: string[] = [];
+    const run = async (name: string, routing?: { priorityJumpMs: number }) => {
+      const stream = r.generate(req(prompt(order.length + 10 + name.length, 40), 2, routing));
+      let first = true;
+      for await (const chunk of stream) {
+        if (first && chunk.tokenIds.length > 0) {
+          order.push(name);
+          first = false;
+        }
+      }
+    };
+    const running = run('running');
+    await waitFor(
+      () => order.length === 0 && r.loads().some((l) => l.activeRequests > 0),
+      2_000,
+      'a routed request',
+    );
+    const queued = [run('a'), run('b')];
+    await waitFor(() => r.queued === 2, 2_000, 'two queued requests');
+    queued.push(run('urgent', { priorityJumpMs: 60_000 }));
+    await waitFor(() => r.queued === 3, 2_000, 'three queued requests');
+    await Promise.all([running, ...queued]);
+    expect(order).toEqual(['running', 'urgent', 'a', 'b']);
+  });
+
   it('a request cancelled while queued fails as cancelled and leaves the queue', async () => {
     const ns = uniqueNamespace();
     await worker(ns, { dataParallelSize: 1, speedupRatio: 0.05 });

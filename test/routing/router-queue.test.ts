@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { priorityJumpMs } from '../../src/cluster/model-router.ts';
 import { RouterQueue, RouterQueueError } from '../../src/routing/router-queue.ts';
 import { ManualClock } from '../../src/util/clock.ts';
 
@@ -113,5 +114,13 @@ describe('RouterQueue', () => {
     for (const w of waiting) await expect(w).rejects.toMatchObject({ code: 'ROUTER_QUEUE_CLOSED' });
     expect(queue.length).toBe(0);
     await expect(queue.wait()).rejects.toMatchObject({ code: 'ROUTER_QUEUE_CLOSED' });
+  });
+
+  it('takes its priority jump from nvext.agent_hints.latency_sensitivity (seconds); none for 0, negative or absent', () => {
+    expect(priorityJumpMs(2.5)).toBe(2_500);
+    expect(priorityJumpMs(0)).toBeUndefined();
+    expect(priorityJumpMs(-1)).toBeUndefined();
+    expect(priorityJumpMs(undefined)).toBeUndefined();
+    expect(priorityJumpMs(Number.MAX_VALUE)).toBe(Number.MAX_SAFE_INTEGER);
   });
 });

@@ -20,7 +20,7 @@ import { BackendError } from '../../frontend/backend.ts';
 import { BusyThresholdState, clusterApiError } from '../../frontend/cluster-backend.ts';
 import { BACKEND_COMPONENT, PREFILL_COMPONENT } from '../../protocol/wire.ts';
 import type { Runtime } from '../../runtime/types.ts';
-import type { ModelRouter, RequestRouting } from '../model-router.ts';
+import { type ModelRouter, priorityJumpMs, type RequestRouting } from '../model-router.ts';
 import type { ModelWatcher } from '../model-watcher.ts';
 import {
   type DisaggChunk,
@@ -126,14 +126,18 @@ function requestRouting(request: BackendRequest): {
     hints.prefillWorkerId !== undefined && hints.prefillDpRank === undefined && workerId === undefined;
   const decodeRank = rankIsPrefill ? undefined : hints.dpRank;
   const prefillRank = rankIsPrefill ? hints.dpRank : hints.prefillDpRank;
+  const jumpMs = priorityJumpMs(request.agentHints?.latencySensitivity);
+  const priority = jumpMs !== undefined ? { priorityJumpMs: jumpMs } : {};
   const routing: RequestRouting = {
     ...(workerId !== undefined ? { workerId } : {}),
     ...(decodeRank !== undefined ? { dpRank: decodeRank } : {}),
     ...(routerOverrides !== undefined ? { overrides: routerOverrides } : {}),
+    ...priority,
   };
   const prefillRouting: RequestRouting = {
     ...(hints.prefillWorkerId !== undefined ? { workerId: hints.prefillWorkerId } : {}),
     ...(prefillRank !== undefined ? { dpRank: prefillRank } : {}),
+    ...priority,
   };
   return { routing, prefillRouting };
 }
