@@ -236,39 +236,61 @@ const FINISH_REASONS: ReadonlySet<unknown> = new Set(['stop', 'length', 'cancell
 function generateRequestFast(value: unknown): GenerateRequest | undefined {
   const w = asObject(value);
   if (w === undefined || w.bootstrap_info !== undefined) return undefined;
-  const requestId = w.request_id;
-  if (typeof requestId !== 'string' || requestId.length < 1 || requestId.length > 256) return undefined;
   const s = asObject(w.sampling);
-  if (s === undefined || !isIntIn(s.max_tokens, 1, Number.MAX_SAFE_INTEGER)) return undefined;
-  if (s.ignore_eos !== undefined && typeof s.ignore_eos !== 'boolean') return undefined;
-  const temperature = s.temperature;
+  if (s === undefined) return undefined;
+  return checkedRequest(
+    w.request_id,
+    w.token_ids,
+    w.dp_rank,
+    s.max_tokens,
+    s.ignore_eos,
+    s.stop_token_ids,
+    s.temperature,
+    s.seed,
+  );
+}
+
+type MutableSampling = { -readonly [K in keyof GenerateRequest['sampling']]: GenerateRequest['sampling'][K] };
+
+/**
+ * A generate request's fields, read from either shape (wire or in-process), checked as the schema
+ * would check them and copied into a new GenerateRequest; undefined when anything is off.
+ */
+function checkedRequest(
+  requestId: unknown,
+  tokenIds: unknown,
+  dpRank: unknown,
+  maxTokens: unknown,
+  ignoreEos: unknown,
+  stopTokenIds: unknown,
+  temperature: unknown,
+  seed: unknown,
+): GenerateRequest | undefined {
+  if (typeof requestId !== 'string' || requestId.length < 1 || requestId.length > 256) return undefined;
+  if (!isIntIn(maxTokens, 1, Number.MAX_SAFE_INTEGER)) return undefined;
+  if (ignoreEos !== undefined && typeof ignoreEos !== 'boolean') return undefined;
   if (
     temperature !== undefined &&
     !(typeof temperature === 'number' && Number.isFinite(temperature) && temperature >= 0)
   )
     return undefined;
-  if (s.seed !== undefined && !isIntIn(s.seed, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER))
+  if (seed !== undefined && !isIntIn(seed, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER))
     return undefined;
-  if (w.dp_rank !== undefined && !isIntIn(w.dp_rank, 0, 0xffff_ffff)) return undefined;
-  const tokenIds = tokenIdsCopy(w.token_ids, 1);
-  if (tokenIds === undefined) return undefined;
-  let stopTokenIds: number[] | undefined;
-  if (s.stop_token_ids !== undefined) {
-    stopTokenIds = tokenIdsCopy(s.stop_token_ids, 0);
-    if (stopTokenIds === undefined) return undefined;
+  if (dpRank !== undefined && !isIntIn(dpRank, 0, 0xffff_ffff)) return undefined;
+  const tokens = tokenIdsCopy(tokenIds, 1);
+  if (tokens === undefined) return undefined;
+  const sampling: MutableSampling = { maxTokens };
+  if (ignoreEos !== undefined) sampling.ignoreEos = ignoreEos;
+  if (stopTokenIds !== undefined) {
+    const stops = tokenIdsCopy(stopTokenIds, 0);
+    if (stops === undefined) return undefined;
+    sampling.stopTokenIds = stops;
   }
-  return {
-    requestId,
-    tokenIds,
-    sampling: {
-      maxTokens: s.max_tokens,
-      ...(s.ignore_eos !== undefined ? { ignoreEos: s.ignore_eos } : {}),
-      ...(stopTokenIds !== undefined ? { stopTokenIds } : {}),
-      ...(temperature !== undefined ? { temperature } : {}),
-      ...(s.seed !== undefined ? { seed: s.seed } : {}),
-    },
-    ...(w.dp_rank !== undefined ? { dpRank: w.dp_rank } : {}),
-  };
+  if (temperature !== undefined) sampling.temperature = temperature as number;
+  if (seed !== undefined) sampling.seed = seed;
+  return dpRank !== undefined
+    ? { requestId, tokenIds: tokens, sampling, dpRank }
+    : { requestId, tokenIds: tokens, sampling };
 }
 
 function generateChunkFast(value: unknown): GenerateChunk | undefined {
@@ -398,36 +420,18 @@ function generateRequestText(r: GenerateRequest): string | undefined {
 function generateRequestLocal(value: unknown): GenerateRequest | undefined {
   const r = asObject(value) as Partial<GenerateRequest> | undefined;
   if (r === undefined || r.bootstrap !== undefined) return undefined;
-  const requestId = r.requestId;
-  if (typeof requestId !== 'string' || requestId.length < 1 || requestId.length > 256) return undefined;
   const s = asObject(r.sampling) as Partial<GenerateRequest['sampling']> | undefined;
-  if (s === undefined || !isIntIn(s.maxTokens, 1, Number.MAX_SAFE_INTEGER)) return undefined;
-  if (s.ignoreEos !== undefined && typeof s.ignoreEos !== 'boolean') return undefined;
-  const temperature = s.temperature;
-  if (
-    temperature !== undefined &&
-    !(typeof temperature === 'number' && Number.isFinite(temperature) && temperature >= 0)
-  )
-    return undefined;
-  if (s.seed !== undefined && !isIntIn(s.seed, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER))
-    return undefined;
-  if (r.dpRank !== undefined && !isIntIn(r.dpRank, 0, 0xffff_ffff)) return undefined;
-  const tokenIds = tokenIdsCopy(r.tokenIds, 1);
-  if (tokenIds === undefined) return undefined;
-  const sampling: { -readonly [K in keyof GenerateRequest['sampling']]: GenerateRequest['sampling'][K] } = {
-    maxTokens: s.maxTokens,
-  };
-  if (s.ignoreEos !== undefined) sampling.ignoreEos = s.ignoreEos;
-  if (s.stopTokenIds !== undefined) {
-    const stops = tokenIdsCopy(s.stopTokenIds, 0);
-    if (stops === undefined) return undefined;
-    sampling.stopTokenIds = stops;
-  }
-  if (temperature !== undefined) sampling.temperature = temperature;
-  if (s.seed !== undefined) sampling.seed = s.seed;
-  return r.dpRank !== undefined
-    ? { requestId, tokenIds, sampling, dpRank: r.dpRank }
-    : { requestId, tokenIds, sampling };
+  if (s === undefined) return undefined;
+  return checkedRequest(
+    r.requestId,
+    r.tokenIds,
+    r.dpRank,
+    s.maxTokens,
+    s.ignoreEos,
+    s.stopTokenIds,
+    s.temperature,
+    s.seed,
+  );
 }
 
 /** Throws RuntimeError RUNTIME_MALFORMED when the bytes are not JSON. */
