@@ -642,12 +642,7 @@ export class RadixTreeIndexer implements KvIndexer {
       halves[2 * i] = parts[LO];
       halves[2 * i + 1] = parts[HI];
     }
-    const owner = this.ownerOf(workerId, dpRank);
-    let firstError: KvEventError | null = null;
-    for (let i = 0; i < count; i++)
-      if (!this.removeKey(owner, halves[2 * i] | 0, halves[2 * i + 1] | 0))
-        firstError ??= this.notIndexed(owner, hashes[i]);
-    return firstError;
+    return this.removePacked(this.ownerOf(workerId, dpRank), halves.subarray(0, 2 * count));
   }
 
   private removePacked(owner: number, hashes: Uint32Array): KvEventError | null {

@@ -45,10 +45,6 @@ export class RankBpe {
     }
   }
 
-  rank(bytes: string): number | undefined {
-    return this.ranks.get(bytes);
-  }
-
   /** Token ids of one pre-tokenized piece (latin1 bytes). */
   encodePiece(bytes: string): number[] {
     const whole = this.ranks.get(bytes);

@@ -11,8 +11,6 @@ export class OwnerSlab {
   owner: Int32Array<ArrayBuffer>;
   private readonly freeHeads = new Int32Array(MAX_CLASSES).fill(-1);
   private bump = 0;
-  /** Slots handed out and not freed. */
-  used = 0;
 
   constructor(initialCapacity = 1024) {
     this.entry = new Int32Array(Math.max(2, initialCapacity));
@@ -22,7 +20,6 @@ export class OwnerSlab {
   alloc(sizeClass: number): number {
     const head = this.freeHeads[sizeClass];
     const size = 1 << sizeClass;
-    this.used += size;
     if (head !== -1) {
       this.freeHeads[sizeClass] = this.entry[head];
       return head;
@@ -36,7 +33,6 @@ export class OwnerSlab {
   free(start: number, sizeClass: number): void {
     this.entry[start] = this.freeHeads[sizeClass];
     this.freeHeads[sizeClass] = start;
-    this.used -= 1 << sizeClass;
   }
 
   get bytes(): number {
