@@ -89,10 +89,7 @@ export abstract class RemoteEngineAdapter implements EngineAdapter {
             }),
             sink: {
               apply: (dpRank, _seq, data) => this.publish(dpRank, data),
-              reset: (dpRank) => {
-                this.logs[dpRank].reset();
-                this.publish(dpRank, { kind: 'cleared' });
-              },
+              reset: (dpRank) => this.forgetRank(dpRank),
             },
           });
   }
@@ -237,6 +234,19 @@ export abstract class RemoteEngineAdapter implements EngineAdapter {
         code: 'ENGINE_RANK_OUT_OF_RANGE',
       });
     return rankLog;
+  }
+
+  /**
+   * The engine's events of one rank can no longer be followed: the blocks we know it held are
+   * published as removed (a `cleared` event would drop every rank of the worker in the router),
+   * and that rank's view starts again from the next event.
+   */
+  private forgetRank(dpRank: number): void {
+    const held: bigint[] = [];
+    for (const { event } of this.logs[dpRank].dump())
+      if (event.data.kind === 'stored') for (const block of event.data.blocks) held.push(block.blockHash);
+    if (held.length > 0) this.publish(dpRank, { kind: 'removed', blockHashes: held });
+    this.logs[dpRank].reset();
   }
 
   private publish(dpRank: number, data: KvEventData): void {

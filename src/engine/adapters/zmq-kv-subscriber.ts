@@ -6,8 +6,8 @@
  * batch with seq >= start_seq and a final `['', -1 (8 bytes), '']`.
  *
  * Per rank, batches are handled strictly in sequence order: a gap asks the replay socket for the
- * missing batches; when there is no replay socket or it cannot fill the gap, the rank is reset (a
- * cleared event) and the reset is logged. A sequence that goes back means the publisher restarted:
+ * missing batches; when there is no replay socket or it cannot fill the gap, the rank is reset (the
+ * sink drops that rank's blocks) and the reset is logged. A sequence that goes back means the publisher restarted:
  * also a reset. Malformed frames and payloads are counted and dropped.
  */
 import { Dealer, Subscriber } from 'zeromq';
