@@ -332,34 +332,19 @@ function generateChunkFast(value: unknown): GenerateChunk | undefined {
 // ---- generate frames ---------------------------------------------------------------------------
 
 /**
- * A generate frame this process encoded carries its wire value under this symbol. The in-process
- * request plane hands the caller the very Uint8Array the other side produced, so the receiver can
- * check that wire value instead of decoding UTF-8 and JSON back into an equal one. Only a value
- * the fast validator accepts is taken this way (plain strings, safe integers and booleans: exactly
- * what JSON gives back); anything else, and every frame from another process, is decoded. (A
- * symbol property rather than a WeakMap: keying a WeakMap by typed arrays costs more than the
- * decoding it saves.)
+ * A generate frame written by hand carries the value it encodes under one of these symbols. The
+ * in-process request plane hands the receiver the very Uint8Array the other side produced, so the
+ * receiver checks and copies that value instead of decoding UTF-8 and JSON back into an equal one;
+ * every frame from another process is decoded. (A symbol property rather than a WeakMap: keying a
+ * WeakMap by typed arrays costs more than the decoding it saves.)
  */
-const WIRE_VALUE = Symbol('kvgate.wireValue');
-/** Same idea for a generate chunk written by hand: the frame carries the GenerateChunk itself. */
 const CHUNK_VALUE = Symbol('kvgate.chunkValue');
 const REQUEST_VALUE = Symbol('kvgate.requestValue');
 
 type EncodedFrame = Uint8Array & {
-  [WIRE_VALUE]?: unknown;
   [CHUNK_VALUE]?: unknown;
   [REQUEST_VALUE]?: unknown;
 };
-
-function encodeFrame(wire: unknown): Uint8Array {
-  const bytes: EncodedFrame = encodeJson(wire);
-  bytes[WIRE_VALUE] = wire;
-  return bytes;
-}
-
-function wireValueOf(bytes: Uint8Array): unknown {
-  return (bytes as EncodedFrame)[WIRE_VALUE];
-}
 
 /**
  * A generate request's bytes, written by hand in the common shapes (no bootstrap info, plain
@@ -368,7 +353,7 @@ function wireValueOf(bytes: Uint8Array): unknown {
  */
 export function encodeGenerateRequest(r: GenerateRequest): Uint8Array {
   const text = generateRequestText(r);
-  if (text === undefined) return encodeFrame(generateRequestToWire(r));
+  if (text === undefined) return encodeJson(generateRequestToWire(r));
   const bytes: EncodedFrame = textBytes(text);
   bytes[REQUEST_VALUE] = r;
   return bytes;
@@ -441,19 +426,18 @@ export function decodeGenerateRequest(bytes: Uint8Array): WireResult<GenerateReq
     const local = generateRequestLocal(request);
     if (local !== undefined) return { ok: true, value: local };
   }
-  const local = generateRequestFast(wireValueOf(bytes));
-  return local !== undefined ? { ok: true, value: local } : generateRequestFromWire(decodeJson(bytes));
+  return generateRequestFromWire(decodeJson(bytes));
 }
 
 /**
  * A generate chunk's bytes, written by hand in the common shapes (safe integers only, no bootstrap
  * info): exactly what `encodeJson(generateChunkToWire(c))` writes, without the intermediate wire
  * object or JSON.stringify, once per token on every stream. The frame carries the chunk itself
- * (see WIRE_VALUE): an in-process receiver checks and copies it instead of parsing the bytes.
+ * (see CHUNK_VALUE): an in-process receiver checks and copies it instead of parsing the bytes.
  */
 export function encodeGenerateChunk(c: GenerateChunk): Uint8Array {
   const text = generateChunkText(c);
-  if (text === undefined) return encodeFrame(generateChunkToWire(c));
+  if (text === undefined) return encodeJson(generateChunkToWire(c));
   const bytes: EncodedFrame = textBytes(text);
   bytes[CHUNK_VALUE] = c;
   return bytes;
@@ -555,8 +539,7 @@ export function decodeGenerateChunk(bytes: Uint8Array): WireResult<GenerateChunk
     const local = generateChunkLocal(chunk);
     if (local !== undefined) return { ok: true, value: local };
   }
-  const local = generateChunkFast(frame[WIRE_VALUE]);
-  return local !== undefined ? { ok: true, value: local } : generateChunkFromWire(decodeJson(bytes));
+  return generateChunkFromWire(decodeJson(bytes));
 }
 
 /** Recovery query to a worker's local indexer: a range of event ids of one rank, or its full dump. */

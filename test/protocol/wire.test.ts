@@ -74,7 +74,9 @@ describe('generate wire protocol', () => {
     // The receiver gets its own copy, never the sender's arrays.
     const sent: GenerateChunk = { tokenIds: [1, 2] };
     const received = decodeGenerateChunk(encodeGenerateChunk(sent));
-    expect(received.ok && received.value.tokenIds).not.toBe(sent.tokenIds);
+    if (!received.ok) throw new Error(received.error);
+    expect(received.value.tokenIds).toEqual(sent.tokenIds);
+    expect(received.value.tokenIds).not.toBe(sent.tokenIds);
     // Values no JSON writer may emit fall back to the generic encoder (and fail validation on arrival).
     const odd = encodeGenerateChunk({ tokenIds: [1.5] });
     expect(decodeGenerateChunk(odd).ok).toBe(false);
@@ -108,7 +110,9 @@ describe('generate wire protocol', () => {
     }
     const sent = requests[1];
     const received = decodeGenerateRequest(encodeGenerateRequest(sent));
-    expect(received.ok && received.value.tokenIds).not.toBe(sent.tokenIds);
+    if (!received.ok) throw new Error(received.error);
+    expect(received.value.tokenIds).toEqual(sent.tokenIds);
+    expect(received.value.tokenIds).not.toBe(sent.tokenIds);
     // An invalid request handed over in process is refused as it would be from bytes.
     expect(decodeGenerateRequest(encodeGenerateRequest({ ...sent, tokenIds: [] })).ok).toBe(false);
   });
