@@ -27,11 +27,6 @@ export interface AddRequestInput {
   readonly blockCount?: number;
   /** Blocks counted without deduplication (no KV reuse assumed, or hashing not done). */
   readonly unsharedBlocks?: number;
-  /**
-   * Leading blocks of `blocks` the owner already holds, as matchChain reported. Accepted for
-   * compatibility; the trie walk that inserts the blocks finds it anyway.
-   */
-  readonly heldBlocks?: number;
 }
 
 interface ActiveRequest {
@@ -286,7 +281,6 @@ export class ActiveSequences {
       trie.blocksOf[owner] - trie.deficitOf[owner] + this.unsharedBlocks[owner] - this.deficit[owner],
     );
     this.blockCache[owner] = Math.max(value, 0);
-    if (this.prefillTokens[owner] < 0) this.prefillTokens[owner] = 0;
   }
 
   activePrefillTokens(owner: number): number {

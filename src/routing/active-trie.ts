@@ -60,7 +60,6 @@ export class ActiveBlockTrie {
   private nodeTop = 1; // node 0 is the root
   private freeNodes = new Int32Array(256);
   private freeNodeCount = 0;
-  private liveNodes = 0;
   private readonly children = new U64IntMap(1024);
 
   private arena = new Uint32Array(1 << 16);
@@ -107,10 +106,6 @@ export class ActiveBlockTrie {
   /** Distinct (block, owner) pairs held. */
   get pairCount(): number {
     return this.pairs;
-  }
-
-  get nodeCount(): number {
-    return this.liveNodes;
   }
 
   get bytes(): number {
@@ -486,7 +481,6 @@ export class ActiveBlockTrie {
       }
       node = this.nodeTop++;
     }
-    this.liveNodes++;
     return node;
   }
 
@@ -498,7 +492,6 @@ export class ActiveBlockTrie {
       this.freeNodes = grown;
     }
     this.freeNodes[this.freeNodeCount++] = node;
-    this.liveNodes--;
   }
 
   /** Reserves `words` arena words (compacting or growing when the end is reached). */

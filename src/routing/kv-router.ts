@@ -35,7 +35,7 @@ import type {
 } from './policy.ts';
 import { mathRandom, type RandomSource } from './random.ts';
 import { checkRequestId, TokenBuffer } from './request-input.ts';
-import { CostSelector } from './selection.ts';
+import { CostSelector, routingCost } from './selection.ts';
 import { WorkerRegistry } from './worker-registry.ts';
 
 /** Below this many candidates, scoring them all is as cheap as reading the load order. */
@@ -294,8 +294,11 @@ export class KvRouter implements RoutingPolicy {
   /** Hashes tokens the way the router does (copies; for callers that route one prompt twice). */
   hashPrompt(tokens: ArrayLike<number>): HashedPrompt {
     const input = this.tokens.read(tokens);
-    const localHashes = this.hasher.localHashes(input);
-    return { isl: input.length, localHashes, sequenceHashes: this.hasher.sequenceHashes(localHashes) };
+    const blocks = this.hasher.blockCount(input.length);
+    const localHashes = new Uint32Array(2 * blocks);
+    const sequenceHashes = new Uint32Array(2 * blocks);
+    this.hasher.blockHashes(input, localHashes, sequenceHashes);
+    return { isl: input.length, localHashes, sequenceHashes };
   }
 
   private query(
@@ -318,10 +321,9 @@ export class KvRouter implements RoutingPolicy {
     if (this.active.has(requestId)) throw new DuplicateRequestError(requestId);
     const owner = this.decide(tokens, hashed, options);
     const overlap = this.overlapByOwner[owner];
-    const held = this.heldDepths === null ? undefined : this.heldDepths[owner];
     const workerId = this.owners.workerOf(owner);
     const dpRank = this.owners.rankOf(owner);
-    this.track(requestId, owner, workerId, dpRank, overlap, held);
+    this.track(requestId, owner, workerId, dpRank, overlap);
     this.decisions++;
     if (options?.pinned !== undefined) this.pinnedDecisions++;
     return { workerId, dpRank, overlapBlocks: overlap };
@@ -473,7 +475,7 @@ export class KvRouter implements RoutingPolicy {
   // ---- internals ------------------------------------------------------------------------------
 
   /**
-   * Scores and selects (exactly one of tokens / hashed is given); returns the candidate index.
+   * Scores and selects (exactly one of tokens / hashed is given); returns the chosen owner.
    * Overlaps stay set until clearOverlaps().
    */
   private decide(
@@ -588,7 +590,7 @@ export class KvRouter implements RoutingPolicy {
       const owner = picked[i];
       const uncached = isl - overlap[owner] * blockSize;
       const tokens = Math.max(uncached, 0) + queueWeight * activePrefill[owner];
-      const cost = weight * (tokens / blockSize) + (requestBlocks - held[owner] + activeBlocks[owner]);
+      const cost = routingCost(weight, tokens / blockSize, requestBlocks - held[owner] + activeBlocks[owner]);
       if (cost < lowest) {
         lowest = cost;
         tied[0] = owner;
@@ -609,9 +611,10 @@ export class KvRouter implements RoutingPolicy {
     const blockSize = this.config.blockSize;
     const uncached = this.isl - this.overlapByOwner[owner] * blockSize;
     const tokens = Math.max(uncached, 0) + this.config.prefillQueueWeight * this.active.prefillByOwner[owner];
-    return (
-      this.weight * (tokens / blockSize) +
-      (this.requestBlocks - held[owner] + this.active.blocksByOwner[owner])
+    return routingCost(
+      this.weight,
+      tokens / blockSize,
+      this.requestBlocks - held[owner] + this.active.blocksByOwner[owner],
     );
   }
 
@@ -688,7 +691,7 @@ export class KvRouter implements RoutingPolicy {
       const owner = candidates[i];
       const uncached = isl - overlapByOwner[owner] * blockSize;
       const tokens = Math.max(uncached, 0) + queueWeight * activePrefill[owner];
-      const cost = weight * (tokens / blockSize) + (requestBlocks - held[owner] + activeBlocks[owner]);
+      const cost = routingCost(weight, tokens / blockSize, requestBlocks - held[owner] + activeBlocks[owner]);
       costs[i] = cost;
       if (cost < lowest) {
         lowest = cost;
@@ -717,7 +720,7 @@ export class KvRouter implements RoutingPolicy {
       const blocks = requestBlocks - held[owner] + activeBlocks[owner];
       this.prefillTokens[i] = tokens;
       this.decodeBlocks[i] = blocks;
-      this.costs[i] = weight * (tokens / blockSize) + blocks;
+      this.costs[i] = routingCost(weight, tokens / blockSize, blocks);
     }
   }
 
@@ -827,14 +830,7 @@ export class KvRouter implements RoutingPolicy {
   }
 
   /** Adds the decided request's load, ends the decision (clearOverlaps), then publishes it. */
-  private track(
-    requestId: string,
-    owner: number,
-    workerId: WorkerId,
-    dpRank: number,
-    overlap: number,
-    heldBlocks: number | undefined,
-  ): void {
+  private track(requestId: string, owner: number, workerId: WorkerId, dpRank: number, overlap: number): void {
     const reuse = this.reuse;
     const track = this.config.trackActiveBlocks;
     const hasBlocks = this.blockCount > 0;
@@ -844,7 +840,6 @@ export class KvRouter implements RoutingPolicy {
       prefillTokens: Math.max(0, this.isl - overlap * this.config.blockSize),
       blocks,
       unsharedBlocks,
-      heldBlocks,
     });
     // Only now: the load tracker reuses the walk of the decision's match until it is released.
     this.clearOverlaps();

@@ -51,33 +51,6 @@ export class U64IntMap {
     this.insert(lo | 0, hi | 0, tag | 0, value);
   }
 
-  /** Stores value for (lo, hi, tag) and returns the value it replaced, or -1. */
-  exchange(lo: number, hi: number, value: number, tag = 0): number {
-    if ((this.count + 1) * 2 > this.mask + 1) this.grow();
-    lo |= 0;
-    hi |= 0;
-    tag |= 0;
-    const slots = this.slots;
-    const mask = this.mask;
-    let at = slotOf(lo, hi, tag, mask) * STRIDE;
-    for (;;) {
-      const present = slots[at + 3];
-      if (present === EMPTY) {
-        slots[at] = lo;
-        slots[at + 1] = hi;
-        slots[at + 2] = tag;
-        slots[at + 3] = value;
-        this.count++;
-        return -1;
-      }
-      if (slots[at] === lo && slots[at + 1] === hi && slots[at + 2] === tag) {
-        slots[at + 3] = value;
-        return present;
-      }
-      at = (at + STRIDE) & (mask * STRIDE + STRIDE - 1);
-    }
-  }
-
   /** Removes (lo, hi, tag); returns whether it was present. */
   delete(lo: number, hi: number, tag = 0): boolean {
     lo |= 0;
