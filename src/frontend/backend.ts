@@ -3,6 +3,7 @@
  * model; the router, the prefill router and the workers sit behind it. The frontend tokenizes, so
  * everything here is in token ids. A `dpRank` of 0 is a real rank: test with `=== undefined`.
  */
+import type { BusyThresholds as RouterBusyThresholds } from '../cluster/model-router.ts';
 import type { WorkerId } from '../kv/events.ts';
 import type { GenerateChunk, GenerateRequest, WorkerRole } from '../protocol/generate.ts';
 import type { Tokenizer } from '../tokens/tokenizer.ts';
@@ -94,12 +95,9 @@ export interface BackendHealth {
  * blocks exceed `activeDecodeBlocksThreshold × total KV blocks`, or its active prefill tokens
  * exceed `activePrefillTokensThreshold` (absolute) or `activePrefillTokensThresholdFrac ×
  * max_num_batched_tokens`. null = that check is off. `busy()` is true when every rank is busy.
+ * The router's type (`ModelRouter.isBusy`) with every field given.
  */
-export interface BusyThresholds {
-  readonly activeDecodeBlocksThreshold: number | null;
-  readonly activePrefillTokensThreshold: number | null;
-  readonly activePrefillTokensThresholdFrac: number | null;
-}
+export type BusyThresholds = Required<RouterBusyThresholds>;
 
 export interface BusyThresholdControl {
   get(): BusyThresholds;

@@ -33,8 +33,8 @@ export class ClusterStatus {
           const reported = load?.reported;
           ranks.push({
             dpRank,
-            activeDecodeBlocks: load?.activeDecodeBlocks ?? reported?.activeDecodeBlocks ?? 0,
-            activePrefillTokens: load?.activePrefillTokens ?? reported?.pendingPrefillTokens ?? 0,
+            activeDecodeBlocks: load?.activeDecodeBlocks ?? 0,
+            activePrefillTokens: load?.activePrefillTokens ?? 0,
             kvUsage: reported?.kvUsage ?? 0,
             hitRate: reported?.prefixHitRate ?? 0,
             totalBlocks: card.totalKvBlocks,

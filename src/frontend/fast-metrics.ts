@@ -58,13 +58,6 @@ abstract class FastMetric<L extends string, S extends { used: boolean }> {
     return entry.series;
   }
 
-  /** Drops a series; a handle kept on it keeps counting but is no longer exposed. */
-  remove(labels: Labels<L>): void {
-    let key = '';
-    for (const name of this.labelNames) key += `${labels[name]}\u0000`;
-    this.byKey.delete(key);
-  }
-
   /** Every series in use, with its label values. */
   *entries(): IterableIterator<{ labels: Labels<L>; series: S }> {
     for (const entry of this.byKey.values()) if (entry.series.used) yield entry;

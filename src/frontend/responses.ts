@@ -110,7 +110,7 @@ export function chunkResponse(
   kind: ResponseKind,
   header: ResponseHeader,
   choices: readonly ChunkChoice[],
-  options: { usage?: UsageOut | null; nvext?: NvextResponse } = {},
+  options: { usage?: UsageOut | null } = {},
 ): Record<string, unknown> {
   const body: Record<string, unknown> = {
     id: header.id,
@@ -128,7 +128,6 @@ export function chunkResponse(
     }),
   };
   if (options.usage !== undefined) body.usage = options.usage;
-  if (options.nvext) body.nvext = options.nvext;
   return body;
 }
 

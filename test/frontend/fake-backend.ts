@@ -7,11 +7,11 @@ import type {
   BackendHealth,
   BackendRequest,
   BusyThresholdControl,
-  BusyThresholds,
   ModelBackend,
   RoutingDecision,
 } from '../../src/frontend/backend.ts';
 import { BackendError } from '../../src/frontend/backend.ts';
+import { BusyThresholdState } from '../../src/frontend/cluster-backend.ts';
 import type { Tokenizer } from '../../src/tokens/tokenizer.ts';
 
 export interface FakeBackendOptions {
@@ -43,18 +43,9 @@ export class FakeBackend implements ModelBackend {
   readonly signals: AbortSignal[] = [];
   routeCalls = 0;
   generateCalls = 0;
-  private thresholds: BusyThresholds = {
+  readonly busyThresholds: BusyThresholdControl = new BusyThresholdState({
     activeDecodeBlocksThreshold: 0.85,
-    activePrefillTokensThreshold: null,
-    activePrefillTokensThresholdFrac: null,
-  };
-  readonly busyThresholds: BusyThresholdControl = {
-    get: () => this.thresholds,
-    set: (update) => {
-      this.thresholds = { ...this.thresholds, ...update };
-      return this.thresholds;
-    },
-  };
+  });
   private readonly tokens: readonly number[];
 
   constructor(private readonly options: FakeBackendOptions) {
