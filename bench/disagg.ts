@@ -221,7 +221,7 @@ const rows = [
   ],
   ['ITL p50 ms', p(agg.itl, 0.5), p(disagg.itl, 0.5), round(p(disagg.itl, 0.5) / p(agg.itl, 0.5), 3)],
   ['ITL p99 ms', p(agg.itl, 0.99), p(disagg.itl, 0.99), round(p(disagg.itl, 0.99) / p(agg.itl, 0.99), 3)],
-  ['requests disaggregated', 0, disagg.disaggregated, ''],
+  ['requests disaggregated', agg.disaggregated, disagg.disaggregated, ''],
   ['failed', agg.failed, disagg.failed, ''],
   ['engine time s', round(agg.engineMs / 1000, 2), round(disagg.engineMs / 1000, 2), ''],
   ['wall s', round(agg.wallMs / 1000, 2), round(disagg.wallMs / 1000, 2), ''],

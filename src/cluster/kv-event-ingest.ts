@@ -108,10 +108,6 @@ export class KvEventIngest {
     this.workers.delete(workerId);
   }
 
-  hasWorker(workerId: WorkerId): boolean {
-    return this.workers.has(workerId);
-  }
-
   /** Resolves once no recovery is running (dumps of new workers included). */
   async settled(): Promise<void> {
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);

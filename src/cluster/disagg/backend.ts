@@ -55,7 +55,7 @@ export class DisaggregatedModelBackend implements ModelBackend {
   }
 
   async *generate(request: BackendRequest, signal: AbortSignal): AsyncIterable<BackendChunk> {
-    let reported: string | undefined;
+    let first = true;
     try {
       const { routing, prefillRouting } = requestRouting(request);
       const stream = this.router.generate(
@@ -69,9 +69,8 @@ export class DisaggregatedModelBackend implements ModelBackend {
         signal,
       );
       for await (const chunk of stream) {
-        const key = placementKey(chunk);
-        yield backendChunk(chunk, key !== reported);
-        reported = key;
+        yield backendChunk(chunk, first);
+        first = false;
       }
     } catch (error) {
       throw disaggApiError(error, signal);
@@ -142,11 +141,7 @@ function requestRouting(request: BackendRequest): {
   return { routing, prefillRouting };
 }
 
-function placementKey(chunk: DisaggChunk): string {
-  return `${chunk.workerId}:${chunk.dpRank}:${chunk.prefillWorkerId}:${chunk.prefillDpRank}`;
-}
-
-/** The routing echo goes on the first chunk and again whenever the placement changed. */
+/** The routing echo goes on the first chunk (the frontend reads it there only). */
 function backendChunk(chunk: DisaggChunk, echo: boolean): BackendChunk {
   const { workerId, dpRank, disaggregated, prefillWorkerId, prefillDpRank, ...rest } = chunk;
   if (!echo) return rest;

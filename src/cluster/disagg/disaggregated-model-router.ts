@@ -421,19 +421,18 @@ export class DisaggregatedModelRouter {
             pinned ? 404 : 502,
           );
         // The selector chose a worker this request already failed on: take the least loaded other.
-        return this.finishPlan(tokens, this.leastLoaded(prefill, live), pinned, requestRank);
+        return this.finishPlan(this.leastLoaded(prefill, live), pinned, requestRank);
       }
       if (conditional && this.minUncachedTokens > 0) {
         const uncached = tokens.length - chosen.overlapBlocks * prefill.blockSize;
         if (uncached < this.minUncachedTokens) return { kind: 'aggregated', reason: 'short_prompt' };
       }
-      return this.finishPlan(tokens, chosen, pinned, requestRank, instance);
+      return this.finishPlan(chosen, pinned, requestRank, instance);
     };
     return selection instanceof Promise ? selection.then(finish) : finish(selection);
   }
 
   private finishPlan(
-    _tokens: readonly number[],
     chosen: WorkerSelection,
     pinned: boolean,
     requestRank: number | undefined,

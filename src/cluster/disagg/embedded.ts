@@ -14,6 +14,7 @@ import type { KvRouterConfigInput } from '../../routing/config.ts';
 import type { PolicyName } from '../../routing/policy.ts';
 import { LocalCluster, type LocalRuntime } from '../../runtime/local/cluster.ts';
 import type { Runtime } from '../../runtime/types.ts';
+import { waitUntil } from '../../runtime/wait.ts';
 import { MockEngineAdapter } from '../../worker/engine-adapter.ts';
 import { Worker } from '../../worker/worker.ts';
 import { ModelWatcher } from '../model-watcher.ts';
@@ -208,15 +209,12 @@ export async function waitForPools(
   expect: { readonly prefill: number; readonly decode: number },
   timeoutMs = 10_000,
 ): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
   const count = (component: string) => watcher.routerFor(model, component)?.instances().length ?? 0;
-  while (count(PREFILL_COMPONENT) < expect.prefill || count(BACKEND_COMPONENT) < expect.decode) {
-    if (Date.now() > deadline)
-      throw new Error(
-        `the router saw ${count(PREFILL_COMPONENT)}/${expect.prefill} prefill and ${count(BACKEND_COMPONENT)}/${expect.decode} decode workers after ${timeoutMs} ms`,
-      );
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
+  const ready = () => count(PREFILL_COMPONENT) >= expect.prefill && count(BACKEND_COMPONENT) >= expect.decode;
+  if (!(await waitUntil(ready, timeoutMs, 5)))
+    throw new Error(
+      `the router saw ${count(PREFILL_COMPONENT)}/${expect.prefill} prefill and ${count(BACKEND_COMPONENT)}/${expect.decode} decode workers after ${timeoutMs} ms`,
+    );
 }
 
 export interface DisaggEmbeddedServerOptions

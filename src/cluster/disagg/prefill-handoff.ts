@@ -11,8 +11,7 @@
  */
 import type { WorkerId } from '../../kv/events.ts';
 import type { BootstrapInfo, GenerateChunk, GenerateRequest } from '../../protocol/generate.ts';
-import { generateChunkFromWire, generateRequestToWire } from '../../protocol/wire.ts';
-import { decodeJson, encodeJson } from '../../runtime/codec.ts';
+import { decodeGenerateChunk, encodeGenerateRequest } from '../../protocol/wire.ts';
 import { errorMessage } from '../../runtime/errors.ts';
 import type { ModelCard } from '../../runtime/model-card.ts';
 import type { EndpointId, Runtime } from '../../runtime/types.ts';
@@ -61,9 +60,9 @@ function prefillFailed(target: PrefillTarget, detail: string, cause?: unknown): 
 }
 
 function decodeChunk(frame: Uint8Array, target: PrefillTarget): GenerateChunk {
-  let result: ReturnType<typeof generateChunkFromWire>;
+  let result: ReturnType<typeof decodeGenerateChunk>;
   try {
-    result = generateChunkFromWire(decodeJson(frame));
+    result = decodeGenerateChunk(frame);
   } catch (error) {
     result = { ok: false, error: errorMessage(error) };
   }
@@ -78,14 +77,12 @@ export async function startPrefill(options: StartPrefillOptions): Promise<Prefil
   const onAbort = () => controller.abort(signal?.reason);
   if (signal?.aborted) onAbort();
   else signal?.addEventListener('abort', onAbort, { once: true });
-  const payload = encodeJson(
-    generateRequestToWire({
-      requestId: request.requestId,
-      tokenIds: request.tokenIds,
-      sampling: { ...request.sampling, maxTokens: 1 },
-      ...(target.dpRank !== undefined ? { dpRank: target.dpRank } : {}),
-    }),
-  );
+  const payload = encodeGenerateRequest({
+    requestId: request.requestId,
+    tokenIds: request.tokenIds,
+    sampling: { ...request.sampling, maxTokens: 1 },
+    ...(target.dpRank !== undefined ? { dpRank: target.dpRank } : {}),
+  });
   const frames = runtime.requests
     .call(endpoint, target.workerId, payload, { signal: controller.signal })
     [Symbol.asyncIterator]();
