@@ -42,54 +42,64 @@ describe('KvRouter: decisions equal the argmin of every candidate’s cost', () 
     { weight: 1, arbitrary: fc.record({ kind: fc.constant('output' as const), pick: fc.nat() }) },
   );
 
-  it('for random loads, caches and prompts (weights 1 and 0.7)', () => {
+  it('for random loads, caches and prompts (weights 1, 0.7 and 8; prefill queue weights 1, 0.5 and 2)', () => {
     fc.assert(
-      fc.property(fc.array(op, { maxLength: 60 }), fc.constantFrom(1, 0.7), (ops, weight) => {
-        const config = { blockSize: BS, overlapScoreWeight: weight, trackOutputBlocks: true };
-        const router = new KvRouter(config, { clock: new ManualClock(), random: seededRandom(3) });
-        const reference = new KvRouter(config, {
-          clock: new ManualClock(),
-          random: seededRandom(3),
-          scanAllCandidates: true,
-        });
-        const both = [router, reference];
-        for (let w = 0; w < WORKERS; w++)
-          for (const r of both) r.addWorker(BigInt(100 + w), { dataParallelSize: DP });
-        const live: string[] = [];
-        let next = 0;
-        for (const o of ops) {
-          if (o.kind === 'route') {
-            const tokens = [...prompt(o.letters), ...Array.from({ length: o.extra }, (_, i) => 7 + i)];
-            const loads = router.potentialLoads(tokens);
-            let lowest = Number.POSITIVE_INFINITY;
-            for (const load of loads) lowest = Math.min(lowest, load.cost);
-            const tied = loads.filter((load) => load.cost === lowest);
-            const id = `r${next++}`;
-            const decision = router.route(id, tokens);
-            expect(reference.route(id, tokens)).toEqual(decision);
-            live.push(id);
-            const chosen = loads.find(
-              (l) => l.workerId === decision.workerId && l.dpRank === decision.dpRank,
-            )!;
-            expect(chosen.cost).toBe(lowest);
-            expect(decision.overlapBlocks).toBe(chosen.overlapBlocks);
-            if (tied.length === 1) expect(chosen).toBe(tied[0]);
-          } else if (o.kind === 'cache') {
-            const event = storedEvent(BigInt(100 + o.worker), o.rank, prompt(o.letters));
-            for (const r of both) expect(r.applyEvent(event)).toBeNull();
-          } else if (live.length > 0) {
-            const id = live[o.pick % live.length];
-            for (const r of both) {
-              if (o.kind === 'prefilled') r.markPrefillCompleted(id);
-              else if (o.kind === 'output') r.addOutputBlock(id, 0.5);
-              else r.free(id);
-            }
-            if (o.kind === 'free') {
-              live.splice(live.indexOf(id), 1);
+      fc.property(
+        fc.array(op, { maxLength: 60 }),
+        fc.constantFrom(1, 0.7, 8),
+        fc.constantFrom(1, 0.5, 2),
+        (ops, weight, queueWeight) => {
+          const config = {
+            blockSize: BS,
+            overlapScoreWeight: weight,
+            prefillQueueWeight: queueWeight,
+            trackOutputBlocks: true,
+          };
+          const router = new KvRouter(config, { clock: new ManualClock(), random: seededRandom(3) });
+          const reference = new KvRouter(config, {
+            clock: new ManualClock(),
+            random: seededRandom(3),
+            scanAllCandidates: true,
+          });
+          const both = [router, reference];
+          for (let w = 0; w < WORKERS; w++)
+            for (const r of both) r.addWorker(BigInt(100 + w), { dataParallelSize: DP });
+          const live: string[] = [];
+          let next = 0;
+          for (const o of ops) {
+            if (o.kind === 'route') {
+              const tokens = [...prompt(o.letters), ...Array.from({ length: o.extra }, (_, i) => 7 + i)];
+              const loads = router.potentialLoads(tokens);
+              let lowest = Number.POSITIVE_INFINITY;
+              for (const load of loads) lowest = Math.min(lowest, load.cost);
+              const tied = loads.filter((load) => load.cost === lowest);
+              const id = `r${next++}`;
+              const decision = router.route(id, tokens);
+              expect(reference.route(id, tokens)).toEqual(decision);
+              live.push(id);
+              const chosen = loads.find(
+                (l) => l.workerId === decision.workerId && l.dpRank === decision.dpRank,
+              )!;
+              expect(chosen.cost).toBe(lowest);
+              expect(decision.overlapBlocks).toBe(chosen.overlapBlocks);
+              if (tied.length === 1) expect(chosen).toBe(tied[0]);
+            } else if (o.kind === 'cache') {
+              const event = storedEvent(BigInt(100 + o.worker), o.rank, prompt(o.letters));
+              for (const r of both) expect(r.applyEvent(event)).toBeNull();
+            } else if (live.length > 0) {
+              const id = live[o.pick % live.length];
+              for (const r of both) {
+                if (o.kind === 'prefilled') r.markPrefillCompleted(id);
+                else if (o.kind === 'output') r.addOutputBlock(id, 0.5);
+                else r.free(id);
+              }
+              if (o.kind === 'free') {
+                live.splice(live.indexOf(id), 1);
+              }
             }
           }
-        }
-      }),
+        },
+      ),
       { numRuns: 150 },
     );
   });
