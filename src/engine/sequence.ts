@@ -4,7 +4,7 @@
  */
 import type { BootstrapInfo, FinishReason, Usage } from '../protocol/generate.ts';
 import type { BlockHasher } from '../tokens/block-hash.ts';
-import { readPackedU64 } from '../tokens/u64.ts';
+import { readPackedU64, unpackU64s } from '../tokens/u64.ts';
 import type { EngineError } from './errors.ts';
 import type { BlockHashes, KvBlock } from './kv-manager.ts';
 
@@ -35,8 +35,6 @@ export interface RequestSink {
   onToken(token: number, last?: boolean): void;
   onFinish(result: RequestResult): void;
 }
-
-const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 export type SequenceState = 'pulling' | 'waiting' | 'prefilling' | 'running' | 'done';
 
@@ -91,28 +89,12 @@ export class EngineSequence {
     this.seed = init.seed;
     this.sink = init.sink;
     this.arrivedAt = init.arrivedAt;
-    this.hashes = { seqHashes: [], localHashes: [] };
     // A prompt shorter than a block has no full block to hash.
     if (init.hasher !== null && init.tokens.length >= init.blockSize) {
       const local = init.hasher.localHashes(init.tokens);
       const seq = init.hasher.sequenceHashes(local);
-      const n = local.length >>> 1;
-      const { seqHashes, localHashes } = this.hashes;
-      if (LITTLE_ENDIAN) {
-        // A packed [lo, hi] pair is then a little-endian u64: read it as one bigint, no arithmetic.
-        const localView = new DataView(local.buffer, local.byteOffset, local.byteLength);
-        const seqView = new DataView(seq.buffer, seq.byteOffset, seq.byteLength);
-        for (let i = 0; i < n; i++) {
-          localHashes.push(localView.getBigUint64(8 * i, true));
-          seqHashes.push(seqView.getBigUint64(8 * i, true));
-        }
-      } else {
-        for (let i = 0; i < n; i++) {
-          localHashes.push(readPackedU64(local, i));
-          seqHashes.push(readPackedU64(seq, i));
-        }
-      }
-    }
+      this.hashes = { localHashes: unpackU64s(local), seqHashes: unpackU64s(seq) };
+    } else this.hashes = { seqHashes: [], localHashes: [] };
   }
 
   /** Prompt plus generated tokens. */

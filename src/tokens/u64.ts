@@ -30,6 +30,8 @@ export function readPackedU64(packed: Uint32Array, index: number): U64 {
   return u64FromHalves(packed[2 * index], packed[2 * index + 1]);
 }
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
 /** Writes `value` into pair `index` of a packed [lo, hi] array. */
 export function writePackedU64(packed: Uint32Array, index: number, value: U64): void {
   packed[2 * index] = u64Lo(value);
@@ -44,7 +46,11 @@ export function packU64s(values: readonly U64[]): Uint32Array {
 
 export function unpackU64s(packed: Uint32Array, count = packed.length >>> 1): U64[] {
   const out = new Array<U64>(count);
-  for (let i = 0; i < count; i++) out[i] = readPackedU64(packed, i);
+  if (LITTLE_ENDIAN) {
+    // A packed [lo, hi] pair is then a little-endian u64: read it as one bigint, no arithmetic.
+    const view = new DataView(packed.buffer, packed.byteOffset, packed.byteLength);
+    for (let i = 0; i < count; i++) out[i] = view.getBigUint64(8 * i, true);
+  } else for (let i = 0; i < count; i++) out[i] = readPackedU64(packed, i);
   return out;
 }
 
