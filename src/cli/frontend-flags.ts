@@ -20,14 +20,14 @@ export class UsageError extends Error {
 
 export function positiveInt(value: string): number {
   const n = Number(value);
-  if (value.trim() === '' || !Number.isSafeInteger(n) || n < 1)
+  if (!/^\s*\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n < 1)
     throw new InvalidArgumentError('expected a positive integer');
   return n;
 }
 
 export function nonNegativeInt(value: string): number {
   const n = Number(value);
-  if (value.trim() === '' || !Number.isSafeInteger(n) || n < 0)
+  if (!/^\s*\d+\s*$/.test(value) || !Number.isSafeInteger(n))
     throw new InvalidArgumentError('expected a non-negative integer');
   return n;
 }
@@ -37,6 +37,13 @@ export function nonNegativeNumber(value: string): number {
   if (value.trim() === '' || !Number.isFinite(n) || n < 0)
     throw new InvalidArgumentError('expected a non-negative number');
   return n;
+}
+
+/** A model name as it goes in model cards and requests: no spaces or control characters. */
+export function modelName(value: string): string {
+  if (value.trim() === '' || value.length > 256 || /[\s\p{Cc}]/u.test(value))
+    throw new InvalidArgumentError('expected a model name without spaces (at most 256 characters)');
+  return value;
 }
 
 export function port(value: string): number {

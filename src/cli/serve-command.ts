@@ -3,7 +3,7 @@
  * data-parallel ranks run in one process on the local runtime; prints the URL once every worker
  * is routable. SIGINT / SIGTERM stop it cleanly (in-flight requests finish first).
  */
-import { type Command, InvalidArgumentError } from 'commander';
+import type { Command } from 'commander';
 import { startDisaggEmbeddedServer } from '../cluster/disagg/embedded.ts';
 import { EngineError } from '../engine/errors.ts';
 import { errorMessage } from '../runtime/errors.ts';
@@ -18,6 +18,7 @@ import {
   exitTwoOnUsageError,
   type FrontendFlags,
   frontendOptionsFrom,
+  modelName,
   nonNegativeInt,
   nonNegativeNumber,
   positiveInt,
@@ -49,12 +50,6 @@ interface ServeFlags extends FrontendFlags, DisaggFlags {
   speedupRatio: number;
   prefillWorkers: number;
   decodeWorkers?: number;
-}
-
-function modelName(value: string): string {
-  if (value.trim() === '' || value.length > 256 || /[\s\p{Cc}]/u.test(value))
-    throw new InvalidArgumentError('expected a model name without spaces (at most 256 characters)');
-  return value;
 }
 
 export function registerServeCommand(program: Command): void {

@@ -21,39 +21,14 @@ import { log } from '../util/log.ts';
 import { onShutdownSignal } from '../util/shutdown.ts';
 import { MockEngineAdapter } from '../worker/engine-adapter.ts';
 import { Worker } from '../worker/worker.ts';
+import { modelName, nonNegativeInt, nonNegativeNumber, port, positiveInt } from './frontend-flags.ts';
 import { addRuntimeOptions, CliUsageError, runtimeSettingsFromOptions } from './runtime-options.ts';
 
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1)
-    throw new InvalidArgumentError('expected a positive integer');
+/** A port other processes connect to (0, "any free port", cannot be advertised). */
+function advertisedPort(value: string): number {
+  const n = port(value);
+  if (n === 0) throw new InvalidArgumentError('expected a port in [1, 65535]');
   return n;
-}
-
-function nonNegativeInt(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n))
-    throw new InvalidArgumentError('expected an integer >= 0');
-  return n;
-}
-
-function nonNegativeNumber(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0)
-    throw new InvalidArgumentError('expected a number >= 0');
-  return n;
-}
-
-function port(value: string): number {
-  const n = positiveInt(value);
-  if (n > 65535) throw new InvalidArgumentError('expected a port in [1, 65535]');
-  return n;
-}
-
-function modelName(value: string): string {
-  if (value.trim() === '' || value.length > 256)
-    throw new InvalidArgumentError('expected a model name (1 to 256 characters)');
-  return value;
 }
 
 interface WorkerFlags extends RemoteEngineFlags {
@@ -117,7 +92,12 @@ export function registerWorkerCommand(program: Command): void {
       '--bootstrap-host <host>',
       'prefill role: host advertised to decode workers (default this host name)',
     )
-    .option('--bootstrap-port <port>', 'prefill role: port advertised to decode workers', port, 8998)
+    .option(
+      '--bootstrap-port <port>',
+      'prefill role: port advertised to decode workers',
+      advertisedPort,
+      8998,
+    )
     .option(
       '--drain-timeout <seconds>',
       'on SIGTERM, wait this long for in-flight requests',
