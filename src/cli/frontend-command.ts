@@ -16,14 +16,12 @@ import {
   addDisaggOptions,
   addFrontendOptions,
   type DisaggFlags,
-  exitTwoOnUsageError,
   type FrontendFlags,
   frontendOptionsFrom,
   routerConfigFrom,
-  UsageError,
-  usageGuard,
 } from './frontend-flags.ts';
-import { addRuntimeOptions, CliUsageError, runtimeSettingsFromOptions } from './runtime-options.ts';
+import { addRuntimeOptions, runtimeSettingsFromOptions } from './runtime-options.ts';
+import { CliUsageError, exitTwoOnUsageError, usageGuard } from './usage.ts';
 
 export function registerFrontendCommand(program: Command): void {
   const cmd = program
@@ -39,15 +37,9 @@ export function registerFrontendCommand(program: Command): void {
 }
 
 async function frontendAction(flags: FrontendFlags & DisaggFlags): Promise<void> {
-  let settings: ReturnType<typeof runtimeSettingsFromOptions>;
-  try {
-    settings = runtimeSettingsFromOptions(flags as unknown as Readonly<Record<string, unknown>>);
-  } catch (error) {
-    if (error instanceof CliUsageError) throw new UsageError(error.message);
-    throw error;
-  }
+  const settings = runtimeSettingsFromOptions(flags);
   if (settings.distributed === undefined)
-    throw new UsageError(
+    throw new CliUsageError(
       'kvgate frontend joins a distributed runtime: give --nats URL and --etcd URL (or KVGATE_NATS and KVGATE_ETCD). ' +
         'For everything in one process use `kvgate serve`.',
     );

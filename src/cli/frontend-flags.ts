@@ -4,19 +4,14 @@
  * `KVGATE_*` environment variable (the flag wins). A bad value is a usage error: a clear message
  * on stderr and exit code 2.
  */
-import { type Command, type CommanderError, InvalidArgumentError, Option } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import type { BusyThresholds } from '../frontend/backend.ts';
 import type { ClusterFrontendOptions } from '../frontend/cluster-frontend.ts';
 import { addRouterOptions, type KvRouterConfigInput, routerConfigFromOptions } from '../routing/config.ts';
 import { POLICY_NAMES, type PolicyName } from '../routing/policy.ts';
 import { loadTokenizer, type Tokenizer } from '../tokens/tokenizer.ts';
-
-export const USAGE_EXIT_CODE = 2;
-
-/** A usage error found after commander parsed the flags (combinations, files): exit 2. */
-export class UsageError extends Error {
-  override readonly name = 'UsageError';
-}
+import { envOption } from './env-option.ts';
+import { CliUsageError } from './usage.ts';
 
 export function positiveInt(value: string): number {
   const n = Number(value);
@@ -86,11 +81,6 @@ function apiKeys(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), ...keys];
 }
 
-/** `--name <value>` read from KVGATE_<NAME> too. */
-export function envOption(flags: string, description: string, env: string): Option {
-  return new Option(flags, description).env(env);
-}
-
 export interface FrontendFlags {
   host: string;
   port: number;
@@ -105,99 +95,46 @@ export interface FrontendFlags {
 }
 
 export function addFrontendOptions(cmd: Command, defaults: { host: string }): Command {
-  cmd
-    .addOption(
-      envOption('--host <host>', 'address to listen on', 'KVGATE_HOST')
-        .argParser(host)
-        .default(defaults.host),
-    )
-    .addOption(
-      envOption('--port <port>', 'HTTP port (0 = any free port)', 'KVGATE_PORT')
-        .argParser(port)
-        .default(8000),
-    )
-    .addOption(
-      envOption('--router-mode <mode>', `routing policy: ${POLICY_NAMES.join(' | ')}`, 'KVGATE_ROUTER_MODE')
-        .argParser(policy)
-        .default('kv'),
-    )
-    .addOption(
-      envOption(
-        '--migration-limit <n>',
-        'times a request moves to another worker when its worker dies mid-stream (0 = fail at once)',
-        'KVGATE_MIGRATION_LIMIT',
-      )
-        .argParser(nonNegativeInt)
-        .default(3),
-    )
-    .addOption(
-      envOption(
-        '--api-key <key>',
-        'require this bearer key (repeatable; the env var takes comma-separated keys)',
-        'KVGATE_API_KEY',
-      ).argParser(apiKeys),
-    )
-    .addOption(
-      envOption(
-        '--active-decode-blocks-threshold <fraction>',
-        'busy when active decode blocks exceed this share of a rank’s KV blocks (503 when every rank is busy)',
-        'KVGATE_ACTIVE_DECODE_BLOCKS_THRESHOLD',
-      ).argParser(fraction),
-    )
-    .addOption(
-      envOption(
-        '--active-prefill-tokens-threshold <tokens>',
-        'busy when a rank has more prompt tokens than this waiting to prefill',
-        'KVGATE_ACTIVE_PREFILL_TOKENS_THRESHOLD',
-      ).argParser(nonNegativeInt),
-    )
-    .addOption(
-      envOption(
-        '--active-prefill-tokens-threshold-frac <fraction>',
-        'busy when prefill tokens exceed this multiple of max_num_batched_tokens',
-        'KVGATE_ACTIVE_PREFILL_TOKENS_THRESHOLD_FRAC',
-      ).argParser(nonNegativeNumber),
-    )
-    .addOption(
-      envOption(
-        '--tokenizer <path>',
-        'Hugging Face tokenizer.json (default: the o200k_base BPE)',
-        'KVGATE_TOKENIZER',
-      ).argParser(nonEmpty),
-    )
-    .addOption(
-      envOption(
-        '--max-inflight <n>',
-        'answer 429 above this many requests in flight (default unlimited)',
-        'KVGATE_MAX_INFLIGHT',
-      ).argParser(positiveInt),
-    );
+  const options = [
+    envOption('--host <host>', 'address to listen on', host, defaults.host),
+    envOption('--port <port>', 'HTTP port (0 = any free port)', port, 8000),
+    envOption('--router-mode <mode>', `routing policy: ${POLICY_NAMES.join(' | ')}`, policy, 'kv'),
+    envOption(
+      '--migration-limit <n>',
+      'times a request moves to another worker when its worker dies mid-stream (0 = fail at once)',
+      nonNegativeInt,
+      3,
+    ),
+    envOption(
+      '--api-key <key>',
+      'require this bearer key (repeatable; the env var takes comma-separated keys)',
+      apiKeys,
+    ),
+    envOption(
+      '--active-decode-blocks-threshold <fraction>',
+      'busy when active decode blocks exceed this share of a rank’s KV blocks (503 when every rank is busy)',
+      fraction,
+    ),
+    envOption(
+      '--active-prefill-tokens-threshold <tokens>',
+      'busy when a rank has more prompt tokens than this waiting to prefill',
+      nonNegativeInt,
+    ),
+    envOption(
+      '--active-prefill-tokens-threshold-frac <fraction>',
+      'busy when prefill tokens exceed this multiple of max_num_batched_tokens',
+      nonNegativeNumber,
+    ),
+    envOption('--tokenizer <path>', 'Hugging Face tokenizer.json (default: the o200k_base BPE)', nonEmpty),
+    envOption(
+      '--max-inflight <n>',
+      'answer 429 above this many requests in flight (default unlimited)',
+      positiveInt,
+    ),
+  ];
+  for (const option of options) cmd.addOption(option);
   addRouterOptions(cmd);
   return cmd;
-}
-
-/** Usage errors (bad flag, bad environment value, unknown option) exit with code 2, not commander's 1. */
-export function exitTwoOnUsageError(cmd: Command): Command {
-  return cmd.exitOverride((error: CommanderError) => {
-    process.exit(error.exitCode === 0 ? 0 : USAGE_EXIT_CODE);
-  });
-}
-
-/** Runs a command action; a UsageError prints `error: ...` and exits 2. */
-export function usageGuard<A extends unknown[]>(
-  action: (...args: A) => Promise<void>,
-): (...args: A) => Promise<void> {
-  return async (...args: A) => {
-    try {
-      await action(...args);
-    } catch (error) {
-      if (error instanceof UsageError) {
-        process.stderr.write(`error: ${error.message}\n`);
-        process.exit(USAGE_EXIT_CODE);
-      }
-      throw error;
-    }
-  };
 }
 
 /**
@@ -212,7 +149,7 @@ export function routerConfigFrom(
   try {
     config = routerConfigFromOptions(flags as Readonly<Record<string, unknown>>, env);
   } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error));
+    throw new CliUsageError(error instanceof Error ? error.message : String(error));
   }
   const blockSizeGiven =
     (flags as { routerBlockSize?: unknown }).routerBlockSize !== undefined ||
@@ -240,7 +177,7 @@ export async function tokenizerFrom(flags: FrontendFlags): Promise<Tokenizer> {
   try {
     return await loadTokenizer(flags.tokenizer !== undefined ? { tokenizerJsonPath: flags.tokenizer } : {});
   } catch (error) {
-    throw new UsageError(
+    throw new CliUsageError(
       `--tokenizer ${flags.tokenizer}: ${error instanceof Error ? error.message : String(error)}`,
     );
   }
@@ -274,10 +211,9 @@ export function addDisaggOptions(cmd: Command): void {
       envOption(
         '--disagg-min-uncached-tokens <n>',
         'disaggregated: prompts with fewer uncached tokens prefill on the decode worker (0 = always disaggregate)',
-        'KVGATE_DISAGG_MIN_UNCACHED_TOKENS',
-      )
-        .argParser(nonNegativeInt)
-        .default(0),
+        nonNegativeInt,
+        0,
+      ),
     )
     .option('--enforce-disagg', 'disaggregated: fail requests rather than run them without a prefill worker');
 }

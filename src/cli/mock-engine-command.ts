@@ -7,14 +7,8 @@
 import { type Command, Option } from 'commander';
 import { type DisaggregationMode, FakeEngineServer } from '../engine/fakes/fake-engine-server.ts';
 import { onShutdownSignal } from '../util/shutdown.ts';
-import {
-  exitTwoOnUsageError,
-  nonNegativeNumber,
-  port,
-  positiveInt,
-  UsageError,
-  usageGuard,
-} from './frontend-flags.ts';
+import { nonNegativeNumber, port, positiveInt } from './frontend-flags.ts';
+import { CliUsageError, exitTwoOnUsageError, usageGuard } from './usage.ts';
 
 interface MockEngineFlags {
   api: 'sglang' | 'vllm';
@@ -59,7 +53,7 @@ export function registerMockEngineCommand(program: Command): void {
   cmd.action(
     usageGuard(async (flags: MockEngineFlags) => {
       if (flags.api === 'vllm' && flags.disaggregationMode !== 'null')
-        throw new UsageError('--disaggregation-mode is for the SGLang API');
+        throw new CliUsageError('--disaggregation-mode is for the SGLang API');
       const server = await FakeEngineServer.start({
         api: flags.api,
         host: flags.host,

@@ -13,8 +13,9 @@ import { errorMessage } from '../runtime/errors.ts';
 import { formatEndpointId, parseEndpointId } from '../runtime/types.ts';
 import { log } from '../util/log.ts';
 import { onShutdownSignal } from '../util/shutdown.ts';
-import { exitTwoOnUsageError, positiveInt, routerConfigFrom, UsageError } from './frontend-flags.ts';
-import { addRuntimeOptions, CliUsageError, runtimeSettingsFromOptions } from './runtime-options.ts';
+import { positiveInt, routerConfigFrom } from './frontend-flags.ts';
+import { addRuntimeOptions, runtimeSettingsFromOptions } from './runtime-options.ts';
+import { CliUsageError, exitTwoOnUsageError, usageGuard } from './usage.ts';
 
 interface RouterFlags {
   endpoint?: string;
@@ -34,17 +35,7 @@ export function registerRouterCommand(program: Command): void {
   addRouterOptions(cmd);
   addRuntimeOptions(cmd);
   exitTwoOnUsageError(cmd);
-  cmd.action(async (flags: RouterFlags) => {
-    try {
-      await runRouter(flags);
-    } catch (error) {
-      if (error instanceof UsageError || error instanceof CliUsageError) {
-        process.stderr.write(`error: ${error.message}\n`);
-        process.exit(2);
-      }
-      throw error;
-    }
-  });
+  cmd.action(usageGuard(runRouter));
 }
 
 /** The router config from the flags: `--block-size` (or `--router-block-size`) is required. */
@@ -54,11 +45,11 @@ export function routerServiceConfig(flags: RouterFlags & Record<string, unknown>
   const { config, blockSizeGiven } = routerConfigFrom(flags);
   const given = flags.blockSize ?? (blockSizeGiven ? config.blockSize : undefined);
   if (given === undefined)
-    throw new UsageError(
+    throw new CliUsageError(
       'give the workers’ KV block size: --block-size N (the router has no model card to read it from)',
     );
   if (flags.blockSize !== undefined && blockSizeGiven && config.blockSize !== flags.blockSize)
-    throw new UsageError(
+    throw new CliUsageError(
       `--block-size ${flags.blockSize} and --router-block-size ${config.blockSize} disagree`,
     );
   const merged = {
@@ -69,33 +60,33 @@ export function routerServiceConfig(flags: RouterFlags & Record<string, unknown>
   try {
     parseRouterConfig(merged);
   } catch (error) {
-    throw new UsageError(errorMessage(error));
+    throw new CliUsageError(errorMessage(error));
   }
   return merged;
 }
 
 async function runRouter(flags: RouterFlags): Promise<void> {
   if (flags.endpoint === undefined)
-    throw new UsageError('give the workers’ endpoint to route: --endpoint NS.COMPONENT.generate');
+    throw new CliUsageError('give the workers’ endpoint to route: --endpoint NS.COMPONENT.generate');
   let endpoint: ReturnType<typeof parseEndpointId>;
   try {
     endpoint = parseEndpointId(flags.endpoint);
   } catch (error) {
-    throw new UsageError(`--endpoint: ${errorMessage(error)}`);
+    throw new CliUsageError(`--endpoint: ${errorMessage(error)}`);
   }
   if (endpoint.endpoint !== 'generate')
-    throw new UsageError(
+    throw new CliUsageError(
       `--endpoint: the router routes generate endpoints, got ${formatEndpointId(endpoint)}`,
     );
   const opts = flags as RouterFlags & Record<string, unknown>;
   const config = routerServiceConfig(opts);
   const settings = runtimeSettingsFromOptions(opts);
   if (opts.namespace !== undefined && settings.namespace !== endpoint.namespace)
-    throw new UsageError(
+    throw new CliUsageError(
       `--namespace ${settings.namespace} differs from the --endpoint namespace ${endpoint.namespace}`,
     );
   if (settings.distributed === undefined)
-    throw new UsageError('kvgate router joins a distributed runtime: give --nats URL and --etcd URL');
+    throw new CliUsageError('kvgate router joins a distributed runtime: give --nats URL and --etcd URL');
 
   const runtime = await connectDistributedRuntime(settings.distributed);
   let service: RouterService;

@@ -11,11 +11,11 @@ import type { DistributedRuntimeOptions } from '../runtime/distributed.ts';
 import type { EtcdStoreOptions } from '../runtime/etcd/kv-store.ts';
 import type { NatsOptions } from '../runtime/nats/connection.ts';
 import { isValidName } from '../runtime/types.ts';
+import { envVariable } from './env-option.ts';
+import { CliUsageError } from './usage.ts';
 
-/** A bad flag or environment value: print the message (no stack) and exit with code 2. */
-export class CliUsageError extends Error {
-  override readonly name = 'CliUsageError';
-}
+/** Re-exported for the callers that catch it here; the class lives in usage.ts. */
+export { CliUsageError };
 
 interface RuntimeFlag {
   /** Commander attribute name. */
@@ -25,53 +25,28 @@ interface RuntimeFlag {
   readonly help: string;
 }
 
+function runtimeFlag(flags: string, help: string): RuntimeFlag {
+  const option = new Option(flags);
+  return { key: option.attributeName(), flags, env: envVariable(option.long ?? flags), help };
+}
+
 const RUNTIME_FLAGS: readonly RuntimeFlag[] = [
-  { key: 'nats', flags: '--nats <urls>', env: 'KVGATE_NATS', help: 'NATS server URL(s), comma separated' },
-  { key: 'etcd', flags: '--etcd <urls>', env: 'KVGATE_ETCD', help: 'etcd endpoint(s), comma separated' },
-  {
-    key: 'namespace',
-    flags: '--namespace <name>',
-    env: 'KVGATE_NAMESPACE',
-    help: `namespace (default ${DEFAULT_NAMESPACE})`,
-  },
-  {
-    key: 'leaseTtl',
-    flags: '--lease-ttl <seconds>',
-    env: 'KVGATE_LEASE_TTL',
-    help: 'discovery lease TTL in seconds (default 10)',
-  },
-  { key: 'natsToken', flags: '--nats-token <token>', env: 'KVGATE_NATS_TOKEN', help: 'NATS auth token' },
-  { key: 'natsUser', flags: '--nats-user <user>', env: 'KVGATE_NATS_USER', help: 'NATS user' },
-  { key: 'natsPass', flags: '--nats-pass <password>', env: 'KVGATE_NATS_PASS', help: 'NATS password' },
-  { key: 'natsCreds', flags: '--nats-creds <file>', env: 'KVGATE_NATS_CREDS', help: 'NATS .creds file' },
-  { key: 'natsTlsCa', flags: '--nats-tls-ca <file>', env: 'KVGATE_NATS_TLS_CA', help: 'NATS TLS CA file' },
-  {
-    key: 'natsTlsCert',
-    flags: '--nats-tls-cert <file>',
-    env: 'KVGATE_NATS_TLS_CERT',
-    help: 'NATS TLS client certificate',
-  },
-  {
-    key: 'natsTlsKey',
-    flags: '--nats-tls-key <file>',
-    env: 'KVGATE_NATS_TLS_KEY',
-    help: 'NATS TLS client key',
-  },
-  { key: 'etcdUser', flags: '--etcd-user <user>', env: 'KVGATE_ETCD_USER', help: 'etcd user' },
-  { key: 'etcdPass', flags: '--etcd-pass <password>', env: 'KVGATE_ETCD_PASS', help: 'etcd password' },
-  { key: 'etcdTlsCa', flags: '--etcd-tls-ca <file>', env: 'KVGATE_ETCD_TLS_CA', help: 'etcd TLS CA file' },
-  {
-    key: 'etcdTlsCert',
-    flags: '--etcd-tls-cert <file>',
-    env: 'KVGATE_ETCD_TLS_CERT',
-    help: 'etcd TLS client certificate',
-  },
-  {
-    key: 'etcdTlsKey',
-    flags: '--etcd-tls-key <file>',
-    env: 'KVGATE_ETCD_TLS_KEY',
-    help: 'etcd TLS client key',
-  },
+  runtimeFlag('--nats <urls>', 'NATS server URL(s), comma separated'),
+  runtimeFlag('--etcd <urls>', 'etcd endpoint(s), comma separated'),
+  runtimeFlag('--namespace <name>', `namespace (default ${DEFAULT_NAMESPACE})`),
+  runtimeFlag('--lease-ttl <seconds>', 'discovery lease TTL in seconds (default 10)'),
+  runtimeFlag('--nats-token <token>', 'NATS auth token'),
+  runtimeFlag('--nats-user <user>', 'NATS user'),
+  runtimeFlag('--nats-pass <password>', 'NATS password'),
+  runtimeFlag('--nats-creds <file>', 'NATS .creds file'),
+  runtimeFlag('--nats-tls-ca <file>', 'NATS TLS CA file'),
+  runtimeFlag('--nats-tls-cert <file>', 'NATS TLS client certificate'),
+  runtimeFlag('--nats-tls-key <file>', 'NATS TLS client key'),
+  runtimeFlag('--etcd-user <user>', 'etcd user'),
+  runtimeFlag('--etcd-pass <password>', 'etcd password'),
+  runtimeFlag('--etcd-tls-ca <file>', 'etcd TLS CA file'),
+  runtimeFlag('--etcd-tls-cert <file>', 'etcd TLS client certificate'),
+  runtimeFlag('--etcd-tls-key <file>', 'etcd TLS client key'),
 ];
 
 /** Adds the runtime flags to a command. */

@@ -5,17 +5,15 @@
  */
 import type { Command } from 'commander';
 import { startDisaggEmbeddedServer } from '../cluster/disagg/embedded.ts';
-import { EngineError } from '../engine/errors.ts';
 import { errorMessage } from '../runtime/errors.ts';
 import { log } from '../util/log.ts';
 import { onShutdownSignal } from '../util/shutdown.ts';
-import { type EmbeddedServer, startEmbeddedServer } from './embedded-server.ts';
+import { startEmbeddedServer } from './embedded-server.ts';
+import { envOption } from './env-option.ts';
 import {
   addDisaggOptions,
   addFrontendOptions,
   type DisaggFlags,
-  envOption,
-  exitTwoOnUsageError,
   type FrontendFlags,
   frontendOptionsFrom,
   modelName,
@@ -23,9 +21,8 @@ import {
   nonNegativeNumber,
   positiveInt,
   routerConfigFrom,
-  UsageError,
-  usageGuard,
 } from './frontend-flags.ts';
+import { CliUsageError, exitTwoOnUsageError, isUsageError, usageGuard } from './usage.ts';
 
 export const SERVE_DEFAULTS = {
   host: '127.0.0.1',
@@ -53,87 +50,63 @@ interface ServeFlags extends FrontendFlags, DisaggFlags {
 }
 
 export function registerServeCommand(program: Command): void {
+  const d = SERVE_DEFAULTS;
+  const options = [
+    envOption('--model <name>', 'model name the workers serve', modelName, d.model),
+    envOption('--workers <n>', 'mock-engine workers', positiveInt, d.workers),
+    envOption('--dp-size <n>', 'data-parallel ranks per worker', positiveInt, d.dpSize),
+    envOption('--block-size <tokens>', 'tokens per KV block', positiveInt, d.blockSize),
+    envOption('--num-gpu-blocks <n>', 'KV blocks per rank', positiveInt, d.numGpuBlocks),
+    envOption('--max-num-seqs <n>', 'running sequences per rank', positiveInt, d.maxNumSeqs),
+    envOption(
+      '--max-num-batched-tokens <n>',
+      'tokens per engine step per rank',
+      positiveInt,
+      d.maxNumBatchedTokens,
+    ),
+    envOption(
+      '--speedup-ratio <x>',
+      'simulated engine time runs this many times faster than real time (0 = no delay)',
+      nonNegativeNumber,
+      d.speedupRatio,
+    ),
+    envOption(
+      '--prefill-workers <n>',
+      'disaggregated: prefill workers in front of the decode workers (0 = aggregated)',
+      nonNegativeInt,
+      0,
+    ),
+    envOption('--decode-workers <n>', 'disaggregated: decode workers (default --workers)', positiveInt),
+  ];
   const cmd = program
     .command('serve')
-    .description('frontend + router + mock-engine workers in one process (embedded; local runtime)')
-    .addOption(
-      envOption('--model <name>', 'model name the workers serve', 'KVGATE_MODEL')
-        .argParser(modelName)
-        .default(SERVE_DEFAULTS.model),
-    )
-    .addOption(
-      envOption('--workers <n>', 'mock-engine workers', 'KVGATE_WORKERS')
-        .argParser(positiveInt)
-        .default(SERVE_DEFAULTS.workers),
-    )
-    .addOption(
-      envOption('--dp-size <n>', 'data-parallel ranks per worker', 'KVGATE_DP_SIZE')
-        .argParser(positiveInt)
-        .default(SERVE_DEFAULTS.dpSize),
-    )
-    .addOption(
-      envOption('--block-size <tokens>', 'tokens per KV block', 'KVGATE_BLOCK_SIZE')
-        .argParser(positiveInt)
-        .default(SERVE_DEFAULTS.blockSize),
-    )
-    .addOption(
-      envOption('--num-gpu-blocks <n>', 'KV blocks per rank', 'KVGATE_NUM_GPU_BLOCKS')
-        .argParser(positiveInt)
-        .default(SERVE_DEFAULTS.numGpuBlocks),
-    )
-    .addOption(
-      envOption('--max-num-seqs <n>', 'running sequences per rank', 'KVGATE_MAX_NUM_SEQS')
-        .argParser(positiveInt)
-        .default(SERVE_DEFAULTS.maxNumSeqs),
-    )
-    .addOption(
-      envOption(
-        '--max-num-batched-tokens <n>',
-        'tokens per engine step per rank',
-        'KVGATE_MAX_NUM_BATCHED_TOKENS',
-      )
-        .argParser(positiveInt)
-        .default(SERVE_DEFAULTS.maxNumBatchedTokens),
-    )
-    .addOption(
-      envOption(
-        '--speedup-ratio <x>',
-        'simulated engine time runs this many times faster than real time (0 = no delay)',
-        'KVGATE_SPEEDUP_RATIO',
-      )
-        .argParser(nonNegativeNumber)
-        .default(SERVE_DEFAULTS.speedupRatio),
-    )
-    .addOption(
-      envOption(
-        '--prefill-workers <n>',
-        'disaggregated: prefill workers in front of the decode workers (0 = aggregated)',
-        'KVGATE_PREFILL_WORKERS',
-      )
-        .argParser(nonNegativeInt)
-        .default(0),
-    )
-    .addOption(
-      envOption(
-        '--decode-workers <n>',
-        'disaggregated: decode workers (default --workers)',
-        'KVGATE_DECODE_WORKERS',
-      ).argParser(positiveInt),
-    );
+    .description('frontend + router + mock-engine workers in one process (embedded; local runtime)');
+  for (const option of options) cmd.addOption(option);
   addDisaggOptions(cmd);
   addFrontendOptions(cmd, { host: SERVE_DEFAULTS.host });
   exitTwoOnUsageError(cmd);
   cmd.action(usageGuard(serveAction));
 }
 
+/** Starts the deployment; a failure that is not a usage error ends the process with code 1. */
+async function startOrExit<T>(start: () => Promise<T>): Promise<T> {
+  try {
+    return await start();
+  } catch (error) {
+    if (isUsageError(error)) throw error;
+    process.stderr.write(`error: kvgate serve could not start: ${errorMessage(error)}\n`);
+    process.exit(1);
+  }
+}
+
 async function serveAction(flags: ServeFlags): Promise<void> {
   const { config, blockSizeGiven } = routerConfigFrom(flags);
   if (blockSizeGiven && config.blockSize !== flags.blockSize)
-    throw new UsageError(
+    throw new CliUsageError(
       `--router-block-size ${config.blockSize} differs from the workers' --block-size ${flags.blockSize}; the router must use the workers' block size`,
     );
   if (flags.maxNumBatchedTokens < flags.blockSize)
-    throw new UsageError(
+    throw new CliUsageError(
       `--max-num-batched-tokens ${flags.maxNumBatchedTokens} is smaller than --block-size ${flags.blockSize}`,
     );
   const common = await frontendOptionsFrom(flags, config);
@@ -147,9 +120,8 @@ async function serveAction(flags: ServeFlags): Promise<void> {
   };
   if (flags.prefillWorkers > 0) {
     const decodeWorkers = flags.decodeWorkers ?? flags.workers;
-    let disagg: Awaited<ReturnType<typeof startDisaggEmbeddedServer>>;
-    try {
-      disagg = await startDisaggEmbeddedServer({
+    const disagg = await startOrExit(() =>
+      startDisaggEmbeddedServer({
         ...common,
         model: flags.model,
         prefillWorkers: flags.prefillWorkers,
@@ -161,35 +133,24 @@ async function serveAction(flags: ServeFlags): Promise<void> {
         engine,
         host: flags.host,
         port: flags.port,
-      });
-    } catch (error) {
-      if (error instanceof EngineError && error.code === 'ENGINE_INVALID_OPTIONS')
-        throw new UsageError(error.message);
-      process.stderr.write(`error: kvgate serve could not start: ${errorMessage(error)}\n`);
-      process.exit(1);
-    }
+      }),
+    );
     onShutdownSignal(() => disagg.close());
     process.stdout.write(
       `kvgate listening on ${disagg.url} (model ${flags.model}, ${flags.prefillWorkers} prefill + ${decodeWorkers} decode workers x ${flags.dpSize} ranks, router ${flags.routerMode})\n`,
     );
     return;
   }
-  let server: EmbeddedServer;
-  try {
-    server = await startEmbeddedServer({
+  const server = await startOrExit(() =>
+    startEmbeddedServer({
       ...common,
       model: flags.model,
       workers: flags.workers,
       engine,
       host: flags.host,
       port: flags.port,
-    });
-  } catch (error) {
-    if (error instanceof EngineError && error.code === 'ENGINE_INVALID_OPTIONS')
-      throw new UsageError(error.message);
-    process.stderr.write(`error: kvgate serve could not start: ${errorMessage(error)}\n`);
-    process.exit(1);
-  }
+    }),
+  );
   onShutdownSignal(() => server.close());
   log.info(
     {

@@ -7,22 +7,23 @@
  * are started by `kvgate serve` instead.
  */
 import { hostname } from 'node:os';
-import { type Command, type CommanderError, InvalidArgumentError, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import {
   addRemoteEngineOptions,
   type RemoteEngineFlags,
   remoteEngineFlagProblem,
   runRemoteEngineWorker,
 } from '../engine/adapters/remote-worker-cli.ts';
-import { EngineError } from '../engine/errors.ts';
 import type { WorkerRole } from '../protocol/generate.ts';
 import { connectDistributedRuntime, type DistributedRuntime } from '../runtime/distributed.ts';
+import { errorMessage } from '../runtime/errors.ts';
 import { log } from '../util/log.ts';
 import { onShutdownSignal } from '../util/shutdown.ts';
 import { MockEngineAdapter } from '../worker/engine-adapter.ts';
 import { Worker } from '../worker/worker.ts';
 import { modelName, nonNegativeInt, nonNegativeNumber, port, positiveInt } from './frontend-flags.ts';
-import { addRuntimeOptions, CliUsageError, runtimeSettingsFromOptions } from './runtime-options.ts';
+import { addRuntimeOptions, runtimeSettingsFromOptions } from './runtime-options.ts';
+import { CliUsageError, exitTwoOnUsageError, isUsageError, usageGuard } from './usage.ts';
 
 /** A port other processes connect to (0, "any free port", cannot be advertised). */
 function advertisedPort(value: string): number {
@@ -107,25 +108,19 @@ export function registerWorkerCommand(program: Command): void {
     .option('--metrics-interval <ms>', 'publish load at least this often', positiveInt, 1000);
   addRemoteEngineOptions(cmd);
   addRuntimeOptions(cmd);
-  cmd.exitOverride((error: CommanderError) => {
-    process.exit(error.exitCode === 0 ? 0 : 2);
-  });
-  cmd.action(async (flags: WorkerFlags, command: Command) => {
-    try {
-      await runWorker(flags, command.opts());
-    } catch (error) {
-      if (
-        error instanceof CliUsageError ||
-        (error instanceof EngineError && error.code === 'ENGINE_INVALID_OPTIONS')
-      ) {
-        process.stderr.write(`error: ${error.message}\n`);
-        process.exit(2);
+  exitTwoOnUsageError(cmd);
+  cmd.action(
+    usageGuard(async (flags: WorkerFlags, command: Command) => {
+      try {
+        await runWorker(flags, command.opts());
+      } catch (error) {
+        if (isUsageError(error)) throw error;
+        log.error({ err: error }, 'worker: failed to start');
+        process.stderr.write(`error: ${errorMessage(error)}\n`);
+        process.exit(1);
       }
-      log.error({ err: error }, 'worker: failed to start');
-      process.stderr.write(`error: ${error instanceof Error ? error.message : String(error)}\n`);
-      process.exit(1);
-    }
-  });
+    }),
+  );
 }
 
 async function runWorker(flags: WorkerFlags, opts: Record<string, unknown>): Promise<void> {

@@ -1,0 +1,43 @@
+/**
+ * Usage errors of every kvgate command: a bad flag, a bad `KVGATE_*` value or a bad combination
+ * prints `error: ...` (no stack) and exits with code 2; `--help` and `--version` exit 0.
+ */
+import type { Command, CommanderError } from 'commander';
+import { EngineError } from '../engine/errors.ts';
+
+export const USAGE_EXIT_CODE = 2;
+
+/** A usage error found after commander parsed the flags (combinations, files, runtime settings). */
+export class CliUsageError extends Error {
+  override readonly name = 'CliUsageError';
+}
+
+/** A CliUsageError, or engine options the engine refused (they come straight from the flags). */
+export function isUsageError(error: unknown): error is Error {
+  return (
+    error instanceof CliUsageError ||
+    (error instanceof EngineError && error.code === 'ENGINE_INVALID_OPTIONS')
+  );
+}
+
+/** Commander's own usage errors (bad flag, bad environment value, unknown option) exit 2, not 1. */
+export function exitTwoOnUsageError(cmd: Command): Command {
+  return cmd.exitOverride((error: CommanderError) => {
+    process.exit(error.exitCode === 0 ? 0 : USAGE_EXIT_CODE);
+  });
+}
+
+/** Runs a command action; a usage error (isUsageError) prints `error: ...` and exits 2. */
+export function usageGuard<A extends unknown[]>(
+  action: (...args: A) => Promise<void>,
+): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      await action(...args);
+    } catch (error) {
+      if (!isUsageError(error)) throw error;
+      process.stderr.write(`error: ${error.message}\n`);
+      process.exit(USAGE_EXIT_CODE);
+    }
+  };
+}
