@@ -209,7 +209,7 @@ describe('KV events over ZMQ', () => {
     expect(late.kvEventStats()!.replayedBatches).toBeGreaterThanOrEqual(4);
   });
 
-  it('without a replay socket, a gap resets that rank (its blocks removed, other ranks kept) and the view restarts', async () => {
+  it('without a replay socket, a gap resets that rank (its blocks removed, other ranks kept), the view restarts, ids and ranges run on', async () => {
     const { fake, adapter, seen } = await sglang({}, 2, false);
     await run(adapter, 'a', prompt(1), 0);
     await run(adapter, 'x', prompt(9), 1);
@@ -234,6 +234,10 @@ describe('KV events over ZMQ', () => {
     // Ids stay dense per rank across the reset.
     const ids = seen.filter((e) => e.dpRank === 0).map((e) => e.eventId);
     expect(ids).toEqual(ids.map((_, i) => BigInt(i)));
+    // A router that missed events asks for a range across the reset and gets exactly what was published.
+    const published = seen.filter((e) => e.dpRank === 0);
+    const range = adapter.eventsInRange(0, 0n, published.at(-1)!.eventId);
+    expect(range.kind === 'events' ? range.events.map((e) => e.event) : range).toEqual(published);
     // Rank 0 now knows only what came after the reset; rank 1 is untouched.
     const after = view(adapter, 0);
     expect(after.length).toBeGreaterThan(0);

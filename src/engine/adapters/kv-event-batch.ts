@@ -38,10 +38,7 @@ export interface RawEventBatch {
 /** A payload that is not a valid EventBatch. */
 export class KvBatchFormatError extends Error {
   readonly code = 'KV_BATCH_MALFORMED';
-  constructor(message: string) {
-    super(message);
-    this.name = 'KvBatchFormatError';
-  }
+  override readonly name = 'KvBatchFormatError';
 }
 
 function fail(message: string): never {

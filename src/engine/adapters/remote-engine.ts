@@ -5,6 +5,7 @@
  * unreachable engine is WORKER_UNAVAILABLE, so routers send the request elsewhere).
  */
 import type { KvCacheEvent, KvEventData, WorkerId } from '../../kv/events.ts';
+import { RadixTreeIndexer } from '../../kv/radix-tree.ts';
 import type { GenerateChunk, GenerateRequest } from '../../protocol/generate.ts';
 import { WORKER_UNAVAILABLE, workerErrorText } from '../../protocol/wire.ts';
 import { BlockHasher } from '../../tokens/block-hash.ts';
@@ -15,8 +16,7 @@ import type {
   EngineRankLoad,
   RankDump,
 } from '../../worker/engine-adapter.ts';
-import type { EventRangeResult } from '../local-indexer.ts';
-import { RankEventLog } from './rank-event-log.ts';
+import { type EventRangeResult, LocalIndexer } from '../local-indexer.ts';
 import { ZmqKvSubscriber, type ZmqKvSubscriberStats } from './zmq-kv-subscriber.ts';
 
 export interface KvEventsSource {
@@ -35,9 +35,11 @@ export interface RemoteEngineOptions {
   readonly kvEvents?: KvEventsSource;
   /** Hash seed of tokens_hash (default Dynamo's 1337). */
   readonly hashSeed?: bigint;
-  /** Batches each rank keeps for the router's range queries (default 10 000). */
+  /** Events each rank keeps for the router's range queries (default 10 000). */
   readonly eventBufferSize?: number;
 }
+
+const DEFAULT_EVENT_BUFFER_SIZE = 10_000;
 
 /** One request's share of its rank's load. */
 interface InFlight {
@@ -51,7 +53,11 @@ export abstract class RemoteEngineAdapter implements EngineAdapter {
   readonly description: EngineDescription;
   readonly workerId: WorkerId;
   readonly url: string;
-  private readonly logs: RankEventLog[] = [];
+  /**
+   * The worker's own view of each rank's KV blocks, built from the events it publishes (the real
+   * engines keep none we could query); it answers kv_indexer_query like the mock engine's.
+   */
+  private readonly logs: LocalIndexer[] = [];
   /**
    * Event ids are this worker's own, dense per rank: a ZMQ batch (one engine sequence number) may
    * carry several events, and routers want one id per event, increasing by one.
@@ -70,7 +76,14 @@ export abstract class RemoteEngineAdapter implements EngineAdapter {
     this.workerId = options.workerId;
     this.url = options.url.replace(/\/+$/, '');
     for (let rank = 0; rank < options.description.dataParallelSize; rank++) {
-      this.logs.push(new RankEventLog(options.workerId, rank, options.eventBufferSize));
+      this.logs.push(
+        new LocalIndexer(
+          options.workerId,
+          rank,
+          options.eventBufferSize ?? DEFAULT_EVENT_BUFFER_SIZE,
+          new RadixTreeIndexer(),
+        ),
+      );
       this.nextEventIds.push(0n);
     }
     this.subscriber =
@@ -227,7 +240,7 @@ export abstract class RemoteEngineAdapter implements EngineAdapter {
     return response.body;
   }
 
-  private log(dpRank: number): RankEventLog {
+  private log(dpRank: number): LocalIndexer {
     const rankLog = this.logs[dpRank];
     if (rankLog === undefined)
       throw Object.assign(new Error(`rank ${dpRank} out of range [0, ${this.logs.length})`), {
@@ -238,15 +251,15 @@ export abstract class RemoteEngineAdapter implements EngineAdapter {
 
   /**
    * The engine's events of one rank can no longer be followed: the blocks we know it held are
-   * published as removed (a `cleared` event would drop every rank of the worker in the router),
-   * and that rank's view starts again from the next event.
+   * published as removed (a `cleared` event would drop every rank of the worker in the router).
+   * That removal empties the rank's view, which the next events build again; the ids stay dense,
+   * so a router's range query across the reset gets the removal too.
    */
   private forgetRank(dpRank: number): void {
     const held: bigint[] = [];
     for (const { event } of this.logs[dpRank].dump())
       if (event.data.kind === 'stored') for (const block of event.data.blocks) held.push(block.blockHash);
     if (held.length > 0) this.publish(dpRank, { kind: 'removed', blockHashes: held });
-    this.logs[dpRank].reset();
   }
 
   private publish(dpRank: number, data: KvEventData): void {

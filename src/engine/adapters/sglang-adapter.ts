@@ -46,10 +46,7 @@ export interface SglangServerInfo {
 
 export class EngineProbeError extends Error {
   readonly code = 'ENGINE_PROBE_FAILED';
-  constructor(message: string) {
-    super(message);
-    this.name = 'EngineProbeError';
-  }
+  override readonly name = 'EngineProbeError';
 }
 
 async function getJson(url: string, signal?: AbortSignal): Promise<{ status: number; body: unknown }> {
