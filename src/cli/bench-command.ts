@@ -11,34 +11,11 @@ import { REPLAY_DEFAULTS, REPLAY_POLICIES, type ReplayProgress, runReplay } from
 import { headline, writeReport } from '../bench/report.ts';
 import { formatTrace, MOONCAKE_BLOCK_SIZE, readTrace, TraceFormatError } from '../bench/trace.ts';
 import { addRouterOptions, routerConfigFromOptions } from '../routing/config.ts';
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
-  return n;
-}
-
-function nonNegativeInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer');
-  return n;
-}
+import { fraction, nonNegativeInt, positiveInt, positiveNumber } from './arg-parsers.ts';
 
 function integer(value: string): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n)) throw new InvalidArgumentError('expected an integer');
-  return n;
-}
-
-function positiveNumber(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number');
-  return n;
-}
-
-function fraction(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError('expected a number in [0, 1]');
   return n;
 }
 

@@ -7,7 +7,7 @@
 import { type Command, Option } from 'commander';
 import { type DisaggregationMode, FakeEngineServer } from '../engine/fakes/fake-engine-server.ts';
 import { onShutdownSignal } from '../util/shutdown.ts';
-import { nonNegativeNumber, port, positiveInt } from './frontend-flags.ts';
+import { nonNegativeNumber, port, positiveInt } from './arg-parsers.ts';
 import { CliUsageError, exitTwoOnUsageError, usageGuard } from './usage.ts';
 
 interface MockEngineFlags {

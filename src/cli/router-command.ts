@@ -13,7 +13,8 @@ import { errorMessage } from '../runtime/errors.ts';
 import { formatEndpointId, parseEndpointId } from '../runtime/types.ts';
 import { log } from '../util/log.ts';
 import { onShutdownSignal } from '../util/shutdown.ts';
-import { positiveInt, routerConfigFrom } from './frontend-flags.ts';
+import { positiveInt } from './arg-parsers.ts';
+import { routerConfigFrom } from './frontend-flags.ts';
 import { addRuntimeOptions, runtimeSettingsFromOptions } from './runtime-options.ts';
 import { CliUsageError, exitTwoOnUsageError, usageGuard } from './usage.ts';
 

@@ -8,6 +8,7 @@ import { startDisaggEmbeddedServer } from '../cluster/disagg/embedded.ts';
 import { errorMessage } from '../runtime/errors.ts';
 import { log } from '../util/log.ts';
 import { onShutdownSignal } from '../util/shutdown.ts';
+import { modelName, nonNegativeInt, nonNegativeNumber, positiveInt } from './arg-parsers.ts';
 import { startEmbeddedServer } from './embedded-server.ts';
 import { envOption } from './env-option.ts';
 import {
@@ -16,10 +17,6 @@ import {
   type DisaggFlags,
   type FrontendFlags,
   frontendOptionsFrom,
-  modelName,
-  nonNegativeInt,
-  nonNegativeNumber,
-  positiveInt,
   routerConfigFrom,
 } from './frontend-flags.ts';
 import { CliUsageError, exitTwoOnUsageError, isUsageError, usageGuard } from './usage.ts';

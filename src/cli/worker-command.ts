@@ -21,7 +21,7 @@ import { log } from '../util/log.ts';
 import { onShutdownSignal } from '../util/shutdown.ts';
 import { MockEngineAdapter } from '../worker/engine-adapter.ts';
 import { Worker } from '../worker/worker.ts';
-import { modelName, nonNegativeInt, nonNegativeNumber, port, positiveInt } from './frontend-flags.ts';
+import { modelName, nonNegativeInt, nonNegativeNumber, port, positiveInt } from './arg-parsers.ts';
 import { addRuntimeOptions, runtimeSettingsFromOptions } from './runtime-options.ts';
 import { CliUsageError, exitTwoOnUsageError, isUsageError, usageGuard } from './usage.ts';
 

@@ -4,19 +4,31 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runReplay } from '../../src/bench/replay.ts';
+import { readTrace } from '../../src/bench/trace.ts';
+import type { KvRouterConfigInput } from '../../src/routing/config.ts';
 
 const run = promisify(execFile);
 const CLI = join(import.meta.dirname, '..', '..', 'bin', 'kvgate.js');
 
-async function kvgate(...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
+async function kvgate(
+  args: readonly string[],
+  env: Readonly<Record<string, string>> = {},
+): Promise<{ stdout: string; stderr: string; code: number }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { timeout: 60_000 });
+    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], {
+      timeout: 60_000,
+      env: { ...process.env, ...env },
+    });
     return { stdout, stderr, code: 0 };
   } catch (err) {
     const e = err as { stdout: string; stderr: string; code: number };
     return { stdout: e.stdout, stderr: e.stderr, code: e.code };
   }
 }
+
+const gen = (out: string, ...flags: string[]) => kvgate(['bench', 'gen', '--out', out, ...flags]);
+const replay = (trace: string, ...flags: string[]) => kvgate(['bench', 'replay', '--trace', trace, ...flags]);
 
 let dir: string;
 beforeAll(async () => {
@@ -29,40 +41,18 @@ afterAll(async () => {
 describe('kvgate bench', () => {
   it('generates a trace and replays it, ending stdout with the benchmark JSON line', async () => {
     const trace = join(dir, 'gen.jsonl');
-    const gen = await kvgate(
-      'bench',
-      'gen',
-      '--out',
-      trace,
-      '--arrivals',
-      '40',
-      '--groups',
-      '3',
-      '--seed',
-      '4',
-    );
-    expect(gen.code).toBe(0);
-    expect(gen.stdout).toContain('wrote 40 requests');
+    const generated = await gen(trace, '--arrivals', '40', '--groups', '3', '--seed', '4');
+    expect(generated.code).toBe(0);
+    expect(generated.stdout).toContain('wrote 40 requests');
     const out = join(dir, 'report');
-    const replay = await kvgate(
-      'bench',
-      'replay',
-      '--trace',
+    const replayed = await replay(
       trace,
-      '--workers',
-      '2',
-      '--dp-size',
-      '2',
-      '--policy',
-      'kv,round-robin,cache-aware',
-      '--out',
-      out,
-      '--seed',
-      '3',
+      ...['--workers', '2', '--dp-size', '2', '--policy', 'kv,round-robin,cache-aware'],
+      ...['--out', out, '--seed', '3'],
     );
-    expect(replay.stderr).toBe('');
-    expect(replay.code).toBe(0);
-    const lines = replay.stdout.trim().split('\n');
+    expect(replayed.stderr).toBe('');
+    expect(replayed.code).toBe(0);
+    const lines = replayed.stdout.trim().split('\n');
     const last = JSON.parse(lines[lines.length - 1]);
     expect(Object.keys(last).sort()).toEqual(
       [
@@ -89,50 +79,61 @@ describe('kvgate bench', () => {
     const trace = join(dir, 'bad.jsonl');
     const good = JSON.stringify({ timestamp: 0, input_length: 600, output_length: 3, hash_ids: [1, 2] });
     await writeFile(trace, `${good}\n{"timestamp": 5, "input_length": 600}\n${good}\n`);
-    const failed = await kvgate('bench', 'replay', '--trace', trace, '--workers', '1', '--policy', 'kv');
+    const oneWorker = ['--workers', '1', '--policy', 'kv'];
+    const failed = await replay(trace, ...oneWorker);
     expect(failed.code).toBe(1);
     expect(failed.stderr).toMatch(/bad\.jsonl:2: /);
-    const skipped = await kvgate(
-      'bench',
-      'replay',
-      '--trace',
-      trace,
-      '--workers',
-      '1',
-      '--policy',
-      'kv',
-      '--skip-bad',
-    );
+    const skipped = await replay(trace, ...oneWorker, '--skip-bad');
     expect(skipped.code).toBe(0);
     expect(skipped.stderr).toContain('skipped 1 bad line(s)');
     expect(skipped.stdout).toContain('2/2 done');
   });
 
-  it('passes router settings to the policies and rejects bad flags', async () => {
+  it('routes with the router settings given as flags or KVGATE_ROUTER_* variables', async () => {
     const trace = join(dir, 'r.jsonl');
-    await kvgate('bench', 'gen', '--out', trace, '--arrivals', '10');
-    const out = join(dir, 'r');
-    const ok = await kvgate(
-      'bench',
-      'replay',
-      '--trace',
-      trace,
-      '--workers',
-      '2',
-      '--policy',
-      'kv',
-      '--router-kv-overlap-score-weight',
-      '2.5',
-      '--out',
-      out,
+    expect((await gen(trace, '--arrivals', '40', '--groups', '4', '--rate', '40')).code).toBe(0);
+    // The same replay in process: what the kv policy does with and without the settings.
+    const parsed = await readTrace(trace);
+    const settings = { overlapScoreWeight: 0, prefillQueueWeight: 3 };
+    const kvPolicy = async (routerConfig: KvRouterConfigInput) =>
+      (await runReplay(parsed, { source: 'r.jsonl', workers: 2, dpSize: 2, policies: ['kv'], routerConfig }))
+        .report.policies;
+    const [expected, withDefaults] = await Promise.all([kvPolicy(settings), kvPolicy({})]);
+    // On this trace the settings change where requests go (else the check below would prove nothing).
+    expect(expected[0].ranks.map((r) => r.requests)).not.toEqual(
+      withDefaults[0].ranks.map((r) => r.requests),
     );
-    expect(ok.code).toBe(0);
-    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'));
-    expect(report.settings.router.overlapScoreWeight).toBe(2.5);
-    const mismatch = await kvgate('bench', 'replay', '--trace', trace, '--router-block-size', '16');
+
+    const common = ['--workers', '2', '--dp-size', '2', '--policy', 'kv'];
+    const report = async (name: string, flags: string[], env: Record<string, string> = {}) => {
+      const out = join(dir, name);
+      const result = await kvgate(
+        ['bench', 'replay', '--trace', trace, ...common, ...flags, '--out', out],
+        env,
+      );
+      expect(result.code, result.stderr).toBe(0);
+      return JSON.parse(await readFile(join(out, 'report.json'), 'utf8'));
+    };
+    const [byFlags, byEnv] = await Promise.all([
+      report('r-flags', ['--router-kv-overlap-score-weight', '0', '--router-prefill-queue-weight', '3']),
+      report('r-env', [], {
+        KVGATE_ROUTER_KV_OVERLAP_SCORE_WEIGHT: '0',
+        KVGATE_ROUTER_PREFILL_QUEUE_WEIGHT: '3',
+      }),
+    ]);
+    for (const r of [byFlags, byEnv]) {
+      expect(r.settings.router).toMatchObject(settings);
+      expect(r.policies).toEqual(expected);
+    }
+  });
+
+  it("refuses a router block size other than the engines' and an unknown policy", async () => {
+    const trace = join(dir, 'bad-flags.jsonl');
+    await gen(trace, '--arrivals', '10');
+    const mismatch = await replay(trace, '--router-block-size', '16');
     expect(mismatch.code).toBe(1);
     expect(mismatch.stderr).toMatch(/differs from --block-size 64/);
-    const badPolicy = await kvgate('bench', 'replay', '--trace', trace, '--policy', 'kv,bogus');
+    const badPolicy = await replay(trace, '--policy', 'kv,bogus');
     expect(badPolicy.code).not.toBe(0);
     expect(badPolicy.stderr).toMatch(/unknown policy "bogus"/);
   });
