@@ -763,7 +763,7 @@ export class RadixTreeIndexer implements KvIndexer {
 
   private createChild(parent: number, lo: number, hi: number): number {
     const nodes = this.nodes;
-    const child = nodes.alloc(parent, lo, hi, parent === ROOT ? NO_NODE : parent);
+    const child = nodes.alloc(parent, lo, hi);
     if (nodes.data[parent * NODE_STRIDE + FIRST_CHILD] === NO_NODE)
       nodes.data[parent * NODE_STRIDE + FIRST_CHILD] = child;
     else this.children.insert(child);

@@ -1,9 +1,9 @@
 /**
  * Radix-tree nodes, one 8 x Int32 record each in a single array (`data`), so one tree level of a walk
- * touches one cache line. Node 0 is the root. A free node has parent FREE_NODE and sits on a doubly
- * linked free list (next in its first-child field, previous in its child-count field), so `alloc` can
- * take a chosen id: the one after the previous allocation when it is free, which keeps the nodes of a
- * stored chain adjacent in memory even after heavy churn.
+ * touches one cache line. Node 0 is the root. A free node has parent FREE_NODE and sits on a LIFO
+ * free list threaded through its first-child field, so allocating and freeing touch no other record.
+ * Removals free a chain leaf first, so the next allocations take its ids back root first, in
+ * ascending order: stored chains stay adjacent in memory under churn.
  *
  * Record fields (offsets below): parent; tokens hash halves; the first child, kept inline (later
  * children live in the ChildTable); the number of children; the owners: count, and start (the entry id
@@ -48,20 +48,11 @@ export class NodePool {
     this.init(ROOT, NO_NODE, 0, 0);
   }
 
-  /** A new node; `near` (its parent) asks for id near + 1 when that one is free or next to be bumped. */
-  alloc(parent: number, lo: number, hi: number, near = NO_NODE): number {
-    const data = this.data;
-    const wanted = near + 1;
-    let id: number;
-    if (near !== NO_NODE && wanted < this.bump && data[wanted * NODE_STRIDE + PARENT] === FREE_NODE) {
-      id = wanted;
-      this.unlinkFree(id);
-    } else if (near !== NO_NODE && wanted === this.bump && this.bump < this.capacity) {
-      id = this.bump++;
-    } else if (this.freeHead !== NO_NODE) {
-      id = this.freeHead;
-      this.unlinkFree(id);
-    } else {
+  /** A new node: the most recently freed id, else the next never used one. */
+  alloc(parent: number, lo: number, hi: number): number {
+    let id = this.freeHead;
+    if (id !== NO_NODE) this.freeHead = this.data[id * NODE_STRIDE + FIRST_CHILD];
+    else {
       if (this.bump === this.capacity) this.resize(grownCapacity(this.capacity));
       id = this.bump++;
     }
@@ -75,20 +66,8 @@ export class NodePool {
     const at = id * NODE_STRIDE;
     data[at + PARENT] = FREE_NODE;
     data[at + FIRST_CHILD] = this.freeHead;
-    data[at + CHILD_COUNT] = NO_NODE;
-    if (this.freeHead !== NO_NODE) data[this.freeHead * NODE_STRIDE + CHILD_COUNT] = id;
     this.freeHead = id;
     this.live--;
-  }
-
-  private unlinkFree(id: number): void {
-    const data = this.data;
-    const at = id * NODE_STRIDE;
-    const next = data[at + FIRST_CHILD];
-    const prev = data[at + CHILD_COUNT];
-    if (prev === NO_NODE) this.freeHead = next;
-    else data[prev * NODE_STRIDE + FIRST_CHILD] = next;
-    if (next !== NO_NODE) data[next * NODE_STRIDE + CHILD_COUNT] = prev;
   }
 
   ownerClass(id: number): number {
