@@ -200,18 +200,22 @@ export class ApproximateIndexer implements KvIndexer {
     this.purgeExpired();
     const count = Math.min(localHashes.length, sequenceHashes.length) >>> 1;
     if (count === 0) return null;
+    const expiresAt = this.clock.now() + ttlMs;
     let owner = this.inner.owners.find(workerId, dpRank);
     let blocks = owner < 0 ? undefined : this.tracked.get(owner);
-    // Tracked blocks are in the inner index already: only the chain's untracked tail is stored.
+    // The chain's tracked prefix is in the inner index already: it is refreshed, only the tail stored.
     let first = 0;
     if (blocks !== undefined)
-      while (first < count) {
+      for (; first < count; first++) {
         const entry = blocks.find(sequenceHashes[2 * first], sequenceHashes[2 * first + 1]);
         if (entry === undefined || entry.depth !== first + 1) break;
-        first++;
+        if (expiresAt > entry.expiresAt) entry.expiresAt = expiresAt;
       }
     if (first < count) {
-      const error = this.storeChain(workerId, dpRank, localHashes, sequenceHashes, first, count);
+      let error = this.storeBlocks(workerId, dpRank, localHashes, sequenceHashes, first, count);
+      // Should the inner index have lost the tracked prefix, store the whole chain from the root.
+      if (error !== null && first > 0)
+        error = this.storeBlocks(workerId, dpRank, localHashes, sequenceHashes, 0, count);
       if (error !== null) return error;
       owner = this.inner.owners.find(workerId, dpRank);
       blocks = this.tracked.get(owner);
@@ -220,8 +224,7 @@ export class ApproximateIndexer implements KvIndexer {
         this.tracked.set(owner, blocks);
       }
     }
-    const expiresAt = this.clock.now() + ttlMs;
-    for (let i = 0; i < count; i++) {
+    for (let i = first; i < count; i++) {
       const lo = sequenceHashes[2 * i];
       const hi = sequenceHashes[2 * i + 1];
       const entry = blocks!.find(lo, hi);
@@ -315,7 +318,11 @@ export class ApproximateIndexer implements KvIndexer {
     return removed;
   }
 
-  private storeChain(
+  /**
+   * Stores blocks [first, count) of the chain under block first − 1 (the root when first is 0):
+   * through the radix tree's packed API when it can (no bigint per block), else as a stored event.
+   */
+  private storeBlocks(
     workerId: WorkerId,
     dpRank: number,
     localHashes: Uint32Array,
@@ -323,19 +330,27 @@ export class ApproximateIndexer implements KvIndexer {
     first: number,
     count: number,
   ): KvEventError | null {
+    const hasParent = first > 0;
+    const parentLo = hasParent ? sequenceHashes[2 * first - 2] : 0;
+    const parentHi = hasParent ? sequenceHashes[2 * first - 1] : 0;
     if (this.packedInner !== null && isU64(workerId) && isDpRank(dpRank)) {
-      const error = this.storePacked(
-        this.packedInner,
-        workerId,
-        dpRank,
-        localHashes,
-        sequenceHashes,
-        first,
-        count,
+      const words = 4 * (count - first);
+      if (this.packedBlocks.length < words) this.packedBlocks = new Uint32Array(2 * words);
+      const packed = this.packedBlocks;
+      for (let i = first, at = 0; i < count; i++, at += 4) {
+        packed[at] = localHashes[2 * i];
+        packed[at + 1] = localHashes[2 * i + 1];
+        packed[at + 2] = sequenceHashes[2 * i];
+        packed[at + 3] = sequenceHashes[2 * i + 1];
+      }
+      const owner = this.inner.owners.intern(workerId, dpRank);
+      return this.packedInner.applyStoredPacked(
+        owner,
+        hasParent,
+        parentLo,
+        parentHi,
+        packed.subarray(0, words),
       );
-      if (error !== null && first > 0)
-        return this.storeChain(workerId, dpRank, localHashes, sequenceHashes, 0, count);
-      return error;
     }
     const blocks = new Array<StoredBlock>(count - first);
     for (let i = first; i < count; i++)
@@ -343,42 +358,11 @@ export class ApproximateIndexer implements KvIndexer {
         tokensHash: u64FromHalves(localHashes[2 * i], localHashes[2 * i + 1]),
         blockHash: u64FromHalves(sequenceHashes[2 * i], sequenceHashes[2 * i + 1]),
       };
-    const parentHash =
-      first === 0 ? null : u64FromHalves(sequenceHashes[2 * first - 2], sequenceHashes[2 * first - 1]);
-    const error = this.inner.apply({
+    const parentHash = hasParent ? u64FromHalves(parentLo, parentHi) : null;
+    return this.inner.apply({
       workerId,
       event: { eventId: 0n, dpRank, data: { kind: 'stored', parentHash, blocks } },
     });
-    // Should the inner index have lost the tracked prefix, store the whole chain from the root.
-    if (error !== null && first > 0)
-      return this.storeChain(workerId, dpRank, localHashes, sequenceHashes, 0, count);
-    return error;
-  }
-
-  /** storeChain through the radix tree's packed API: blocks [first, count) under block first − 1. */
-  private storePacked(
-    inner: RadixTreeIndexer,
-    workerId: WorkerId,
-    dpRank: number,
-    localHashes: Uint32Array,
-    sequenceHashes: Uint32Array,
-    first: number,
-    count: number,
-  ): KvEventError | null {
-    const words = 4 * (count - first);
-    if (this.packedBlocks.length < words) this.packedBlocks = new Uint32Array(2 * words);
-    const packed = this.packedBlocks;
-    for (let i = first, at = 0; i < count; i++, at += 4) {
-      packed[at] = localHashes[2 * i];
-      packed[at + 1] = localHashes[2 * i + 1];
-      packed[at + 2] = sequenceHashes[2 * i];
-      packed[at + 3] = sequenceHashes[2 * i + 1];
-    }
-    const owner = this.inner.owners.intern(workerId, dpRank);
-    const hasParent = first > 0;
-    const parentLo = hasParent ? sequenceHashes[2 * first - 2] : 0;
-    const parentHi = hasParent ? sequenceHashes[2 * first - 1] : 0;
-    return inner.applyStoredPacked(owner, hasParent, parentLo, parentHi, packed.subarray(0, words));
   }
 
   /** Prunes recorded blocks until the inner index is at the target size (or nothing is left to prune). */
