@@ -53,6 +53,7 @@ import {
   type Runtime,
   type Subscription,
 } from '../runtime/types.ts';
+import type { Cancellation } from '../util/cancel.ts';
 import { log } from '../util/log.ts';
 import { BadResponseError, WorkerLostError, WorkerRequestError } from './errors.ts';
 import { type IndexerQuery, KvEventIngest, type KvEventIngestStats } from './kv-event-ingest.ts';
@@ -90,7 +91,7 @@ export interface RoutedChunk extends GenerateChunk {
 
 export interface GenerateOptions {
   /** Turns the error the stream fails with into the one its consumer sees (given the call's signal). */
-  readonly mapError?: (error: unknown, signal: AbortSignal | undefined) => unknown;
+  mapError?(error: unknown, signal: Cancellation | undefined): unknown;
 }
 
 export interface ModelInstance {
@@ -371,7 +372,7 @@ export class ModelRouter {
   }
 
   /** Resolves when at least one worker serves the model; NoWorkersError after `timeoutMs`. */
-  async waitForInstances(timeoutMs: number = this.waitForWorkersMs, signal?: AbortSignal): Promise<void> {
+  async waitForInstances(timeoutMs: number = this.waitForWorkersMs, signal?: Cancellation): Promise<void> {
     await this.start();
     if (this.cards.size > 0) return;
     await new Promise<void>((resolve, reject) => {
@@ -410,7 +411,7 @@ export class ModelRouter {
    */
   generate(
     request: RoutedRequest,
-    signal?: AbortSignal,
+    signal?: Cancellation,
     options?: GenerateOptions,
   ): AsyncIterableIterator<RoutedChunk> {
     return new RoutedStream(this.streamHost, request, signal, options);
@@ -639,7 +640,7 @@ interface StreamHost {
   /** Started, open, with workers: a request can be routed at once. */
   ready(): boolean;
   /** Waits until a request can be routed (or throws: closed, no workers in time, cancelled). */
-  prepare(signal: AbortSignal | undefined, priorityJumpMs: number | undefined): Promise<void>;
+  prepare(signal: Cancellation | undefined, priorityJumpMs: number | undefined): Promise<void>;
   /** A request that waited in prepare() has been routed or gave up (the router queue's next may go). */
   admitted(): void;
   /** Some rank's load dropped (prefill done, request freed): queued requests may go. */
@@ -655,7 +656,7 @@ interface StreamHost {
     workerId: WorkerId,
     payload: Uint8Array,
     sink: PushSink<Uint8Array>,
-    signal: AbortSignal | undefined,
+    signal: Cancellation | undefined,
   ): PushHandle;
   decode(frame: Uint8Array, workerId: WorkerId): GenerateChunk;
 }
@@ -737,7 +738,7 @@ class RoutedStream implements AsyncIterableIterator<RoutedChunk> {
   constructor(
     private readonly host: StreamHost,
     private readonly request: RoutedRequest,
-    private readonly signal: AbortSignal | undefined,
+    private readonly signal: Cancellation | undefined,
     private readonly options: GenerateOptions | undefined,
   ) {
     this.routing = request.routing ?? {};

@@ -14,6 +14,7 @@ import { RadixTreeIndexer } from '../kv/radix-tree.ts';
 import type { BootstrapInfo, FinishReason, GenerateChunk, GenerateRequest } from '../protocol/generate.ts';
 import type { PushSource } from '../runtime/push.ts';
 import { BlockHasher } from '../tokens/block-hash.ts';
+import type { Cancellation } from '../util/cancel.ts';
 import type { Clock } from '../util/clock.ts';
 import { log } from '../util/log.ts';
 import { BootstrapRooms } from './bootstrap-rooms.ts';
@@ -53,7 +54,7 @@ export interface Placement {
 
 interface Tracked {
   readonly seq: EngineSequence;
-  readonly signal: AbortSignal | undefined;
+  readonly signal: Cancellation | undefined;
   onAbort: (() => void) | null;
   pull: AbortController | null;
   room: number | null;
@@ -155,7 +156,7 @@ export class DataParallelEngine implements KvSource {
    * Streams one request's output (pulled, or pushed: see ChunkStream); throws an EngineError at
    * once for a bad request. Without a signal, only the stream's consumer can cancel it.
    */
-  generate(request: GenerateRequest, signal?: AbortSignal): PushSource<GenerateChunk> {
+  generate(request: GenerateRequest, signal?: Cancellation): PushSource<GenerateChunk> {
     const stream = new ChunkStream(() => {
       this.cancel(request.requestId);
     });
@@ -167,7 +168,7 @@ export class DataParallelEngine implements KvSource {
    * Starts a request whose output goes to `sink` (no promises per token). Throws an EngineError at
    * once for a bad request; later failures (a failed KV pull) finish it with reason 'error'.
    */
-  submit(request: GenerateRequest, sink: RequestSink, signal?: AbortSignal): void {
+  submit(request: GenerateRequest, sink: RequestSink, signal?: Cancellation): void {
     if (this.closed) throw new EngineError('ENGINE_CLOSED', 'engine is closed');
     const options = this.options;
     const hasher = this.hasher;

@@ -6,6 +6,7 @@
  * worker added) and `admitted()` once a released request has been routed, so each release sees the
  * load of the one before it.
  */
+import type { Cancellation } from '../util/cancel.ts';
 import { type Clock, realClock, type TimerHandle } from '../util/clock.ts';
 
 export interface RouterQueueOptions {
@@ -70,7 +71,7 @@ export class RouterQueue {
    * rejects with ROUTER_QUEUE_CANCELLED when `signal` aborts, ROUTER_QUEUE_CLOSED on close().
    * `priorityJumpMs` moves the request ahead of those that arrived up to that long before it.
    */
-  wait(priorityJumpMs: number | undefined = 0, signal?: AbortSignal): Promise<void> {
+  wait(priorityJumpMs: number | undefined = 0, signal?: Cancellation): Promise<void> {
     if (this.closed)
       return Promise.reject(new RouterQueueError('ROUTER_QUEUE_CLOSED', 'the router queue is closed'));
     if (signal?.aborted)

@@ -6,6 +6,7 @@
  * - Request plane: call one endpoint of one instance, stream responses back in order, cancel.
  * - Event plane: subject pub/sub with NATS wildcards, plus an optional durable stream.
  */
+import type { Cancellation } from '../util/cancel.ts';
 import { RuntimeError } from './errors.ts';
 import type { ModelCard } from './model-card.ts';
 import type { PushHandle, PushSink } from './push.ts';
@@ -143,14 +144,18 @@ export interface Discovery {
 // Request plane
 
 export interface HandlerContext {
-  /** Aborts when the caller cancels, goes away, or the server stops. */
+  /**
+   * Aborts when the caller cancels, goes away, or the server stops. A real AbortSignal: handlers
+   * hand it to fetch and engine adapters (the in-process plane makes it only when a handler reads it).
+   */
   readonly signal: AbortSignal;
 }
 
 export type RequestHandler = (payload: Uint8Array, ctx: HandlerContext) => AsyncIterable<Uint8Array>;
 
 export interface CallOptions {
-  readonly signal?: AbortSignal;
+  /** Cancels the call (an AbortSignal, or a cheaper CancelSource in process). */
+  readonly signal?: Cancellation;
   /** Deadline for the whole call; the remote handler is cancelled when it passes. */
   readonly timeoutMs?: number;
 }

@@ -1,3 +1,5 @@
+import type { Cancellation } from '../util/cancel.ts';
+
 /** A one-shot gate: waiters park until it opens; a waiter's own signal releases it with an error. */
 export class ReadinessGate {
   private opened = false;
@@ -15,7 +17,7 @@ export class ReadinessGate {
   }
 
   /** Resolves once open; rejects with the signal's reason when it aborts first. */
-  wait(signal?: AbortSignal): Promise<void> {
+  wait(signal?: Cancellation): Promise<void> {
     if (this.opened) return Promise.resolve();
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise<void>((resolve, reject) => {

@@ -9,6 +9,7 @@ import { modelCardKey } from '../../src/runtime/discovery-keys.ts';
 import { LocalCluster, type LocalRuntime } from '../../src/runtime/local/cluster.ts';
 import { kvEventsSubject } from '../../src/runtime/subjects.ts';
 import { endpointId } from '../../src/runtime/types.ts';
+import { CancelSource } from '../../src/util/cancel.ts';
 import type { MockEngineAdapter } from '../../src/worker/engine-adapter.ts';
 import type { Worker } from '../../src/worker/worker.ts';
 import { uniqueNamespace, waitFor } from '../worker/fixtures.ts';
@@ -203,6 +204,29 @@ describe('ModelRouter over the local runtime', () => {
       () => engine.rankMetrics().every((m) => m.activeBlocks === 0),
       3_000,
       'engine blocks freed',
+    );
+  });
+
+  it('a CancelSource aborted mid-stream fails the stream as cancelled, frees the load and cancels the engine request', async () => {
+    const ns = uniqueNamespace();
+    const a = await worker(ns, { speedupRatio: 0.2 });
+    const r = await router(ns);
+    const cancel = new CancelSource();
+    const stream = r.generate(req(prompt(4, 20), 100), cancel);
+    let received = 0;
+    const run = (async () => {
+      for await (const chunk of stream) {
+        received += chunk.tokenIds.length;
+        if (received >= 2) cancel.abort(new Error('client went away'));
+      }
+    })();
+    await expect(run).rejects.toMatchObject({ code: 'RUNTIME_CANCELLED' });
+    expect(zeroLoads(r)).toBe(true);
+    const engine = (a.engine as MockEngineAdapter).engine;
+    await waitFor(
+      () => engine.rankMetrics().every((m) => m.activeBlocks === 0 && m.running === 0),
+      3_000,
+      'engine request cancelled',
     );
   });
 
@@ -428,23 +452,29 @@ describe('ModelRouter over the local runtime', () => {
     expect(order).toEqual(['running', 'urgent', 'a', 'b']);
   });
 
-  it('a request cancelled while queued fails as cancelled and leaves the queue', async () => {
-    const ns = uniqueNamespace();
-    await worker(ns, { dataParallelSize: 1, speedupRatio: 0.05 });
-    const r = await router(ns, { config: { blockSize: BLOCK_SIZE, queueThreshold: 0.01 } });
-    const running = r.generate(req(prompt(1, 40), 2))[Symbol.asyncIterator]();
-    const runningChunk = running.next();
-    const controller = new AbortController();
-    const queued = r.generate(req(prompt(2, 40), 2), controller.signal)[Symbol.asyncIterator]();
-    const queuedChunk = queued.next();
-    await waitFor(() => r.queued === 1, 2_000, 'a queued request');
-    controller.abort();
-    await expect(queuedChunk).rejects.toMatchObject({ code: 'RUNTIME_CANCELLED' });
-    expect(r.queued).toBe(0);
-    await runningChunk;
-    while (!(await running.next()).done);
-    expect(zeroLoads(r)).toBe(true);
-  });
+  it.each([
+    ['an AbortSignal', () => new AbortController()],
+    ['a CancelSource', () => new CancelSource()],
+  ])(
+    'a request cancelled (through %s) while queued fails as cancelled and leaves the queue',
+    async (_, cancellation) => {
+      const ns = uniqueNamespace();
+      await worker(ns, { dataParallelSize: 1, speedupRatio: 0.05 });
+      const r = await router(ns, { config: { blockSize: BLOCK_SIZE, queueThreshold: 0.01 } });
+      const running = r.generate(req(prompt(1, 40), 2))[Symbol.asyncIterator]();
+      const runningChunk = running.next();
+      const controller = cancellation();
+      const queued = r.generate(req(prompt(2, 40), 2), controller.signal)[Symbol.asyncIterator]();
+      const queuedChunk = queued.next();
+      await waitFor(() => r.queued === 1, 2_000, 'a queued request');
+      controller.abort();
+      await expect(queuedChunk).rejects.toMatchObject({ code: 'RUNTIME_CANCELLED' });
+      expect(r.queued).toBe(0);
+      await runningChunk;
+      while (!(await running.next()).done);
+      expect(zeroLoads(r)).toBe(true);
+    },
+  );
 
   it('a ModelWatcher keeps one router per model and component', async () => {
     const ns = uniqueNamespace();

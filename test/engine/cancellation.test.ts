@@ -1,10 +1,14 @@
 import { describe, expect, it } from 'vitest';
+import { CancelSource } from '../../src/util/cancel.ts';
 import { collector, drain, harness, range } from './helpers.ts';
 
 describe('cancellation', () => {
-  it('an abort frees the running request’s blocks and load at once', () => {
+  it.each([
+    ['an AbortSignal', () => new AbortController()],
+    ['a CancelSource', () => new CancelSource()],
+  ])('an abort (through %s) frees the running request’s blocks and load at once', (_, cancellation) => {
     const { clock, engine } = harness({ dataParallelSize: 2 });
-    const controller = new AbortController();
+    const controller = cancellation();
     const sink = collector(clock);
     engine.submit(
       { requestId: 'a', tokenIds: range(0, 1000), sampling: { maxTokens: 1000 }, dpRank: 1 },

@@ -19,6 +19,7 @@ import {
   type RequestHandler,
   type Runtime,
 } from '../../src/runtime/types.ts';
+import { CancelSource } from '../../src/util/cancel.ts';
 
 export interface PlaneFixture {
   createRuntime(options?: { leaseTtlSeconds?: number }): Promise<Runtime>;
@@ -351,6 +352,35 @@ export function runPlaneConformance(
         await expectCode(run, 'RUNTIME_CANCELLED');
         expect(received).toBe(3);
         await withTimeout(abortedPromise(seen[0]), 3_000, 'handler abort');
+      });
+
+      it('a CancelSource cancels a call as an AbortSignal does', async () => {
+        const seen: AbortSignal[] = [];
+        const { client, ep, id } = await served(serveTokens(10_000, { delayMs: 2, seen }));
+        const cancel = new CancelSource();
+        let received = 0;
+        const run = (async () => {
+          for await (const _ of client.requests.call(ep, id, encodeJson({ prompt: 'hello' }), {
+            signal: cancel,
+          })) {
+            if (++received === 3) cancel.abort();
+          }
+        })();
+        await expectCode(run, 'RUNTIME_CANCELLED');
+        expect(received).toBe(3);
+        await withTimeout(abortedPromise(seen[0]), 3_000, 'handler abort');
+      });
+
+      it('a call given an already cancelled CancelSource fails as cancelled', async () => {
+        const { client, ep, id } = await served(serveTokens(3));
+        const cancel = new CancelSource();
+        cancel.abort();
+        const run = (async () => {
+          for await (const _ of client.requests.call(ep, id, encodeJson({ prompt: 'hello' }), {
+            signal: cancel,
+          }));
+        })();
+        await expectCode(run, 'RUNTIME_CANCELLED');
       });
 
       it('breaking out of the loop cancels the handler', async () => {
