@@ -24,6 +24,7 @@ import {
   ROUTER_GENERATE_ENDPOINT,
   routingToWire,
 } from './protocol.ts';
+import { Wakeups } from './wakeups.ts';
 
 export interface RemoteRouterClientOptions {
   readonly runtime: Runtime;
@@ -50,7 +51,7 @@ export class RemoteRouterClient implements PrefillSelector {
   private readonly bestWorkerEndpoint: EndpointId;
   private readonly generateEndpoint: EndpointId;
   private readonly instances: WorkerId[] = [];
-  private readonly waiters = new Set<() => void>();
+  private readonly wakeups = new Wakeups();
   private watch: Promise<DiscoveryWatch> | undefined;
   private next = 0;
   private closed = false;
@@ -127,7 +128,7 @@ export class RemoteRouterClient implements PrefillSelector {
   async close(): Promise<void> {
     this.closed = true;
     (await this.watch?.catch(() => undefined))?.close();
-    for (const wake of [...this.waiters]) wake();
+    this.wakeups.wakeAll();
   }
 
   private async callOnce(
@@ -165,7 +166,7 @@ export class RemoteRouterClient implements PrefillSelector {
           if (at >= 0) this.instances.splice(at, 1);
         } else if (at < 0) {
           this.instances.push(id);
-          for (const wake of [...this.waiters]) wake();
+          this.wakeups.wakeAll();
         }
       },
     );
@@ -175,15 +176,7 @@ export class RemoteRouterClient implements PrefillSelector {
       const left = deadline - Date.now();
       if (left <= 0 || this.closed || signal?.aborted)
         throw new NoWorkersError(`no router service is registered in namespace ${this.namespace}`);
-      await new Promise<void>((resolve) => {
-        const wake = () => {
-          clearTimeout(timer);
-          this.waiters.delete(wake);
-          resolve();
-        };
-        const timer = setTimeout(wake, left);
-        this.waiters.add(wake);
-      });
+      await this.wakeups.next(left);
     }
     for (let i = 0; i < this.instances.length; i++) {
       const candidate = this.instances[this.next++ % this.instances.length];

@@ -38,6 +38,7 @@ import {
   ROUTER_GENERATE_ENDPOINT,
   routerGenerateRequestFromWire,
 } from './protocol.ts';
+import { Wakeups } from './wakeups.ts';
 
 export interface RouterServiceOptions
   extends Omit<ModelRouterOptions, 'runtime' | 'model' | 'namespace' | 'component' | 'config'> {
@@ -62,7 +63,7 @@ export class RouterService {
   readonly instanceId: WorkerId;
 
   private readonly routers = new Map<string, ModelRouter>();
-  private readonly waiters = new Set<() => void>();
+  private readonly wakeups = new Wakeups();
   private readonly handles: ServeHandle[] = [];
   private readonly registrations: Registration[] = [];
   private watch: DiscoveryWatch | undefined;
@@ -139,7 +140,7 @@ export class RouterService {
       await Promise.all(this.registrations.map((r) => r.deregister().catch(() => undefined)));
       await Promise.all(this.handles.map((h) => h.stop().catch(() => undefined)));
       await Promise.all([...this.routers.values()].map((r) => r.close()));
-      for (const wake of this.waiters) wake();
+      this.wakeups.wakeAll();
     })();
     return this.closed;
   }
@@ -159,7 +160,7 @@ export class RouterService {
     void router.start().catch((error: unknown) => {
       log.error({ err: error, model }, 'router service: starting a model router failed');
     });
-    for (const wake of [...this.waiters]) wake();
+    this.wakeups.wakeAll();
   }
 
   /** The model's router: the one named, else the only one; waits for a first worker if needed. */
@@ -192,15 +193,7 @@ export class RouterService {
             `no worker serves ${model === undefined ? 'any model' : `model ${JSON.stringify(model)}`} on ${formatEndpointId(this.endpoint)}`,
           ),
         );
-      await new Promise<void>((resolve) => {
-        const wake = () => {
-          clearTimeout(timer);
-          this.waiters.delete(wake);
-          resolve();
-        };
-        const timer = setTimeout(wake, left);
-        this.waiters.add(wake);
-      });
+      await this.wakeups.next(left);
     }
   }
 
