@@ -5,79 +5,35 @@
  * SGLang-API engine received (rank 0 included).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KvgateProcess } from '../e2e/cli-process.ts';
-import {
-  type EtcdServer,
-  freePort,
-  type NatsServer,
-  startEtcd,
-  startNatsServer,
-} from '../support/servers.ts';
+import { KvgateCluster } from '../helpers/kvgate-cluster.ts';
 import { freePorts } from './helpers.ts';
 
-const NAMESPACE = 'adapters';
 const DP = 4;
 
-let nats: NatsServer;
-let etcd: EtcdServer;
-let engine: KvgateProcess;
-let worker: KvgateProcess;
-let frontend: KvgateProcess;
+let cluster: KvgateCluster;
 let engineUrl: string;
 let url: string;
 
 describe('kvgate worker --engine sglang, as processes over NATS + etcd', () => {
   beforeAll(async () => {
-    [nats, etcd] = await Promise.all([startNatsServer(), startEtcd()]);
-    const rt = ['--nats', nats.url, '--etcd', etcd.endpoint, '--namespace', NAMESPACE];
+    cluster = await KvgateCluster.start('adapters');
     const zmq = await freePorts(DP * 2);
-    engine = new KvgateProcess([
+    const engine = cluster.spawn([
       'mock-engine',
-      '--api',
-      'sglang',
-      '--port',
-      '0',
-      '--zmq-port',
-      String(zmq),
-      '--replay-port',
-      String(zmq + DP),
-      '--dp-size',
-      String(DP),
-      '--block-size',
-      '16',
+      ...['--api', 'sglang', '--port', '0', '--dp-size', String(DP), '--block-size', '16'],
+      ...['--zmq-port', String(zmq), '--replay-port', String(zmq + DP)],
     ]);
     engineUrl = (await engine.waitFor(/"url":"(http:\/\/[^"]+)"/, 30_000))[1];
-    worker = new KvgateProcess(
-      [
-        'worker',
-        '--engine',
-        'sglang',
-        '--engine-url',
-        engineUrl,
-        '--model',
-        'fake-model',
-        '--health-interval',
-        '300',
-        ...rt,
-      ],
-      { KVGATE_LOG_LEVEL: 'info' },
+    const worker = cluster.startWorker(
+      ['--engine', 'sglang', '--engine-url', engineUrl, '--model', 'fake-model', '--health-interval', '300'],
+      30_000,
     );
-    frontend = new KvgateProcess([
-      'frontend',
-      '--host',
-      '127.0.0.1',
-      '--port',
-      String(await freePort()),
-      ...rt,
-    ]);
-    await worker.waitFor(/"msg":"worker: registered"/, 30_000);
-    url = await frontend.url(30_000);
+    ({ url } = await cluster.startFrontend([], 30_000));
+    await worker;
   }, 60_000);
 
   afterAll(async () => {
-    await Promise.all([frontend?.stop(), worker?.stop()]);
-    await engine?.stop();
-    await Promise.all([nats?.dispose(), etcd?.dispose()]);
+    await cluster?.dispose();
   });
 
   it('100 chats run on exactly the rank the router chose', async () => {

@@ -6,31 +6,18 @@
  * decode pulled the KV over the request plane from exactly that worker and rank.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type EtcdServer,
-  freePort,
-  type NatsServer,
-  startEtcd,
-  startNatsServer,
-} from '../support/servers.ts';
-import { KvgateProcess } from './cli-process.ts';
+import { KvgateCluster } from '../helpers/kvgate-cluster.ts';
 
 const MODEL = 'disagg-model';
-const NAMESPACE = 'e2edisagg';
 
-let nats: NatsServer;
-let etcd: EtcdServer;
-const procs: KvgateProcess[] = [];
+let cluster: KvgateCluster;
 let url: string;
 let prefillId: bigint;
 let decodeId: bigint;
 
-const runtimeFlags = (): string[] => ['--nats', nats.url, '--etcd', etcd.endpoint, '--namespace', NAMESPACE];
-
-async function startWorker(role: string, dpSize: number): Promise<bigint> {
-  const proc = new KvgateProcess(
-    [
-      'worker',
+const startWorker = async (role: string, dpSize: number): Promise<bigint> =>
+  (
+    await cluster.startWorker([
       '--model',
       MODEL,
       '--role',
@@ -39,34 +26,17 @@ async function startWorker(role: string, dpSize: number): Promise<bigint> {
       String(dpSize),
       '--speedup-ratio',
       '10',
-      ...runtimeFlags(),
-    ],
-    { KVGATE_LOG_LEVEL: 'info' },
-  );
-  procs.push(proc);
-  const match = await proc.waitFor(/"instanceId":"([0-9a-f]+)"[^\n]*"msg":"worker: registered"/, 45_000);
-  return BigInt(`0x${match[1]}`);
-}
+    ])
+  ).id;
 
 beforeAll(async () => {
-  [nats, etcd] = await Promise.all([startNatsServer(), startEtcd()]);
+  cluster = await KvgateCluster.start('e2edisagg');
   [prefillId, decodeId] = await Promise.all([startWorker('prefill', 4), startWorker('decode', 2)]);
-  const frontend = new KvgateProcess([
-    'frontend',
-    '--host',
-    '127.0.0.1',
-    '--port',
-    String(await freePort()),
-    '--enforce-disagg',
-    ...runtimeFlags(),
-  ]);
-  procs.push(frontend);
-  url = await frontend.url(45_000);
+  ({ url } = await cluster.startFrontend(['--enforce-disagg']));
 }, 90_000);
 
 afterAll(async () => {
-  for (const p of procs) p.kill('SIGKILL');
-  await Promise.all([nats?.dispose(), etcd?.dispose()]);
+  await cluster?.dispose();
 });
 
 describe('kvgate frontend over a prefill worker and a decode worker', () => {

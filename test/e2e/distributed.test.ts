@@ -6,65 +6,30 @@
  * `--migration-limit 0` the streams end with a clear error event instead.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type EtcdServer,
-  freePort,
-  type NatsServer,
-  startEtcd,
-  startNatsServer,
-} from '../support/servers.ts';
-import { KvgateProcess } from './cli-process.ts';
+import { KvgateCluster } from '../helpers/kvgate-cluster.ts';
+import type { KvgateProcess } from './cli-process.ts';
 import { type StreamResult, streamChat } from './sse-client.ts';
 
 const MODEL = 'dist-model';
-const NAMESPACE = 'e2edist';
 
-let nats: NatsServer;
-let etcd: EtcdServer;
+let cluster: KvgateCluster;
 const workers: { proc: KvgateProcess; id: bigint }[] = [];
-let frontend: KvgateProcess;
-let frontendNoMigration: KvgateProcess;
 let url: string;
 let urlNoMigration: string;
 
-function runtimeFlags(): string[] {
-  return ['--nats', nats.url, '--etcd', etcd.endpoint, '--namespace', NAMESPACE];
-}
-
-async function startWorker(seed: number): Promise<{ proc: KvgateProcess; id: bigint }> {
-  const proc = new KvgateProcess(
-    [
-      'worker',
-      '--model',
-      MODEL,
-      '--dp-size',
-      '4',
-      '--speedup-ratio',
-      '1',
-      '--seed',
-      String(seed),
-      '--lease-ttl',
-      '2',
-      ...runtimeFlags(),
-    ],
-    { KVGATE_LOG_LEVEL: 'info' },
-  );
-  const match = await proc.waitFor(/"instanceId":"([0-9a-f]+)"[^\n]*"msg":"worker: registered"/, 45_000);
-  return { proc, id: BigInt(`0x${match[1]}`) };
-}
-
-async function startFrontend(extra: string[]): Promise<{ proc: KvgateProcess; url: string }> {
-  const proc = new KvgateProcess([
-    'frontend',
-    '--host',
-    '127.0.0.1',
-    '--port',
-    String(await freePort()),
-    ...extra,
-    ...runtimeFlags(),
+const startWorker = (seed: number) =>
+  cluster.startWorker([
+    '--model',
+    MODEL,
+    '--dp-size',
+    '4',
+    '--speedup-ratio',
+    '1',
+    '--seed',
+    String(seed),
+    '--lease-ttl',
+    '2',
   ]);
-  return { proc, url: await proc.url(45_000) };
-}
 
 /** Instance ids the frontend's /health lists. */
 async function healthInstances(base: string): Promise<bigint[]> {
@@ -86,23 +51,22 @@ async function waitUntil(
 }
 
 beforeAll(async () => {
-  [nats, etcd] = await Promise.all([startNatsServer(), startEtcd()]);
+  cluster = await KvgateCluster.start('e2edist');
   const started = await Promise.all([
     startWorker(1),
     startWorker(2),
-    startFrontend([]),
-    startFrontend(['--migration-limit', '0']),
+    cluster.startFrontend(),
+    cluster.startFrontend(['--migration-limit', '0']),
   ]);
   workers.push(started[0], started[1]);
-  ({ proc: frontend, url } = started[2]);
-  ({ proc: frontendNoMigration, url: urlNoMigration } = started[3]);
+  ({ url } = started[2]);
+  ({ url: urlNoMigration } = started[3]);
   for (const base of [url, urlNoMigration])
     await waitUntil('both workers in discovery', async () => (await healthInstances(base)).length === 2);
 }, 90_000);
 
 afterAll(async () => {
-  for (const p of [frontend, frontendNoMigration, ...workers.map((w) => w.proc)]) p?.kill('SIGKILL');
-  await Promise.all([nats?.dispose(), etcd?.dispose()]);
+  await cluster?.dispose();
 });
 
 const chat = (content: string, maxTokens: number) => ({
