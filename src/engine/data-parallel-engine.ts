@@ -22,6 +22,7 @@ import { EngineError } from './errors.ts';
 import { KvManager } from './kv-manager.ts';
 import { LocalIndexer } from './local-indexer.ts';
 import { type EngineMode, type EngineOptions, resolveEngineOptions } from './options.ts';
+import { PlacementHistory } from './placement-history.ts';
 import { Mulberry32, samplerSeed } from './prng.ts';
 import { RankScheduler, type SchedulerMetrics } from './scheduler.ts';
 import { EngineSequence, type RequestResult, type RequestSink } from './sequence.ts';
@@ -69,7 +70,7 @@ export class DataParallelEngine implements KvSource {
   private readonly indexers: (LocalIndexer | null)[] = [];
   private readonly listeners = new Set<(event: KvCacheEvent) => void>();
   private readonly active = new Map<string, Tracked>();
-  private readonly placements = new Map<string, Placement>();
+  private readonly placements: PlacementHistory<Placement>;
   private readonly rooms: BootstrapRooms;
   private readonly hasher: BlockHasher | null;
   private readonly rng: Mulberry32;
@@ -82,6 +83,7 @@ export class DataParallelEngine implements KvSource {
     this.options = resolved;
     this.clock = resolved.clock;
     this.eos = resolved.eosTokenIds;
+    this.placements = new PlacementHistory(resolved.placementHistory);
     this.rng = new Mulberry32(samplerSeed(resolved.seed, 'bootstrap-rooms', 0x5eed));
     this.hasher = resolved.enablePrefixCaching
       ? new BlockHasher({ blockSize: resolved.blockSize, seed: resolved.hashSeed })
@@ -306,8 +308,8 @@ export class DataParallelEngine implements KvSource {
   /** Where a running or recently finished request ran, and when. */
   placement(requestId: string): Placement | undefined {
     const tracked = this.active.get(requestId);
-    if (tracked !== undefined) this.record(tracked);
-    return this.placements.get(requestId);
+    if (tracked === undefined) return this.placements.get(requestId);
+    return this.placements.limit === 0 ? undefined : placementOf(tracked);
   }
 
   /** The full blocks a rank holds (active or cached): the ground truth its events must rebuild. */
@@ -465,30 +467,9 @@ export class DataParallelEngine implements KvSource {
     );
   }
 
-  private record(tracked: Tracked, finishReason?: FinishReason): void {
-    const limit = this.options.placementHistory;
-    if (limit === 0) return;
-    const seq = tracked.seq;
-    const placement: Mutable<Placement> = {
-      requestId: seq.requestId,
-      dpRank: seq.dpRank,
-      arrivedAt: seq.arrivedAt,
-      firstTokenAt: seq.firstTokenAt,
-      finishedAt: seq.finishedAt,
-      completionTokens: seq.generated,
-      cachedTokens: Math.max(0, seq.cachedTokens),
-      preemptions: seq.preemptions,
-    };
-    if (tracked.room !== null) placement.bootstrapRoom = tracked.room;
-    if (tracked.prefillDpRank !== undefined) {
-      placement.prefillWorkerId = tracked.prefillWorkerId;
-      placement.prefillDpRank = tracked.prefillDpRank;
-    }
-    if (finishReason !== undefined) placement.finishReason = finishReason;
-    const placements = this.placements;
-    placements.delete(seq.requestId);
-    placements.set(seq.requestId, placement);
-    if (placements.size > limit) placements.delete(placements.keys().next().value!);
+  private record(tracked: Tracked, finishReason: FinishReason): void {
+    if (this.placements.limit > 0)
+      this.placements.set(tracked.seq.requestId, placementOf(tracked, finishReason));
   }
 
   private publish(indexer: LocalIndexer | null, event: KvCacheEvent): void {
@@ -504,6 +485,28 @@ export class DataParallelEngine implements KvSource {
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+/** Where and when a request ran so far (finished: with its finish reason). */
+function placementOf(tracked: Tracked, finishReason?: FinishReason): Placement {
+  const seq = tracked.seq;
+  const placement: Mutable<Placement> = {
+    requestId: seq.requestId,
+    dpRank: seq.dpRank,
+    arrivedAt: seq.arrivedAt,
+    firstTokenAt: seq.firstTokenAt,
+    finishedAt: seq.finishedAt,
+    completionTokens: seq.generated,
+    cachedTokens: Math.max(0, seq.cachedTokens),
+    preemptions: seq.preemptions,
+  };
+  if (tracked.room !== null) placement.bootstrapRoom = tracked.room;
+  if (tracked.prefillDpRank !== undefined) {
+    placement.prefillWorkerId = tracked.prefillWorkerId;
+    placement.prefillDpRank = tracked.prefillDpRank;
+  }
+  if (finishReason !== undefined) placement.finishReason = finishReason;
+  return placement;
+}
 
 function samePrompt(tokens: readonly number[], seq: EngineSequence): boolean {
   if (tokens.length !== seq.promptLength) return false;

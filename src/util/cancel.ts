@@ -37,7 +37,8 @@ export class CancelSource implements Cancellation {
     return this;
   }
 
-  addEventListener(_type: 'abort', listener: CancelListener): void {
+  /** Every listener runs once (`once` is implied: a cancellation happens once). */
+  addEventListener(_type: 'abort', listener: CancelListener, _options?: { readonly once?: boolean }): void {
     if (this.aborted) return;
     const current = this.listeners;
     if (current === null) this.listeners = listener;
