@@ -1,12 +1,12 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { runReplay } from '../../src/bench/replay.ts';
 import { readTrace } from '../../src/bench/trace.ts';
 import type { KvRouterConfigInput } from '../../src/routing/config.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 
 const run = promisify(execFile);
 const CLI = join(import.meta.dirname, '..', '..', 'bin', 'kvgate.js');
@@ -30,21 +30,15 @@ async function kvgate(
 const gen = (out: string, ...flags: string[]) => kvgate(['bench', 'gen', '--out', out, ...flags]);
 const replay = (trace: string, ...flags: string[]) => kvgate(['bench', 'replay', '--trace', trace, ...flags]);
 
-let dir: string;
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'kvgate-bench-cli-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+const inTemp = tempDir('kvgate-bench-cli-');
 
 describe('kvgate bench', () => {
   it('generates a trace and replays it, ending stdout with the benchmark JSON line', async () => {
-    const trace = join(dir, 'gen.jsonl');
+    const trace = inTemp('gen.jsonl');
     const generated = await gen(trace, '--arrivals', '40', '--groups', '3', '--seed', '4');
     expect(generated.code).toBe(0);
     expect(generated.stdout).toContain('wrote 40 requests');
-    const out = join(dir, 'report');
+    const out = inTemp('report');
     const replayed = await replay(
       trace,
       ...['--workers', '2', '--dp-size', '2', '--policy', 'kv,round-robin,cache-aware'],
@@ -76,7 +70,7 @@ describe('kvgate bench', () => {
   });
 
   it('names the bad line of a trace, or skips and counts bad lines with --skip-bad', async () => {
-    const trace = join(dir, 'bad.jsonl');
+    const trace = inTemp('bad.jsonl');
     const good = JSON.stringify({ timestamp: 0, input_length: 600, output_length: 3, hash_ids: [1, 2] });
     await writeFile(trace, `${good}\n{"timestamp": 5, "input_length": 600}\n${good}\n`);
     const oneWorker = ['--workers', '1', '--policy', 'kv'];
@@ -90,7 +84,7 @@ describe('kvgate bench', () => {
   });
 
   it('routes with the router settings given as flags or KVGATE_ROUTER_* variables', async () => {
-    const trace = join(dir, 'r.jsonl');
+    const trace = inTemp('r.jsonl');
     expect((await gen(trace, '--arrivals', '40', '--groups', '4', '--rate', '40')).code).toBe(0);
     // The same replay in process: what the kv policy does with and without the settings.
     const parsed = await readTrace(trace);
@@ -106,7 +100,7 @@ describe('kvgate bench', () => {
 
     const common = ['--workers', '2', '--dp-size', '2', '--policy', 'kv'];
     const report = async (name: string, flags: string[], env: Record<string, string> = {}) => {
-      const out = join(dir, name);
+      const out = inTemp(name);
       const result = await kvgate(
         ['bench', 'replay', '--trace', trace, ...common, ...flags, '--out', out],
         env,
@@ -128,7 +122,7 @@ describe('kvgate bench', () => {
   });
 
   it("refuses a router block size other than the engines' and an unknown policy", async () => {
-    const trace = join(dir, 'bad-flags.jsonl');
+    const trace = inTemp('bad-flags.jsonl');
     await gen(trace, '--arrivals', '10');
     const mismatch = await replay(trace, '--router-block-size', '16');
     expect(mismatch.code).toBe(1);

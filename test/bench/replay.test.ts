@@ -1,23 +1,16 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFile } from 'node:fs/promises';
+import { describe, expect, it } from 'vitest';
 import { generateTrace } from '../../src/bench/generate.ts';
 import { runReplay } from '../../src/bench/replay.ts';
 import { headline, writeReport } from '../../src/bench/report.ts';
 import type { ParsedTrace, TraceRequest } from '../../src/bench/trace.ts';
 import { PolynomialPerfModel } from '../../src/engine/perf-model.ts';
 import { POLICY_NAMES } from '../../src/routing/policy.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 
 const trace = (requests: TraceRequest[]): ParsedTrace => ({ requests, skipped: [] });
 
-let dir: string;
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'kvgate-replay-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+const inTemp = tempDir('kvgate-replay-');
 
 describe('trace replay', () => {
   it('gives byte-identical report.json for the same seed', async () => {
@@ -32,8 +25,8 @@ describe('trace replay', () => {
     const options = { source: 'gen.jsonl', workers: 2, dpSize: 2, seed: 11, rate: 2 } as const;
     const a = await runReplay(trace(requests), options);
     const b = await runReplay(trace(requests), options);
-    const pa = await writeReport(join(dir, 'a'), a.report);
-    const pb = await writeReport(join(dir, 'b'), b.report);
+    const pa = await writeReport(inTemp('a'), a.report);
+    const pb = await writeReport(inTemp('b'), b.report);
     const ja = await readFile(pa.json);
     expect(ja.equals(await readFile(pb.json))).toBe(true);
     expect((await readFile(pa.html)).equals(await readFile(pb.html))).toBe(true);

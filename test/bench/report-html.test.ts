@@ -1,35 +1,22 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFile, writeFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateTrace } from '../../src/bench/generate.ts';
 import { runReplay } from '../../src/bench/replay.ts';
 import { writeReport } from '../../src/bench/report.ts';
 import { renderReportHtml } from '../../src/bench/report-html.ts';
 import { POLICY_NAMES } from '../../src/routing/policy.ts';
+import { launchChromium } from '../helpers/browser.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-
-let dir: string;
+const inTemp = tempDir('kvgate-html-');
 let browser: Browser;
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'kvgate-html-'));
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+  browser = await launchChromium();
 });
 afterAll(async () => {
   await browser?.close();
-  await rm(dir, { recursive: true, force: true });
 });
 
 describe('HTML report', () => {
@@ -47,7 +34,7 @@ describe('HTML report', () => {
       { requests, skipped: [] },
       { source: 'gen.jsonl', workers: 2, dpSize: 2, seed: 5 },
     );
-    const paths = await writeReport(dir, report);
+    const paths = await writeReport(inTemp(), report);
     const html = await readFile(paths.html, 'utf8');
     // Self-contained: no external scripts, styles, images or fonts.
     expect(html.replaceAll('http://www.w3.org/2000/svg', '')).not.toMatch(
@@ -96,7 +83,7 @@ describe('HTML report', () => {
       trace: { ...report.trace, source: '</script><script>window.__pwned = 1</script>' },
       policies: report.policies.map((p) => ({ ...p, policy: '<img src=x onerror="window.__pwned=2">' })),
     };
-    const path = join(dir, 'evil.html');
+    const path = inTemp('evil.html');
     await writeFile(path, renderReportHtml(evil));
     const page = await browser.newPage();
     const errors: string[] = [];

@@ -1,7 +1,5 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { readFile, writeFile } from 'node:fs/promises';
+import { describe, expect, it } from 'vitest';
 import { generateTrace } from '../../src/bench/generate.ts';
 import {
   formatTrace,
@@ -11,6 +9,7 @@ import {
   type TraceRequest,
   TraceTokenExpander,
 } from '../../src/bench/trace.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 
 const line = (timestamp: number, inputLength: number, hashIds: number[], outputLength = 4): string =>
   JSON.stringify({ timestamp, input_length: inputLength, output_length: outputLength, hash_ids: hashIds });
@@ -23,6 +22,8 @@ const req = (inputLength: number, hashIds: number[]): TraceRequest => ({
 });
 
 describe('trace reader', () => {
+  const inTemp = tempDir('kvgate-trace-');
+
   it('parses Mooncake lines into requests in arrival order', () => {
     const text = [line(0, 1024, [0, 1]), '', line(40, 600, [0, 2]), line(20, 10, [7])].join('\n');
     const { requests, skipped } = parseTrace(text);
@@ -76,8 +77,6 @@ describe('trace reader', () => {
   });
 
   it('round-trips through formatTrace and a file', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'kvgate-trace-'));
-    afterAll(() => rm(dir, { recursive: true, force: true }));
     const requests = generateTrace({
       arrivals: 30,
       seed: 3,
@@ -85,7 +84,7 @@ describe('trace reader', () => {
       bestOf: 3,
       bestOfFraction: 0.3,
     });
-    const path = join(dir, 't.jsonl');
+    const path = inTemp('t.jsonl');
     await writeFile(path, formatTrace(requests));
     const back = await readTrace(path);
     expect(back.requests).toEqual(requests);

@@ -4,8 +4,8 @@
  * (its dashboard rows and gauge series go, requests keep being served by the others).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type EmbeddedServer, startEmbeddedServer } from '../../src/cli/embedded-server.ts';
-import { loadO200kTokenizer } from '../../src/tokens/tokenizer.ts';
+import type { EmbeddedServer } from '../../src/cli/embedded-server.ts';
+import { startTestServer } from '../helpers/embedded-server.ts';
 import { type StreamResult, streamChat } from './sse-client.ts';
 
 const MODEL = 'admission-model';
@@ -14,21 +14,7 @@ let server: EmbeddedServer;
 const auth = { authorization: `Bearer ${KEY}` };
 
 beforeAll(async () => {
-  server = await startEmbeddedServer({
-    model: MODEL,
-    workers: 2,
-    engine: {
-      dataParallelSize: 2,
-      blockSize: 16,
-      numGpuBlocks: 1024,
-      maxNumSeqs: 16,
-      maxNumBatchedTokens: 2048,
-      speedupRatio: 1,
-    },
-    tokenizer: await loadO200kTokenizer(),
-    apiKeys: [KEY],
-    port: 0,
-  });
+  server = await startTestServer({ model: MODEL, workers: 2, apiKeys: [KEY] });
 });
 
 afterAll(async () => {

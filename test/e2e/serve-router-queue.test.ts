@@ -4,28 +4,19 @@
  * them) and all complete once earlier prefills are done.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type EmbeddedServer, startEmbeddedServer } from '../../src/cli/embedded-server.ts';
-import { loadO200kTokenizer } from '../../src/tokens/tokenizer.ts';
+import type { EmbeddedServer } from '../../src/cli/embedded-server.ts';
+import { startTestServer } from '../helpers/embedded-server.ts';
 
 const MODEL = 'queue-model';
 let server: EmbeddedServer;
 
 beforeAll(async () => {
-  server = await startEmbeddedServer({
+  server = await startTestServer({
     model: MODEL,
     workers: 1,
-    engine: {
-      dataParallelSize: 2,
-      blockSize: 16,
-      numGpuBlocks: 1024,
-      maxNumSeqs: 16,
-      maxNumBatchedTokens: 2048,
-      speedupRatio: 0.2,
-    },
+    engine: { speedupRatio: 0.2 },
     // Busy = more than 0.001 × 2048 ≈ 2 prompt tokens waiting for prefill on the rank.
     routerConfig: { queueThreshold: 0.001 },
-    tokenizer: await loadO200kTokenizer(),
-    port: 0,
   });
 });
 
