@@ -3,15 +3,21 @@ import { encodeJson } from '../../src/runtime/codec.ts';
 import { LocalCluster, type LocalRuntime } from '../../src/runtime/local/cluster.ts';
 import { PushQueue, pushCall } from '../../src/runtime/push.ts';
 import { type DiscoveryEvent, endpointId, type RequestPlane, type Runtime } from '../../src/runtime/types.ts';
-import { runPlaneConformance } from './planes.conformance.ts';
+import { type PlaneFixture, runPlaneConformance } from './planes.conformance.ts';
 
-runPlaneConformance(
-  'local',
-  async () => {
+/** The local cluster as the conformance suite drives it; `expose` picks what a runtime offers. */
+function localPlanes(expose: (runtime: LocalRuntime) => Runtime = (runtime) => runtime) {
+  return async (): Promise<PlaneFixture> => {
     const cluster = new LocalCluster();
+    const originals = new WeakMap<Runtime, LocalRuntime>();
     return {
-      createRuntime: async (options) => cluster.runtime(options),
-      crash: (runtime: Runtime) => (runtime as LocalRuntime).simulateCrash(),
+      createRuntime: async (options) => {
+        const runtime = cluster.runtime(options);
+        const exposed = expose(runtime);
+        originals.set(exposed, runtime);
+        return exposed;
+      },
+      crash: (runtime: Runtime) => originals.get(runtime)!.simulateCrash(),
       shortTtlSeconds: 0.3,
       crashDetectMs: 1_000,
       streamLossDetectMs: 1_000,
@@ -21,9 +27,10 @@ runPlaneConformance(
       },
       teardown: async () => {},
     };
-  },
-  { requestWire: false },
-);
+  };
+}
+
+runPlaneConformance('local', localPlanes(), { requestWire: false });
 
 /**
  * The push form of the local plane (`callPush`, what the router uses in process) must behave like
@@ -47,33 +54,13 @@ function throughPush(plane: RequestPlane): RequestPlane {
 
 runPlaneConformance(
   'local, calls in push form',
-  async () => {
-    const cluster = new LocalCluster();
-    const originals = new WeakMap<Runtime, LocalRuntime>();
-    return {
-      createRuntime: async (options) => {
-        const runtime = cluster.runtime(options);
-        const pushed: Runtime = {
-          discovery: runtime.discovery,
-          requests: throughPush(runtime.requests),
-          events: runtime.events,
-          malformed: runtime.malformed,
-          close: () => runtime.close(),
-        };
-        originals.set(pushed, runtime);
-        return pushed;
-      },
-      crash: (runtime: Runtime) => originals.get(runtime)!.simulateCrash(),
-      shortTtlSeconds: 0.3,
-      crashDetectMs: 1_000,
-      streamLossDetectMs: 1_000,
-      garbage: {
-        discovery: async (key, value) => cluster.store.putUnleased([{ key, value }]),
-        event: async (subject, bytes) => cluster.events.publish(subject, bytes),
-      },
-      teardown: async () => {},
-    };
-  },
+  localPlanes((runtime) => ({
+    discovery: runtime.discovery,
+    requests: throughPush(runtime.requests),
+    events: runtime.events,
+    malformed: runtime.malformed,
+    close: () => runtime.close(),
+  })),
   { requestWire: false },
 );
 
