@@ -135,6 +135,16 @@ describe('KV events over ZMQ', () => {
     blockSet(fake.engine.localIndexer(rank).dump(), rank);
   const view = (adapter: SglangEngineAdapter | VllmEngineAdapter, rank: number) =>
     blockSet(adapter.dump(rank).events, rank);
+  /** Waits until the adapter's view of each rank holds as many blocks as the engine's own. */
+  const caughtUp = (
+    adapter: SglangEngineAdapter | VllmEngineAdapter,
+    fake: FakeEngineServer,
+    ranks: number[],
+  ) =>
+    waitUntil(async () => {
+      await adapter.kvEventsIdle();
+      return ranks.every((rank) => view(adapter, rank).length === truth(fake, rank).length);
+    });
   const prompt = (seed: number, length = 13) => Array.from({ length }, (_, i) => (seed * 131 + i * 7) % 5000);
 
   it('vLLM layout (maps, u64 hashes): per-rank views equal the fake engine, rank in the header', async () => {
@@ -155,12 +165,7 @@ describe('KV events over ZMQ', () => {
     await new Promise((r) => setTimeout(r, 200));
     for (let i = 0; i < 6; i++) await run(adapter, `v${i}`, prompt(i % 3), i % 2);
     expect(fake.requests.map((r) => [r.headerRank, r.rank])).toEqual([0, 1, 0, 1, 0, 1].map((r) => [r, r]));
-    await waitUntil(async () => {
-      await adapter.kvEventsIdle();
-      return (
-        view(adapter, 0).length === truth(fake, 0).length && view(adapter, 1).length === truth(fake, 1).length
-      );
-    });
+    await caughtUp(adapter, fake, [0, 1]);
     for (const rank of [0, 1]) expect(view(adapter, rank)).toEqual(truth(fake, rank));
     expect(truth(fake, 0).length).toBeGreaterThan(0);
   });
@@ -171,10 +176,7 @@ describe('KV events over ZMQ', () => {
     fake.publisher!.dropNext(1);
     await run(adapter, 'b', prompt(2), 1);
     await run(adapter, 'c', prompt(3), 1);
-    await waitUntil(async () => {
-      await adapter.kvEventsIdle();
-      return view(adapter, 1).length === truth(fake, 1).length;
-    });
+    await caughtUp(adapter, fake, [1]);
     const stats = adapter.kvEventStats()!;
     expect(stats.gaps).toBe(1);
     expect(stats.replayedBatches).toBeGreaterThanOrEqual(1);
@@ -201,10 +203,7 @@ describe('KV events over ZMQ', () => {
     cleanup.push(() => late.close());
     await new Promise((r) => setTimeout(r, 200));
     await run(late, 'late', prompt(20), 0);
-    await waitUntil(async () => {
-      await late.kvEventsIdle();
-      return view(late, 0).length === truth(fake, 0).length;
-    });
+    await caughtUp(late, fake, [0]);
     expect(view(late, 0)).toEqual(truth(fake, 0));
     expect(late.kvEventStats()!.replayedBatches).toBeGreaterThanOrEqual(4);
   });
@@ -257,10 +256,7 @@ describe('KV events over ZMQ', () => {
     await pub.publishPayload(0, encode([1.5, [['BlockStored', [1], null, [1, 2, 3, 4], 4, null]], 5]));
     await run(adapter, 'a', prompt(4), 0);
     await run(adapter, 'b', prompt(5), 0);
-    await waitUntil(async () => {
-      await adapter.kvEventsIdle();
-      return view(adapter, 0).length === truth(fake, 0).length;
-    });
+    await caughtUp(adapter, fake, [0]);
     const stats = adapter.kvEventStats()!;
     expect(stats.malformedFrames).toBe(3);
     expect(stats.malformedPayloads).toBe(3);
