@@ -111,20 +111,26 @@ export function bestWorkerQueryToWire(q: BestWorkerQuery): z.input<typeof bestWo
   };
 }
 
+/** The value `schema` parses, converted; else the schema's complaint as text. */
+function fromWire<S extends z.ZodType, T>(
+  schema: S,
+  value: unknown,
+  convert: (wire: z.output<S>) => T,
+): WireResult<T> {
+  const parsed = schema.safeParse(value);
+  return parsed.success
+    ? { ok: true, value: convert(parsed.data) }
+    : { ok: false, error: z.prettifyError(parsed.error) };
+}
+
 export function bestWorkerQueryFromWire(value: unknown): WireResult<BestWorkerQuery> {
-  const parsed = bestWorkerRequestSchema.safeParse(value);
-  if (!parsed.success) return { ok: false, error: z.prettifyError(parsed.error) };
-  const w = parsed.data;
-  return {
-    ok: true,
-    value: {
-      tokenIds: w.token_ids,
-      ...(w.dp_rank !== undefined ? { dpRank: w.dp_rank } : {}),
-      ...(w.worker_id !== undefined ? { workerId: w.worker_id } : {}),
-      ...(w.model !== undefined ? { model: w.model } : {}),
-      ...(w.overrides !== undefined ? { overrides: overridesFromWire(w.overrides) } : {}),
-    },
-  };
+  return fromWire(bestWorkerRequestSchema, value, (w) => ({
+    tokenIds: w.token_ids,
+    ...(w.dp_rank !== undefined ? { dpRank: w.dp_rank } : {}),
+    ...(w.worker_id !== undefined ? { workerId: w.worker_id } : {}),
+    ...(w.model !== undefined ? { model: w.model } : {}),
+    ...(w.overrides !== undefined ? { overrides: overridesFromWire(w.overrides) } : {}),
+  }));
 }
 
 export function bestWorkerAnswerToWire(a: {
@@ -136,17 +142,11 @@ export function bestWorkerAnswerToWire(a: {
 }
 
 export function bestWorkerAnswerFromWire(value: unknown): WireResult<BestWorkerAnswer> {
-  const parsed = bestWorkerAnswerSchema.safeParse(value);
-  if (!parsed.success) return { ok: false, error: z.prettifyError(parsed.error) };
-  const w = parsed.data;
-  return {
-    ok: true,
-    value: {
-      workerId: w.worker_id,
-      ...(w.dp_rank !== undefined && w.dp_rank !== null ? { dpRank: w.dp_rank } : {}),
-      overlapBlocks: w.overlap_blocks,
-    },
-  };
+  return fromWire(bestWorkerAnswerSchema, value, (w) => ({
+    workerId: w.worker_id,
+    ...(w.dp_rank !== undefined && w.dp_rank !== null ? { dpRank: w.dp_rank } : {}),
+    overlapBlocks: w.overlap_blocks,
+  }));
 }
 
 export function routingToWire(r: RequestRouting): z.input<typeof routingSchema> {
@@ -158,21 +158,19 @@ export function routingToWire(r: RequestRouting): z.input<typeof routingSchema> 
 }
 
 export function routerGenerateRequestFromWire(value: unknown): WireResult<RouterGenerateRequest> {
-  const parsed = routerGenerateRequestSchema.safeParse(value);
-  if (!parsed.success) return { ok: false, error: z.prettifyError(parsed.error) };
+  const parsed = fromWire(routerGenerateRequestSchema, value, (w) => {
+    const r = w.routing;
+    // `routing.dp_rank` wins; a top-level `dp_rank` is the older way to say the same.
+    const dpRank = r?.dp_rank ?? w.dp_rank;
+    const routing: RequestRouting = {
+      ...(r?.worker_id !== undefined ? { workerId: r.worker_id } : {}),
+      ...(dpRank !== undefined ? { dpRank } : {}),
+      ...(r?.overrides !== undefined ? { overrides: overridesFromWire(r.overrides) } : {}),
+    };
+    return { ...(w.model !== undefined ? { model: w.model } : {}), routing };
+  });
+  if (!parsed.ok) return parsed;
   const base = generateRequestFromWire(value);
   if (!base.ok) return base;
-  const w = parsed.data;
-  const r = w.routing;
-  // `routing.dp_rank` wins; a top-level `dp_rank` is the older way to say the same.
-  const dpRank = r?.dp_rank ?? w.dp_rank;
-  const routing: RequestRouting = {
-    ...(r?.worker_id !== undefined ? { workerId: r.worker_id } : {}),
-    ...(dpRank !== undefined ? { dpRank } : {}),
-    ...(r?.overrides !== undefined ? { overrides: overridesFromWire(r.overrides) } : {}),
-  };
-  return {
-    ok: true,
-    value: { ...base.value, ...(w.model !== undefined ? { model: w.model } : {}), routing },
-  };
+  return { ok: true, value: { ...base.value, ...parsed.value } };
 }
