@@ -13,9 +13,7 @@ import { errorMessage } from '../runtime/errors.ts';
 import { log } from '../util/log.ts';
 import { onShutdownSignal } from '../util/shutdown.ts';
 import {
-  addDisaggOptions,
   addFrontendOptions,
-  type DisaggFlags,
   type FrontendFlags,
   frontendOptionsFrom,
   routerConfigFrom,
@@ -29,14 +27,13 @@ export function registerFrontendCommand(program: Command): void {
     .description(
       'OpenAI frontend + router over NATS and etcd, serving the workers started with kvgate worker',
     );
-  addDisaggOptions(cmd);
   addFrontendOptions(cmd, { host: '0.0.0.0' });
   addRuntimeOptions(cmd);
   exitTwoOnUsageError(cmd);
   cmd.action(usageGuard(frontendAction));
 }
 
-async function frontendAction(flags: FrontendFlags & DisaggFlags): Promise<void> {
+async function frontendAction(flags: FrontendFlags): Promise<void> {
   const settings = runtimeSettingsFromOptions(flags);
   if (settings.distributed === undefined)
     throw new CliUsageError(

@@ -1,10 +1,10 @@
 /**
- * Flags shared by `kvgate serve` and `kvgate frontend`: HTTP address, routing policy and router
- * settings, migration, API keys, busy thresholds, tokenizer. Every flag can also come from a
+ * Flags shared by `kvgate serve` and `kvgate frontend`: disaggregation, HTTP address, routing
+ * policy and router settings, migration, API keys, busy thresholds, tokenizer. Every flag can also come from a
  * `KVGATE_*` environment variable (the flag wins). A bad value is a usage error: a clear message
  * on stderr and exit code 2.
  */
-import { type Command, InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { BusyThresholds } from '../frontend/backend.ts';
 import type { ClusterFrontendOptions } from '../frontend/cluster-frontend.ts';
 import { addRouterOptions, type KvRouterConfigInput, routerConfigFromOptions } from '../routing/config.ts';
@@ -49,10 +49,23 @@ export interface FrontendFlags {
   activePrefillTokensThresholdFrac?: number;
   tokenizer?: string;
   maxInflight?: number;
+  /** Disaggregated serving: prompts with fewer uncached tokens prefill on the decode worker. */
+  disaggMinUncachedTokens: number;
+  enforceDisagg?: boolean;
 }
 
 export function addFrontendOptions(cmd: Command, defaults: { host: string }): Command {
   const options = [
+    envOption(
+      '--disagg-min-uncached-tokens <n>',
+      'disaggregated: prompts with fewer uncached tokens prefill on the decode worker (0 = always disaggregate)',
+      nonNegativeInt,
+      0,
+    ),
+    new Option(
+      '--enforce-disagg',
+      'disaggregated: fail requests rather than run them without a prefill worker',
+    ),
     envOption('--host <host>', 'address to listen on', host, defaults.host),
     envOption('--port <port>', 'HTTP port (0 = any free port)', port, 8000),
     envOption('--router-mode <mode>', `routing policy: ${POLICY_NAMES.join(' | ')}`, policy, 'kv'),
@@ -154,23 +167,4 @@ export async function frontendOptionsFrom(
     ...(flags.apiKey !== undefined ? { apiKeys: flags.apiKey } : {}),
     ...(flags.maxInflight !== undefined ? { maxInflight: flags.maxInflight } : {}),
   };
-}
-
-export interface DisaggFlags {
-  enforceDisagg?: boolean;
-  disaggMinUncachedTokens: number;
-}
-
-/** Disaggregation flags shared by `kvgate serve` and `kvgate frontend`. */
-export function addDisaggOptions(cmd: Command): void {
-  cmd
-    .addOption(
-      envOption(
-        '--disagg-min-uncached-tokens <n>',
-        'disaggregated: prompts with fewer uncached tokens prefill on the decode worker (0 = always disaggregate)',
-        nonNegativeInt,
-        0,
-      ),
-    )
-    .option('--enforce-disagg', 'disaggregated: fail requests rather than run them without a prefill worker');
 }

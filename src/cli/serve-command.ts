@@ -12,9 +12,7 @@ import { modelName, nonNegativeInt, nonNegativeNumber, positiveInt } from './arg
 import { startEmbeddedServer } from './embedded-server.ts';
 import { envOption } from './env-option.ts';
 import {
-  addDisaggOptions,
   addFrontendOptions,
-  type DisaggFlags,
   type FrontendFlags,
   frontendOptionsFrom,
   routerConfigFrom,
@@ -33,7 +31,7 @@ export const SERVE_DEFAULTS = {
   speedupRatio: 10,
 } as const;
 
-interface ServeFlags extends FrontendFlags, DisaggFlags {
+interface ServeFlags extends FrontendFlags {
   model: string;
   workers: number;
   dpSize: number;
@@ -79,7 +77,6 @@ export function registerServeCommand(program: Command): void {
     .command('serve')
     .description('frontend + router + mock-engine workers in one process (embedded; local runtime)');
   for (const option of options) cmd.addOption(option);
-  addDisaggOptions(cmd);
   addFrontendOptions(cmd, { host: SERVE_DEFAULTS.host });
   exitTwoOnUsageError(cmd);
   cmd.action(usageGuard(serveAction));

@@ -29,7 +29,14 @@ function parse(args: string[], env: Record<string, string> = {}): FrontendFlags 
 describe('frontend flags', () => {
   it('defaults', () => {
     const flags = parse([]);
-    expect(flags).toMatchObject({ host: '127.0.0.1', port: 8000, routerMode: 'kv', migrationLimit: 3 });
+    expect(flags).toMatchObject({
+      host: '127.0.0.1',
+      port: 8000,
+      routerMode: 'kv',
+      migrationLimit: 3,
+      disaggMinUncachedTokens: 0,
+    });
+    expect(flags.enforceDisagg).toBeUndefined();
     expect(flags.apiKey).toBeUndefined();
     expect(busyThresholdsFrom(flags)).toEqual({});
   });
@@ -42,17 +49,24 @@ describe('frontend flags', () => {
       KVGATE_API_KEY: 'k1, k2',
       KVGATE_ACTIVE_DECODE_BLOCKS_THRESHOLD: '0.85',
       KVGATE_ACTIVE_PREFILL_TOKENS_THRESHOLD: '10000',
+      KVGATE_DISAGG_MIN_UNCACHED_TOKENS: '64',
     };
     const fromEnv = parse([], env);
-    expect(fromEnv).toMatchObject({ port: 9123, routerMode: 'least-loaded', migrationLimit: 0 });
+    expect(fromEnv).toMatchObject({
+      port: 9123,
+      routerMode: 'least-loaded',
+      migrationLimit: 0,
+      disaggMinUncachedTokens: 64,
+    });
     expect(fromEnv.apiKey).toEqual(['k1', 'k2']);
     expect(busyThresholdsFrom(fromEnv)).toEqual({
       activeDecodeBlocksThreshold: 0.85,
       activePrefillTokensThreshold: 10_000,
     });
-    const flagWins = parse(['--port', '9001', '--api-key', 'a', '--api-key', 'b'], env);
+    const flagWins = parse(['--port', '9001', '--api-key', 'a', '--api-key', 'b', '--enforce-disagg'], env);
     expect(flagWins.port).toBe(9001);
     expect(flagWins.apiKey).toEqual(['a', 'b']);
+    expect(flagWins.enforceDisagg).toBe(true);
   });
 
   it('bad values are refused with the flag or variable named', () => {
