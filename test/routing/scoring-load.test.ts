@@ -18,51 +18,26 @@ describe('KvRouter: queued prefill tokens weigh in the cost', () => {
   const DECODING = { workerId: 103n, dpRank: 2 };
 
   interface Case {
-    readonly name: string;
     readonly overlapScoreWeight: number;
     readonly prefillQueueWeight: number;
-    readonly queued: { readonly blocks: number; readonly queuedTokens: number };
-    readonly decoding: { readonly blocks: number };
-    readonly winner: 'queued' | 'decoding';
+    /** The queued rank's active blocks and prompt tokens waiting to prefill. */
+    readonly queuedBlocks: number;
+    readonly queuedTokens: number;
+    /** The decoding rank's active blocks (nothing queued). */
+    readonly decodingBlocks: number;
   }
 
-  const cases: Case[] = [
-    {
-      // queued: 8 + 1 = 9, decoding: 3.
-      name: 'a long prefill queue outweighs fewer active blocks',
-      overlapScoreWeight: 1,
-      prefillQueueWeight: 1,
-      queued: { blocks: 1, queuedTokens: 8 * BS },
-      decoding: { blocks: 3 },
-      winner: 'decoding',
-    },
-    {
-      // queued: 0.1 × 8 + 1 = 1.8, decoding: 3 (at weight 1 the queued rank would cost 9).
-      name: 'a small queue weight lets the queued rank win',
-      overlapScoreWeight: 1,
-      prefillQueueWeight: 0.1,
-      queued: { blocks: 1, queuedTokens: 8 * BS },
-      decoding: { blocks: 3 },
-      winner: 'queued',
-    },
-    {
-      // queued: 2 × 1.5 = 3, decoding: 2 (at weight 1 the queued rank would cost 1.5).
-      name: 'a large queue weight makes a short queue lose',
-      overlapScoreWeight: 1,
-      prefillQueueWeight: 2,
-      queued: { blocks: 0, queuedTokens: 1.5 * BS },
-      decoding: { blocks: 2 },
-      winner: 'decoding',
-    },
-    {
-      // queued: 2 × 1 × 1.5 = 3, decoding: 2 (the overlap weight scales the queued term too).
-      name: 'the overlap weight scales the queued term',
-      overlapScoreWeight: 2,
-      prefillQueueWeight: 1,
-      queued: { blocks: 0, queuedTokens: 1.5 * BS },
-      decoding: { blocks: 2 },
-      winner: 'decoding',
-    },
+  // Each rank's cost past the part every rank shares (the request's own): w × q × queued / bs + blocks.
+  // [name, overlap weight w, queue weight q, queued rank's blocks, its queued tokens, decoding rank's blocks, winner]
+  const cases: [string, number, number, number, number, number, 'queued' | 'decoding'][] = [
+    // queued: 8 + 1 = 9, decoding: 3.
+    ['a long prefill queue outweighs fewer active blocks', 1, 1, 1, 8 * BS, 3, 'decoding'],
+    // queued: 0.1 × 8 + 1 = 1.8, decoding: 3 (at queue weight 1 the queued rank would cost 9).
+    ['a small queue weight lets the queued rank win', 1, 0.1, 1, 8 * BS, 3, 'queued'],
+    // queued: 2 × 1.5 = 3, decoding: 2 (at queue weight 1 the queued rank would cost 1.5).
+    ['a large queue weight makes a short queue lose', 1, 2, 0, 1.5 * BS, 2, 'decoding'],
+    // queued: 2 × 1 × 1.5 = 3, decoding: 2 (the overlap weight scales the queued term too).
+    ['the overlap weight scales the queued term', 2, 1, 0, 1.5 * BS, 2, 'decoding'],
   ];
 
   function loadedRouter(c: Case, scanAllCandidates: boolean): KvRouter {
@@ -91,9 +66,9 @@ describe('KvRouter: queued prefill tokens weigh in the cost', () => {
       for (let r = 0; r < DP; r++) {
         const id = BigInt(100 + w);
         if (id === QUEUED.workerId && r === QUEUED.dpRank)
-          expect(load(id, r, c.queued.blocks, c.queued.queuedTokens)).toBe(true);
+          expect(load(id, r, c.queuedBlocks, c.queuedTokens)).toBe(true);
         else if (id === DECODING.workerId && r === DECODING.dpRank)
-          expect(load(id, r, c.decoding.blocks, 0)).toBe(true);
+          expect(load(id, r, c.decodingBlocks, 0)).toBe(true);
         else expect(load(id, r, 20, 20 * BS)).toBe(true);
       }
     return router;
@@ -101,9 +76,16 @@ describe('KvRouter: queued prefill tokens weigh in the cost', () => {
 
   const prompt = blocks(900, 901);
 
-  it.each(cases)('$name', (c) => {
-    const expected = c.winner === 'queued' ? QUEUED : DECODING;
-    const other = c.winner === 'queued' ? DECODING : QUEUED;
+  it.each(cases)('%s', (_name, w, q, queuedBlocks, queuedTokens, decodingBlocks, winner) => {
+    const c: Case = {
+      overlapScoreWeight: w,
+      prefillQueueWeight: q,
+      queuedBlocks,
+      queuedTokens,
+      decodingBlocks,
+    };
+    const expected = winner === 'queued' ? QUEUED : DECODING;
+    const other = winner === 'queued' ? DECODING : QUEUED;
     const fast = loadedRouter(c, false);
     const scanned = loadedRouter(c, true);
 
