@@ -3,11 +3,9 @@
  * killed with SIGKILL, NATS restarts under traffic, late routers, replica sync, etcd down when a
  * worker starts, garbage on every plane, and migration when a worker dies mid-stream.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WorkerLostError } from '../../src/cluster/errors.ts';
-import { ModelRouter, type ModelRouterOptions, type RoutedChunk } from '../../src/cluster/model-router.ts';
+import { ModelRouter, type RoutedChunk } from '../../src/cluster/model-router.ts';
 import {
   GENERATE_ENDPOINT,
   generateRequestToWire,
@@ -23,6 +21,8 @@ import { kvEventsSubject } from '../../src/runtime/subjects.ts';
 import { endpointId } from '../../src/runtime/types.ts';
 import { MockEngineAdapter } from '../../src/worker/engine-adapter.ts';
 import { Worker } from '../../src/worker/worker.ts';
+import { KvgateProcess } from '../e2e/cli-process.ts';
+import { modelRouterKit } from '../helpers/model-routers.ts';
 import { preparedEtcd } from '../support/servers.ts';
 import { type DistributedFixture, distributedFixture, uniqueNamespace, waitFor } from '../worker/fixtures.ts';
 import {
@@ -37,78 +37,46 @@ import {
   zeroLoads,
 } from './helpers.ts';
 
-const KVGATE = fileURLToPath(new URL('../../bin/kvgate.js', import.meta.url));
-
 describe('the router’s view of a nats + etcd cluster', () => {
   let fixture: DistributedFixture;
-  const workers: Worker[] = [];
-  const routers: ModelRouter[] = [];
-  const children: ChildProcess[] = [];
+  const processes: KvgateProcess[] = [];
 
   beforeAll(async () => {
     fixture = await distributedFixture();
   }, 60_000);
-  afterEach(async () => {
-    for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
-    await Promise.all(routers.splice(0).map((r) => r.close()));
-    await Promise.all(workers.splice(0).map((w) => w.shutdown({ drainTimeoutMs: 0 })));
+  afterEach(() => {
+    for (const proc of processes.splice(0)) proc.kill('SIGKILL');
   });
   afterAll(async () => fixture?.teardown(), 30_000);
 
-  const outputs = new Map<ChildProcess, string>();
-  const spawnWorker = (namespace: string, extra: string[]): ChildProcess => {
-    const child = spawn(
-      process.execPath,
+  const { router, worker, routers, workers } = modelRouterKit((options) => fixture.runtime(options), {
+    waitForWorkersMs: 5_000,
+    recoveryDelayMs: 50,
+  });
+
+  /** `kvgate worker` as a process on the fixture's NATS and etcd (4 ranks of 128 blocks). */
+  const spawnWorker = (namespace: string, extra: string[]): KvgateProcess => {
+    const proc = new KvgateProcess(
       [
-        KVGATE,
         'worker',
-        '--model',
-        MODEL,
-        '--dp-size',
-        '4',
-        '--block-size',
-        String(BLOCK_SIZE),
-        '--num-gpu-blocks',
-        '128',
-        '--metrics-interval',
-        '200',
-        '--nats',
-        fixture.nats.url,
-        '--etcd',
-        fixture.etcd.endpoint,
-        '--namespace',
-        namespace,
-        '--lease-ttl',
-        '2',
+        ...[
+          '--model',
+          MODEL,
+          '--dp-size',
+          '4',
+          '--block-size',
+          String(BLOCK_SIZE),
+          '--num-gpu-blocks',
+          '128',
+        ],
+        ...['--metrics-interval', '200', '--lease-ttl', '2'],
+        ...['--nats', fixture.nats.url, '--etcd', fixture.etcd.endpoint, '--namespace', namespace],
         ...extra,
       ],
-      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KVGATE_LOG_LEVEL: 'info' } },
+      { KVGATE_LOG_LEVEL: 'info' },
     );
-    children.push(child);
-    outputs.set(child, '');
-    const append = (d: Buffer) => outputs.set(child, outputs.get(child) + d.toString());
-    child.stdout?.on('data', append);
-    child.stderr?.on('data', append);
-    return child;
-  };
-
-  const router = async (namespace: string, options: Partial<ModelRouterOptions> = {}) => {
-    const r = await ModelRouter.create({
-      runtime: await fixture.runtime(),
-      namespace,
-      model: MODEL,
-      waitForWorkersMs: 5_000,
-      recoveryDelayMs: 50,
-      ...options,
-      config: { blockSize: BLOCK_SIZE, ...options.config },
-    });
-    routers.push(r);
-    return r;
-  };
-  const worker = async (namespace: string, engine = {}, leaseTtlSeconds?: number) => {
-    const w = await startWorker(await fixture.runtime({ leaseTtlSeconds }), namespace, engine);
-    workers.push(w);
-    return w;
+    processes.push(proc);
+    return proc;
   };
 
   it('a worker process killed with SIGKILL leaves the router within lease TTL + 2 s, with no block on any rank', async () => {
@@ -116,13 +84,13 @@ describe('the router’s view of a nats + etcd cluster', () => {
     const r = await router(ns);
     const child = spawnWorker(ns, ['--speedup-ratio', '0']);
     await waitFor(
-      () => r.instances().length === 1 || child.exitCode !== null,
+      () => r.instances().length === 1 || !child.running,
       20_000,
       'the worker process to register',
     ).catch((error: Error) => {
-      throw new Error(`${error.message}\n${outputs.get(child)}`);
+      throw new Error(`${error.message}\n${child.output()}`);
     });
-    expect(child.exitCode).toBeNull();
+    expect(child.running).toBe(true);
     const [{ workerId, card }] = r.instances();
     expect(card).toMatchObject({
       modelName: MODEL,
@@ -151,10 +119,9 @@ describe('the router’s view of a nats + etcd cluster', () => {
     const child = spawnWorker(ns, ['--speedup-ratio', '0.3', '--drain-timeout', '20']);
     await waitFor(() => r.instances().length === 1, 20_000, 'the worker process to register').catch(
       (error: Error) => {
-        throw new Error(`${error.message}\n${outputs.get(child)}`);
+        throw new Error(`${error.message}\n${child.output()}`);
       },
     );
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     const chunks: RoutedChunk[] = [];
     const inFlight = (async () => {
       for await (const c of r.generate(req(prompt(8, 20), 40))) chunks.push(c);
@@ -166,8 +133,8 @@ describe('the router’s view of a nats + etcd cluster', () => {
     await inFlight;
     expect(chunks.flatMap((c) => c.tokenIds)).toHaveLength(40);
     expect(r.stats().migrations).toBe(0);
-    expect(await exited).toBe(0);
-    expect(outputs.get(child)).toMatch(/worker: shutting down/);
+    expect(await child.exit()).toEqual({ code: 0, signal: null });
+    expect(child.stdout + child.stderr).toMatch(/worker: shutting down/);
   }, 40_000);
 
   it('NATS restarted twice while 100 requests flow: the router’s index ends equal to the workers’ dumps, and a late router agrees', async () => {
