@@ -122,6 +122,21 @@ describe('bin/kvgate.js', () => {
     expect(readFileSync(bundle, 'utf8')).not.toContain('the old bundle ran');
   });
 
+  it('reports errors thrown by the bundle with stack frames in src/', async () => {
+    const main = join(root, 'src', 'cli', 'main.ts');
+    const source = readFileSync(main, 'utf8').replace(
+      'registerCommands(program);\n',
+      "registerCommands(program);\nthrow new Error('thrown from main.ts');\n",
+    );
+    writeFileSync(main, source);
+    const line = source.split('\n').findIndex((text) => text.includes('thrown from main.ts')) + 1;
+    const run = await kvgate(root, ['--help']);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('Error: thrown from main.ts');
+    expect(run.stderr).toContain(`${join(root, 'src', 'cli', 'main.ts')}:${line}:`);
+    expect(existsSync(bundle)).toBe(true); // it was the bundle that threw, not the tsx fallback
+  });
+
   it('counts files deep under src/, deleted files, and the build script', async () => {
     const radix = join(root, 'src', 'kv', 'radix');
     fakeBundle(bundle, 30);
