@@ -229,6 +229,65 @@ describe('requests', () => {
     expect(workerErrorCode((gone as Error).message)).toBe('WORKER_UNAVAILABLE');
   });
 
+  it('sampling options reach SGLang and vLLM under their own names (empty stop lists left out)', async () => {
+    const bodies: Record<string, unknown>[] = [];
+    const server: Server = createServer((req, res) => {
+      let text = '';
+      req.on('data', (chunk: Buffer) => {
+        text += chunk.toString();
+      });
+      req.on('end', () => {
+        bodies.push(JSON.parse(text) as Record<string, unknown>);
+        res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"captured"}');
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanup.push(() => new Promise((resolve) => server.close(resolve)));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const description = {
+      role: 'aggregated',
+      dataParallelSize: 1,
+      kvBlockSize: 16,
+      totalKvBlocks: 64,
+      maxNumSeqs: 8,
+      maxNumBatchedTokens: 256,
+    } as const;
+    const sglang = SglangEngineAdapter.factory(url, { description })({ workerId: 1n });
+    const vllm = VllmEngineAdapter.factory(url, { description, servedModel: 'm' })({ workerId: 2n });
+    cleanup.push(
+      () => sglang.close(),
+      () => vllm.close(),
+    );
+    const full = { maxTokens: 5, temperature: 0.5, ignoreEos: true, stopTokenIds: [7, 8], seed: 9 };
+    const bare = { maxTokens: 3, stopTokenIds: [] };
+    for (const adapter of [sglang, vllm])
+      for (const sampling of [full, bare])
+        await expect(
+          collect(
+            adapter.generate({ requestId: 'r', tokenIds: [1, 2, 3], sampling }, new AbortController().signal),
+          ),
+        ).rejects.toThrow(/captured/);
+    const [sglangFull, sglangBare, vllmFull, vllmBare] = bodies;
+    expect(sglangFull.sampling_params).toEqual({
+      max_new_tokens: 5,
+      temperature: 0.5,
+      ignore_eos: true,
+      stop_token_ids: [7, 8],
+      sampling_seed: 9,
+    });
+    expect(sglangBare.sampling_params).toEqual({ max_new_tokens: 3 });
+    expect(vllmFull).toMatchObject({
+      max_tokens: 5,
+      temperature: 0.5,
+      ignore_eos: true,
+      stop_token_ids: [7, 8],
+      seed: 9,
+    });
+    expect(vllmBare).toMatchObject({ max_tokens: 3 });
+    for (const key of ['temperature', 'ignore_eos', 'stop_token_ids', 'seed'])
+      expect(vllmBare).not.toHaveProperty(key);
+  });
+
   it('vLLM: a server that sends no token_ids is a clear error, never a silent fallback', async () => {
     const url = await canned({
       '/v1/completions': [

@@ -6,7 +6,7 @@
  */
 import type { KvCacheEvent, KvEventData, WorkerId } from '../../kv/events.ts';
 import { RadixTreeIndexer } from '../../kv/radix-tree.ts';
-import type { GenerateChunk, GenerateRequest } from '../../protocol/generate.ts';
+import type { GenerateChunk, GenerateRequest, SamplingOptions } from '../../protocol/generate.ts';
 import { WORKER_UNAVAILABLE, workerErrorText } from '../../protocol/wire.ts';
 import { BlockHasher } from '../../tokens/block-hash.ts';
 import { log } from '../../util/log.ts';
@@ -274,6 +274,18 @@ export abstract class RemoteEngineAdapter implements EngineAdapter {
       }
     }
   }
+}
+
+/**
+ * The sampling fields SGLang's sampling_params and vLLM's completion body name alike; each engine
+ * adds its own names for the token limit and the seed. Empty stop lists are left out.
+ */
+export function sharedSamplingFields(s: SamplingOptions): Record<string, unknown> {
+  return {
+    ...(s.temperature !== undefined ? { temperature: s.temperature } : {}),
+    ...(s.ignoreEos !== undefined ? { ignore_eos: s.ignoreEos } : {}),
+    ...(s.stopTokenIds !== undefined && s.stopTokenIds.length > 0 ? { stop_token_ids: s.stopTokenIds } : {}),
+  };
 }
 
 function causeText(error: unknown): string {

@@ -17,7 +17,12 @@ import type { FinishReason, GenerateChunk, GenerateRequest, WorkerRole } from '.
 import { workerErrorText } from '../../protocol/wire.ts';
 import type { BootstrapEndpoint } from '../../runtime/model-card.ts';
 import type { EngineDescription } from '../../worker/engine-adapter.ts';
-import { type KvEventsSource, RemoteEngineAdapter, type RemoteEngineOptions } from './remote-engine.ts';
+import {
+  type KvEventsSource,
+  RemoteEngineAdapter,
+  type RemoteEngineOptions,
+  sharedSamplingFields,
+} from './remote-engine.ts';
 import { sseChunks } from './sse-lines.ts';
 
 const serverInfoSchema = z.looseObject({
@@ -201,11 +206,7 @@ export class SglangEngineAdapter extends RemoteEngineAdapter {
       input_ids: request.tokenIds,
       sampling_params: {
         max_new_tokens: s.maxTokens,
-        ...(s.temperature !== undefined ? { temperature: s.temperature } : {}),
-        ...(s.ignoreEos !== undefined ? { ignore_eos: s.ignoreEos } : {}),
-        ...(s.stopTokenIds !== undefined && s.stopTokenIds.length > 0
-          ? { stop_token_ids: s.stopTokenIds }
-          : {}),
+        ...sharedSamplingFields(s),
         ...(s.seed !== undefined ? { sampling_seed: s.seed } : {}),
       },
       stream: true,

@@ -15,7 +15,12 @@ import type { WorkerId } from '../../kv/events.ts';
 import type { FinishReason, GenerateChunk, GenerateRequest } from '../../protocol/generate.ts';
 import { workerErrorText } from '../../protocol/wire.ts';
 import type { EngineDescription } from '../../worker/engine-adapter.ts';
-import { type KvEventsSource, RemoteEngineAdapter, type RemoteEngineOptions } from './remote-engine.ts';
+import {
+  type KvEventsSource,
+  RemoteEngineAdapter,
+  type RemoteEngineOptions,
+  sharedSamplingFields,
+} from './remote-engine.ts';
 import { EngineProbeError } from './sglang-adapter.ts';
 import { sseChunks } from './sse-lines.ts';
 
@@ -145,11 +150,7 @@ export class VllmEngineAdapter extends RemoteEngineAdapter {
       stream: true,
       stream_options: { include_usage: true },
       return_token_ids: true,
-      ...(s.temperature !== undefined ? { temperature: s.temperature } : {}),
-      ...(s.ignoreEos !== undefined ? { ignore_eos: s.ignoreEos } : {}),
-      ...(s.stopTokenIds !== undefined && s.stopTokenIds.length > 0
-        ? { stop_token_ids: s.stopTokenIds }
-        : {}),
+      ...sharedSamplingFields(s),
       ...(s.seed !== undefined ? { seed: s.seed } : {}),
     };
     const headers: Record<string, string> = { 'x-request-id': request.requestId };
