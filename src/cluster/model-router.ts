@@ -43,7 +43,7 @@ import { decodeJson, encodeJson } from '../runtime/codec.ts';
 import { errorMessage, isRuntimeError, RemoteError, RuntimeError } from '../runtime/errors.ts';
 import { randomU64 } from '../runtime/ids.ts';
 import type { ModelCard } from '../runtime/model-card.ts';
-import { type FrameSink, type PushHandle, PushQueue, type PushSink, pushCall } from '../runtime/push.ts';
+import { type FrameSink, type PushHandle, PushQueue, type PushSink, pushCallValue } from '../runtime/push.ts';
 import { kvEventsSubject, streamNameForSubject } from '../runtime/subjects.ts';
 import {
   type DiscoveryEvent,
@@ -436,12 +436,13 @@ export class ModelRouter {
       else this.migrations++;
     },
     route: (requestId, tokens, routing, avoid) => this.routeAvoiding(requestId, tokens, routing, avoid),
-    call: (workerId, payload, sink, signal) =>
-      pushCall(
+    call: (workerId, request, sink, signal) =>
+      pushCallValue(
         this.runtime.requests,
         this.generateEndpoint,
         workerId,
-        payload,
+        request,
+        encodeGenerateRequest,
         sink,
         signal ? { signal } : {},
       ),
@@ -652,9 +653,10 @@ interface StreamHost {
     routing: RequestRouting,
     avoid: ReadonlySet<WorkerId> | null,
   ): RoutingDecision;
+  /** Calls the worker's generate endpoint with `request` (handed over as it is in process). */
   call(
     workerId: WorkerId,
-    payload: Uint8Array,
+    request: GenerateRequest,
     sink: PushSink<Uint8Array>,
     signal: Cancellation | undefined,
   ): PushHandle;
@@ -804,7 +806,9 @@ class RoutedStream implements AsyncIterableIterator<RoutedChunk> {
       generated.length === 0
         ? request.sampling
         : { ...request.sampling, maxTokens: request.sampling.maxTokens - generated.length };
-    const payload = encodeGenerateRequest(
+    this.attemptOpen = true;
+    const call = this.host.call(
+      decision.workerId,
       request.bootstrap === undefined
         ? { requestId: request.requestId, tokenIds: tokens, sampling, dpRank: decision.dpRank }
         : {
@@ -814,9 +818,9 @@ class RoutedStream implements AsyncIterableIterator<RoutedChunk> {
             dpRank: decision.dpRank,
             bootstrap: request.bootstrap,
           },
+      new AttemptSink(this, attempt),
+      this.signal,
     );
-    this.attemptOpen = true;
-    const call = this.host.call(decision.workerId, payload, new AttemptSink(this, attempt), this.signal);
     if (this.attempt === attempt && this.attemptOpen) this.call = call;
     else call.cancel();
   }

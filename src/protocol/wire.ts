@@ -401,8 +401,11 @@ function generateRequestText(r: GenerateRequest): string | undefined {
   return `${text}}`;
 }
 
-/** A GenerateRequest handed over in process: checked as its wire form would be, and copied. */
-function generateRequestLocal(value: unknown): GenerateRequest | undefined {
+/**
+ * A GenerateRequest handed over in process: checked as its wire form would be, and copied;
+ * undefined for a shape this check does not take (bootstrap info, a bad field: decode its bytes).
+ */
+export function generateRequestFromValue(value: unknown): GenerateRequest | undefined {
   const r = asObject(value) as Partial<GenerateRequest> | undefined;
   if (r === undefined || r.bootstrap !== undefined) return undefined;
   const s = asObject(r.sampling) as Partial<GenerateRequest['sampling']> | undefined;
@@ -423,7 +426,7 @@ function generateRequestLocal(value: unknown): GenerateRequest | undefined {
 export function decodeGenerateRequest(bytes: Uint8Array): WireResult<GenerateRequest> {
   const request = (bytes as EncodedFrame)[REQUEST_VALUE];
   if (request !== undefined) {
-    const local = generateRequestLocal(request);
+    const local = generateRequestFromValue(request);
     if (local !== undefined) return { ok: true, value: local };
   }
   return generateRequestFromWire(decodeJson(bytes));

@@ -80,6 +80,25 @@ export function pushCall(
   return pushFromIterable(plane.call(endpoint, instanceId, payload, options), sink);
 }
 
+/**
+ * A request-plane call in push form whose payload is the value `encode` turns into bytes: the
+ * plane's own `callPushValue` (in process: the value goes to the handler as it is), or `pushCall`
+ * with the encoded bytes.
+ */
+export function pushCallValue<V>(
+  plane: RequestPlane,
+  endpoint: EndpointId,
+  instanceId: InstanceId,
+  value: V,
+  encode: (value: V) => Uint8Array,
+  sink: PushSink<Uint8Array>,
+  options: CallOptions = {},
+): PushHandle {
+  if (plane.callPushValue !== undefined)
+    return plane.callPushValue(endpoint, instanceId, value, encode, sink, options);
+  return pushCall(plane, endpoint, instanceId, encode(value), sink, options);
+}
+
 class IterablePump<T> implements PushHandle {
   private cancelled = false;
   private iterator: AsyncIterator<T> | undefined;

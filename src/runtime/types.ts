@@ -153,6 +153,18 @@ export interface HandlerContext {
 
 export type RequestHandler = (payload: Uint8Array, ctx: HandlerContext) => AsyncIterable<Uint8Array>;
 
+/**
+ * In process, a handler may take the value a caller's payload encodes instead of its bytes (see
+ * `RequestPlane.callPushValue`), checking it as it would check decoded bytes. It returns undefined
+ * for a value it does not take: the plane then encodes the value and calls the RequestHandler.
+ */
+export type ValueHandler = (value: unknown, ctx: HandlerContext) => AsyncIterable<Uint8Array> | undefined;
+
+export interface ServeOptions {
+  /** Takes in-process callers' values (planes that carry bytes ignore it). */
+  readonly valueHandler?: ValueHandler;
+}
+
 export interface CallOptions {
   /** Cancels the call (an AbortSignal, or a cheaper CancelSource in process). */
   readonly signal?: Cancellation;
@@ -179,7 +191,12 @@ export interface ServeHandle {
 export interface RequestPlane {
   /** How instances served by this plane are reached (stored in discovery). */
   transportFor(endpoint: EndpointId, instanceId: InstanceId): InstanceTransport;
-  serve(endpoint: EndpointId, instanceId: InstanceId, handler: RequestHandler): Promise<ServeHandle>;
+  serve(
+    endpoint: EndpointId,
+    instanceId: InstanceId,
+    handler: RequestHandler,
+    options?: ServeOptions,
+  ): Promise<ServeHandle>;
   /**
    * Streams the handler's responses in order. Throws RuntimeError: RemoteError when the handler
    * throws, RUNTIME_NO_RESPONDERS, RUNTIME_STREAM_LOST, RUNTIME_SERVER_CANCELLED, RUNTIME_CANCELLED,
@@ -200,6 +217,20 @@ export interface RequestPlane {
     endpoint: EndpointId,
     instanceId: InstanceId,
     payload: Uint8Array,
+    sink: PushSink<Uint8Array>,
+    options?: CallOptions,
+  ): PushHandle;
+  /**
+   * Optional: `callPush` with the payload as the value `encode` turns into bytes. The in-process
+   * plane hands the value to a handler served with a `valueHandler` (which owns it from then on:
+   * the caller must not touch it) and encodes it only for one without. Use `pushCallValue` to
+   * call any plane this way.
+   */
+  callPushValue?<V>(
+    endpoint: EndpointId,
+    instanceId: InstanceId,
+    value: V,
+    encode: (value: V) => Uint8Array,
     sink: PushSink<Uint8Array>,
     options?: CallOptions,
   ): PushHandle;

@@ -20,6 +20,7 @@ import {
   encodeGenerateChunk,
   encodeKvIndexerAnswer,
   GENERATE_ENDPOINT,
+  generateRequestFromValue,
   KV_EVENTS_RETENTION_MS,
   KV_INDEXER_QUERY_ENDPOINT,
   KV_TRANSFER_ENDPOINT,
@@ -266,7 +267,9 @@ export class Worker {
       await requests.serve(
         this.generateEndpoint,
         this.instanceId,
-        (payload, ctx) => new DualSource(this.pullGenerate, this.pushGenerate, { payload, ctx }),
+        (payload, ctx) =>
+          new DualSource(this.pullGenerate, this.pushGenerate, { payload, request: null, ctx }),
+        { valueHandler: this.generateValue },
       ),
     );
     this.serveHandles.push(
@@ -347,15 +350,27 @@ export class Worker {
     );
   }
 
-  private readonly pullGenerate = (call: GenerateCall): AsyncIterable<Uint8Array> =>
-    this.generate(call.payload, call.ctx);
+  /**
+   * An in-process caller's GenerateRequest, checked as its bytes would be (undefined for a shape
+   * the value check does not take: the plane then hands over the bytes).
+   */
+  private readonly generateValue = (
+    value: unknown,
+    ctx: HandlerContext,
+  ): AsyncIterable<Uint8Array> | undefined => {
+    const request = generateRequestFromValue(value);
+    if (request === undefined) return undefined;
+    return new DualSource(this.pullGenerate, this.pushGenerate, { payload: null, request, ctx });
+  };
+
+  private readonly pullGenerate = (call: GenerateCall): AsyncIterable<Uint8Array> => this.generate(call);
 
   private readonly pushGenerate = (call: GenerateCall, sink: PushSink<Uint8Array>): PushHandle => {
     const generatePush = this.engine.generatePush;
     // The fast path needs an engine stream that pushes, and an open gate (no wait before the start).
     if (generatePush === undefined || this.draining || !this.gate.isOpen)
-      return pushFromIterable(this.generate(call.payload, call.ctx), sink);
-    const request = this.decodeRequest(call.payload);
+      return pushFromIterable(this.generate(call), sink);
+    const request = this.requestOf(call);
     let stream: PushSource<GenerateChunk>;
     try {
       stream = generatePush.call(this.engine, request);
@@ -370,8 +385,13 @@ export class Worker {
 
   private readonly leaveOnce = (): void => this.leave();
 
-  private decodeRequest(payload: Uint8Array): GenerateRequest {
+  /** The call's request: handed over in process, or decoded from its bytes. */
+  private requestOf(call: GenerateCall): GenerateRequest {
     if (this.draining) throw this.unavailable();
+    return call.request ?? this.decodeRequest(call.payload as Uint8Array);
+  }
+
+  private decodeRequest(payload: Uint8Array): GenerateRequest {
     try {
       const parsed = decodeGenerateRequest(payload);
       if (!parsed.ok) throw this.badRequest('generate request', parsed.error);
@@ -382,8 +402,9 @@ export class Worker {
     }
   }
 
-  private async *generate(payload: Uint8Array, ctx: HandlerContext): AsyncIterable<Uint8Array> {
-    const request = this.decodeRequest(payload);
+  private async *generate(call: GenerateCall): AsyncIterable<Uint8Array> {
+    const request = this.requestOf(call);
+    const ctx = call.ctx;
     // A caller that goes away aborts the signal; the plane may never resume this generator, so the
     // request stops counting as in flight on the abort itself.
     let counted = true;
@@ -476,8 +497,10 @@ export class Worker {
   }
 }
 
+/** A generate call: its payload's bytes, or the request an in-process caller handed over. */
 interface GenerateCall {
-  readonly payload: Uint8Array;
+  readonly payload: Uint8Array | null;
+  readonly request: GenerateRequest | null;
   readonly ctx: HandlerContext;
 }
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { encodeJson } from '../../src/runtime/codec.ts';
 import { LocalCluster, type LocalRuntime } from '../../src/runtime/local/cluster.ts';
-import { PushQueue, pushCall } from '../../src/runtime/push.ts';
+import { PushQueue, pushCall, pushCallValue } from '../../src/runtime/push.ts';
 import { type DiscoveryEvent, endpointId, type RequestPlane, type Runtime } from '../../src/runtime/types.ts';
 import { type PlaneFixture, runPlaneConformance } from './planes.conformance.ts';
 
@@ -63,6 +63,105 @@ runPlaneConformance(
   })),
   { requestWire: false },
 );
+
+/**
+ * Payloads handed over as values (`callPushValue`, what the router uses for generate requests) must
+ * behave the same too: every call's bytes travel inside a value, and every handler is also served
+ * with a value handler that takes such values.
+ */
+interface WrappedPayload {
+  readonly bytes: Uint8Array;
+}
+const unwrap = (value: WrappedPayload) => value.bytes;
+
+function throughPushValues(plane: RequestPlane): RequestPlane {
+  return {
+    transportFor: (endpoint, instanceId) => plane.transportFor(endpoint, instanceId),
+    serve: (endpoint, instanceId, handler) =>
+      plane.serve(endpoint, instanceId, handler, {
+        valueHandler: (value, ctx) => handler((value as WrappedPayload).bytes, ctx),
+      }),
+    call: (endpoint, instanceId, payload, options) => ({
+      [Symbol.asyncIterator]: () => {
+        const queue = new PushQueue<Uint8Array>();
+        const value: WrappedPayload = { bytes: payload };
+        const handle = pushCallValue(plane, endpoint, instanceId, value, unwrap, queue, options);
+        queue.onReturn = () => handle.cancel();
+        return queue;
+      },
+    }),
+    close: () => plane.close(),
+  };
+}
+
+runPlaneConformance(
+  'local, calls in push form with value payloads',
+  localPlanes((runtime) => ({
+    discovery: runtime.discovery,
+    requests: throughPushValues(runtime.requests),
+    events: runtime.events,
+    malformed: runtime.malformed,
+    close: () => runtime.close(),
+  })),
+  { requestWire: false },
+);
+
+describe('value payloads on the local plane', () => {
+  const setup = async (valueHandler?: (value: unknown) => AsyncIterable<Uint8Array> | undefined) => {
+    const cluster = new LocalCluster();
+    const runtime = cluster.runtime();
+    const ep = endpointId('kvgate', 'backend', 'generate');
+    const seen: { bytes: string[]; values: unknown[] } = { bytes: [], values: [] };
+    await runtime.requests.serve(
+      ep,
+      7n,
+      async function* (payload) {
+        seen.bytes.push(new TextDecoder().decode(payload));
+        yield payload;
+      },
+      valueHandler === undefined
+        ? undefined
+        : {
+            valueHandler: (value) => {
+              seen.values.push(value);
+              return valueHandler(value);
+            },
+          },
+    );
+    const call = async (value: { text: string }) => {
+      const queue = new PushQueue<Uint8Array>();
+      pushCallValue(runtime.requests, ep, 7n, value, (v) => new TextEncoder().encode(v.text), queue);
+      const frames: string[] = [];
+      for await (const frame of queue) frames.push(new TextDecoder().decode(frame));
+      return frames;
+    };
+    return { seen, call, close: () => runtime.close() };
+  };
+
+  it('a value handler gets the very value, and the bytes are never encoded', async () => {
+    const { seen, call, close } = await setup(async function* (value) {
+      yield new TextEncoder().encode(`value:${(value as { text: string }).text}`);
+    });
+    const value = { text: 'hello' };
+    expect(await call(value)).toEqual(['value:hello']);
+    expect(seen.values).toEqual([value]);
+    expect(seen.values[0]).toBe(value);
+    expect(seen.bytes).toEqual([]);
+    await close();
+  });
+
+  it('a value the value handler does not take, or a handler without one, gets the encoded bytes', async () => {
+    const refusing = await setup(() => undefined);
+    expect(await refusing.call({ text: 'refused' })).toEqual(['refused']);
+    expect(refusing.seen.values).toHaveLength(1);
+    expect(refusing.seen.bytes).toEqual(['refused']);
+    await refusing.close();
+    const plain = await setup();
+    expect(await plain.call({ text: 'bytes' })).toEqual(['bytes']);
+    expect(plain.seen.bytes).toEqual(['bytes']);
+    await plain.close();
+  });
+});
 
 describe('local runtime specifics', () => {
   it('expiring a lease from outside removes its instances, then the live runtime registers again', async () => {

@@ -16,7 +16,9 @@ import {
   type RequestHandler,
   type RequestPlane,
   type ServeHandle,
+  type ServeOptions,
   type StopOptions,
+  type ValueHandler,
 } from '../types.ts';
 import { waitUntil } from '../wait.ts';
 
@@ -28,6 +30,7 @@ interface RunningCall {
 
 interface Served {
   readonly handler: RequestHandler;
+  readonly valueHandler: ValueHandler | undefined;
   readonly owner: LocalRequestPlane;
   readonly calls: Set<RunningCall>;
   draining: boolean;
@@ -145,8 +148,10 @@ class LocalCall implements AsyncIterator<Uint8Array>, RunningCall {
 
 /**
  * A call in push form: the handler's frames reach the caller's sink by plain calls (no promise
- * per frame when the handler's stream is a PushSource too), as values when both ends take them. Same semantics as LocalCall. The
- * handler's signal is made only if the handler asks for it: an AbortSignal costs microseconds.
+ * per frame when the handler's stream is a PushSource too), as values when both ends take them;
+ * the payload too, when the caller gives a value (`encode` non-null) and the handler takes values.
+ * Same semantics as LocalCall. The handler's signal is made only if the handler asks for it: an
+ * AbortSignal costs microseconds.
  */
 class LocalPushCall implements RunningCall, PushHandle, FrameSink, HandlerContext {
   private controller: AbortController | null = null;
@@ -159,7 +164,9 @@ class LocalPushCall implements RunningCall, PushHandle, FrameSink, HandlerContex
   constructor(
     private readonly served: Served,
     private readonly callerCalls: Set<RunningCall>,
-    private readonly payload: Uint8Array,
+    /** The payload's bytes, or (with `encode`) the value they encode. */
+    private readonly payload: unknown,
+    private readonly encode: ((value: unknown) => Uint8Array) | null,
     private readonly sink: PushSink<Uint8Array>,
     private readonly options: CallOptions,
   ) {
@@ -199,7 +206,14 @@ class LocalPushCall implements RunningCall, PushHandle, FrameSink, HandlerContex
   private start(): void {
     if (this.done) return;
     try {
-      const frames = this.served.handler(this.payload, this);
+      const served = this.served;
+      const encode = this.encode;
+      let frames: AsyncIterable<Uint8Array> | undefined;
+      if (encode === null) frames = served.handler(this.payload as Uint8Array, this);
+      else {
+        if (served.valueHandler !== undefined) frames = served.valueHandler(this.payload, this);
+        frames ??= served.handler(encode(this.payload), this);
+      }
       const upstream = pushFromIterable(frames, this);
       if (this.done) upstream.cancel();
       else this.upstream = upstream;
@@ -283,12 +297,23 @@ export class LocalRequestPlane implements RequestPlane {
     return { kind: 'local' };
   }
 
-  async serve(endpoint: EndpointId, instanceId: InstanceId, handler: RequestHandler): Promise<ServeHandle> {
+  async serve(
+    endpoint: EndpointId,
+    instanceId: InstanceId,
+    handler: RequestHandler,
+    options?: ServeOptions,
+  ): Promise<ServeHandle> {
     if (this.closed) throw new RuntimeError('RUNTIME_CLOSED', 'request plane is closed');
     const key = servedKey(endpoint, instanceId);
     if (this.hub.served.has(key))
       throw new RuntimeError('RUNTIME_INVALID', `${key} is already served in this process`);
-    const served: Served = { handler, owner: this, calls: new Set(), draining: false };
+    const served: Served = {
+      handler,
+      valueHandler: options?.valueHandler,
+      owner: this,
+      calls: new Set(),
+      draining: false,
+    };
     this.hub.served.set(key, served);
     this.serving.add(key);
     return {
@@ -353,29 +378,42 @@ export class LocalRequestPlane implements RequestPlane {
     sink: PushSink<Uint8Array>,
     options: CallOptions = {},
   ): PushHandle {
-    let failure: RuntimeError | undefined;
-    const served = this.closed ? undefined : this.hub.served.get(this.keyOf(endpoint, instanceId));
-    if (this.closed) failure = new RuntimeError('RUNTIME_CLOSED', 'request plane is closed');
-    else if (served === undefined)
-      failure = new RuntimeError(
+    const served = this.servedFor(endpoint, instanceId);
+    if (served instanceof RuntimeError) return failedCall(sink, served);
+    return new LocalPushCall(served, this.calls, payload, null, sink, options);
+  }
+
+  callPushValue<V>(
+    endpoint: EndpointId,
+    instanceId: InstanceId,
+    value: V,
+    encode: (value: V) => Uint8Array,
+    sink: PushSink<Uint8Array>,
+    options: CallOptions = {},
+  ): PushHandle {
+    const served = this.servedFor(endpoint, instanceId);
+    if (served instanceof RuntimeError) return failedCall(sink, served);
+    return new LocalPushCall(
+      served,
+      this.calls,
+      value,
+      encode as (value: unknown) => Uint8Array,
+      sink,
+      options,
+    );
+  }
+
+  /** The served endpoint a call goes to, or why the call fails at once. */
+  private servedFor(endpoint: EndpointId, instanceId: InstanceId): Served | RuntimeError {
+    if (this.closed) return new RuntimeError('RUNTIME_CLOSED', 'request plane is closed');
+    const served = this.hub.served.get(this.keyOf(endpoint, instanceId));
+    if (served === undefined)
+      return new RuntimeError(
         'RUNTIME_NO_RESPONDERS',
         `no responders for ${formatEndpointId(endpoint)} instance ${instanceId.toString(16)}`,
       );
-    else if (served.draining)
-      failure = new RuntimeError('RUNTIME_SERVER_CANCELLED', 'the server is draining');
-    if (served === undefined || failure !== undefined) {
-      const error = failure as RuntimeError;
-      let cancelled = false;
-      RESOLVED.then(() => {
-        if (!cancelled) sink.fail(error);
-      });
-      return {
-        cancel: () => {
-          cancelled = true;
-        },
-      };
-    }
-    return new LocalPushCall(served, this.calls, payload, sink, options);
+    if (served.draining) return new RuntimeError('RUNTIME_SERVER_CANCELLED', 'the server is draining');
+    return served;
   }
 
   /**
@@ -427,6 +465,19 @@ function callerStoppedReading(): RuntimeError {
   } finally {
     Error.stackTraceLimit = limit;
   }
+}
+
+/** A push call that failed at once: the sink hears the error on a later tick, unless cancelled first. */
+function failedCall(sink: PushSink<Uint8Array>, error: RuntimeError): PushHandle {
+  let cancelled = false;
+  RESOLVED.then(() => {
+    if (!cancelled) sink.fail(error);
+  });
+  return {
+    cancel: () => {
+      cancelled = true;
+    },
+  };
 }
 
 function rejecting(error: RuntimeError): AsyncIterator<Uint8Array> {
