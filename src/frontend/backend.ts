@@ -7,6 +7,7 @@ import type { BusyThresholds as RouterBusyThresholds } from '../cluster/model-ro
 import type { WorkerId } from '../kv/events.ts';
 import type { GenerateChunk, GenerateRequest, WorkerRole } from '../protocol/generate.ts';
 import type { Tokenizer } from '../tokens/tokenizer.ts';
+import type { Cancellation } from '../util/cancel.ts';
 import type { ChatTemplate } from './chat-template.ts';
 import { ApiError } from './errors.ts';
 
@@ -118,12 +119,13 @@ export interface ModelBackend {
   readonly chatTemplate?: ChatTemplate;
   /**
    * Runs one generation. Must stop promptly (and release the request's resources) when `signal`
-   * aborts. May throw `BackendError` before the first chunk (bad pinned worker or rank, no
-   * workers); errors after the first chunk end the stream with an error event.
+   * is cancelled (an AbortSignal fits; the frontend passes a cheaper CancelSource). May throw
+   * `BackendError` before the first chunk (bad pinned worker or rank, no workers); errors after
+   * the first chunk end the stream with an error event.
    */
-  generate(request: BackendRequest, signal: AbortSignal): AsyncIterable<BackendChunk>;
+  generate(request: BackendRequest, signal: Cancellation): AsyncIterable<BackendChunk>;
   /** Chooses where the request would run without running it (query_instance_id). */
-  route?(request: BackendRequest, signal: AbortSignal): Promise<RoutingDecision>;
+  route?(request: BackendRequest, signal: Cancellation): Promise<RoutingDecision>;
   health(): BackendHealth;
   /** True when every (worker, rank) is over its busy thresholds: the frontend answers 503. */
   busy?(): boolean;

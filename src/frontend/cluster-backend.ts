@@ -25,6 +25,7 @@ import {
 } from '../routing/errors.ts';
 import { isRuntimeError } from '../runtime/errors.ts';
 import type { Tokenizer } from '../tokens/tokenizer.ts';
+import type { Cancellation } from '../util/cancel.ts';
 import {
   type BackendChunk,
   BackendError,
@@ -109,7 +110,7 @@ export class ClusterModelBackend implements ModelBackend {
     this.busyThresholds = new BusyThresholdState(options.busyThresholds);
   }
 
-  generate(request: BackendRequest, signal: AbortSignal): AsyncIterable<BackendChunk> {
+  generate(request: BackendRequest, signal: Cancellation): AsyncIterable<BackendChunk> {
     let routing: RequestRouting;
     try {
       routing = requestRouting(request);
@@ -124,7 +125,7 @@ export class ClusterModelBackend implements ModelBackend {
     );
   }
 
-  async route(request: BackendRequest, signal: AbortSignal): Promise<RoutingDecision> {
+  async route(request: BackendRequest, signal: Cancellation): Promise<RoutingDecision> {
     const routing = requestRouting(request);
     try {
       await this.router.waitForInstances(undefined, signal);
@@ -199,7 +200,7 @@ function requestRouting(request: BackendRequest): RequestRouting {
 const NO_PIN: RequestRouting = Object.freeze({});
 
 /** Maps what the router throws to the error the HTTP client sees (status, type, message). */
-export function clusterApiError(error: unknown, signal?: AbortSignal): unknown {
+export function clusterApiError(error: unknown, signal?: Cancellation): unknown {
   if (error instanceof BackendError) return error;
   if (signal?.aborted && isRuntimeError(error, 'RUNTIME_CANCELLED')) return error;
   if (error instanceof RankOutOfRangeError)

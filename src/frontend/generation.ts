@@ -7,6 +7,7 @@
 import type { Usage } from '../protocol/generate.ts';
 import { decodeTokens, IncrementalDetokenizer, StopStringMatcher } from '../tokens/detokenizer.ts';
 import type { Tokenizer } from '../tokens/tokenizer.ts';
+import { type Cancellation, CancelSource } from '../util/cancel.ts';
 import type { BackendChunk, BackendRequest, ModelBackend } from './backend.ts';
 import { ApiError } from './errors.ts';
 import type { RequestTimer } from './metrics.ts';
@@ -47,27 +48,31 @@ export interface ChoiceRun {
   readonly request: BackendRequest;
   readonly tokenizer: Tokenizer;
   readonly stopStrings: readonly string[];
-  /** Aborting it stops the choice. */
-  readonly signal: AbortSignal;
+  /** Cancelling it stops the choice. */
+  readonly signal: Cancellation;
   readonly timer: RequestTimer;
 }
 
 /**
- * A signal for one choice of a request: aborted when the request's is, and by `end()` once the
- * choice is over, so a backend still running it stops at once.
+ * The cancellation of one choice of a request: cancelled when the request's is, and by `end()`
+ * once the choice is over, so a backend still running it stops at once.
  */
-export function choiceSignal(parent: AbortSignal): { signal: AbortSignal; end: () => void } {
-  const controller = new AbortController();
-  const forward = () => controller.abort(parent.reason);
-  if (parent.aborted) forward();
-  else parent.addEventListener('abort', forward, { once: true });
-  return {
-    signal: controller.signal,
-    end: () => {
-      parent.removeEventListener('abort', forward);
-      controller.abort(CHOICE_ENDED);
-    },
-  };
+export class ChoiceCancel extends CancelSource {
+  constructor(private readonly parent: Cancellation) {
+    super();
+    if (parent.aborted) this.abort(parent.reason);
+    else parent.addEventListener('abort', this);
+  }
+
+  /** The request was cancelled (this object is the parent's listener). */
+  handleEvent(): void {
+    this.abort(this.parent.reason);
+  }
+
+  end(): void {
+    this.parent.removeEventListener('abort', this);
+    this.abort(CHOICE_ENDED);
+  }
 }
 
 /** Per-chunk bookkeeping shared by the streamed and the collected paths. */
@@ -123,7 +128,7 @@ function incomplete(): ApiError {
 /** Streams one choice as text deltas; the backend's signal is aborted once the choice is over. */
 export async function* runChoice(run: ChoiceRun): AsyncGenerator<ChoiceDelta> {
   const { index, backend, request } = run;
-  const { signal, end } = choiceSignal(run.signal);
+  const signal = new ChoiceCancel(run.signal);
   const account = new ChunkAccount(request, run.timer);
   const detokenizer = new IncrementalDetokenizer(run.tokenizer);
   const matcher = new StopStringMatcher(run.stopStrings);
@@ -146,7 +151,7 @@ export async function* runChoice(run: ChoiceRun): AsyncGenerator<ChoiceDelta> {
     }
     if (!signal.aborted) throw incomplete();
   } finally {
-    end();
+    signal.end();
   }
 }
 
@@ -154,7 +159,7 @@ export async function* runChoice(run: ChoiceRun): AsyncGenerator<ChoiceDelta> {
  * Runs one choice to its end for a response that is not streamed: no delta per chunk, and
  * without stop strings the text is decoded once at the end. Resolves undefined when the signal
  * aborted before the choice finished. The backend gets `run.signal` itself: the caller aborts it
- * once the choice is over (the request's end, or `choiceSignal` when there are several).
+ * once the choice is over (the request's end, or a `ChoiceCancel` when there are several).
  */
 export async function collectChoice(run: ChoiceRun): Promise<ChoiceOutcome | undefined> {
   const { index, backend, request, signal } = run;

@@ -5,21 +5,22 @@
  *
  * Failure rules: an error before the first token is a normal HTTP error (status from the
  * `ApiError`/`BackendError`); an error after the stream has started is sent as a final
- * `data: {"error": {...}}` event followed by `data: [DONE]`; a client that disconnects aborts the
+ * `data: {"error": {...}}` event followed by `data: [DONE]`; a client that disconnects cancels the
  * backend's signal at once.
  */
-import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { FastifyBaseLogger, FastifyReply } from 'fastify';
 import type { SamplingOptions, Usage } from '../protocol/generate.ts';
 import type { Tokenizer } from '../tokens/tokenizer.ts';
+import { type Cancellation, CancelSource } from '../util/cancel.ts';
+import { randomHexId } from '../util/random-id.ts';
 import type { BackendRequest, ModelBackend } from './backend.ts';
 import { ApiError, toApiError } from './errors.ts';
 import {
+  ChoiceCancel,
   type ChoiceDelta,
   type ChoiceOutcome,
   type ChoiceRun,
-  choiceSignal,
   collectChoice,
   mergeChoices,
   runChoice,
@@ -56,7 +57,7 @@ export interface GenerationPlan {
   readonly includeUsage: boolean;
 }
 
-/** Abort reasons (made once: `abort()` without a reason builds a DOMException with a stack each time). */
+/** Cancellation reasons (made once: `abort()` without a reason builds a DOMException with a stack each time). */
 export const CLIENT_GONE = new Error('the client disconnected');
 export const REQUEST_ENDED = new Error('the request has ended');
 
@@ -70,7 +71,7 @@ interface Scope {
   readonly plan: GenerationPlan;
   readonly header: ResponseHeader;
   readonly reply: FastifyReply;
-  readonly signal: AbortSignal;
+  readonly signal: Cancellation;
   readonly timer: RequestTimer;
   readonly log: FastifyBaseLogger;
   /** Every choice ended on its backend's final chunk: nothing is left running to abort. */
@@ -83,11 +84,13 @@ export async function serveGeneration(
   context: ServeContext,
 ): Promise<void> {
   const header: ResponseHeader = {
-    id: `${plan.kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomUUID().replaceAll('-', '')}`,
+    id: `${plan.kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomHexId()}`,
     created: Math.floor(Date.now() / 1000),
     model: plan.model,
   };
-  const controller = new AbortController();
+  // Not an AbortController: that costs several microseconds per request (an EventTarget, and an
+  // Event on abort); the backends take any Cancellation.
+  const controller = new CancelSource();
   const onClose = abortUnlessFinished.bind(controller, reply.raw);
   reply.raw.on('close', onClose);
   const timer = context.metrics.startRequest(plan.model, plan.endpoint, plan.stream);
@@ -113,8 +116,8 @@ export async function serveGeneration(
     reply.raw.off('close', onClose);
     // The client is gone and nothing was sent: tell fastify not to wait for a response.
     if (controller.signal.aborted && !reply.sent) reply.hijack();
-    // Whatever happened, nothing keeps running for this request. (Aborting costs an Event and its
-    // dispatch: skipped when every backend stream has already ended by itself.)
+    // Whatever happened, nothing keeps running for this request (skipped when every backend stream
+    // has already ended by itself: nothing is left to tell).
     if (!scope.settled) controller.abort(REQUEST_ENDED);
   }
 }
@@ -181,7 +184,7 @@ class UsageTotal {
 }
 
 /** The response closed: unless it was sent in full, the client is gone. (A bound function, not a closure made per request.) */
-function abortUnlessFinished(this: AbortController, response: ServerResponse): void {
+function abortUnlessFinished(this: CancelSource, response: ServerResponse): void {
   if (!response.writableFinished) this.abort(CLIENT_GONE);
 }
 
@@ -190,26 +193,26 @@ function choiceRun(
   timer: RequestTimer,
   request: BackendRequest,
   index: number,
-  signal: AbortSignal,
+  signal: Cancellation,
 ): ChoiceRun {
   const { backend, tokenizer, stopStrings } = plan;
   return { index, backend, request, tokenizer, stopStrings, signal, timer };
 }
 
-function collectOne(scope: Scope, request: BackendRequest, index: number, signal: AbortSignal) {
+function collectOne(scope: Scope, request: BackendRequest, index: number, signal: Cancellation) {
   return collectChoice(choiceRun(scope.plan, scope.timer, request, index, signal));
 }
 
 /** Runs every choice to its end; undefined when the request was cut short. */
 async function collectChoices(scope: Scope): Promise<(ChoiceOutcome | undefined)[]> {
   const requests = backendRequests(scope.plan, scope.header);
-  // One choice (the usual case) runs on the request's own signal, which serveGeneration aborts
+  // One choice (the usual case) runs on the request's own signal, which serveGeneration cancels
   // once the request is over; several get one signal each, ended with their choice.
   if (requests.length === 1) return [await collectOne(scope, requests[0], 0, scope.signal)];
   return Promise.all(
     requests.map((request, index) => {
-      const choice = choiceSignal(scope.signal);
-      return collectOne(scope, request, index, choice.signal).finally(choice.end);
+      const choice = new ChoiceCancel(scope.signal);
+      return collectOne(scope, request, index, choice).finally(() => choice.end());
     }),
   );
 }

@@ -13,6 +13,7 @@ import type {
 import { BackendError } from '../../src/frontend/backend.ts';
 import { BusyThresholdState } from '../../src/frontend/cluster-backend.ts';
 import type { Tokenizer } from '../../src/tokens/tokenizer.ts';
+import type { Cancellation } from '../../src/util/cancel.ts';
 
 export interface FakeBackendOptions {
   readonly model?: string;
@@ -40,7 +41,7 @@ export class FakeBackend implements ModelBackend {
   readonly model: string;
   readonly contextLength?: number;
   readonly requests: BackendRequest[] = [];
-  readonly signals: AbortSignal[] = [];
+  readonly signals: Cancellation[] = [];
   routeCalls = 0;
   generateCalls = 0;
   readonly busyThresholds: BusyThresholdControl = new BusyThresholdState({
@@ -91,7 +92,7 @@ export class FakeBackend implements ModelBackend {
     return this.decide(request);
   }
 
-  async *generate(request: BackendRequest, signal: AbortSignal): AsyncIterable<BackendChunk> {
+  async *generate(request: BackendRequest, signal: Cancellation): AsyncIterable<BackendChunk> {
     this.generateCalls++;
     this.requests.push(request);
     this.signals.push(signal);
@@ -170,7 +171,7 @@ export class FakeBackend implements ModelBackend {
   }
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
+function sleep(ms: number, signal: Cancellation): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(done, ms);
     function done() {
