@@ -5,6 +5,7 @@
  */
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
+import { positiveInt } from '../../cli/arg-parsers.ts';
 import type { DistributedRuntime } from '../../runtime/distributed.ts';
 import { log } from '../../util/log.ts';
 import { onShutdownSignal } from '../../util/shutdown.ts';
@@ -44,12 +45,6 @@ function tcpEndpoint(value: string): string {
   return value;
 }
 
-function positiveMs(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
-  return n;
-}
-
 /** The external-engine options of `kvgate worker`. */
 export function addRemoteEngineOptions(cmd: Command): Command {
   return cmd
@@ -69,7 +64,7 @@ export function addRemoteEngineOptions(cmd: Command): Command {
       tcpEndpoint,
     )
     .option('--kv-topic <topic>', 'KV-event topic to subscribe to (default: all)')
-    .option('--health-interval <ms>', 'sglang / vllm: engine health-check interval', positiveMs, 2000);
+    .option('--health-interval <ms>', 'sglang / vllm: engine health-check interval', positiveInt, 2000);
 }
 
 /** Why the flags cannot start an external-engine worker, or null. */
