@@ -27,6 +27,7 @@ import { type Endpoint, FrontendMetrics } from './metrics.ts';
 import { nvextNeedsLossless, type RequestHeaders } from './nvext.ts';
 import { chatPlan, completionPlan } from './preprocess.ts';
 import { chatCompletionSchema, completionSchema, parseBody } from './protocol.ts';
+import { deferredChildLogger } from './request-log.ts';
 import { type GenerationPlan, serveGeneration } from './serving.ts';
 
 export const DEFAULT_BODY_LIMIT = 8 * 1024 * 1024;
@@ -94,6 +95,8 @@ export function createFrontendServer(options: FrontendServerOptions): FastifyIns
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
+    // request.log is made on first use (most requests log nothing).
+    childLoggerFactory: deferredChildLogger,
     bodyLimit,
     forceCloseConnections: 'idle',
     // Requests arriving while closing get our own OpenAI-shaped 503 (see shuttingDown).
