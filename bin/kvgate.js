@@ -14,7 +14,7 @@ const bundle = join(root, 'build', 'kvgate', 'main.js'); // scripts/build.ts's B
 function newestMtimeMs(dir) {
   let newest = statSync(dir).mtimeMs;
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
+    const path = `${dir}/${entry.name}`; // not path.join: this walk runs at every launch
     const mtime = entry.isDirectory() ? newestMtimeMs(path) : statSync(path).mtimeMs;
     if (mtime > newest) newest = mtime;
   }
