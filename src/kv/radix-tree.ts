@@ -2,8 +2,9 @@
  * The KV block index as a radix tree in typed arrays (Dynamo's radix_tree.rs, semantics pinned by
  * test/kv/indexer.conformance.ts and the NaiveIndexer reference).
  *
- * Layout (see src/kv/radix/): nodes are 8 x Int32 records and (block, owner) entries 7 x Int32 records
- * in growable typed arrays; a node's first child is inline and the others sit in one global
+ * Layout (see src/kv/radix/): nodes and (block, owner) entries are 16 x Int32 records in one growable
+ * typed array, a node's entry in the node's own record when it can (one record per single-owner
+ * block); a node's first child is inline and the others sit in one global
  * open-addressing table keyed by (parent, tokens hash); a node's owners are inline (one) or a
  * contiguous OwnerSlab slice (several); each owner has its own block hash -> entry table. Event bigints
  * become u32 halves once, at the edge; nothing on the store, remove or query paths allocates per block.
@@ -38,36 +39,33 @@ import {
   slotEntry,
 } from './radix/block-table.ts';
 import { ChildTable } from './radix/child-table.ts';
+import { hashPair, hashTriple, powerOfTwoAtLeast } from './radix/hash.ts';
+import { OwnerSlab, sizeClassOf } from './radix/owner-slab.ts';
 import {
   ALIAS,
+  CHILD_COUNT,
   ENTRY_STRIDE,
-  EntryPool,
+  FIRST_CHILD,
   KEY_HI,
   KEY_LO,
   KIDS,
+  NO_NODE,
   NO_PARENT,
   NODE,
-  OWNER,
-  PARENT_ENTRY,
-  POS,
-  STALE,
-} from './radix/entry-pool.ts';
-import { hashPair, hashTriple, powerOfTwoAtLeast } from './radix/hash.ts';
-import {
-  CHILD_COUNT,
-  FIRST_CHILD,
-  NO_NODE,
   NODE_STRIDE,
-  NodePool,
+  OWNER,
   OWNER_COUNT,
   OWNER_START,
   PARENT,
+  PARENT_ENTRY,
+  POS,
+  RecordPool,
   ROOT,
+  STALE,
   STALE_COUNT,
   TOKENS_HI,
   TOKENS_LO,
-} from './radix/node-pool.ts';
-import { OwnerSlab, sizeClassOf } from './radix/owner-slab.ts';
+} from './radix/record-pool.ts';
 
 export interface RadixTreeIndexerOptions {
   /** Shared owner numbering (the router's). When absent the indexer creates and manages its own. */
@@ -114,8 +112,8 @@ function invalid(message: string): KvEventError {
 export class RadixTreeIndexer implements KvIndexer {
   readonly owners: OwnerTable;
   private readonly ownsTable: boolean;
-  private readonly nodes: NodePool;
-  private readonly entries: EntryPool;
+  /** Nodes and entries (see record-pool.ts): a node's entry usually shares its record. */
+  private readonly records: RecordPool;
   private readonly children: ChildTable;
   private readonly slab: OwnerSlab;
 
@@ -160,11 +158,10 @@ export class RadixTreeIndexer implements KvIndexer {
     this.ownsTable = options.owners === undefined;
     this.owners = options.owners ?? new OwnerTable();
     const capacity = options.initialCapacity ?? 1024;
-    this.nodes = new NodePool(capacity);
-    this.entries = new EntryPool(capacity);
-    this.children = new ChildTable(this.nodes, capacity);
+    this.records = new RecordPool(capacity);
+    this.children = new ChildTable(this.records, capacity);
     this.slab = new OwnerSlab(capacity);
-    this.entryMask = entryMaskFor(this.entries.capacity);
+    this.entryMask = entryMaskFor(this.records.capacity);
     this.ensureOwners(this.owners.capacity);
   }
 
@@ -195,10 +192,9 @@ export class RadixTreeIndexer implements KvIndexer {
     if (length === 0) return scores;
     let cur = this.childOf(ROOT, localHashes[0] | 0, localHashes[1] | 0);
     if (cur < 0) return scores;
-    const nodes = this.nodes;
-    const data = nodes.data;
+    const records = this.records;
+    const data = records.data;
     const slabOwner = this.slab.owner;
-    const entryData = this.entries.data;
     const ownerKeys = this.ownerKeys;
     const outTreeSizes = scores.treeSizes;
     const mark = this.mark;
@@ -264,13 +260,13 @@ export class RadixTreeIndexer implements KvIndexer {
           // The set changes here: stamp the child's owners, then drop the active ones it lacks.
           const stamp = this.nextStamp();
           if (childOwners === 1)
-            mark[entryData[data[child * NODE_STRIDE + OWNER_START] * ENTRY_STRIDE + OWNER]] = stamp;
+            mark[data[data[child * NODE_STRIDE + OWNER_START] * ENTRY_STRIDE + OWNER]] = stamp;
           else
             for (let k = data[child * NODE_STRIDE + OWNER_START], end = k + childOwners; k < end; k++)
               mark[slabOwner[k]] = stamp;
           let kept = 0;
           if (full && activeCount === 1) {
-            const owner = entryData[data[cur * NODE_STRIDE + OWNER_START] * ENTRY_STRIDE + OWNER];
+            const owner = data[data[cur * NODE_STRIDE + OWNER_START] * ENTRY_STRIDE + OWNER];
             if (mark[owner] !== stamp) {
               outOwners[count] = owner;
               outTreeSizes[count] = ownerKeys[owner];
@@ -320,7 +316,7 @@ export class RadixTreeIndexer implements KvIndexer {
       }
     }
     if (full && activeCount === 1) {
-      const owner = entryData[data[cur * NODE_STRIDE + OWNER_START] * ENTRY_STRIDE + OWNER];
+      const owner = data[data[cur * NODE_STRIDE + OWNER_START] * ENTRY_STRIDE + OWNER];
       outOwners[count] = owner;
       outTreeSizes[count] = ownerKeys[owner];
       outBlocks[count++] = depth;
@@ -353,37 +349,36 @@ export class RadixTreeIndexer implements KvIndexer {
    */
   dump(): RouterEvent[] {
     const events: RouterEvent[] = [];
-    const nodes = this.nodes;
-    const entries = this.entries;
-    if (nodes.live === 0) return events;
-    const highWater = nodes.highWater;
+    const records = this.records;
+    if (records.liveNodes === 0) return events;
+    const highWater = records.highWater;
     const firstKid = new Int32Array(highWater).fill(NO_NODE);
     const nextKid = new Int32Array(highWater).fill(NO_NODE);
     for (let id = highWater - 1; id > ROOT; id--) {
-      if (!nodes.isLive(id)) continue;
-      const parent = nodes.data[id * NODE_STRIDE + PARENT];
+      if (!records.isLiveNode(id)) continue;
+      const parent = records.data[id * NODE_STRIDE + PARENT];
       nextKid[id] = firstKid[parent];
       firstKid[parent] = id;
     }
     const aliasesOf = this.collectAliases();
-    const emitted = new Uint8Array(entries.highWater);
-    const queue = new Int32Array(nodes.live);
+    const emitted = new Uint8Array(records.highWater);
+    const queue = new Int32Array(records.liveNodes);
     let tail = 0;
     for (let kid = firstKid[ROOT]; kid !== NO_NODE; kid = nextKid[kid]) queue[tail++] = kid;
     for (let head = 0; head < tail; head++) {
       const node = queue[head];
-      const atRoot = nodes.data[node * NODE_STRIDE + PARENT] === ROOT;
+      const atRoot = records.data[node * NODE_STRIDE + PARENT] === ROOT;
       const tokensHash = this.keyOf(
-        nodes.data[node * NODE_STRIDE + TOKENS_LO],
-        nodes.data[node * NODE_STRIDE + TOKENS_HI],
+        records.data[node * NODE_STRIDE + TOKENS_LO],
+        records.data[node * NODE_STRIDE + TOKENS_HI],
       );
-      for (let k = 0; k < nodes.data[node * NODE_STRIDE + OWNER_COUNT]; k++) {
+      for (let k = 0; k < records.data[node * NODE_STRIDE + OWNER_COUNT]; k++) {
         const e = this.memberEntry(node, k);
-        const parentEntry = entries.data[e * ENTRY_STRIDE + PARENT_ENTRY];
+        const parentEntry = records.data[e * ENTRY_STRIDE + PARENT_ENTRY];
         if (!atRoot && (parentEntry < 0 || emitted[parentEntry] === 0)) continue;
         emitted[e] = 1;
         const parentHash = atRoot ? null : minBigint(this.keysOf(parentEntry, aliasesOf));
-        const { workerId, dpRank } = this.owners.pairOf(entries.data[e * ENTRY_STRIDE + OWNER]);
+        const { workerId, dpRank } = this.owners.pairOf(records.data[e * ENTRY_STRIDE + OWNER]);
         for (const blockHash of this.keysOf(e, aliasesOf))
           events.push({
             workerId,
@@ -415,13 +410,12 @@ export class RadixTreeIndexer implements KvIndexer {
     for (const spares of this.spareTables) for (const spare of spares) ownerBytes += spare.byteLength;
     return {
       entries: this.entryCount,
-      nodes: this.nodes.live,
+      nodes: this.records.liveNodes,
       owners,
       eventsApplied: this.applied,
       eventErrors: this.errors,
       bytes:
-        this.nodes.bytes +
-        this.entries.bytes +
+        this.records.bytes +
         this.children.bytes +
         this.slab.bytes +
         ownerBytes +
@@ -561,7 +555,7 @@ export class RadixTreeIndexer implements KvIndexer {
     if (hasParent) {
       const found = blockTableFind(
         this.ownerSlots[owner],
-        this.entries.data,
+        this.records.data,
         parentLo,
         parentHi,
         this.entryMask,
@@ -573,7 +567,7 @@ export class RadixTreeIndexer implements KvIndexer {
           `${this.ownerName(owner)}: parent block ${this.keyOf(parentLo, parentHi)} is not indexed`,
         );
       parentEntry = this.primaryOf(found);
-      cur = this.entries.data[parentEntry * ENTRY_STRIDE + NODE];
+      cur = this.records.data[parentEntry * ENTRY_STRIDE + NODE];
     }
     if (this.repeatsBlockHash(halves, count, hasParent, parentLo, parentHi))
       return new KvEventError(
@@ -593,7 +587,7 @@ export class RadixTreeIndexer implements KvIndexer {
       curIsNew = created;
       const previous = blockTableFind(
         this.ownerSlots[owner],
-        this.entries.data,
+        this.records.data,
         keyLo,
         keyHi,
         this.entryMask,
@@ -607,7 +601,7 @@ export class RadixTreeIndexer implements KvIndexer {
       }
       if (previous >= 0) {
         const previousPrimary = this.primaryOf(previous);
-        if (this.entries.data[previousPrimary * ENTRY_STRIDE + NODE] === child) {
+        if (this.records.data[previousPrimary * ENTRY_STRIDE + NODE] === child) {
           parentEntry = previousPrimary;
           cur = child;
           continue;
@@ -748,43 +742,43 @@ export class RadixTreeIndexer implements KvIndexer {
   // ---- tree structure -----------------------------------------------------------------------------
 
   private childOf(node: number, lo: number, hi: number): number {
-    const nodes = this.nodes;
-    const first = nodes.data[node * NODE_STRIDE + FIRST_CHILD];
+    const records = this.records;
+    const first = records.data[node * NODE_STRIDE + FIRST_CHILD];
     if (first !== NO_NODE) {
       if (
-        nodes.data[first * NODE_STRIDE + TOKENS_LO] === lo &&
-        nodes.data[first * NODE_STRIDE + TOKENS_HI] === hi
+        records.data[first * NODE_STRIDE + TOKENS_LO] === lo &&
+        records.data[first * NODE_STRIDE + TOKENS_HI] === hi
       )
         return first;
-      if (nodes.data[node * NODE_STRIDE + CHILD_COUNT] === 1) return -1;
-    } else if (nodes.data[node * NODE_STRIDE + CHILD_COUNT] === 0) return -1;
+      if (records.data[node * NODE_STRIDE + CHILD_COUNT] === 1) return -1;
+    } else if (records.data[node * NODE_STRIDE + CHILD_COUNT] === 0) return -1;
     return this.children.find(node, lo, hi);
   }
 
   private createChild(parent: number, lo: number, hi: number): number {
-    const nodes = this.nodes;
-    const child = nodes.alloc(parent, lo, hi);
-    if (nodes.data[parent * NODE_STRIDE + FIRST_CHILD] === NO_NODE)
-      nodes.data[parent * NODE_STRIDE + FIRST_CHILD] = child;
+    const records = this.records;
+    const child = records.allocNode(parent, lo, hi);
+    if (records.data[parent * NODE_STRIDE + FIRST_CHILD] === NO_NODE)
+      records.data[parent * NODE_STRIDE + FIRST_CHILD] = child;
     else this.children.insert(child);
-    nodes.data[parent * NODE_STRIDE + CHILD_COUNT]++;
+    records.data[parent * NODE_STRIDE + CHILD_COUNT]++;
     return child;
   }
 
   /** Frees a node nobody holds and with no children, then its ancestors that become so. */
   private pruneUpward(node: number): void {
-    const nodes = this.nodes;
+    const records = this.records;
     while (
       node !== ROOT &&
-      nodes.data[node * NODE_STRIDE + OWNER_COUNT] === 0 &&
-      nodes.data[node * NODE_STRIDE + CHILD_COUNT] === 0
+      records.data[node * NODE_STRIDE + OWNER_COUNT] === 0 &&
+      records.data[node * NODE_STRIDE + CHILD_COUNT] === 0
     ) {
-      const parent = nodes.data[node * NODE_STRIDE + PARENT];
-      if (nodes.data[parent * NODE_STRIDE + FIRST_CHILD] === node)
-        nodes.data[parent * NODE_STRIDE + FIRST_CHILD] = NO_NODE;
+      const parent = records.data[node * NODE_STRIDE + PARENT];
+      if (records.data[parent * NODE_STRIDE + FIRST_CHILD] === node)
+        records.data[parent * NODE_STRIDE + FIRST_CHILD] = NO_NODE;
       else this.children.remove(node);
-      nodes.data[parent * NODE_STRIDE + CHILD_COUNT]--;
-      nodes.free(node);
+      records.data[parent * NODE_STRIDE + CHILD_COUNT]--;
+      records.freeNode(node);
       node = parent;
     }
   }
@@ -792,8 +786,8 @@ export class RadixTreeIndexer implements KvIndexer {
   // ---- entries ------------------------------------------------------------------------------------
 
   private primaryOf(record: number): number {
-    return this.entries.data[record * ENTRY_STRIDE + PARENT_ENTRY] === ALIAS
-      ? this.entries.data[record * ENTRY_STRIDE + KIDS]
+    return this.records.data[record * ENTRY_STRIDE + PARENT_ENTRY] === ALIAS
+      ? this.records.data[record * ENTRY_STRIDE + KIDS]
       : record;
   }
 
@@ -802,18 +796,17 @@ export class RadixTreeIndexer implements KvIndexer {
    * node's head entry has that key, looking it up again is pointless.
    */
   private primaryOn(node: number, owner: number, missed: boolean, lo: number, hi: number): number {
-    const nodes = this.nodes;
-    const entries = this.entries;
-    if (nodes.data[node * NODE_STRIDE + OWNER_COUNT] === 0) return -1;
+    const records = this.records;
+    if (records.data[node * NODE_STRIDE + OWNER_COUNT] === 0) return -1;
     const head = this.memberEntry(node, 0);
-    const headLo = entries.data[head * ENTRY_STRIDE + KEY_LO];
-    const headHi = entries.data[head * ENTRY_STRIDE + KEY_HI];
+    const headLo = records.data[head * ENTRY_STRIDE + KEY_LO];
+    const headHi = records.data[head * ENTRY_STRIDE + KEY_HI];
     const found =
       missed && headLo === lo && headHi === hi
         ? -1
         : blockTableFind(
             this.ownerSlots[owner],
-            entries.data,
+            records.data,
             headLo,
             headHi,
             this.entryMask,
@@ -821,13 +814,13 @@ export class RadixTreeIndexer implements KvIndexer {
           );
     if (found >= 0) {
       const primary = this.primaryOf(found);
-      if (entries.data[primary * ENTRY_STRIDE + NODE] === node) return primary;
+      if (records.data[primary * ENTRY_STRIDE + NODE] === node) return primary;
     }
     // Every key on the node equals the head's unless flagged, and this owner has no entry under it.
-    if (!nodes.hasMixedKeys(node)) return -1;
-    for (let k = 0; k < nodes.data[node * NODE_STRIDE + OWNER_COUNT]; k++) {
+    if (!records.hasMixedKeys(node)) return -1;
+    for (let k = 0; k < records.data[node * NODE_STRIDE + OWNER_COUNT]; k++) {
       const entry = this.memberEntry(node, k);
-      if (entries.data[entry * ENTRY_STRIDE + OWNER] === owner) return entry;
+      if (records.data[entry * ENTRY_STRIDE + OWNER] === owner) return entry;
     }
     return -1;
   }
@@ -841,26 +834,25 @@ export class RadixTreeIndexer implements KvIndexer {
     parentEntry: number,
     hinted: boolean,
   ): number {
-    const entry = this.entries.alloc(node, owner, lo, hi);
-    if (this.entries.capacity > this.entryMask) {
+    const entry = this.records.allocEntry(node, owner, lo, hi);
+    if (this.records.capacity > this.entryMask) {
       this.widenEntryMask();
       hinted = false;
     }
-    const entries = this.entries;
-    const nodes = this.nodes;
-    entries.data[entry * ENTRY_STRIDE + PARENT_ENTRY] = parentEntry;
-    if (parentEntry >= 0) entries.data[parentEntry * ENTRY_STRIDE + KIDS]++;
-    if (nodes.data[node * NODE_STRIDE + OWNER_COUNT] > 0) {
+    const records = this.records;
+    records.data[entry * ENTRY_STRIDE + PARENT_ENTRY] = parentEntry;
+    if (parentEntry >= 0) records.data[parentEntry * ENTRY_STRIDE + KIDS]++;
+    if (records.data[node * NODE_STRIDE + OWNER_COUNT] > 0) {
       const head = this.memberEntry(node, 0);
       if (
-        entries.data[head * ENTRY_STRIDE + KEY_LO] !== lo ||
-        entries.data[head * ENTRY_STRIDE + KEY_HI] !== hi
+        records.data[head * ENTRY_STRIDE + KEY_LO] !== lo ||
+        records.data[head * ENTRY_STRIDE + KEY_HI] !== hi
       )
-        nodes.markMixedKeys(node);
+        records.markMixedKeys(node);
     }
     this.link(entry, node, owner);
     this.insertKey(owner, entry, hinted);
-    if (this.ownerStale[owner] > 0 && nodes.data[node * NODE_STRIDE + CHILD_COUNT] > 0)
+    if (this.ownerStale[owner] > 0 && records.data[node * NODE_STRIDE + CHILD_COUNT] > 0)
       this.adoptChildren(owner, entry);
     return entry;
   }
@@ -870,32 +862,31 @@ export class RadixTreeIndexer implements KvIndexer {
    * whose insertion slot is in insertProbe: the owner becomes the node's inline single owner.
    */
   private addSoleOwner(owner: number, node: number, lo: number, hi: number, parentEntry: number): number {
-    const entries = this.entries;
-    const entry = entries.alloc(node, owner, lo, hi);
+    const records = this.records;
+    const entry = records.allocEntry(node, owner, lo, hi);
     let hinted = true;
-    if (entries.capacity > this.entryMask) {
+    if (records.capacity > this.entryMask) {
       this.widenEntryMask();
       hinted = false;
     }
-    const data = entries.data;
+    const data = records.data;
     data[entry * ENTRY_STRIDE + PARENT_ENTRY] = parentEntry;
     data[entry * ENTRY_STRIDE + POS] = 0;
     if (parentEntry >= 0) data[parentEntry * ENTRY_STRIDE + KIDS]++;
-    const nodeData = this.nodes.data;
-    nodeData[node * NODE_STRIDE + OWNER_COUNT] = 1;
-    nodeData[node * NODE_STRIDE + OWNER_START] = entry;
+    data[node * NODE_STRIDE + OWNER_COUNT] = 1;
+    data[node * NODE_STRIDE + OWNER_START] = entry;
     this.insertKey(owner, entry, hinted);
     return entry;
   }
 
   private addAlias(owner: number, primary: number, lo: number, hi: number): void {
-    const entries = this.entries;
-    const node = entries.data[primary * ENTRY_STRIDE + NODE];
-    const alias = entries.alloc(node, owner, lo, hi);
-    if (entries.capacity > this.entryMask) this.widenEntryMask();
-    entries.data[alias * ENTRY_STRIDE + PARENT_ENTRY] = ALIAS;
-    entries.data[alias * ENTRY_STRIDE + KIDS] = primary;
-    this.nodes.markMixedKeys(node);
+    const records = this.records;
+    const node = records.data[primary * ENTRY_STRIDE + NODE];
+    const alias = records.allocEntry(node, owner, lo, hi);
+    if (records.capacity > this.entryMask) this.widenEntryMask();
+    records.data[alias * ENTRY_STRIDE + PARENT_ENTRY] = ALIAS;
+    records.data[alias * ENTRY_STRIDE + KIDS] = primary;
+    this.records.markMixedKeys(node);
     this.aliasCount++;
     this.insertKey(owner, alias, false);
   }
@@ -931,12 +922,12 @@ export class RadixTreeIndexer implements KvIndexer {
       hinted = false;
     }
     if (hinted) blockTablePlaceAt(slots, this.insertProbe, entry);
-    else blockTablePlace(slots, this.entries.data, entry, this.entryMask);
+    else blockTablePlace(slots, this.records.data, entry, this.entryMask);
     this.ownerUsed[owner]++;
   }
 
   private unplaceKey(owner: number, lo: number, hi: number): number {
-    const entry = blockTableRemove(this.ownerSlots[owner], this.entries.data, lo, hi, this.entryMask);
+    const entry = blockTableRemove(this.ownerSlots[owner], this.records.data, lo, hi, this.entryMask);
     if (entry >= 0) this.ownerUsed[owner]--;
     return entry;
   }
@@ -950,7 +941,7 @@ export class RadixTreeIndexer implements KvIndexer {
     const size = blockTableSizeFor(keys);
     const spares = this.spareTables[Math.clz32(size)];
     const slots = spares.length > 0 ? (spares.pop() as Int32Array) : new Int32Array(size);
-    this.ownerUsed[owner] = blockTableRehash(old, old.length, slots, this.entries.data, this.entryMask);
+    this.ownerUsed[owner] = blockTableRehash(old, old.length, slots, this.records.data, this.entryMask);
     this.ownerSlots[owner] = slots;
     const retired = this.spareTables[Math.clz32(old.length)];
     if (retired.length < SPARE_TABLES) retired.push(old);
@@ -958,33 +949,33 @@ export class RadixTreeIndexer implements KvIndexer {
 
   /** The entry pool outgrew the entry id bits of the slots: widen them (homes stay, tags shrink). */
   private widenEntryMask(): void {
-    const mask = entryMaskFor(this.entries.capacity);
+    const mask = entryMaskFor(this.records.capacity);
     for (const slots of this.ownerSlots) blockTableRetag(slots, this.entryMask, mask);
     this.entryMask = mask;
   }
 
   /** Disposes of a record whose key has left the table: the owner may leave the node. */
   private dropKeyRecord(record: number): void {
-    const entries = this.entries;
-    if (entries.data[record * ENTRY_STRIDE + PARENT_ENTRY] === ALIAS) {
-      entries.free(record);
+    const records = this.records;
+    if (records.data[record * ENTRY_STRIDE + PARENT_ENTRY] === ALIAS) {
+      records.freeEntry(record);
       this.aliasCount--;
       return;
     }
-    const owner = entries.data[record * ENTRY_STRIDE + OWNER];
-    if (this.aliasCount > 0 && this.nodes.hasMixedKeys(entries.data[record * ENTRY_STRIDE + NODE])) {
+    const owner = records.data[record * ENTRY_STRIDE + OWNER];
+    if (this.aliasCount > 0 && this.records.hasMixedKeys(records.data[record * ENTRY_STRIDE + NODE])) {
       const alias = this.findAliasOf(owner, record);
       if (alias >= 0) {
         // Another key of this owner still maps here: the primary takes it over, membership stays.
         this.unplaceKey(
           owner,
-          entries.data[alias * ENTRY_STRIDE + KEY_LO],
-          entries.data[alias * ENTRY_STRIDE + KEY_HI],
+          records.data[alias * ENTRY_STRIDE + KEY_LO],
+          records.data[alias * ENTRY_STRIDE + KEY_HI],
         );
-        entries.data[record * ENTRY_STRIDE + KEY_LO] = entries.data[alias * ENTRY_STRIDE + KEY_LO];
-        entries.data[record * ENTRY_STRIDE + KEY_HI] = entries.data[alias * ENTRY_STRIDE + KEY_HI];
+        records.data[record * ENTRY_STRIDE + KEY_LO] = records.data[alias * ENTRY_STRIDE + KEY_LO];
+        records.data[record * ENTRY_STRIDE + KEY_HI] = records.data[alias * ENTRY_STRIDE + KEY_HI];
         this.placeKey(owner, record, false);
-        entries.free(alias);
+        records.freeEntry(alias);
         this.aliasCount--;
         return;
       }
@@ -993,21 +984,20 @@ export class RadixTreeIndexer implements KvIndexer {
   }
 
   private removePrimary(entry: number): void {
-    const entries = this.entries;
-    const nodes = this.nodes;
-    const owner = entries.data[entry * ENTRY_STRIDE + OWNER];
-    const node = entries.data[entry * ENTRY_STRIDE + NODE];
-    const parentEntry = entries.data[entry * ENTRY_STRIDE + PARENT_ENTRY];
+    const records = this.records;
+    const owner = records.data[entry * ENTRY_STRIDE + OWNER];
+    const node = records.data[entry * ENTRY_STRIDE + NODE];
+    const parentEntry = records.data[entry * ENTRY_STRIDE + PARENT_ENTRY];
     if (parentEntry === STALE) {
-      nodes.data[node * NODE_STRIDE + STALE_COUNT]--;
+      records.data[node * NODE_STRIDE + STALE_COUNT]--;
       this.ownerStale[owner]--;
-    } else if (parentEntry >= 0) entries.data[parentEntry * ENTRY_STRIDE + KIDS]--;
-    if (entries.data[entry * ENTRY_STRIDE + KIDS] > 0) this.orphanChildren(owner, entry);
+    } else if (parentEntry >= 0) records.data[parentEntry * ENTRY_STRIDE + KIDS]--;
+    if (records.data[entry * ENTRY_STRIDE + KIDS] > 0) this.orphanChildren(owner, entry);
     this.unlink(entry, node);
-    entries.free(entry);
+    records.freeEntry(entry);
     if (
-      nodes.data[node * NODE_STRIDE + OWNER_COUNT] === 0 &&
-      nodes.data[node * NODE_STRIDE + CHILD_COUNT] === 0
+      records.data[node * NODE_STRIDE + OWNER_COUNT] === 0 &&
+      records.data[node * NODE_STRIDE + CHILD_COUNT] === 0
     )
       this.pruneUpward(node);
   }
@@ -1017,133 +1007,130 @@ export class RadixTreeIndexer implements KvIndexer {
    * entry id); from two owners on they live in an OwnerSlab slice, moved to a larger one when full.
    */
   private link(entry: number, node: number, owner: number): void {
-    const nodes = this.nodes;
+    const records = this.records;
     const slab = this.slab;
-    const entries = this.entries;
-    const count = nodes.data[node * NODE_STRIDE + OWNER_COUNT];
-    nodes.data[node * NODE_STRIDE + OWNER_COUNT] = count + 1;
+    const count = records.data[node * NODE_STRIDE + OWNER_COUNT];
+    records.data[node * NODE_STRIDE + OWNER_COUNT] = count + 1;
     if (count === 0) {
-      nodes.data[node * NODE_STRIDE + OWNER_START] = entry;
-      entries.data[entry * ENTRY_STRIDE + POS] = 0;
+      records.data[node * NODE_STRIDE + OWNER_START] = entry;
+      records.data[entry * ENTRY_STRIDE + POS] = 0;
       return;
     }
     let start: number;
     if (count === 1) {
-      const first = nodes.data[node * NODE_STRIDE + OWNER_START];
+      const first = records.data[node * NODE_STRIDE + OWNER_START];
       start = slab.alloc(1);
-      nodes.setOwnerClass(node, 1);
+      records.setOwnerClass(node, 1);
       slab.entry[start] = first;
-      slab.owner[start] = entries.data[first * ENTRY_STRIDE + OWNER];
-    } else if (count === 1 << nodes.ownerClass(node)) {
-      start = this.moveSlice(node, count, nodes.ownerClass(node) + 1);
-    } else start = nodes.data[node * NODE_STRIDE + OWNER_START];
-    nodes.data[node * NODE_STRIDE + OWNER_START] = start;
+      slab.owner[start] = records.data[first * ENTRY_STRIDE + OWNER];
+    } else if (count === 1 << records.ownerClass(node)) {
+      start = this.moveSlice(node, count, records.ownerClass(node) + 1);
+    } else start = records.data[node * NODE_STRIDE + OWNER_START];
+    records.data[node * NODE_STRIDE + OWNER_START] = start;
     slab.entry[start + count] = entry;
     slab.owner[start + count] = owner;
-    entries.data[entry * ENTRY_STRIDE + POS] = count;
+    records.data[entry * ENTRY_STRIDE + POS] = count;
   }
 
   /** Removes a primary entry from the node's owners (swap-remove); shrinks a slice at a quarter full. */
   private unlink(entry: number, node: number): void {
-    const nodes = this.nodes;
+    const records = this.records;
     const slab = this.slab;
-    const entries = this.entries;
-    const count = nodes.data[node * NODE_STRIDE + OWNER_COUNT] - 1;
-    nodes.data[node * NODE_STRIDE + OWNER_COUNT] = count;
+    const count = records.data[node * NODE_STRIDE + OWNER_COUNT] - 1;
+    records.data[node * NODE_STRIDE + OWNER_COUNT] = count;
     if (count === 0) {
-      nodes.data[node * NODE_STRIDE + OWNER_START] = -1;
+      records.data[node * NODE_STRIDE + OWNER_START] = -1;
       return;
     }
-    const start = nodes.data[node * NODE_STRIDE + OWNER_START];
-    const pos = entries.data[entry * ENTRY_STRIDE + POS];
-    const sizeClass = nodes.ownerClass(node);
+    const start = records.data[node * NODE_STRIDE + OWNER_START];
+    const pos = records.data[entry * ENTRY_STRIDE + POS];
+    const sizeClass = records.ownerClass(node);
     if (count === 1) {
       const remaining = slab.entry[start + 1 - pos];
       slab.free(start, sizeClass);
-      nodes.data[node * NODE_STRIDE + OWNER_START] = remaining;
-      entries.data[remaining * ENTRY_STRIDE + POS] = 0;
+      records.data[node * NODE_STRIDE + OWNER_START] = remaining;
+      records.data[remaining * ENTRY_STRIDE + POS] = 0;
       return;
     }
     if (pos !== count) {
       const moved = slab.entry[start + count];
       slab.entry[start + pos] = moved;
       slab.owner[start + pos] = slab.owner[start + count];
-      entries.data[moved * ENTRY_STRIDE + POS] = pos;
+      records.data[moved * ENTRY_STRIDE + POS] = pos;
     }
     if (sizeClass >= 3 && count <= 1 << (sizeClass - 2))
-      nodes.data[node * NODE_STRIDE + OWNER_START] = this.moveSlice(node, count, sizeClassOf(count));
+      records.data[node * NODE_STRIDE + OWNER_START] = this.moveSlice(node, count, sizeClassOf(count));
   }
 
   /** The entry id of the node's k-th owner. */
   private memberEntry(node: number, k: number): number {
-    const nodes = this.nodes;
-    return nodes.data[node * NODE_STRIDE + OWNER_COUNT] === 1
-      ? nodes.data[node * NODE_STRIDE + OWNER_START]
-      : this.slab.entry[nodes.data[node * NODE_STRIDE + OWNER_START] + k];
+    const records = this.records;
+    return records.data[node * NODE_STRIDE + OWNER_COUNT] === 1
+      ? records.data[node * NODE_STRIDE + OWNER_START]
+      : this.slab.entry[records.data[node * NODE_STRIDE + OWNER_START] + k];
   }
 
   private moveSlice(node: number, count: number, sizeClass: number): number {
-    const nodes = this.nodes;
+    const records = this.records;
     const slab = this.slab;
     const start = slab.alloc(sizeClass);
-    const old = nodes.data[node * NODE_STRIDE + OWNER_START];
+    const old = records.data[node * NODE_STRIDE + OWNER_START];
     slab.entry.copyWithin(start, old, old + count);
     slab.owner.copyWithin(start, old, old + count);
-    slab.free(old, nodes.ownerClass(node));
-    nodes.setOwnerClass(node, sizeClass);
+    slab.free(old, records.ownerClass(node));
+    records.setOwnerClass(node, sizeClass);
     return start;
   }
 
   /** The owner left `entry`'s node: its entries on the children become stale. Rare (non-LRU removal). */
   private orphanChildren(owner: number, entry: number): void {
-    const entries = this.entries;
+    const records = this.records;
     const slots = this.ownerSlots[owner];
-    let remaining = entries.data[entry * ENTRY_STRIDE + KIDS];
+    let remaining = records.data[entry * ENTRY_STRIDE + KIDS];
     for (let i = 0; i < slots.length && remaining > 0; i++) {
       const slot = slots[i];
       if (slot <= 0) continue;
       const child = slotEntry(slot, this.entryMask);
-      if (entries.data[child * ENTRY_STRIDE + PARENT_ENTRY] !== entry) continue;
-      entries.data[child * ENTRY_STRIDE + PARENT_ENTRY] = STALE;
-      this.nodes.data[entries.data[child * ENTRY_STRIDE + NODE] * NODE_STRIDE + STALE_COUNT]++;
+      if (records.data[child * ENTRY_STRIDE + PARENT_ENTRY] !== entry) continue;
+      records.data[child * ENTRY_STRIDE + PARENT_ENTRY] = STALE;
+      this.records.data[records.data[child * ENTRY_STRIDE + NODE] * NODE_STRIDE + STALE_COUNT]++;
       this.ownerStale[owner]++;
       remaining--;
     }
-    entries.data[entry * ENTRY_STRIDE + KIDS] = 0;
+    records.data[entry * ENTRY_STRIDE + KIDS] = 0;
   }
 
   /** The owner holds `entry`'s node again: its stale entries on the children count again. */
   private adoptChildren(owner: number, entry: number): void {
-    const entries = this.entries;
-    const nodes = this.nodes;
-    const node = entries.data[entry * ENTRY_STRIDE + NODE];
+    const records = this.records;
+    const node = records.data[entry * ENTRY_STRIDE + NODE];
     const slots = this.ownerSlots[owner];
     for (let i = 0; i < slots.length && this.ownerStale[owner] > 0; i++) {
       const slot = slots[i];
       if (slot <= 0) continue;
       const child = slotEntry(slot, this.entryMask);
       if (
-        entries.data[child * ENTRY_STRIDE + PARENT_ENTRY] !== STALE ||
-        nodes.data[entries.data[child * ENTRY_STRIDE + NODE] * NODE_STRIDE + PARENT] !== node
+        records.data[child * ENTRY_STRIDE + PARENT_ENTRY] !== STALE ||
+        records.data[records.data[child * ENTRY_STRIDE + NODE] * NODE_STRIDE + PARENT] !== node
       )
         continue;
-      entries.data[child * ENTRY_STRIDE + PARENT_ENTRY] = entry;
-      entries.data[entry * ENTRY_STRIDE + KIDS]++;
-      nodes.data[entries.data[child * ENTRY_STRIDE + NODE] * NODE_STRIDE + STALE_COUNT]--;
+      records.data[child * ENTRY_STRIDE + PARENT_ENTRY] = entry;
+      records.data[entry * ENTRY_STRIDE + KIDS]++;
+      records.data[records.data[child * ENTRY_STRIDE + NODE] * NODE_STRIDE + STALE_COUNT]--;
       this.ownerStale[owner]--;
     }
   }
 
   private findAliasOf(owner: number, primary: number): number {
-    const entries = this.entries;
+    const records = this.records;
     const slots = this.ownerSlots[owner];
     for (let i = 0; i < slots.length; i++) {
       const slot = slots[i];
       if (slot <= 0) continue;
       const alias = slotEntry(slot, this.entryMask);
       if (
-        entries.data[alias * ENTRY_STRIDE + PARENT_ENTRY] === ALIAS &&
-        entries.data[alias * ENTRY_STRIDE + KIDS] === primary
+        records.data[alias * ENTRY_STRIDE + PARENT_ENTRY] === ALIAS &&
+        records.data[alias * ENTRY_STRIDE + KIDS] === primary
       )
         return alias;
     }
@@ -1153,27 +1140,26 @@ export class RadixTreeIndexer implements KvIndexer {
   /** Drops every entry of one owner. */
   private clearOwner(owner: number): void {
     if (owner >= this.ownerKeys.length || this.ownerKeys[owner] === 0) return;
-    const entries = this.entries;
-    const nodes = this.nodes;
+    const records = this.records;
     const slots = this.ownerSlots[owner];
     for (let i = 0; i < slots.length; i++) {
       const slot = slots[i];
       if (slot <= 0) continue;
       const entry = slotEntry(slot, this.entryMask);
-      if (entries.data[entry * ENTRY_STRIDE + PARENT_ENTRY] === ALIAS) {
-        entries.free(entry);
+      if (records.data[entry * ENTRY_STRIDE + PARENT_ENTRY] === ALIAS) {
+        records.freeEntry(entry);
         this.aliasCount--;
         continue;
       }
       // All of this owner's entries go, so parent/child links between them need no upkeep.
-      const node = entries.data[entry * ENTRY_STRIDE + NODE];
-      if (entries.data[entry * ENTRY_STRIDE + PARENT_ENTRY] === STALE)
-        nodes.data[node * NODE_STRIDE + STALE_COUNT]--;
+      const node = records.data[entry * ENTRY_STRIDE + NODE];
+      if (records.data[entry * ENTRY_STRIDE + PARENT_ENTRY] === STALE)
+        records.data[node * NODE_STRIDE + STALE_COUNT]--;
       this.unlink(entry, node);
-      entries.free(entry);
+      records.freeEntry(entry);
       if (
-        nodes.data[node * NODE_STRIDE + OWNER_COUNT] === 0 &&
-        nodes.data[node * NODE_STRIDE + CHILD_COUNT] === 0
+        records.data[node * NODE_STRIDE + OWNER_COUNT] === 0 &&
+        records.data[node * NODE_STRIDE + CHILD_COUNT] === 0
       )
         this.pruneUpward(node);
     }
@@ -1250,13 +1236,12 @@ export class RadixTreeIndexer implements KvIndexer {
    * descending order, so swapping in the last element never moves one still to be removed.
    */
   private takeBackSurvivors(child: number, survivors: number, base: number, count: number): number {
-    const data = this.nodes.data;
-    const entryData = this.entries.data;
+    const data = this.records.data;
     const positions = this.positions;
     const start = data[child * NODE_STRIDE + OWNER_START];
     for (let j = 0; j < survivors; j++) {
       const entry = survivors === 1 ? start : this.slab.entry[start + j];
-      const position = base + entryData[entryData[entry * ENTRY_STRIDE + PARENT_ENTRY] * ENTRY_STRIDE + POS];
+      const position = base + data[data[entry * ENTRY_STRIDE + PARENT_ENTRY] * ENTRY_STRIDE + POS];
       let k = j;
       while (k > 0 && positions[k - 1] < position) {
         positions[k] = positions[k - 1];
@@ -1295,18 +1280,18 @@ export class RadixTreeIndexer implements KvIndexer {
   private collectAliases(): Map<number, bigint[]> {
     const aliasesOf = new Map<number, bigint[]>();
     if (this.aliasCount === 0) return aliasesOf;
-    const entries = this.entries;
+    const records = this.records;
     for (const slots of this.ownerSlots)
       for (let i = 0; i < slots.length; i++) {
         if (slots[i] <= 0) continue;
         const entry = slotEntry(slots[i], this.entryMask);
-        if (entries.data[entry * ENTRY_STRIDE + PARENT_ENTRY] !== ALIAS) continue;
+        if (records.data[entry * ENTRY_STRIDE + PARENT_ENTRY] !== ALIAS) continue;
         const key = this.keyOf(
-          entries.data[entry * ENTRY_STRIDE + KEY_LO],
-          entries.data[entry * ENTRY_STRIDE + KEY_HI],
+          records.data[entry * ENTRY_STRIDE + KEY_LO],
+          records.data[entry * ENTRY_STRIDE + KEY_HI],
         );
-        const list = aliasesOf.get(entries.data[entry * ENTRY_STRIDE + KIDS]);
-        if (list === undefined) aliasesOf.set(entries.data[entry * ENTRY_STRIDE + KIDS], [key]);
+        const list = aliasesOf.get(records.data[entry * ENTRY_STRIDE + KIDS]);
+        if (list === undefined) aliasesOf.set(records.data[entry * ENTRY_STRIDE + KIDS], [key]);
         else list.push(key);
       }
     return aliasesOf;
@@ -1314,8 +1299,8 @@ export class RadixTreeIndexer implements KvIndexer {
 
   private keysOf(primary: number, aliasesOf: Map<number, bigint[]>): bigint[] {
     const own = this.keyOf(
-      this.entries.data[primary * ENTRY_STRIDE + KEY_LO],
-      this.entries.data[primary * ENTRY_STRIDE + KEY_HI],
+      this.records.data[primary * ENTRY_STRIDE + KEY_LO],
+      this.records.data[primary * ENTRY_STRIDE + KEY_HI],
     );
     const aliases = aliasesOf.get(primary);
     return aliases === undefined ? [own] : [own, ...aliases];

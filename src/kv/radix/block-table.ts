@@ -13,8 +13,9 @@
  * The caller keeps keys <= 3/4 of the slots. Functions over a caller-held Int32Array so one owner's
  * table is one typed array.
  */
-import { ENTRY_STRIDE, KEY_HI, KEY_LO } from './entry-pool.ts';
+
 import { hashPair } from './hash.ts';
+import { ENTRY_STRIDE, KEY_HI, KEY_LO } from './record-pool.ts';
 
 export const MIN_BLOCK_TABLE = 8;
 

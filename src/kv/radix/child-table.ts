@@ -4,14 +4,14 @@
  * arrays. Linear probing, backward-shift deletion, load <= 1/2.
  */
 import { hashTriple, powerOfTwoAtLeast } from './hash.ts';
-import { NODE_STRIDE, type NodePool, PARENT, TOKENS_HI, TOKENS_LO } from './node-pool.ts';
+import { NODE_STRIDE, PARENT, type RecordPool, TOKENS_HI, TOKENS_LO } from './record-pool.ts';
 
 export class ChildTable {
   slots: Int32Array;
   count = 0;
 
   constructor(
-    private readonly nodes: NodePool,
+    private readonly nodes: RecordPool,
     initialCapacity = 1024,
   ) {
     this.slots = new Int32Array(powerOfTwoAtLeast(initialCapacity));
