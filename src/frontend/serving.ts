@@ -132,25 +132,27 @@ function failure(scope: Scope, error: unknown): ApiError {
 }
 
 function backendRequests(plan: GenerationPlan, header: ResponseHeader): BackendRequest[] {
+  const { routing, routerOverrides, agentHints } = plan.nvext;
   const requests: BackendRequest[] = [];
-  plan.prompts.forEach((tokenIds, promptIndex) => {
+  for (let promptIndex = 0; promptIndex < plan.prompts.length; promptIndex++) {
     const sampling = plan.sampling[promptIndex];
     for (let i = 0; i < plan.n; i++) {
       const index = promptIndex * plan.n + i;
-      requests.push({
+      const request: { -readonly [K in keyof BackendRequest]: BackendRequest[K] } = {
         requestId: `${header.id}-${index}`,
         model: plan.model,
-        tokenIds,
+        tokenIds: plan.prompts[promptIndex],
         sampling:
           sampling.seed === undefined || index === 0
             ? sampling
             : { ...sampling, seed: sampling.seed + index },
-        routing: plan.nvext.routing,
-        ...(plan.nvext.routerOverrides ? { routerOverrides: plan.nvext.routerOverrides } : {}),
-        ...(plan.nvext.agentHints ? { agentHints: plan.nvext.agentHints } : {}),
-      });
+        routing,
+      };
+      if (routerOverrides) request.routerOverrides = routerOverrides;
+      if (agentHints) request.agentHints = agentHints;
+      requests.push(request);
     }
-  });
+  }
   return requests;
 }
 
@@ -203,29 +205,27 @@ function collectOne(scope: Scope, request: BackendRequest, index: number, signal
   return collectChoice(choiceRun(scope.plan, scope.timer, request, index, signal));
 }
 
-/** Runs every choice to its end; undefined when the request was cut short. */
-async function collectChoices(scope: Scope): Promise<(ChoiceOutcome | undefined)[]> {
-  const requests = backendRequests(scope.plan, scope.header);
-  // One choice (the usual case) runs on the request's own signal, which serveGeneration cancels
-  // once the request is over; several get one signal each, ended with their choice.
-  if (requests.length === 1) return [await collectOne(scope, requests[0], 0, scope.signal)];
-  return Promise.all(
-    requests.map((request, index) => {
-      const choice = new ChoiceCancel(scope.signal);
-      return collectOne(scope, request, index, choice).finally(() => choice.end());
-    }),
-  );
-}
-
 async function serveUnary(scope: Scope): Promise<void> {
   const { plan, header, reply, signal, timer } = scope;
+  const requests = backendRequests(plan, header);
   let outcomes: (ChoiceOutcome | undefined)[];
   try {
-    outcomes = await collectChoices(scope);
+    // One choice (the usual case) runs on the request's own signal, which serveGeneration cancels
+    // once the request is over; several get one signal each, ended with their choice. An outcome
+    // is undefined when the request was cut short.
+    outcomes =
+      requests.length === 1
+        ? [await collectOne(scope, requests[0], 0, signal)]
+        : await Promise.all(
+            requests.map((request, index) => {
+              const choice = new ChoiceCancel(signal);
+              return collectOne(scope, request, index, choice).finally(() => choice.end());
+            }),
+          );
   } catch (error) {
     if (signal.aborted) return;
     const apiError = failure(scope, error);
-    await reply.code(apiError.status).send(apiError.body());
+    reply.code(apiError.status).send(apiError.body());
     return;
   }
   if (signal.aborted) return;
@@ -241,11 +241,14 @@ async function serveUnary(scope: Scope): Promise<void> {
     settled &&= outcome.backendDone;
   }
   scope.settled = settled;
-  timer.finish('success', 200, usage.value);
-  await reply
+  const total = usage.value;
+  timer.finish('success', 200, total);
+  // send() writes the response at once: nothing to wait for (the reply is a thenable, and awaiting
+  // it costs ticks).
+  reply
     .code(200)
     .header('content-type', 'application/json; charset=utf-8')
-    .send(completeResponseJson(plan.kind, header, results, usage.value, nvext));
+    .send(completeResponseJson(plan.kind, header, results, total, nvext));
 }
 
 async function serveStream(scope: Scope): Promise<void> {
@@ -259,7 +262,7 @@ async function serveStream(scope: Scope): Promise<void> {
   } catch (error) {
     if (signal.aborted) return;
     const apiError = failure(scope, error);
-    await reply.code(apiError.status).send(apiError.body());
+    reply.code(apiError.status).send(apiError.body());
     return;
   }
   if (signal.aborted) return;
@@ -334,12 +337,12 @@ async function serveQuery(scope: Scope): Promise<void> {
   } catch (error) {
     if (signal.aborted) return;
     const apiError = failure(scope, error);
-    await reply.code(apiError.status).send(apiError.body());
+    reply.code(apiError.status).send(apiError.body());
     return;
   }
   timer.finish('success', 200);
   if (!plan.stream) {
-    await reply
+    reply
       .code(200)
       .header('content-type', 'application/json; charset=utf-8')
       .send(stringifyJson(routingResponse(plan.kind, header, nvext)));
