@@ -46,14 +46,96 @@ const ONE_SHOT = new TextDecoder('utf-8', { fatal: false });
 
 /**
  * The whole text of a finished token sequence at once: the same text an `IncrementalDetokenizer`
- * fed the same ids (in any chunking) and then flushed produces, for the cost of one decode.
+ * fed the same ids (in any chunking) and then flushed produces. Most tokens are whole UTF-8
+ * characters on their own: their texts come from a per-tokenizer cache and are joined; each run of
+ * other tokens (part of a character, unknown ids) has its bytes joined and decoded. A run starts
+ * and ends on a character boundary (whole tokens begin and end on one), so decoding it apart gives
+ * what decoding all the bytes at once would.
  */
 export function decodeTokens(
   tokenizer: Tokenizer,
   ids: readonly number[],
   options: DetokenizerOptions = {},
 ): string {
-  return ONE_SHOT.decode(joinTokenBytes(tokenizer, ids, options.skipSpecialTokens ?? true));
+  const skipSpecial = options.skipSpecialTokens ?? true;
+  const texts = tokenTextsOf(tokenizer);
+  let text = '';
+  let run = -1; // first id of the current run of tokens that are not whole characters
+  for (let i = 0; i < ids.length; i++) {
+    const piece = texts.text(ids[i], skipSpecial);
+    if (piece === undefined) {
+      if (run < 0) run = i;
+    } else if (piece !== '') {
+      // (A skipped special token adds no bytes: it neither ends a run nor starts one.)
+      if (run >= 0) text += decodeRun(tokenizer, ids, run, i, skipSpecial, text === '');
+      run = -1;
+      text += piece;
+    }
+  }
+  if (run >= 0) text += decodeRun(tokenizer, ids, run, ids.length, skipSpecial, text === '');
+  return text;
+}
+
+/** A decoder keeps a byte-order mark that is not at the start of the text. */
+const KEEP_BOM = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
+
+function decodeRun(
+  tokenizer: Tokenizer,
+  ids: readonly number[],
+  start: number,
+  end: number,
+  skipSpecial: boolean,
+  atStart: boolean,
+): string {
+  return (atStart ? ONE_SHOT : KEEP_BOM).decode(joinTokenBytes(tokenizer, ids, skipSpecial, start, end));
+}
+
+const TOKEN_TEXT_CACHE_LIMIT = 65_536;
+const NOT_WHOLE = null;
+const STRICT = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * The text of single tokens, for those whose bytes decode alone to exactly the characters they
+ * add to any text: valid, complete UTF-8 not starting with a byte-order mark (a decoder drops a
+ * BOM at the start of a text only). Ids outside the vocabulary are never cached.
+ */
+class TokenTexts {
+  private readonly cache = new Map<number, string | typeof NOT_WHOLE>();
+
+  constructor(private readonly tokenizer: Tokenizer) {}
+
+  /** The token's text; '' for a skipped special token; undefined when its bytes are not whole characters. */
+  text(id: number, skipSpecial: boolean): string | undefined {
+    if (skipSpecial && this.tokenizer.isSpecial(id)) return '';
+    let text = this.cache.get(id);
+    if (text === undefined) {
+      const bytes = this.tokenizer.tokenBytes(id);
+      if (bytes === undefined) return undefined;
+      text = wholeText(bytes);
+      if (this.cache.size < TOKEN_TEXT_CACHE_LIMIT) this.cache.set(id, text);
+    }
+    return text ?? undefined;
+  }
+}
+
+function wholeText(bytes: Uint8Array): string | typeof NOT_WHOLE {
+  if (bytes.length >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) return NOT_WHOLE;
+  try {
+    return STRICT.decode(bytes);
+  } catch {
+    return NOT_WHOLE;
+  }
+}
+
+const tokenTexts = new WeakMap<Tokenizer, TokenTexts>();
+
+function tokenTextsOf(tokenizer: Tokenizer): TokenTexts {
+  let texts = tokenTexts.get(tokenizer);
+  if (texts === undefined) {
+    texts = new TokenTexts(tokenizer);
+    tokenTexts.set(tokenizer, texts);
+  }
+  return texts;
 }
 
 function tokenBytesOf(tokenizer: Tokenizer, id: number, skipSpecial: boolean): Uint8Array {
@@ -61,12 +143,18 @@ function tokenBytesOf(tokenizer: Tokenizer, id: number, skipSpecial: boolean): U
   return tokenizer.tokenBytes(id) ?? REPLACEMENT;
 }
 
-/** The bytes of several tokens, end to end (special ones left out when skipped). */
-function joinTokenBytes(tokenizer: Tokenizer, ids: readonly number[], skipSpecial: boolean): Uint8Array {
+/** The bytes of `ids[start..end)`, end to end (special ones left out when skipped). */
+function joinTokenBytes(
+  tokenizer: Tokenizer,
+  ids: readonly number[],
+  skipSpecial: boolean,
+  start = 0,
+  end = ids.length,
+): Uint8Array {
   const parts: Uint8Array[] = [];
   let length = 0;
-  for (const id of ids) {
-    const bytes = tokenBytesOf(tokenizer, id, skipSpecial);
+  for (let i = start; i < end; i++) {
+    const bytes = tokenBytesOf(tokenizer, ids[i], skipSpecial);
     parts.push(bytes);
     length += bytes.length;
   }

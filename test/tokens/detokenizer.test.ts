@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { IncrementalDetokenizer, StopStringMatcher } from '../../src/tokens/detokenizer.ts';
+import { decodeTokens, IncrementalDetokenizer, StopStringMatcher } from '../../src/tokens/detokenizer.ts';
 import { loadHfTokenizer } from '../../src/tokens/hf-tokenizer.ts';
 import { loadO200kTokenizer, type Tokenizer } from '../../src/tokens/tokenizer.ts';
 
@@ -75,6 +75,73 @@ describe('IncrementalDetokenizer', () => {
     expect(detok.push([99_999])).toBe('\uFFFD');
     expect(detok.push([0xc3])).toBe('');
     expect(detok.flush()).toBe('\uFFFD');
+  });
+});
+
+describe('decodeTokens', () => {
+  let o200k: Tokenizer;
+  let tiny: Tokenizer;
+  beforeAll(async () => {
+    o200k = await loadO200kTokenizer();
+    tiny = await loadHfTokenizer(TINY);
+  });
+
+  /** The definition: every token's bytes (U+FFFD's for an unknown id) end to end, decoded at once. */
+  function reference(tokenizer: Tokenizer, ids: readonly number[], skipSpecial: boolean): string {
+    const bytes: number[] = [];
+    for (const id of ids) {
+      if (skipSpecial && tokenizer.isSpecial(id)) continue;
+      bytes.push(...(tokenizer.tokenBytes(id) ?? new TextEncoder().encode('\uFFFD')));
+    }
+    return new TextDecoder('utf-8').decode(Uint8Array.from(bytes));
+  }
+
+  it('equals decoding all the bytes at once, for any mix of whole, partial, special and unknown tokens (property)', () => {
+    // The tiny tokenizer's ids 0-255 are single bytes: continuation bytes, lead bytes of 2-4 byte
+    // characters and the byte-order mark's EF BB BF are drawn often.
+    const id = fc.oneof(
+      fc.integer({ min: 0x20, max: 0x7e }),
+      fc.integer({ min: 0x80, max: 0xbf }),
+      fc.integer({ min: 0xc2, max: 0xf4 }),
+      fc.constantFrom(0xef, 0xbb, 0xbf, 0xe2, 0x82, 0xac),
+      fc.integer({ min: 0, max: 267 }),
+      fc.constantFrom(300, 301, 302, 303, 999),
+    );
+    fc.assert(
+      fc.property(fc.array(id, { maxLength: 24 }), fc.boolean(), (ids, skipSpecial) => {
+        expect(decodeTokens(tiny, ids, { skipSpecialTokens: skipSpecial })).toBe(
+          reference(tiny, ids, skipSpecial),
+        );
+        // Twice: the second time every token's text comes from the cache.
+        expect(decodeTokens(tiny, ids, { skipSpecialTokens: skipSpecial })).toBe(
+          reference(tiny, ids, skipSpecial),
+        );
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
+  it('keeps a byte-order mark inside the text and drops one at its start, as a decoder does', () => {
+    const bom = [0xef, 0xbb, 0xbf];
+    const end = tiny.specialTokenId('<|im_end|>')!;
+    expect(decodeTokens(tiny, [...bom, 0x41])).toBe('A');
+    expect(decodeTokens(tiny, [end, ...bom, 0x41])).toBe('A');
+    expect(decodeTokens(tiny, [0x41, ...bom, 0x42])).toBe('A\uFEFFB');
+    expect(decodeTokens(tiny, [0x41, 0xc3, ...bom])).toBe('A\uFFFD\uFEFF');
+  });
+
+  it('joins a character split by a skipped special token, as the joined bytes do', () => {
+    const end = tiny.specialTokenId('<|im_end|>')!;
+    expect(decodeTokens(tiny, [0x41, 0xc3, end, 0xa9])).toBe('Aé');
+    expect(decodeTokens(tiny, [0x41, 0xc3, end, 0xa9], { skipSpecialTokens: false })).toBe(
+      'A\uFFFD<|im_end|>\uFFFD',
+    );
+  });
+
+  it('decodes real text and emoji split over o200k tokens', () => {
+    const text = 'The capital of France is Paris 🧑‍🚀 — très bien. 東京';
+    expect(decodeTokens(o200k, o200k.encode(text))).toBe(text);
+    expect(decodeTokens(o200k, o200k.encode(text))).toBe(text);
   });
 });
 
