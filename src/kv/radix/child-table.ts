@@ -1,40 +1,54 @@
 /**
  * The children of every node except each node's inline first child, in one open-addressing table
- * keyed by (parent, tokens hash). Slots hold child id + 1 (0 is empty); keys are read from the node
- * arrays. Linear probing, backward-shift deletion, load <= 1/2.
+ * keyed by (parent, tokens hash). Linear probing, backward-shift deletion, load <= 1/2.
+ *
+ * A slot holds `tag | (child id + 1)`, 0 when empty: the id in the low bits (`idMask`, as wide as the
+ * record pool's capacity needs) and above them a tag, the key hash's bits there. Keys are read from
+ * the records, but only where the tags agree, so a lookup that misses (most queries' first block) reads
+ * no record at all. Homes come from the hash's low bits, so when the pool outgrows the mask, clearing
+ * the tag bits that become id bits (`widen`) leaves every slot in place.
  */
+import { entryMaskFor } from './block-table.ts';
 import { hashTriple, powerOfTwoAtLeast } from './hash.ts';
 import { NODE_STRIDE, PARENT, type RecordPool, TOKENS_HI, TOKENS_LO } from './record-pool.ts';
 
 export class ChildTable {
   slots: Int32Array;
   count = 0;
+  private idMask: number;
 
   constructor(
     private readonly nodes: RecordPool,
     initialCapacity = 1024,
   ) {
     this.slots = new Int32Array(powerOfTwoAtLeast(initialCapacity));
+    this.idMask = entryMaskFor(nodes.capacity);
   }
 
   find(parent: number, lo: number, hi: number): number {
     const slots = this.slots;
     const mask = slots.length - 1;
     const data = this.nodes.data;
-    let i = hashTriple(parent, lo, hi) & mask;
+    const idMask = this.idMask;
+    const hash = hashTriple(parent, lo, hi);
+    const tag = hash & ~idMask & 0x7fffffff;
+    let i = hash & mask;
     for (;;) {
       const slot = slots[i];
       if (slot === 0) return -1;
-      const child = slot - 1;
-      const at = child * NODE_STRIDE;
-      if (data[at + TOKENS_LO] === lo && data[at + TOKENS_HI] === hi && data[at + PARENT] === parent)
-        return child;
+      if ((slot & ~idMask) === tag) {
+        const child = (slot & idMask) - 1;
+        const at = child * NODE_STRIDE;
+        if (data[at + TOKENS_LO] === lo && data[at + TOKENS_HI] === hi && data[at + PARENT] === parent)
+          return child;
+      }
       i = (i + 1) & mask;
     }
   }
 
   /** Adds a child whose key (parent, lo, hi) is not in the table yet. */
   insert(child: number): void {
+    if (this.nodes.capacity > this.idMask) this.widen(entryMaskFor(this.nodes.capacity));
     if (2 * (this.count + 1) > this.slots.length) this.rehash(this.slots.length * 2);
     this.place(this.slots, child);
     this.count++;
@@ -43,14 +57,11 @@ export class ChildTable {
   remove(child: number): void {
     const slots = this.slots;
     const mask = slots.length - 1;
-    const nodes = this.nodes;
-    let i =
-      hashTriple(
-        nodes.data[child * NODE_STRIDE + PARENT],
-        nodes.data[child * NODE_STRIDE + TOKENS_LO],
-        nodes.data[child * NODE_STRIDE + TOKENS_HI],
-      ) & mask;
-    while (slots[i] !== child + 1) {
+    const idMask = this.idMask;
+    const hash = this.hashOf(child);
+    const wanted = (hash & ~idMask & 0x7fffffff) | (child + 1);
+    let i = hash & mask;
+    while (slots[i] !== wanted) {
       if (slots[i] === 0) return;
       i = (i + 1) & mask;
     }
@@ -61,13 +72,7 @@ export class ChildTable {
       j = (j + 1) & mask;
       const slot = slots[j];
       if (slot === 0) break;
-      const c = slot - 1;
-      const home =
-        hashTriple(
-          nodes.data[c * NODE_STRIDE + PARENT],
-          nodes.data[c * NODE_STRIDE + TOKENS_LO],
-          nodes.data[c * NODE_STRIDE + TOKENS_HI],
-        ) & mask;
+      const home = this.hashOf((slot & idMask) - 1) & mask;
       // It may move back unless its home lies cyclically within (hole, j].
       if (((j - home) & mask) >= ((j - hole) & mask)) {
         slots[hole] = slot;
@@ -82,23 +87,32 @@ export class ChildTable {
     return this.slots.byteLength;
   }
 
+  private hashOf(child: number): number {
+    const data = this.nodes.data;
+    const at = child * NODE_STRIDE;
+    return hashTriple(data[at + PARENT], data[at + TOKENS_LO], data[at + TOKENS_HI]);
+  }
+
   private place(slots: Int32Array, child: number): void {
     const mask = slots.length - 1;
-    const nodes = this.nodes;
-    let i =
-      hashTriple(
-        nodes.data[child * NODE_STRIDE + PARENT],
-        nodes.data[child * NODE_STRIDE + TOKENS_LO],
-        nodes.data[child * NODE_STRIDE + TOKENS_HI],
-      ) & mask;
+    const hash = this.hashOf(child);
+    let i = hash & mask;
     while (slots[i] !== 0) i = (i + 1) & mask;
-    slots[i] = child + 1;
+    slots[i] = (hash & ~this.idMask & 0x7fffffff) | (child + 1);
   }
 
   private rehash(capacity: number): void {
     const old = this.slots;
     const slots = new Int32Array(capacity);
-    for (let i = 0; i < old.length; i++) if (old[i] !== 0) this.place(slots, old[i] - 1);
+    for (let i = 0; i < old.length; i++) if (old[i] !== 0) this.place(slots, (old[i] & this.idMask) - 1);
     this.slots = slots;
+  }
+
+  /** Child ids now need the bits of `idMask`: the tag bits under it clear, slots stay where they are. */
+  private widen(idMask: number): void {
+    const clear = ~(idMask & ~this.idMask);
+    const slots = this.slots;
+    for (let i = 0; i < slots.length; i++) slots[i] &= clear;
+    this.idMask = idMask;
   }
 }
