@@ -43,7 +43,15 @@ import { decodeJson, encodeJson } from '../runtime/codec.ts';
 import { errorMessage, isRuntimeError, RemoteError, RuntimeError } from '../runtime/errors.ts';
 import { randomU64 } from '../runtime/ids.ts';
 import type { ModelCard } from '../runtime/model-card.ts';
-import { type FrameSink, type PushHandle, PushQueue, type PushSink, pushCallValue } from '../runtime/push.ts';
+import {
+  type FrameSink,
+  PUSH,
+  type PushHandle,
+  PushQueue,
+  type PushSink,
+  type PushSource,
+  pushCallValue,
+} from '../runtime/push.ts';
 import { kvEventsSubject, streamNameForSubject } from '../runtime/subjects.ts';
 import {
   type DiscoveryEvent,
@@ -407,13 +415,15 @@ export class ModelRouter {
    * Routes and streams one request. Every chunk names the (worker, rank) producing it. The load is
    * tracked from routing to the end of the stream (also when the consumer stops early). A worker
    * lost mid-stream is replaced: the request continues elsewhere with prompt + tokens so far.
-   * Nothing happens before the first `next()`; errors reject it (or a later one).
+   * Nothing happens before the first `next()`; errors reject it (or a later one). The stream is
+   * also a PushSource: `stream[PUSH](sink)` starts it with every chunk pushed to `sink` instead
+   * (no promise per chunk; see runtime/push.ts).
    */
   generate(
     request: RoutedRequest,
     signal?: Cancellation,
     options?: GenerateOptions,
-  ): AsyncIterableIterator<RoutedChunk> {
+  ): AsyncIterableIterator<RoutedChunk> & PushSource<RoutedChunk> {
     return new RoutedStream(this.streamHost, request, signal, options);
   }
 
@@ -715,11 +725,14 @@ class AttemptSink implements FrameSink {
 
 /**
  * One routed request: its attempts (the first worker, then one per migration) push their frames
- * here (by plain calls on the in-process plane), and the consumer pulls RoutedChunks from a
- * queue, one promise per wake-up.
+ * here (by plain calls on the in-process plane), and the consumer either pulls RoutedChunks from a
+ * queue, one promise per wake-up, or has them pushed to its sink (PushSource: no promise at all).
  */
-class RoutedStream implements AsyncIterableIterator<RoutedChunk> {
-  private readonly out = new PushQueue<RoutedChunk>(mergeChunks);
+class RoutedStream implements AsyncIterableIterator<RoutedChunk>, PushSource<RoutedChunk>, PushHandle {
+  /** Pull mode: the chunks the consumer has not read yet (made on the first next()). */
+  private out: PushQueue<RoutedChunk> | null = null;
+  /** Push mode: where chunks go (null once the stream ended or the consumer cancelled). */
+  private sink: PushSink<RoutedChunk> | null = null;
   private started = false;
   /** The request is over: final chunk, error, or the consumer stopped. */
   private finished = false;
@@ -747,20 +760,74 @@ class RoutedStream implements AsyncIterableIterator<RoutedChunk> {
   }
 
   next(): Promise<IteratorResult<RoutedChunk>> {
+    const out = this.pullQueue();
     if (!this.started) this.start();
-    return this.out.next();
+    return out.next();
   }
 
   return(): Promise<IteratorResult<RoutedChunk>> {
-    if (!this.finished) {
-      this.finished = true;
-      this.endAttempt(true);
-    }
-    return this.out.return();
+    this.stop();
+    return this.pullQueue().return();
   }
 
   [Symbol.asyncIterator](): this {
     return this;
+  }
+
+  /**
+   * Push mode: starts the request; its chunks go to `sink` by plain calls (a request refused at
+   * once fails during this call). The handle's cancel() stops it, as `return()` does.
+   */
+  [PUSH](sink: PushSink<RoutedChunk>): PushHandle {
+    if (this.started || this.out !== null) throw new TypeError('a routed stream is consumed once');
+    this.sink = sink;
+    this.start();
+    return this;
+  }
+
+  /** Push mode: the consumer stops (the request is cancelled; nothing more is pushed). */
+  cancel(): void {
+    this.sink = null;
+    this.stop();
+  }
+
+  private stop(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.endAttempt(true);
+  }
+
+  private pullQueue(): PushQueue<RoutedChunk> {
+    if (this.out === null) {
+      if (this.started) throw new TypeError('a routed stream is consumed once');
+      this.out = new PushQueue<RoutedChunk>(mergeChunks);
+    }
+    return this.out;
+  }
+
+  private emit(chunk: RoutedChunk): void {
+    if (this.out !== null) this.out.push(chunk);
+    else this.sink?.push(chunk);
+  }
+
+  private emitEnd(): void {
+    if (this.out !== null) {
+      this.out.end();
+      return;
+    }
+    const sink = this.sink;
+    this.sink = null;
+    sink?.end();
+  }
+
+  private emitFail(error: unknown): void {
+    if (this.out !== null) {
+      this.out.fail(error);
+      return;
+    }
+    const sink = this.sink;
+    this.sink = null;
+    sink?.fail(error);
   }
 
   private start(): void {
@@ -868,13 +935,13 @@ class RoutedStream implements AsyncIterableIterator<RoutedChunk> {
     out.workerId = this.workerId;
     if (chunk.dpRank === undefined) out.dpRank = this.dpRank;
     if (chunk.finishReason === undefined) {
-      this.out.push(out);
+      this.emit(out);
       return;
     }
     this.finished = true;
     this.endAttempt(true);
-    this.out.push(out);
-    this.out.end();
+    this.emit(out);
+    this.emitEnd();
   }
 
   onEnd(attempt: number): void {
@@ -929,7 +996,7 @@ class RoutedStream implements AsyncIterableIterator<RoutedChunk> {
     );
     if (this.generated.length >= sampling.maxTokens) {
       this.finished = true;
-      this.out.push({
+      this.emit({
         tokenIds: [],
         finishReason: 'length',
         usage: {
@@ -940,7 +1007,7 @@ class RoutedStream implements AsyncIterableIterator<RoutedChunk> {
         workerId,
         dpRank: this.dpRank,
       });
-      this.out.end();
+      this.emitEnd();
       return;
     }
     this.begin();
@@ -963,7 +1030,7 @@ class RoutedStream implements AsyncIterableIterator<RoutedChunk> {
     this.finished = true;
     this.endAttempt(true);
     const mapError = this.options?.mapError;
-    this.out.fail(mapError === undefined ? error : mapError(error, this.signal));
+    this.emitFail(mapError === undefined ? error : mapError(error, this.signal));
   }
 }
 

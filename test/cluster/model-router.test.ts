@@ -7,6 +7,7 @@ import { NoWorkersError } from '../../src/routing/errors.ts';
 import { encodeJson } from '../../src/runtime/codec.ts';
 import { modelCardKey } from '../../src/runtime/discovery-keys.ts';
 import { LocalCluster, type LocalRuntime } from '../../src/runtime/local/cluster.ts';
+import { PUSH, type PushHandle } from '../../src/runtime/push.ts';
 import { kvEventsSubject } from '../../src/runtime/subjects.ts';
 import { endpointId } from '../../src/runtime/types.ts';
 import { CancelSource } from '../../src/util/cancel.ts';
@@ -267,6 +268,125 @@ describe('ModelRouter over the local runtime', () => {
     expect(r.stats().migrations).toBe(1);
     expect(zeroLoads(r)).toBe(true);
     doomed.engine.close();
+  });
+
+  describe('push mode (the stream as a PushSource)', () => {
+    /** Pushes the stream to a sink; `onChunk` may cancel through the handle. */
+    const pushed = (
+      stream: ReturnType<ModelRouter['generate']>,
+      onChunk: (chunk: RoutedChunk, handle: PushHandle) => void = () => {},
+    ) =>
+      new Promise<{ chunks: RoutedChunk[]; error?: unknown }>((resolve) => {
+        const chunks: RoutedChunk[] = [];
+        let handle: PushHandle | undefined;
+        handle = stream[PUSH]({
+          push: (chunk) => {
+            chunks.push(chunk);
+            onChunk(chunk, handle!);
+          },
+          end: () => resolve({ chunks }),
+          fail: (error) => resolve({ chunks, error }),
+        });
+      });
+
+    it('pushes the chunks a pulled stream would yield, then ends, with the load freed', async () => {
+      const ns = uniqueNamespace();
+      await worker(ns);
+      const r = await router(ns);
+      const { chunks, error } = await pushed(r.generate(req(prompt(5, 21), 12)));
+      expect(error).toBeUndefined();
+      expect(chunks.flatMap((c) => c.tokenIds)).toHaveLength(12);
+      expect(chunks[0].dpRank).toBeGreaterThanOrEqual(0);
+      expect(new Set(chunks.map((c) => c.workerId)).size).toBe(1);
+      expect(chunks.at(-1)).toMatchObject({
+        finishReason: 'length',
+        usage: { promptTokens: 21, completionTokens: 12 },
+      });
+      expect(zeroLoads(r)).toBe(true);
+    });
+
+    it('a stream is consumed once: pushing after pulling (or twice) throws', async () => {
+      const ns = uniqueNamespace();
+      await worker(ns);
+      const r = await router(ns);
+      const pulled = r.generate(req(prompt(6, 21), 2));
+      await drain(pulled);
+      expect(() => pulled[PUSH]({ push() {}, end() {}, fail() {} })).toThrow(TypeError);
+      const twice = r.generate(req(prompt(6, 21), 2));
+      await pushed(twice);
+      expect(() => twice[PUSH]({ push() {}, end() {}, fail() {} })).toThrow(TypeError);
+    });
+
+    it('cancelling from inside push stops the stream, frees the load and cancels the engine request', async () => {
+      const ns = uniqueNamespace();
+      const a = await worker(ns, { speedupRatio: 0.2 });
+      const r = await router(ns);
+      let after = 0;
+      let cancelled = false;
+      const stream = r.generate(req(prompt(8, 20), 100));
+      let handle: PushHandle | undefined;
+      handle = stream[PUSH]({
+        push: (chunk) => {
+          if (cancelled) after++;
+          else if (chunk.tokenIds.length > 0) {
+            cancelled = true;
+            handle?.cancel();
+          }
+        },
+        end: () => after++,
+        fail: () => after++,
+      });
+      await waitFor(() => cancelled, 3_000, 'a first chunk');
+      expect(zeroLoads(r)).toBe(true);
+      const engine = (a.engine as MockEngineAdapter).engine;
+      await waitFor(
+        () => engine.rankMetrics().every((m) => m.activeBlocks === 0 && m.running === 0),
+        3_000,
+        'engine request cancelled',
+      );
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(after).toBe(0);
+    });
+
+    it('a request refused at once fails the sink with the mapped error', async () => {
+      const ns = uniqueNamespace();
+      await worker(ns);
+      const r = await router(ns);
+      const { chunks, error } = await pushed(
+        r.generate(req(prompt(9, 21), 4, { workerId: 0xdeadn }), undefined, {
+          mapError: (e) => new Error(`mapped: ${(e as Error).name}`),
+        }),
+      );
+      expect(chunks).toEqual([]);
+      expect((error as Error).message).toBe('mapped: UnknownWorkerError');
+      expect(zeroLoads(r)).toBe(true);
+    });
+
+    it('migrates a request whose worker dies mid-stream', async () => {
+      const ns = uniqueNamespace();
+      const doomedRuntime = rt();
+      const doomed = await startWorker(doomedRuntime, ns, { speedupRatio: 0.2 });
+      await worker(ns, { speedupRatio: 0.2 });
+      const r = await router(ns);
+      let count = 0;
+      const { chunks, error } = await pushed(
+        r.generate(req(prompt(7, 21), 30, { workerId: doomed.instanceId })),
+        (chunk) => {
+          count += chunk.tokenIds.length;
+          if (count >= 3 && count - chunk.tokenIds.length < 3) void doomedRuntime.simulateCrash();
+        },
+      );
+      expect(error).toBeUndefined();
+      expect(chunks.flatMap((c) => c.tokenIds)).toHaveLength(30);
+      expect(chunks[0].workerId).toBe(doomed.instanceId);
+      expect(chunks.at(-1)?.workerId).not.toBe(doomed.instanceId);
+      expect(chunks.at(-1)).toMatchObject({
+        finishReason: 'length',
+        usage: { promptTokens: 21, completionTokens: 30 },
+      });
+      expect(zeroLoads(r)).toBe(true);
+      doomed.engine.close();
+    });
   });
 
   it('with migration off, a dead worker is a clear error at once', async () => {
