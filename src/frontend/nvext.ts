@@ -72,6 +72,14 @@ function headerRank(headers: RequestHeaders | undefined, name: string): number |
   );
 }
 
+/** The routing extension of a request that asks for nothing (most do): one shared, frozen value. */
+const NOTHING_ASKED: ParsedNvext = Object.freeze({
+  routing: Object.freeze({}),
+  routerOverrides: undefined,
+  agentHints: undefined,
+  queryOnly: false,
+});
+
 /**
  * Parses the routing extension. Headers take priority over the body, as in Dynamo:
  * `x-worker-instance-id` sets the pinned (and decode) worker, `x-prefill-instance-id` the prefill
@@ -91,7 +99,7 @@ export function parseNvext(
         headers[HEADER_DP_RANK] === undefined &&
         headers[HEADER_PREFILL_DP_RANK] === undefined))
   ) {
-    return { routing: {}, routerOverrides: undefined, agentHints: undefined, queryOnly: false }; // nothing asked
+    return NOTHING_ASKED;
   }
   const nvRank = nvext?.dp_rank ?? undefined;
   const topRank = dataParallelRank ?? undefined;

@@ -180,14 +180,17 @@ function sampling(
   turnStops: readonly number[],
 ): SamplingOptions {
   const ignoreEos = body.ignore_eos ?? false;
-  const stops = new Set<number>(body.stop_token_ids ?? []);
+  // The request's stop ids, then end-of-text and the template's turn end, each once (in that order).
+  const requested = body.stop_token_ids ?? [];
+  const stops = requested.length === 0 ? [] : [...new Set(requested)];
   if (!ignoreEos) {
-    if (tokenizer.eosTokenId !== undefined) stops.add(tokenizer.eosTokenId);
-    for (const id of turnStops) stops.add(id);
+    const eos = tokenizer.eosTokenId;
+    if (eos !== undefined && !stops.includes(eos)) stops.push(eos);
+    for (const id of turnStops) if (!stops.includes(id)) stops.push(id);
   }
   const out: { -readonly [K in keyof SamplingOptions]: SamplingOptions[K] } = { maxTokens };
   if (ignoreEos) out.ignoreEos = true;
-  if (stops.size > 0) out.stopTokenIds = [...stops];
+  if (stops.length > 0) out.stopTokenIds = stops;
   if (body.temperature != null) out.temperature = body.temperature;
   if (body.seed != null) out.seed = body.seed;
   return out;
