@@ -29,6 +29,7 @@ import { EngineSequence, type RequestResult, type RequestSink } from './sequence
 import { ChunkStream } from './stream.ts';
 import { InProcessKvTransfer, type KvSource, type PulledKv } from './transfer.ts';
 import { hashRangeError, validateGenerateRequest } from './validate.ts';
+import { withBatchedZeroDelays } from './zero-delay-timers.ts';
 
 export type RankMetrics = SchedulerMetrics;
 
@@ -88,6 +89,7 @@ export class DataParallelEngine implements KvSource {
     this.hasher = resolved.enablePrefixCaching
       ? new BlockHasher({ blockSize: resolved.blockSize, seed: resolved.hashSeed })
       : null;
+    const stepClock = withBatchedZeroDelays(resolved.clock);
     for (let rank = 0; rank < resolved.dataParallelSize; rank++) {
       const indexer = resolved.enableLocalIndexer
         ? new LocalIndexer(
@@ -114,7 +116,7 @@ export class DataParallelEngine implements KvSource {
           enableChunkedPrefill: resolved.enableChunkedPrefill,
           watermark: resolved.watermark,
           speedupRatio: resolved.speedupRatio,
-          clock: resolved.clock,
+          clock: stepClock,
           perfModel: resolved.perfModel,
           hasher: this.hasher,
         },

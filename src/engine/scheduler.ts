@@ -121,8 +121,12 @@ export class RankScheduler {
   private prefilling: EngineSequence[] = [];
   /** Decoding, in admission order (index 0 = oldest = first preempted). */
   private running: EngineSequence[] = [];
-  /** The decode batch of the iteration in flight. */
-  private batch: EngineSequence[] = [];
+  /**
+   * The decode batch of the iteration in flight: its first `batchSize` slots (emptied slots are
+   * null). Never truncated: `length = 0` drops an array's storage, which the next push allocates again.
+   */
+  private readonly batch: (EngineSequence | null)[] = [];
+  private batchSize = 0;
   private timer: TimerHandle | null = null;
   private inIteration = false;
   /** Some request of `running` finished or was preempted during this iteration's end. */
@@ -230,10 +234,9 @@ export class RankScheduler {
   private readonly beginIteration = (): void => {
     this.timer = null;
     const { blockSize, perfModel } = this.config;
-    const batch = this.batch;
-    if (batch.length !== 0) batch.length = 0; // endIteration empties it (setting a length costs)
-    for (const seq of this.running) batch.push(seq);
-    let budget = this.config.maxNumBatchedTokens - batch.length;
+    const running = this.running;
+    for (let i = 0; i < running.length; i++) this.addToBatch(running[i]);
+    let budget = this.config.maxNumBatchedTokens - this.batchSize;
     let prefillTokens = 0;
 
     // Continue chunked prefills first, oldest first.
@@ -248,7 +251,7 @@ export class RankScheduler {
       if (seq.computed === seq.length) this.startDecode(seq);
       else this.prefilling[kept++] = seq;
     }
-    if (this.prefilling.length !== kept) this.prefilling.length = kept;
+    truncate(this.prefilling, kept);
 
     // Admit waiting requests FIFO while every budget holds.
     while (budget > 0 && this.waiting.length > 0) {
@@ -263,7 +266,7 @@ export class RankScheduler {
       )
         break;
       const fullBlocks = Math.floor(length / blockSize);
-      if (!this.config.enableChunkedPrefill && (batch.length > 0 || prefillTokens > 0)) {
+      if (!this.config.enableChunkedPrefill && (this.batchSize > 0 || prefillTokens > 0)) {
         // Without chunking a prompt runs whole: it waits for an iteration with room for it.
         const hit = this.kv.cachedPrefixBlocks(seq.hashes.seqHashes, fullBlocks);
         if (length - this.cachedTokensOf(seq, hit) > budget) break;
@@ -287,12 +290,14 @@ export class RankScheduler {
       }
     }
 
-    if (batch.length === 0 && prefillTokens === 0) return; // nothing can run: wait for a kick
+    const batchSize = this.batchSize;
+    if (batchSize === 0 && prefillTokens === 0) return; // nothing can run: wait for a kick
+    const batch = this.batch;
     let activeKvTokens = 0;
-    for (const seq of batch) activeKvTokens += seq.length;
+    for (let i = 0; i < batchSize; i++) activeKvTokens += (batch[i] as EngineSequence).length;
     const gpuMs =
       perfModel.prefillMs(prefillTokens) +
-      perfModel.decodeMs(activeKvTokens, this.config.numGpuBlocks * blockSize, batch.length);
+      perfModel.decodeMs(activeKvTokens, this.config.numGpuBlocks * blockSize, batchSize);
     this.busy += gpuMs;
     this.iterationCount++;
     this.inIteration = true;
@@ -306,25 +311,31 @@ export class RankScheduler {
     return seq.kvPulled ? length : Math.min(cachedBlocks * this.config.blockSize, length - 1);
   }
 
+  private addToBatch(seq: EngineSequence): void {
+    this.batch[this.batchSize++] = seq;
+  }
+
   private startDecode(seq: EngineSequence): void {
     seq.state = 'running';
     this.running.push(seq);
-    this.batch.push(seq);
+    this.addToBatch(seq);
   }
 
   private readonly endIteration = (): void => {
     this.timer = null;
     const batch = this.batch;
-    for (let i = 0; i < batch.length; i++) {
-      const seq = batch[i];
+    const batchSize = this.batchSize;
+    this.batchSize = 0;
+    for (let i = 0; i < batchSize; i++) {
+      const seq = batch[i] as EngineSequence;
+      batch[i] = null;
       if (seq.state === 'running') this.decodeOne(seq);
     }
-    batch.length = 0;
     if (this.runningChanged) {
       // Drop finished and preempted requests, keeping admission order.
       let kept = 0;
       for (const seq of this.running) if (seq.state === 'running') this.running[kept++] = seq;
-      this.running.length = kept;
+      truncate(this.running, kept);
       this.runningChanged = false;
     }
     this.inIteration = false;
@@ -405,6 +416,11 @@ export class RankScheduler {
     this.hitRateSum += rate;
     this.hitRateCount++;
   }
+}
+
+/** Shortens `list` to `length` with pop(), which keeps its storage (setting `length = 0` drops it). */
+function truncate<T>(list: T[], length: number): void {
+  while (list.length > length) list.pop();
 }
 
 function removeFrom<T>(list: T[], item: T): boolean {
