@@ -19,7 +19,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -120,6 +120,21 @@ describe('bin/kvgate.js', () => {
     expect(edited.stderr).toBe('');
     expect(edited.stdout).toContain('Edited description.');
     expect(readFileSync(bundle, 'utf8')).not.toContain('the old bundle ran');
+  });
+
+  it("gives each bundled module its own import.meta.url, .filename and .dirname (the source file's)", async () => {
+    const main = join(root, 'src', 'cli', 'main.ts');
+    writeFileSync(
+      main,
+      readFileSync(main, 'utf8').replace(
+        'registerCommands(program);\n',
+        'registerCommands(program);\nconsole.log(import.meta.url, import.meta.filename, import.meta.dirname);\n',
+      ),
+    );
+    const run = await kvgate(root, ['--version']);
+    expect(run.stderr).toBe('');
+    expect(run.stdout).toBe(`${pathToFileURL(main).href} ${main} ${dirname(main)}\n0.1.0\n`);
+    expect(existsSync(bundle)).toBe(true);
   });
 
   it('reports errors thrown by the bundle with stack frames in src/', async () => {
