@@ -915,15 +915,18 @@ export class RadixTreeIndexer implements KvIndexer {
    * insertProbe holds the key's slot, from a lookup on the table as it still is.
    */
   private placeKey(owner: number, entry: number, hinted: boolean): void {
-    let slots = this.ownerSlots[owner];
-    if (4 * (this.ownerUsed[owner] + 1) > 3 * slots.length) {
-      this.rehashKeys(owner, this.ownerKeys[owner] + 1);
-      slots = this.ownerSlots[owner];
-      hinted = false;
-    }
-    if (hinted) blockTablePlaceAt(slots, this.insertProbe, entry);
-    else blockTablePlace(slots, this.records.data, entry, this.entryMask);
+    const slots = this.ownerSlots[owner];
+    if (hinted && 4 * (this.ownerUsed[owner] + 1) <= 3 * slots.length)
+      blockTablePlaceAt(slots, this.insertProbe, entry);
+    else this.placeKeyUnhinted(owner, entry);
     this.ownerUsed[owner]++;
+  }
+
+  /** placeKey without a usable insertion slot (kept apart so the usual path stays small and inlined). */
+  private placeKeyUnhinted(owner: number, entry: number): void {
+    if (4 * (this.ownerUsed[owner] + 1) > 3 * this.ownerSlots[owner].length)
+      this.rehashKeys(owner, this.ownerKeys[owner] + 1);
+    blockTablePlace(this.ownerSlots[owner], this.records.data, entry, this.entryMask);
   }
 
   private unplaceKey(owner: number, lo: number, hi: number): number {
@@ -956,31 +959,36 @@ export class RadixTreeIndexer implements KvIndexer {
 
   /** Disposes of a record whose key has left the table: the owner may leave the node. */
   private dropKeyRecord(record: number): void {
+    if (this.aliasCount === 0 || !this.dropAliasedKeyRecord(record)) this.removePrimary(record);
+  }
+
+  /**
+   * dropKeyRecord while alias entries exist: frees an alias record, or hands a primary's membership
+   * to another key of the same owner on the node. False when the record is a primary with no alias.
+   */
+  private dropAliasedKeyRecord(record: number): boolean {
     const records = this.records;
     if (records.data[record * ENTRY_STRIDE + PARENT_ENTRY] === ALIAS) {
       records.freeEntry(record);
       this.aliasCount--;
-      return;
+      return true;
     }
     const owner = records.data[record * ENTRY_STRIDE + OWNER];
-    if (this.aliasCount > 0 && this.records.hasMixedKeys(records.data[record * ENTRY_STRIDE + NODE])) {
-      const alias = this.findAliasOf(owner, record);
-      if (alias >= 0) {
-        // Another key of this owner still maps here: the primary takes it over, membership stays.
-        this.unplaceKey(
-          owner,
-          records.data[alias * ENTRY_STRIDE + KEY_LO],
-          records.data[alias * ENTRY_STRIDE + KEY_HI],
-        );
-        records.data[record * ENTRY_STRIDE + KEY_LO] = records.data[alias * ENTRY_STRIDE + KEY_LO];
-        records.data[record * ENTRY_STRIDE + KEY_HI] = records.data[alias * ENTRY_STRIDE + KEY_HI];
-        this.placeKey(owner, record, false);
-        records.freeEntry(alias);
-        this.aliasCount--;
-        return;
-      }
-    }
-    this.removePrimary(record);
+    if (!records.hasMixedKeys(records.data[record * ENTRY_STRIDE + NODE])) return false;
+    const alias = this.findAliasOf(owner, record);
+    if (alias < 0) return false;
+    // Another key of this owner still maps here: the primary takes it over, membership stays.
+    this.unplaceKey(
+      owner,
+      records.data[alias * ENTRY_STRIDE + KEY_LO],
+      records.data[alias * ENTRY_STRIDE + KEY_HI],
+    );
+    records.data[record * ENTRY_STRIDE + KEY_LO] = records.data[alias * ENTRY_STRIDE + KEY_LO];
+    records.data[record * ENTRY_STRIDE + KEY_HI] = records.data[alias * ENTRY_STRIDE + KEY_HI];
+    this.placeKey(owner, record, false);
+    records.freeEntry(alias);
+    this.aliasCount--;
+    return true;
   }
 
   private removePrimary(entry: number): void {
@@ -1034,14 +1042,17 @@ export class RadixTreeIndexer implements KvIndexer {
 
   /** Removes a primary entry from the node's owners (swap-remove); shrinks a slice at a quarter full. */
   private unlink(entry: number, node: number): void {
+    const data = this.records.data;
+    const count = data[node * NODE_STRIDE + OWNER_COUNT] - 1;
+    data[node * NODE_STRIDE + OWNER_COUNT] = count;
+    if (count === 0) data[node * NODE_STRIDE + OWNER_START] = -1;
+    else this.unlinkFromSlice(entry, node, count);
+  }
+
+  /** unlink for a node that keeps `count` >= 1 owners in its OwnerSlab slice. */
+  private unlinkFromSlice(entry: number, node: number, count: number): void {
     const records = this.records;
     const slab = this.slab;
-    const count = records.data[node * NODE_STRIDE + OWNER_COUNT] - 1;
-    records.data[node * NODE_STRIDE + OWNER_COUNT] = count;
-    if (count === 0) {
-      records.data[node * NODE_STRIDE + OWNER_START] = -1;
-      return;
-    }
     const start = records.data[node * NODE_STRIDE + OWNER_START];
     const pos = records.data[entry * ENTRY_STRIDE + POS];
     const sizeClass = records.ownerClass(node);
