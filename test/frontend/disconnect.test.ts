@@ -1,4 +1,4 @@
-import { request as httpRequest } from 'node:http';
+import { Agent, request as httpRequest } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { listenFrontend } from '../../src/frontend/server.ts';
 import { chatBody, type TestServer, testServer } from './helpers.ts';
@@ -57,6 +57,41 @@ describe('client disconnect', () => {
     const signal = server.backend.signals[0];
     req.destroy();
     await waitFor(() => signal.aborted, 5000);
+  });
+
+  it('on a keep-alive connection, closing it cancels the request in flight and none that finished', async () => {
+    server = await testServer({ delayMs: 20 });
+    const { port } = await listenFrontend(server.app, { host: '127.0.0.1', port: 0 });
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const post = (maxTokens: number) => {
+      const req = httpRequest({
+        host: '127.0.0.1',
+        port,
+        agent,
+        method: 'POST',
+        path: '/v1/chat/completions',
+        headers: { 'content-type': 'application/json' },
+      });
+      req.on('error', () => {});
+      const answered = new Promise<number>((resolve) =>
+        req.on('response', (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        }),
+      );
+      req.end(JSON.stringify(chatBody({ max_tokens: maxTokens })));
+      return { req, answered };
+    };
+    const first = post(2);
+    expect(await first.answered).toBe(200);
+    const second = post(10_000);
+    await waitFor(() => server!.backend.signals.length === 2);
+    expect(first.req.reusedSocket || second.req.reusedSocket).toBe(true); // one connection for both
+    const [done, running] = server.backend.signals;
+    second.req.destroy();
+    await waitFor(() => running.aborted, 5000);
+    expect(done.aborted).toBe(false);
+    agent.destroy();
   });
 
   it('a backend that fails mid-stream ends the stream with an error event then [DONE]', async () => {
