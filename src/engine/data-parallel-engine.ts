@@ -202,15 +202,14 @@ export class DataParallelEngine implements KvSource {
       );
 
     const rank = request.dpRank ?? this.leastLoadedRank();
-    const stops = new Set<number>(request.sampling.stopTokenIds ?? []);
-    if (request.sampling.ignoreEos !== true) for (const token of this.eos) stops.add(token);
+    const stops = stopTokens(request.sampling, this.eos);
     let seq: EngineSequence;
     try {
       seq = new EngineSequence({
         requestId: request.requestId,
         tokens: request.tokenIds,
         maxTokens,
-        stopTokens: stops.size > 0 ? stops : null,
+        stopTokens: stops,
         seed: samplerSeed(request.sampling.seed, request.requestId, options.seed),
         sink,
         arrivedAt: this.clock.now(),
@@ -470,8 +469,7 @@ export class DataParallelEngine implements KvSource {
   }
 
   private record(tracked: Tracked, finishReason: FinishReason): void {
-    if (this.placements.limit > 0)
-      this.placements.set(tracked.seq.requestId, placementOf(tracked, finishReason));
+    if (this.placements.limit > 0) this.placements.add(placementOf(tracked, finishReason));
   }
 
   private publish(indexer: LocalIndexer | null, event: KvCacheEvent): void {
@@ -487,6 +485,16 @@ export class DataParallelEngine implements KvSource {
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+/** The tokens that end a request with reason 'stop' (its stop ids, and EOS unless ignored); null for none. */
+function stopTokens(sampling: GenerateRequest['sampling'], eos: readonly number[]): Set<number> | null {
+  const ids = sampling.stopTokenIds;
+  const withEos = sampling.ignoreEos !== true && eos.length > 0;
+  if (!withEos && (ids === undefined || ids.length === 0)) return null; // the common case: no Set
+  const stops = new Set<number>(ids);
+  if (withEos) for (const token of eos) stops.add(token);
+  return stops;
+}
 
 /** Where and when a request ran so far (finished: with its finish reason). */
 function placementOf(tracked: Tracked, finishReason?: FinishReason): Placement {
