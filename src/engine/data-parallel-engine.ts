@@ -25,7 +25,13 @@ import { type EngineMode, type EngineOptions, resolveEngineOptions } from './opt
 import { PlacementHistory } from './placement-history.ts';
 import { Mulberry32, samplerSeed } from './prng.ts';
 import { RankScheduler, type SchedulerMetrics } from './scheduler.ts';
-import { EngineSequence, type RequestResult, type RequestSink } from './sequence.ts';
+import {
+  EngineSequence,
+  type RequestResult,
+  type RequestSink,
+  SHORT_STOP_LIST,
+  type StopTokens,
+} from './sequence.ts';
 import { ChunkStream } from './stream.ts';
 import { InProcessKvTransfer, type KvSource, type PulledKv } from './transfer.ts';
 import { hashRangeError, validateGenerateRequest } from './validate.ts';
@@ -486,14 +492,24 @@ export class DataParallelEngine implements KvSource {
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
-/** The tokens that end a request with reason 'stop' (its stop ids, and EOS unless ignored); null for none. */
-function stopTokens(sampling: GenerateRequest['sampling'], eos: readonly number[]): Set<number> | null {
-  const ids = sampling.stopTokenIds;
-  const withEos = sampling.ignoreEos !== true && eos.length > 0;
-  if (!withEos && (ids === undefined || ids.length === 0)) return null; // the common case: no Set
-  const stops = new Set<number>(ids);
-  if (withEos) for (const token of eos) stops.add(token);
-  return stops;
+const NO_TOKENS: readonly number[] = [];
+
+/**
+ * The tokens that end a request with reason 'stop' (its stop ids, and EOS unless ignored), null for
+ * none: a few (the usual end-of-text and turn-end ids) as a list, searched per token; many as a Set.
+ */
+function stopTokens(sampling: GenerateRequest['sampling'], eos: readonly number[]): StopTokens | null {
+  const ids = sampling.stopTokenIds ?? NO_TOKENS;
+  const extra = sampling.ignoreEos === true ? NO_TOKENS : eos;
+  const count = ids.length + extra.length;
+  if (count === 0) return null;
+  if (count > SHORT_STOP_LIST) {
+    const set = new Set<number>(ids);
+    for (const token of extra) set.add(token);
+    return set;
+  }
+  if (extra.length === 0) return ids;
+  return ids.length === 0 ? extra : [...ids, ...extra];
 }
 
 /** Where and when a request ran so far (finished: with its finish reason). */

@@ -364,7 +364,7 @@ export class RankScheduler {
     if ((length + 1) % blockSize === 0) this.promoteLastBlock(seq);
     if (index === 0) seq.firstTokenAt = this.clock.now();
     let reason: 'stop' | 'length' | null = null;
-    if (seq.stopTokens?.has(token)) reason = 'stop';
+    if (seq.isStopToken(token)) reason = 'stop';
     else if (seq.generated >= seq.maxTokens) reason = 'length';
     try {
       seq.sink.onToken(token, reason !== null);

@@ -36,6 +36,12 @@ export interface RequestSink {
   onFinish(result: RequestResult): void;
 }
 
+/** Stop tokens: a short list (searched) or a Set. */
+export type StopTokens = readonly number[] | ReadonlySet<number>;
+
+/** Up to this many stop tokens are kept as a list: searching a few beats building a Set per request. */
+export const SHORT_STOP_LIST = 16;
+
 export type SequenceState = 'pulling' | 'waiting' | 'prefilling' | 'running' | 'done';
 
 export class EngineSequence {
@@ -48,7 +54,7 @@ export class EngineSequence {
   readonly blockSize: number;
   readonly maxTokens: number;
   /** Tokens that end the request with reason 'stop' (stop ids, plus EOS unless ignored). */
-  readonly stopTokens: ReadonlySet<number> | null;
+  readonly stopTokens: StopTokens | null;
   readonly seed: number;
   readonly sink: RequestSink;
   /** Hashes of every full block of prompt + output (empty when prefix caching is off). */
@@ -73,7 +79,7 @@ export class EngineSequence {
     /** The prompt: an array of token ids, or a Uint32Array (hashed without a copy). */
     tokens: readonly number[] | Uint32Array;
     maxTokens: number;
-    stopTokens: ReadonlySet<number> | null;
+    stopTokens: StopTokens | null;
     seed: number;
     sink: RequestSink;
     arrivedAt: number;
@@ -95,6 +101,13 @@ export class EngineSequence {
       const seq = init.hasher.sequenceHashes(local);
       this.hashes = { localHashes: unpackU64s(local), seqHashes: unpackU64s(seq) };
     } else this.hashes = { seqHashes: [], localHashes: [] };
+  }
+
+  /** The token ends the request with reason 'stop'. */
+  isStopToken(token: number): boolean {
+    const stops = this.stopTokens;
+    if (stops === null) return false;
+    return isTokenList(stops) ? stops.includes(token) : stops.has(token);
   }
 
   /** Prompt plus generated tokens. */
@@ -143,4 +156,8 @@ export class EngineSequence {
   timing(): RequestTiming {
     return { arrivedAt: this.arrivedAt, firstTokenAt: this.firstTokenAt, finishedAt: this.finishedAt };
   }
+}
+
+function isTokenList(stops: StopTokens): stops is readonly number[] {
+  return Array.isArray(stops);
 }

@@ -130,4 +130,31 @@ describe('output tokens', () => {
     expect(ignored.tokens).toEqual(base.tokens);
     expect(ignored.result?.reason).toBe('length');
   });
+
+  it('stop on any of their stop ids and EOS ids together, a few or many (past the short-list size)', () => {
+    const run = (stopTokenIds: number[], eosTokenIds: number[]) => {
+      const { clock, engine } = harness({ eosTokenIds });
+      const sink = collector(clock);
+      engine.submit(
+        { requestId: 'r', tokenIds: range(0, 10), sampling: { maxTokens: 20, seed: 42, stopTokenIds } },
+        sink,
+      );
+      clock.runUntilIdle();
+      return sink;
+    };
+    const base = run([], []);
+    const fifth = base.tokens[4];
+    const unused = (n: number) => range(3000, 3000 + n); // never generated: outputs are in [1000, 2000)
+    for (const [stops, eos] of [
+      [[fifth], [1]],
+      [[2], [fifth]],
+      [[...unused(20), fifth], []],
+      [unused(10), [...unused(10), fifth]],
+    ]) {
+      const sink = run(stops, eos);
+      expect(sink.result?.reason).toBe('stop');
+      expect(sink.tokens).toEqual(base.tokens.slice(0, base.tokens.indexOf(fifth) + 1));
+    }
+    expect(run(unused(40), unused(3)).result?.reason).toBe('length');
+  });
 });
