@@ -5,6 +5,7 @@
  * Several choices (`n > 1`, or several prompts) are merged in arrival order by `mergeChoices`.
  */
 import type { Usage } from '../protocol/generate.ts';
+import { isPushSource, PUSH, type PushHandle, type PushSink, type PushSource } from '../runtime/push.ts';
 import { decodeTokens, IncrementalDetokenizer, StopStringMatcher } from '../tokens/detokenizer.ts';
 import type { Tokenizer } from '../tokens/tokenizer.ts';
 import { type Cancellation, CancelSource } from '../util/cancel.ts';
@@ -160,39 +161,139 @@ export async function* runChoice(run: ChoiceRun): AsyncGenerator<ChoiceDelta> {
  * without stop strings the text is decoded once at the end. Resolves undefined when the signal
  * aborted before the choice finished. The backend gets `run.signal` itself: the caller aborts it
  * once the choice is over (the request's end, or a `ChoiceCancel` when there are several).
+ *
+ * A backend stream that is also a PushSource (the cluster backend's) hands its chunks over by
+ * plain calls: one promise for the whole choice instead of one per chunk.
  */
-export async function collectChoice(run: ChoiceRun): Promise<ChoiceOutcome | undefined> {
-  const { index, backend, request, signal } = run;
-  const account = new ChunkAccount(request, run.timer);
-  const stopping = run.stopStrings.length > 0;
-  const detokenizer = stopping ? new IncrementalDetokenizer(run.tokenizer) : undefined;
-  const matcher = stopping ? new StopStringMatcher(run.stopStrings) : undefined;
-  const ids: number[] = [];
-  let text = '';
-  let nvext: NvextResponse | undefined;
-  for await (const chunk of backend.generate(request, signal)) {
-    const echo = account.take(chunk);
-    if (echo !== undefined) nvext = echo;
-    if (detokenizer === undefined || matcher === undefined) {
-      for (const id of chunk.tokenIds) ids.push(id);
-      if (chunk.finishReason === undefined) continue;
-      const reason: FinishReasonOut = chunk.finishReason === 'stop' ? 'stop' : 'length';
-      text = decodeTokens(run.tokenizer, ids);
-      return { index, text, finishReason: reason, usage: account.usage(), nvext, backendDone: true };
-    }
-    const match = matcher.push(detokenizer.push(chunk.tokenIds));
-    text += match.text;
-    if (match.stopped)
-      return { index, text, finishReason: 'stop', usage: account.usage(), nvext, backendDone: false };
-    if (chunk.finishReason !== undefined) {
-      const tail = matcher.push(detokenizer.flush());
-      text += tail.text + (tail.stopped ? '' : matcher.flush());
-      const reason: FinishReasonOut = tail.stopped || chunk.finishReason === 'stop' ? 'stop' : 'length';
-      return { index, text, finishReason: reason, usage: account.usage(), nvext, backendDone: true };
-    }
+export function collectChoice(run: ChoiceRun): Promise<ChoiceOutcome | undefined> {
+  let stream: AsyncIterable<BackendChunk>;
+  try {
+    stream = run.backend.generate(run.request, run.signal);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  const collector = new ChoiceCollector(run);
+  if (!isPushSource(stream)) return pullChoice(collector, stream, run.signal);
+  return new Promise((resolve, reject) =>
+    new PushedChoice(collector, run.signal, resolve, reject).start(stream),
+  );
+}
+
+async function pullChoice(
+  collector: ChoiceCollector,
+  stream: AsyncIterable<BackendChunk>,
+  signal: Cancellation,
+): Promise<ChoiceOutcome | undefined> {
+  for await (const chunk of stream) {
+    const outcome = collector.take(chunk);
+    if (outcome !== undefined) return outcome;
   }
   if (!signal.aborted) throw incomplete();
   return undefined;
+}
+
+/** One choice's chunks, taken in order until the choice is over. */
+class ChoiceCollector {
+  private readonly account: ChunkAccount;
+  private readonly detokenizer: IncrementalDetokenizer | undefined;
+  private readonly matcher: StopStringMatcher | undefined;
+  private readonly ids: number[] = [];
+  private text = '';
+  private nvext: NvextResponse | undefined;
+
+  constructor(private readonly run: ChoiceRun) {
+    this.account = new ChunkAccount(run.request, run.timer);
+    if (run.stopStrings.length > 0) {
+      this.detokenizer = new IncrementalDetokenizer(run.tokenizer);
+      this.matcher = new StopStringMatcher(run.stopStrings);
+    }
+  }
+
+  /** The outcome once this chunk ends the choice, else undefined; throws for a failed backend. */
+  take(chunk: BackendChunk): ChoiceOutcome | undefined {
+    const echo = this.account.take(chunk);
+    if (echo !== undefined) this.nvext = echo;
+    const { detokenizer, matcher } = this;
+    if (detokenizer === undefined || matcher === undefined) {
+      for (const id of chunk.tokenIds) this.ids.push(id);
+      if (chunk.finishReason === undefined) return undefined;
+      const reason: FinishReasonOut = chunk.finishReason === 'stop' ? 'stop' : 'length';
+      return this.outcome(decodeTokens(this.run.tokenizer, this.ids), reason, true);
+    }
+    const match = matcher.push(detokenizer.push(chunk.tokenIds));
+    this.text += match.text;
+    if (match.stopped) return this.outcome(this.text, 'stop', false);
+    if (chunk.finishReason === undefined) return undefined;
+    const tail = matcher.push(detokenizer.flush());
+    this.text += tail.text + (tail.stopped ? '' : matcher.flush());
+    const reason: FinishReasonOut = tail.stopped || chunk.finishReason === 'stop' ? 'stop' : 'length';
+    return this.outcome(this.text, reason, true);
+  }
+
+  private outcome(text: string, finishReason: FinishReasonOut, backendDone: boolean): ChoiceOutcome {
+    const { index } = this.run;
+    return { index, text, finishReason, usage: this.account.usage(), nvext: this.nvext, backendDone };
+  }
+}
+
+/** Collects a pushed stream; settles its promise once, and stops the stream if the choice ends first. */
+class PushedChoice implements PushSink<BackendChunk> {
+  private handle: PushHandle | undefined;
+  /** Stop the stream as soon as its handle is known (the choice ended while it was starting). */
+  private stopWanted = false;
+  private settled = false;
+
+  constructor(
+    private readonly collector: ChoiceCollector,
+    private readonly signal: Cancellation,
+    private readonly resolve: (outcome: ChoiceOutcome | undefined) => void,
+    private readonly reject: (error: unknown) => void,
+  ) {}
+
+  start(stream: PushSource<BackendChunk>): void {
+    try {
+      this.handle = stream[PUSH](this);
+    } catch (error) {
+      this.fail(error);
+      return;
+    }
+    if (this.stopWanted) this.handle.cancel();
+  }
+
+  push(chunk: BackendChunk): void {
+    if (this.settled) return;
+    let outcome: ChoiceOutcome | undefined;
+    try {
+      outcome = this.collector.take(chunk);
+    } catch (error) {
+      this.settled = true;
+      this.reject(error);
+      this.stop();
+      return;
+    }
+    if (outcome === undefined) return;
+    this.settled = true;
+    this.resolve(outcome);
+    if (!outcome.backendDone) this.stop();
+  }
+
+  end(): void {
+    if (this.settled) return;
+    this.settled = true;
+    if (this.signal.aborted) this.resolve(undefined);
+    else this.reject(incomplete());
+  }
+
+  fail(error: unknown): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.reject(error);
+  }
+
+  private stop(): void {
+    if (this.handle === undefined) this.stopWanted = true;
+    else this.handle.cancel();
+  }
 }
 
 /** Interleaves several choice streams in arrival order; the first error rejects the merge. */
