@@ -90,29 +90,33 @@ function decodeRun(
   return (atStart ? ONE_SHOT : KEEP_BOM).decode(joinTokenBytes(tokenizer, ids, skipSpecial, start, end));
 }
 
-const TOKEN_TEXT_CACHE_LIMIT = 65_536;
 const NOT_WHOLE = null;
 const STRICT = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /**
  * The text of single tokens, for those whose bytes decode alone to exactly the characters they
  * add to any text: valid, complete UTF-8 not starting with a byte-order mark (a decoder drops a
- * BOM at the start of a text only). Ids outside the vocabulary are never cached.
+ * BOM at the start of a text only). One slot per id of the vocabulary, filled on first use (an
+ * engine may emit any id, so a bounded cache would keep missing); ids outside it are not kept.
  */
 class TokenTexts {
-  private readonly cache = new Map<number, string | typeof NOT_WHOLE>();
+  /** By id: the text, NOT_WHOLE, or undefined when not looked at yet. */
+  private readonly texts: (string | typeof NOT_WHOLE | undefined)[] = [];
 
-  constructor(private readonly tokenizer: Tokenizer) {}
+  constructor(private readonly tokenizer: Tokenizer) {
+    // Filled in a loop: `new Array(n)` of a vocabulary's size would be a slow dictionary array.
+    for (let id = 0; id < tokenizer.vocabSize; id++) this.texts.push(undefined);
+  }
 
   /** The token's text; '' for a skipped special token; undefined when its bytes are not whole characters. */
   text(id: number, skipSpecial: boolean): string | undefined {
     if (skipSpecial && this.tokenizer.isSpecial(id)) return '';
-    let text = this.cache.get(id);
+    let text = this.texts[id];
     if (text === undefined) {
       const bytes = this.tokenizer.tokenBytes(id);
       if (bytes === undefined) return undefined;
       text = wholeText(bytes);
-      if (this.cache.size < TOKEN_TEXT_CACHE_LIMIT) this.cache.set(id, text);
+      if (id < this.texts.length) this.texts[id] = text;
     }
     return text ?? undefined;
   }
