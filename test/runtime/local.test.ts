@@ -163,6 +163,34 @@ describe('value payloads on the local plane', () => {
   });
 });
 
+describe('push calls start on a later tick', () => {
+  it('calls made in one tick start together after it, in order; one cancelled first never runs', async () => {
+    const runtime = new LocalCluster().runtime();
+    const ep = endpointId('kvgate', 'backend', 'generate');
+    const started: string[] = [];
+    await runtime.requests.serve(ep, 7n, (payload) => {
+      started.push(new TextDecoder().decode(payload));
+      return (async function* () {
+        yield payload;
+      })();
+    });
+    const call = (text: string) => {
+      const queue = new PushQueue<Uint8Array>();
+      const handle = pushCall(runtime.requests, ep, 7n, new TextEncoder().encode(text), queue);
+      return { queue, handle };
+    };
+    const a = call('a');
+    const cancelled = call('cancelled');
+    const b = call('b');
+    cancelled.handle.cancel();
+    expect(started).toEqual([]);
+    await Promise.resolve();
+    expect(started).toEqual(['a', 'b']);
+    for (const { queue } of [a, b]) expect((await queue.next()).done).toBe(false);
+    await runtime.close();
+  });
+});
+
 describe('local runtime specifics', () => {
   it('expiring a lease from outside removes its instances, then the live runtime registers again', async () => {
     const cluster = new LocalCluster();

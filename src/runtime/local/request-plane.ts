@@ -190,9 +190,8 @@ class LocalPushCall implements RunningCall, PushHandle, FrameSink, HandlerContex
         options.timeoutMs,
       );
     // Started on a later tick, as a pulled call starts on the first next(): the caller holds its
-    // handle before any frame or error arrives. (A promise reaction: queueMicrotask makes an
-    // AsyncResource per call, several times dearer.)
-    RESOLVED.then(() => this.start());
+    // handle before any frame or error arrives.
+    startSoon(this);
   }
 
   get signal(): AbortSignal {
@@ -203,7 +202,8 @@ class LocalPushCall implements RunningCall, PushHandle, FrameSink, HandlerContex
     return this.controller.signal;
   }
 
-  private start(): void {
+  /** Runs the handler (see startSoon). */
+  start(): void {
     if (this.done) return;
     try {
       const served = this.served;
@@ -284,6 +284,35 @@ class LocalPushCall implements RunningCall, PushHandle, FrameSink, HandlerContex
     this.options.signal?.removeEventListener('abort', this);
     if (this.timer) clearTimeout(this.timer);
   }
+}
+
+/**
+ * Push calls made in this tick, started together in one promise reaction (a reaction per call
+ * costs a closure and a promise each; queueMicrotask makes an AsyncResource per call, dearer still).
+ */
+let pendingStarts: LocalPushCall[] = [];
+let spareStarts: LocalPushCall[] = [];
+
+function startSoon(call: LocalPushCall): void {
+  if (pendingStarts.push(call) === 1) RESOLVED.then(startPending);
+}
+
+function startPending(): void {
+  const calls = pendingStarts;
+  pendingStarts = spareStarts;
+  let failure: { error: unknown } | null = null;
+  for (let i = 0; i < calls.length; i++) {
+    try {
+      calls[i].start();
+    } catch (error) {
+      // A caller's sink threw: the other calls still start; the error is unhandled, as it was
+      // when each call had its own reaction.
+      failure ??= { error };
+    }
+  }
+  while (calls.length > 0) calls.pop(); // pop keeps the storage (length = 0 drops it)
+  spareStarts = calls;
+  if (failure !== null) throw failure.error;
 }
 
 export class LocalRequestPlane implements RequestPlane {
