@@ -14,31 +14,54 @@ export interface DetokenizerOptions {
 }
 
 export class IncrementalDetokenizer {
-  private readonly decoder = new TextDecoder('utf-8', { fatal: false });
+  /** Made for the first token that is not whole characters on its own (many streams never need one). */
+  private decoder: InstanceType<typeof TextDecoder> | undefined;
+  /** The decoder may hold the start of a character: the last token it was fed was not whole. */
+  private pending = false;
+  /** Text has gone out already (a decoder drops a byte-order mark at the start of the text only). */
+  private started = false;
   private readonly skipSpecial: boolean;
+  private readonly texts: TokenTexts;
 
   constructor(
     private readonly tokenizer: Tokenizer,
     options: DetokenizerOptions = {},
   ) {
     this.skipSpecial = options.skipSpecialTokens ?? true;
+    this.texts = tokenTextsOf(tokenizer);
   }
 
-  /** Adds tokens; returns the text they complete (possibly empty). Unknown ids decode to U+FFFD. */
+  /**
+   * Adds tokens; returns the text they complete (possibly empty). Unknown ids decode to U+FFFD.
+   * A whole token with nothing held back is its cached text; any other goes through the decoder.
+   */
   push(ids: readonly number[]): string {
-    if (ids.length === 1) {
-      const id = ids[0];
-      return this.decoder.decode(tokenBytesOf(this.tokenizer, id, this.skipSpecial), { stream: true });
+    let text = '';
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      const whole = this.texts.text(id, this.skipSpecial);
+      if (whole === '') continue; // a skipped special token: no bytes
+      if (whole !== undefined && !this.pending) {
+        text += whole;
+        this.started = true;
+        continue;
+      }
+      this.decoder ??= new TextDecoder('utf-8', { fatal: false, ignoreBOM: this.started });
+      text += this.decoder.decode(tokenBytesOf(this.tokenizer, id, this.skipSpecial), STREAM);
+      this.started = true;
+      this.pending = whole === undefined;
     }
-    return this.decoder.decode(joinTokenBytes(this.tokenizer, ids, this.skipSpecial), { stream: true });
+    return text;
   }
 
   /** Ends the stream: an incomplete trailing character becomes U+FFFD. */
   flush(): string {
-    return this.decoder.decode();
+    this.pending = false;
+    return this.decoder?.decode() ?? '';
   }
 }
 
+const STREAM = { stream: true };
 const EMPTY = new Uint8Array(0);
 const REPLACEMENT = new TextEncoder().encode('\uFFFD');
 /** A one-shot decode keeps no state between calls, so one decoder serves every caller. */

@@ -121,6 +121,32 @@ describe('decodeTokens', () => {
     );
   });
 
+  it('an IncrementalDetokenizer fed the same ids in any chunking, then flushed, gives the same text (property)', () => {
+    const id = fc.oneof(
+      fc.integer({ min: 0x20, max: 0x7e }),
+      fc.integer({ min: 0x80, max: 0xbf }),
+      fc.integer({ min: 0xc2, max: 0xf4 }),
+      fc.constantFrom(0xef, 0xbb, 0xbf, 0xe2, 0x82, 0xac),
+      fc.constantFrom(300, 301, 302, 303, 999),
+    );
+    fc.assert(
+      fc.property(
+        fc.array(id, { maxLength: 24 }),
+        fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 8 }),
+        fc.boolean(),
+        (ids, sizes, skipSpecial) => {
+          const detok = new IncrementalDetokenizer(tiny, { skipSpecialTokens: skipSpecial });
+          let out = '';
+          for (let at = 0, k = 0; at < ids.length; at += sizes[k++ % sizes.length])
+            out += detok.push(ids.slice(at, at + sizes[k % sizes.length]));
+          out += detok.flush();
+          expect(out).toBe(reference(tiny, ids, skipSpecial));
+        },
+      ),
+      { numRuns: 2_000 },
+    );
+  });
+
   it('keeps a byte-order mark inside the text and drops one at its start, as a decoder does', () => {
     const bom = [0xef, 0xbb, 0xbf];
     const end = tiny.specialTokenId('<|im_end|>')!;
@@ -128,6 +154,13 @@ describe('decodeTokens', () => {
     expect(decodeTokens(tiny, [end, ...bom, 0x41])).toBe('A');
     expect(decodeTokens(tiny, [0x41, ...bom, 0x42])).toBe('A\uFEFFB');
     expect(decodeTokens(tiny, [0x41, 0xc3, ...bom])).toBe('A\uFFFD\uFEFF');
+    const streamed = (ids: number[]) => {
+      const detok = new IncrementalDetokenizer(tiny);
+      return ids.map((id) => detok.push([id])).join('') + detok.flush();
+    };
+    expect(streamed([...bom, 0x41])).toBe('A');
+    expect(streamed([end, ...bom, 0x41])).toBe('A');
+    expect(streamed([0x41, ...bom, 0x42])).toBe('A\uFEFFB');
   });
 
   it('joins a character split by a skipped special token, as the joined bytes do', () => {
