@@ -90,17 +90,31 @@ export function decodeTokens(
       if (run < 0) run = i;
     } else if (piece !== '') {
       // (A skipped special token adds no bytes: it neither ends a run nor starts one.)
-      if (run >= 0) text += decodeRun(tokenizer, ids, run, i, skipSpecial, text === '');
+      if (run >= 0) text += decodeRunOf(texts, tokenizer, ids, run, i, skipSpecial, text === '');
       run = -1;
       text += piece;
     }
   }
-  if (run >= 0) text += decodeRun(tokenizer, ids, run, ids.length, skipSpecial, text === '');
+  if (run >= 0) text += decodeRunOf(texts, tokenizer, ids, run, ids.length, skipSpecial, text === '');
   return text;
 }
 
 /** A decoder keeps a byte-order mark that is not at the start of the text. */
 const KEEP_BOM = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
+
+/** A run of one token in the middle of a text is that token's bytes decoded alone (cached). */
+function decodeRunOf(
+  texts: TokenTexts,
+  tokenizer: Tokenizer,
+  ids: readonly number[],
+  start: number,
+  end: number,
+  skipSpecial: boolean,
+  atStart: boolean,
+): string {
+  if (end - start === 1 && !atStart) return texts.aloneText(ids[start]);
+  return decodeRun(tokenizer, ids, start, end, skipSpecial, atStart);
+}
 
 function decodeRun(
   tokenizer: Tokenizer,
@@ -125,6 +139,8 @@ const STRICT = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 class TokenTexts {
   /** By id: the text, NOT_WHOLE, or undefined when not looked at yet. */
   private readonly texts: (string | typeof NOT_WHOLE | undefined)[] = [];
+  /** By id, for tokens that are not whole: their bytes decoded alone (a few hundred ids at most). */
+  private readonly alone = new Map<number, string>();
 
   constructor(private readonly tokenizer: Tokenizer) {
     // Filled in a loop: `new Array(n)` of a vocabulary's size would be a slow dictionary array.
@@ -142,6 +158,16 @@ class TokenTexts {
       if (id < this.texts.length) this.texts[id] = text;
     }
     return text ?? undefined;
+  }
+
+  /** A token that is not whole characters, decoded on its own in the middle of a text. */
+  aloneText(id: number): string {
+    let text = this.alone.get(id);
+    if (text === undefined) {
+      text = KEEP_BOM.decode(this.tokenizer.tokenBytes(id) ?? REPLACEMENT);
+      if (id >= 0 && id < this.texts.length) this.alone.set(id, text);
+    }
+    return text;
   }
 }
 
