@@ -490,8 +490,6 @@ export class DataParallelEngine implements KvSource {
   }
 }
 
-type Mutable<T> = { -readonly [K in keyof T]: T[K] };
-
 const NO_TOKENS: readonly number[] = [];
 
 /**
@@ -515,23 +513,22 @@ function stopTokens(sampling: GenerateRequest['sampling'], eos: readonly number[
 /** Where and when a request ran so far (finished: with its finish reason). */
 function placementOf(tracked: Tracked, finishReason?: FinishReason): Placement {
   const seq = tracked.seq;
-  const placement: Mutable<Placement> = {
+  // One literal with every field (absent ones undefined): one shape, no properties added later
+  // (each added one costs a map transition and out-of-object storage, per finished request).
+  return {
     requestId: seq.requestId,
     dpRank: seq.dpRank,
+    bootstrapRoom: tracked.room ?? undefined,
+    prefillWorkerId: tracked.prefillDpRank === undefined ? undefined : tracked.prefillWorkerId,
+    prefillDpRank: tracked.prefillDpRank,
     arrivedAt: seq.arrivedAt,
     firstTokenAt: seq.firstTokenAt,
     finishedAt: seq.finishedAt,
+    finishReason,
     completionTokens: seq.generated,
     cachedTokens: Math.max(0, seq.cachedTokens),
     preemptions: seq.preemptions,
   };
-  if (tracked.room !== null) placement.bootstrapRoom = tracked.room;
-  if (tracked.prefillDpRank !== undefined) {
-    placement.prefillWorkerId = tracked.prefillWorkerId;
-    placement.prefillDpRank = tracked.prefillDpRank;
-  }
-  if (finishReason !== undefined) placement.finishReason = finishReason;
-  return placement;
 }
 
 function samePrompt(tokens: readonly number[], seq: EngineSequence): boolean {
