@@ -25,6 +25,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import Fastify from 'fastify';
+import { buildBundle } from '../scripts/build.ts';
 import { MapModelRegistry, type ModelBackend } from '../src/frontend/backend.ts';
 import { ChatMlTemplate } from '../src/frontend/chat-template.ts';
 import { createFrontendServer, listenFrontend } from '../src/frontend/server.ts';
@@ -314,13 +315,17 @@ async function main(): Promise<void> {
     body: REQUEST_BODY,
   });
   if (!sample.ok) throw new Error(`kvgate serve answered ${sample.status}: ${await sample.text()}`);
+  // The bare and frontend-only servers run from a bundle built like the product's (no tsx at run
+  // time), so that the three servers' figures compare like with like.
+  const benchBundle = join(ROOT, 'build', 'bench', 'frontend.js');
+  await buildBundle(join(ROOT, 'bench', 'frontend.ts'), benchBundle);
   const bare = await spawnServer(
-    ['--import', 'tsx', 'bench/frontend.ts', '--bare-server'],
+    [benchBundle, '--bare-server'],
     { BARE_BODY: await sample.text() },
     /bare listening on (http:\/\/\S+)/,
   );
   const frontendOnly = await spawnServer(
-    ['--import', 'tsx', 'bench/frontend.ts', '--frontend-only-server'],
+    [benchBundle, '--frontend-only-server'],
     {},
     /frontend-only listening on (http:\/\/\S+)/,
   );

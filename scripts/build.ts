@@ -49,10 +49,18 @@ function sourceLocationPlugin(outDir: string): Plugin {
  * mtime is set to when this build started, so a source edited while it ran still counts as newer.
  */
 export async function buildKvgate(outfile = BUNDLE_PATH): Promise<void> {
+  await buildBundle(ENTRY, outfile);
+}
+
+/**
+ * Bundles any TypeScript entry of this repository with the production settings (benchmarks use it to
+ * run their own in-process servers the way the product runs).
+ */
+export async function buildBundle(entry: string, outfile: string): Promise<void> {
   const startedAt = new Date();
   const outDir = dirname(outfile);
   const result = await build({
-    entryPoints: [ENTRY],
+    entryPoints: [entry],
     outfile,
     bundle: true,
     platform: 'node',
