@@ -6,6 +6,7 @@
  * Cancellation is taken (public edges, the NATS plane, tests), and `CancelSource` is a small
  * implementation: a flag, a reason and usually one listener.
  */
+import { log } from './log.ts';
 
 /** A function, or an object whose `handleEvent` is called (as for EventTarget listeners). */
 export type CancelListener = (() => void) | { handleEvent(): void };
@@ -24,7 +25,7 @@ export interface Cancellation {
  * A cancellation and its trigger in one object (an AbortController and its signal, without the
  * EventTarget): pass it where a Cancellation is taken, call `abort()` to cancel. Listeners are
  * called in the order they were added; one that throws does not stop the others (the error is
- * reported as an uncaught exception on a later tick, as EventTarget does).
+ * logged).
  */
 export class CancelSource implements Cancellation {
   aborted = false;
@@ -87,9 +88,9 @@ function callListener(listener: CancelListener): void {
     if (typeof listener === 'function') listener();
     else listener.handleEvent();
   } catch (error) {
-    // As EventTarget: the dispatch goes on, the error surfaces as an uncaught exception.
-    queueMicrotask(() => {
-      throw error;
-    });
+    // The dispatch goes on. Unlike EventTarget (which rethrows it as an uncaught exception and so
+    // ends the process), the failure is logged: a faulty cancellation hook must not take the
+    // router or the frontend down.
+    log.error({ err: error }, 'cancellation: an abort listener failed');
   }
 }
