@@ -15,6 +15,7 @@ import { NoWorkersError } from '../routing/errors.ts';
 import { decodeJson, encodeJson } from '../runtime/codec.ts';
 import { isRuntimeError, RuntimeError } from '../runtime/errors.ts';
 import { type DiscoveryWatch, type EndpointId, endpointId, type Runtime } from '../runtime/types.ts';
+import type { Cancellation } from '../util/cancel.ts';
 import {
   BEST_WORKER_ENDPOINT,
   type BestWorkerAnswer,
@@ -42,7 +43,7 @@ export interface BestWorkerOptions {
   readonly dpRank?: number;
   readonly workerId?: WorkerId;
   readonly overrides?: RequestRouting['overrides'];
-  readonly signal?: AbortSignal;
+  readonly signal?: Cancellation;
 }
 
 export class RemoteRouterClient implements PrefillSelector {
@@ -85,7 +86,11 @@ export class RemoteRouterClient implements PrefillSelector {
   }
 
   /** PrefillSelector: the service's choice for a prompt (pins and rank passed through). */
-  select(tokens: readonly number[], routing: RequestRouting, signal?: AbortSignal): Promise<WorkerSelection> {
+  select(
+    tokens: readonly number[],
+    routing: RequestRouting,
+    signal?: Cancellation,
+  ): Promise<WorkerSelection> {
     return this.bestWorker(tokens, {
       ...(routing.workerId !== undefined ? { workerId: routing.workerId } : {}),
       ...(routing.dpRank !== undefined ? { dpRank: routing.dpRank } : {}),
@@ -97,7 +102,7 @@ export class RemoteRouterClient implements PrefillSelector {
   /** Routes and streams a request through the service; every chunk names the worker and rank. */
   async *generate(
     request: GenerateRequest & { readonly routing?: RequestRouting },
-    signal?: AbortSignal,
+    signal?: Cancellation,
   ): AsyncGenerator<RoutedChunk> {
     const { routing, ...plain } = request;
     const payload = encodeJson({
@@ -134,7 +139,7 @@ export class RemoteRouterClient implements PrefillSelector {
   private async callOnce(
     endpoint: EndpointId,
     payload: Uint8Array,
-    signal?: AbortSignal,
+    signal?: Cancellation,
   ): Promise<Uint8Array> {
     const tried = new Set<WorkerId>();
     for (;;) {
@@ -156,7 +161,7 @@ export class RemoteRouterClient implements PrefillSelector {
   }
 
   /** The next service instance round-robin (skipping `tried`); waits for a first one. */
-  private async pick(signal?: AbortSignal, tried: ReadonlySet<WorkerId> = new Set()): Promise<WorkerId> {
+  private async pick(signal?: Cancellation, tried: ReadonlySet<WorkerId> = new Set()): Promise<WorkerId> {
     this.watch ??= this.runtime.discovery.watch(
       { namespace: this.namespace, component: ROUTER_COMPONENT, endpoint: BEST_WORKER_ENDPOINT },
       (event) => {

@@ -20,6 +20,7 @@ import { BackendError } from '../../frontend/backend.ts';
 import { BusyThresholdState, clusterApiError } from '../../frontend/cluster-backend.ts';
 import { BACKEND_COMPONENT, PREFILL_COMPONENT } from '../../protocol/wire.ts';
 import type { Runtime } from '../../runtime/types.ts';
+import type { Cancellation } from '../../util/cancel.ts';
 import { type ModelRouter, priorityJumpMs, type RequestRouting } from '../model-router.ts';
 import type { ModelWatcher } from '../model-watcher.ts';
 import {
@@ -54,7 +55,7 @@ export class DisaggregatedModelBackend implements ModelBackend {
     this.busyThresholds = new BusyThresholdState(options.busyThresholds);
   }
 
-  async *generate(request: BackendRequest, signal: AbortSignal): AsyncIterable<BackendChunk> {
+  async *generate(request: BackendRequest, signal: Cancellation): AsyncIterable<BackendChunk> {
     let first = true;
     try {
       const { routing, prefillRouting } = requestRouting(request);
@@ -77,7 +78,7 @@ export class DisaggregatedModelBackend implements ModelBackend {
     }
   }
 
-  async route(request: BackendRequest, signal: AbortSignal): Promise<RoutingDecision> {
+  async route(request: BackendRequest, signal: Cancellation): Promise<RoutingDecision> {
     try {
       const { routing, prefillRouting } = requestRouting(request);
       await this.router.waitForInstances(undefined, signal);
@@ -156,7 +157,7 @@ function backendChunk(chunk: DisaggChunk, echo: boolean): BackendChunk {
 }
 
 /** DisaggErrors become OpenAI-style errors with their status; the rest as the cluster backend maps them. */
-export function disaggApiError(error: unknown, signal?: AbortSignal): unknown {
+export function disaggApiError(error: unknown, signal?: Cancellation): unknown {
   if (error instanceof DisaggError) {
     const param =
       error.code === 'DISAGG_RANK_OUT_OF_RANGE'

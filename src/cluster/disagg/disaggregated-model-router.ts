@@ -17,6 +17,7 @@
  * uncached prompt is short or every prefill rank is busy, if an aggregated worker can take it. A
  * failed prefill falls back to an aggregated run, or to another prefill worker, or fails clearly.
  */
+
 import type { WorkerId } from '../../kv/events.ts';
 import type { BootstrapInfo } from '../../protocol/generate.ts';
 import { GENERATE_ENDPOINT } from '../../protocol/wire.ts';
@@ -24,6 +25,7 @@ import type { RouterOverrides } from '../../routing/config.ts';
 import type { RoutingDecision } from '../../routing/policy.ts';
 import { errorMessage } from '../../runtime/errors.ts';
 import { endpointId, type Runtime } from '../../runtime/types.ts';
+import type { Cancellation } from '../../util/cancel.ts';
 import { log } from '../../util/log.ts';
 import { WorkerRequestError } from '../errors.ts';
 import type {
@@ -184,7 +186,7 @@ export class DisaggregatedModelRouter {
     return this.decode.isBusy(thresholds);
   }
 
-  waitForInstances(timeoutMs?: number, signal?: AbortSignal): Promise<void> {
+  waitForInstances(timeoutMs?: number, signal?: Cancellation): Promise<void> {
     return this.decode.waitForInstances(timeoutMs, signal);
   }
 
@@ -223,7 +225,7 @@ export class DisaggregatedModelRouter {
    * Routes and streams one request, disaggregated when a prefill worker serves the model. The
    * decode side's (worker, rank) is on every chunk; the prefill side's on every disaggregated one.
    */
-  async *generate(request: DisaggRequest, signal?: AbortSignal): AsyncGenerator<DisaggChunk> {
+  async *generate(request: DisaggRequest, signal?: Cancellation): AsyncGenerator<DisaggChunk> {
     this.counts.requests++;
     await this.decode.waitForInstances(undefined, signal);
     const prompt = request.tokenIds;
@@ -287,7 +289,7 @@ export class DisaggregatedModelRouter {
   /** One request (or continuation): planned, disaggregated with its fallbacks, or aggregated. */
   private async *runOnce(
     request: DisaggRequest,
-    signal: AbortSignal | undefined,
+    signal: Cancellation | undefined,
   ): AsyncGenerator<DisaggChunk> {
     const tokens = request.tokenIds;
     const prefillRouting = request.prefillRouting ?? {};
@@ -464,7 +466,7 @@ export class DisaggregatedModelRouter {
     router: ModelRouter,
     tokens: readonly number[],
     routing: RequestRouting,
-    signal: AbortSignal | undefined,
+    signal: Cancellation | undefined,
   ): WorkerSelection | Promise<WorkerSelection> {
     if (this.selector !== undefined && routing.workerId === undefined)
       return this.selector.select(tokens, routing, signal);
@@ -484,7 +486,7 @@ export class DisaggregatedModelRouter {
   private async *aggregated(
     request: DisaggRequest,
     reason: AggregatedReason,
-    signal: AbortSignal | undefined,
+    signal: Cancellation | undefined,
   ): AsyncGenerator<DisaggChunk> {
     const routing = routingFor(this.decode, request.tokenIds, request.routing ?? {}, 'local-prefill');
     const { prefillRouting: _p, bootstrap: _b, ...rest } = request;
@@ -519,7 +521,7 @@ export class DisaggregatedModelRouter {
   private async *disaggregated(
     request: DisaggRequest,
     target: PrefillTarget,
-    signal: AbortSignal | undefined,
+    signal: Cancellation | undefined,
   ): AsyncGenerator<DisaggChunk> {
     const prefill = this.prefill!;
     const tokens = request.tokenIds;

@@ -9,12 +9,14 @@
  * The first chunk must name the worker and rank chosen; anything else is a DISAGG_RANK_MISMATCH,
  * never a silent fix-up.
  */
+
 import type { WorkerId } from '../../kv/events.ts';
 import type { BootstrapInfo, GenerateChunk, GenerateRequest } from '../../protocol/generate.ts';
 import { decodeGenerateChunk, encodeGenerateRequest } from '../../protocol/wire.ts';
 import { errorMessage } from '../../runtime/errors.ts';
 import type { ModelCard } from '../../runtime/model-card.ts';
 import type { EndpointId, Runtime } from '../../runtime/types.ts';
+import type { Cancellation } from '../../util/cancel.ts';
 import { DisaggError } from './errors.ts';
 
 export interface PrefillTarget {
@@ -39,7 +41,7 @@ export interface StartPrefillOptions {
   readonly endpoint: EndpointId;
   readonly target: PrefillTarget;
   readonly request: GenerateRequest;
-  readonly signal?: AbortSignal;
+  readonly signal?: Cancellation;
 }
 
 function hex(id: WorkerId): string {

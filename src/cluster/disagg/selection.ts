@@ -4,7 +4,9 @@
  * only. Such an answer falls back to the request's own `data_parallel_rank`, else leaves the choice
  * to the engine. A rank of 0 is a real rank: every test here is `=== undefined`, never truthiness.
  */
+
 import type { WorkerId } from '../../kv/events.ts';
+import type { Cancellation } from '../../util/cancel.ts';
 import type { RequestRouting } from '../model-router.ts';
 
 export interface WorkerSelection {
@@ -22,7 +24,7 @@ export interface PrefillSelector {
   select(
     tokens: readonly number[],
     routing: RequestRouting,
-    signal?: AbortSignal,
+    signal?: Cancellation,
   ): WorkerSelection | Promise<WorkerSelection>;
 }
 
