@@ -14,9 +14,6 @@ import { isValidName } from '../runtime/types.ts';
 import { envVariable } from './env-option.ts';
 import { CliUsageError } from './usage.ts';
 
-/** Re-exported for the callers that catch it here; the class lives in usage.ts. */
-export { CliUsageError };
-
 interface RuntimeFlag {
   /** Commander attribute name. */
   readonly key: string;

@@ -1,7 +1,8 @@
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DashboardData } from '../../src/frontend/dashboard.ts';
 import { listenFrontend } from '../../src/frontend/server.ts';
+import { launchChromium } from '../helpers/browser.ts';
 import { type TestServer, testServer } from './helpers.ts';
 
 const data: DashboardData = {
@@ -72,10 +73,7 @@ describe('dashboard', () => {
   describe('in a browser', () => {
     let browser: Browser;
     beforeAll(async () => {
-      browser = await chromium.launch({
-        executablePath: '/usr/bin/chromium',
-        args: ['--headless', '--no-sandbox', '--disable-gpu'],
-      });
+      browser = await launchChromium();
     });
     afterAll(async () => {
       await browser?.close();

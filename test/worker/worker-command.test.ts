@@ -1,7 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { CliUsageError, runtimeSettingsFromOptions } from '../../src/cli/runtime-options.ts';
+import { runtimeSettingsFromOptions } from '../../src/cli/runtime-options.ts';
+import { CliUsageError } from '../../src/cli/usage.ts';
 
 const KVGATE = fileURLToPath(new URL('../../bin/kvgate.js', import.meta.url));
 
