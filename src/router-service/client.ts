@@ -181,7 +181,7 @@ export class RemoteRouterClient implements PrefillSelector {
       const left = deadline - Date.now();
       if (left <= 0 || this.closed || signal?.aborted)
         throw new NoWorkersError(`no router service is registered in namespace ${this.namespace}`);
-      await this.wakeups.next(left);
+      await this.wakeups.next(left, signal);
     }
     for (let i = 0; i < this.instances.length; i++) {
       const candidate = this.instances[this.next++ % this.instances.length];

@@ -193,7 +193,7 @@ export class RouterService {
             `no worker serves ${model === undefined ? 'any model' : `model ${JSON.stringify(model)}`} on ${formatEndpointId(this.endpoint)}`,
           ),
         );
-      await this.wakeups.next(left);
+      await this.wakeups.next(left, signal);
     }
   }
 

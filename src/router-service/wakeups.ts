@@ -1,17 +1,25 @@
+import type { Cancellation } from '../util/cancel.ts';
+
 /** Waits parked until something changes (a router or instance appears, a close) or a timeout. */
 export class Wakeups {
   private readonly waiters = new Set<() => void>();
 
-  /** Resolves on the next wakeAll(), or after `ms`, whichever comes first. */
-  next(ms: number): Promise<void> {
+  /**
+   * Resolves on the next wakeAll(), after `ms`, or when `signal` is aborted (at once if it already
+   * is), whichever comes first. The timer and the abort listener go with the wait.
+   */
+  next(ms: number, signal?: Cancellation): Promise<void> {
+    if (signal?.aborted) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const wake = () => {
         clearTimeout(timer);
         this.waiters.delete(wake);
+        signal?.removeEventListener('abort', wake);
         resolve();
       };
       const timer = setTimeout(wake, ms);
       this.waiters.add(wake);
+      signal?.addEventListener('abort', wake, { once: true });
     });
   }
 

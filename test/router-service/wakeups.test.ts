@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Wakeups } from '../../src/router-service/wakeups.ts';
+import { CancelSource } from '../../src/util/cancel.ts';
 
 describe('Wakeups', () => {
   beforeEach(() => {
@@ -41,5 +42,48 @@ describe('Wakeups', () => {
     wakeups.wakeAll();
     await vi.advanceTimersByTimeAsync(0);
     expect(second).toBe(true);
+  });
+
+  it('an abort ends the wait at once and leaves no timer or listener behind', async () => {
+    for (const source of [new CancelSource(), new AbortController()]) {
+      const wakeups = new Wakeups();
+      let woken = false;
+      void wakeups.next(60_000, source.signal).then(() => {
+        woken = true;
+      });
+      await vi.advanceTimersByTimeAsync(10);
+      expect(woken).toBe(false);
+      expect(vi.getTimerCount()).toBe(1);
+      source.abort();
+      await vi.advanceTimersByTimeAsync(0);
+      expect(woken).toBe(true);
+      expect(vi.getTimerCount()).toBe(0);
+    }
+  });
+
+  it('an already aborted signal resolves without parking; a wait woken otherwise drops its abort listener', async () => {
+    const aborted = new CancelSource();
+    aborted.abort();
+    const wakeups = new Wakeups();
+    let woken = false;
+    void wakeups.next(60_000, aborted).then(() => {
+      woken = true;
+    });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(woken).toBe(true);
+    expect(vi.getTimerCount()).toBe(0);
+
+    const live = new CancelSource();
+    const removed: unknown[] = [];
+    const remove = live.removeEventListener.bind(live);
+    live.removeEventListener = (type, listener) => {
+      removed.push(listener);
+      remove(type, listener);
+    };
+    const wait = wakeups.next(60_000, live);
+    wakeups.wakeAll();
+    await wait;
+    expect(removed).toHaveLength(1);
+    expect(vi.getTimerCount()).toBe(0);
   });
 });
