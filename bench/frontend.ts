@@ -25,7 +25,6 @@ import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import Fastify from 'fastify';
-import { buildBundle } from '../scripts/build.ts';
 import { MapModelRegistry, type ModelBackend } from '../src/frontend/backend.ts';
 import { ChatMlTemplate } from '../src/frontend/chat-template.ts';
 import { createFrontendServer, listenFrontend } from '../src/frontend/server.ts';
@@ -318,6 +317,8 @@ async function main(): Promise<void> {
   // The bare and frontend-only servers run from a bundle built like the product's (no tsx at run
   // time), so that the three servers' figures compare like with like.
   const benchBundle = join(ROOT, 'build', 'bench', 'frontend.js');
+  // Imported here, not at the top: the bundled servers themselves never load esbuild.
+  const { buildBundle } = await import('../scripts/build.ts');
   await buildBundle(join(ROOT, 'bench', 'frontend.ts'), benchBundle);
   const bare = await spawnServer(
     [benchBundle, '--bare-server'],

@@ -14,7 +14,7 @@ import { build, type Plugin } from 'esbuild';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** bin/kvgate.js spells the same path. */
-export const BUNDLE_PATH = join(ROOT, 'build', 'kvgate', 'main.js');
+const BUNDLE_PATH = join(ROOT, 'build', 'kvgate', 'main.js');
 const ENTRY = join(ROOT, 'src', 'cli', 'main.ts');
 
 /**
@@ -48,8 +48,8 @@ function sourceLocationPlugin(outDir: string): Plugin {
  * once) cannot corrupt it: each writes temporary files and renames them into place. The bundle's
  * mtime is set to when this build started, so a source edited while it ran still counts as newer.
  */
-export async function buildKvgate(outfile = BUNDLE_PATH): Promise<void> {
-  await buildBundle(ENTRY, outfile);
+export async function buildKvgate(): Promise<void> {
+  await buildBundle(ENTRY, BUNDLE_PATH);
 }
 
 /**

@@ -2,7 +2,7 @@
  * The KV block index as a radix tree in typed arrays (Dynamo's radix_tree.rs, semantics pinned by
  * test/kv/indexer.conformance.ts and the NaiveIndexer reference).
  *
- * Layout (see src/kv/radix/): nodes and (block, owner) entries are 16 x Int32 records in one growable
+ * Layout (see src/kv/radix/): nodes and (block, owner) entries are 15 x Int32 records in one growable
  * typed array, a node's entry in the node's own record when it can (one record per single-owner
  * block); a node's first child is inline and the others sit in one global
  * open-addressing table keyed by (parent, tokens hash); a node's owners are inline (one) or a
@@ -32,10 +32,10 @@ import {
   blockTablePlaceAt,
   blockTableRehash,
   blockTableRemove,
-  blockTableRetag,
   blockTableSizeFor,
   entryMaskFor,
   MIN_BLOCK_TABLE,
+  retagSlots,
   slotEntry,
 } from './radix/block-table.ts';
 import { ChildTable } from './radix/child-table.ts';
@@ -953,7 +953,7 @@ export class RadixTreeIndexer implements KvIndexer {
   /** The entry pool outgrew the entry id bits of the slots: widen them (homes stay, tags shrink). */
   private widenEntryMask(): void {
     const mask = entryMaskFor(this.records.capacity);
-    for (const slots of this.ownerSlots) blockTableRetag(slots, this.entryMask, mask);
+    for (const slots of this.ownerSlots) retagSlots(slots, this.entryMask, mask);
     this.entryMask = mask;
   }
 

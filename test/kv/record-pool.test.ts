@@ -11,7 +11,8 @@ describe('RecordPool', () => {
     expect(second).not.toBe(node);
     expect(pool.isLiveNode(second)).toBe(false);
     expect(pool.liveNodes).toBe(1);
-    expect(pool.liveEntries).toBe(2);
+    expect(pool.data[first * RECORD_STRIDE + OWNER]).toBe(7);
+    expect(pool.data[second * RECORD_STRIDE + OWNER]).toBe(8);
   });
 
   it('reuses a record only once both its node and its entry are gone', () => {

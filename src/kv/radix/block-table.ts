@@ -160,8 +160,11 @@ export function blockTableRehash(
   return keys;
 }
 
-/** Moves the table's slots from `oldMask` to the wider `newMask`: tag bits now under the mask clear. */
-export function blockTableRetag(slots: Int32Array, oldMask: number, newMask: number): void {
+/**
+ * Moves a tagged table's slots (block tables, the child table) from `oldMask` to the wider
+ * `newMask`: the tag bits now under the mask clear, every slot stays where it is.
+ */
+export function retagSlots(slots: Int32Array, oldMask: number, newMask: number): void {
   const clear = ~(newMask & ~oldMask);
   for (let i = 0; i < slots.length; i++) slots[i] &= clear;
 }

@@ -8,7 +8,7 @@
  * no record at all. Homes come from the hash's low bits, so when the pool outgrows the mask, clearing
  * the tag bits that become id bits (`widen`) leaves every slot in place.
  */
-import { entryMaskFor } from './block-table.ts';
+import { entryMaskFor, retagSlots, slotEntry } from './block-table.ts';
 import { hashTriple, powerOfTwoAtLeast } from './hash.ts';
 import { NODE_STRIDE, PARENT, type RecordPool, TOKENS_HI, TOKENS_LO } from './record-pool.ts';
 
@@ -37,7 +37,7 @@ export class ChildTable {
       const slot = slots[i];
       if (slot === 0) return -1;
       if ((slot & ~idMask) === tag) {
-        const child = (slot & idMask) - 1;
+        const child = slotEntry(slot, idMask);
         const at = child * NODE_STRIDE;
         if (data[at + TOKENS_LO] === lo && data[at + TOKENS_HI] === hi && data[at + PARENT] === parent)
           return child;
@@ -72,7 +72,7 @@ export class ChildTable {
       j = (j + 1) & mask;
       const slot = slots[j];
       if (slot === 0) break;
-      const home = this.hashOf((slot & idMask) - 1) & mask;
+      const home = this.hashOf(slotEntry(slot, idMask)) & mask;
       // It may move back unless its home lies cyclically within (hole, j].
       if (((j - home) & mask) >= ((j - hole) & mask)) {
         slots[hole] = slot;
@@ -104,15 +104,13 @@ export class ChildTable {
   private rehash(capacity: number): void {
     const old = this.slots;
     const slots = new Int32Array(capacity);
-    for (let i = 0; i < old.length; i++) if (old[i] !== 0) this.place(slots, (old[i] & this.idMask) - 1);
+    for (let i = 0; i < old.length; i++) if (old[i] !== 0) this.place(slots, slotEntry(old[i], this.idMask));
     this.slots = slots;
   }
 
   /** Child ids now need the bits of `idMask`: the tag bits under it clear, slots stay where they are. */
   private widen(idMask: number): void {
-    const clear = ~(idMask & ~this.idMask);
-    const slots = this.slots;
-    for (let i = 0; i < slots.length; i++) slots[i] &= clear;
+    retagSlots(this.slots, this.idMask, idMask);
     this.idMask = idMask;
   }
 }

@@ -28,7 +28,6 @@ export const ROOT = 0;
 export const NO_NODE = -1;
 export const FREE_NODE = -2;
 
-export const NO_ENTRY = -1;
 export const NO_PARENT = -1;
 export const STALE = -2;
 export const ALIAS = -3;
@@ -66,7 +65,6 @@ export class RecordPool {
   capacity = 0;
   /** Live nodes, root excluded. */
   liveNodes = 0;
-  liveEntries = 0;
   data = new Int32Array(0);
   /** Per record, one byte: the OwnerSlab size class of its node's owners and the mixed-keys flag. */
   meta = new Uint8Array(0);
@@ -108,13 +106,11 @@ export class RecordPool {
     data[at + KEY_HI] = hi;
     data[at + PARENT_ENTRY] = NO_PARENT;
     data[at + KIDS] = 0;
-    this.liveEntries++;
     return id;
   }
 
   freeEntry(id: number): void {
     this.data[id * RECORD_STRIDE + OWNER] = NO_OWNER;
-    this.liveEntries--;
     if (this.data[id * RECORD_STRIDE + PARENT] === FREE_NODE) this.release(id);
   }
 
@@ -189,6 +185,6 @@ export class RecordPool {
   }
 }
 
-export function grownCapacity(capacity: number): number {
+function grownCapacity(capacity: number): number {
   return capacity < 65536 ? capacity * 2 : Math.ceil((capacity * 1.125) / 1024) * 1024;
 }
