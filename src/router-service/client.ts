@@ -16,6 +16,7 @@ import { decodeJson, encodeJson } from '../runtime/codec.ts';
 import { isRuntimeError, RuntimeError } from '../runtime/errors.ts';
 import { type DiscoveryWatch, type EndpointId, endpointId, type Runtime } from '../runtime/types.ts';
 import type { Cancellation } from '../util/cancel.ts';
+import { Wakeups } from '../util/wakeups.ts';
 import {
   BEST_WORKER_ENDPOINT,
   type BestWorkerAnswer,
@@ -25,7 +26,6 @@ import {
   ROUTER_GENERATE_ENDPOINT,
   routingToWire,
 } from './protocol.ts';
-import { Wakeups } from './wakeups.ts';
 
 export interface RemoteRouterClientOptions {
   readonly runtime: Runtime;

@@ -30,6 +30,7 @@ import {
   type ServeHandle,
 } from '../runtime/types.ts';
 import { log } from '../util/log.ts';
+import { Wakeups } from '../util/wakeups.ts';
 import {
   BEST_WORKER_ENDPOINT,
   bestWorkerAnswerToWire,
@@ -38,7 +39,6 @@ import {
   ROUTER_GENERATE_ENDPOINT,
   routerGenerateRequestFromWire,
 } from './protocol.ts';
-import { Wakeups } from './wakeups.ts';
 
 export interface RouterServiceOptions
   extends Omit<ModelRouterOptions, 'runtime' | 'model' | 'namespace' | 'component' | 'config'> {

@@ -12,6 +12,7 @@ import type { WorkerId } from '../../kv/events.ts';
 import { randomU64 } from '../../runtime/ids.ts';
 import type { BootstrapEndpoint } from '../../runtime/model-card.ts';
 import { log } from '../../util/log.ts';
+import { Wakeups } from '../../util/wakeups.ts';
 import type { EngineAdapter, EngineContext } from '../../worker/engine-adapter.ts';
 import { Worker, type WorkerOptions } from '../../worker/worker.ts';
 import { RemoteEngineAdapter } from './remote-engine.ts';
@@ -44,7 +45,7 @@ export class SupervisedWorker {
   private readonly stopping = new AbortController();
   private current: Worker | null = null;
   private engineState: EngineState = 'connecting';
-  private readonly waiters = new Set<() => void>();
+  private readonly stateChanges = new Wakeups();
   private readonly loop: Promise<void>;
   private transitions = 0;
   /** Ends the wait before the next health check (a request just found the engine unreachable). */
@@ -82,13 +83,7 @@ export class SupervisedWorker {
       const left = deadline - Date.now();
       if (left <= 0)
         throw new Error(`engine state is ${this.engineState}, not ${state}, after ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.waiters.add(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
+      await this.stateChanges.next(left);
     }
   }
 
@@ -105,8 +100,7 @@ export class SupervisedWorker {
     if (state === this.engineState) return;
     if ((state === 'up' || state === 'down') && this.engineState !== 'connecting') this.transitions++;
     this.engineState = state;
-    for (const wake of [...this.waiters]) wake();
-    this.waiters.clear();
+    this.stateChanges.wakeAll();
   }
 
   private async run(): Promise<void> {

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { Wakeups } from '../../src/router-service/wakeups.ts';
 import { CancelSource } from '../../src/util/cancel.ts';
+import { Wakeups } from '../../src/util/wakeups.ts';
 
 describe('Wakeups', () => {
   beforeEach(() => {

@@ -1,6 +1,6 @@
-import type { Cancellation } from '../util/cancel.ts';
+import type { Cancellation } from './cancel.ts';
 
-/** Waits parked until something changes (a router or instance appears, a close) or a timeout. */
+/** Waits parked until something changes (a router or instance appears, a state change, a close) or a timeout. */
 export class Wakeups {
   private readonly waiters = new Set<() => void>();
 
