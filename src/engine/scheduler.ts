@@ -15,6 +15,7 @@
  */
 import type { BlockHasher } from '../tokens/block-hash.ts';
 import type { Clock, TimerHandle } from '../util/clock.ts';
+import { truncate } from '../util/run-all.ts';
 import type { KvManager } from './kv-manager.ts';
 import type { PerfModel } from './perf-model.ts';
 import { outputToken } from './prng.ts';
@@ -416,11 +417,6 @@ export class RankScheduler {
     this.hitRateSum += rate;
     this.hitRateCount++;
   }
-}
-
-/** Shortens `list` to `length` with pop(), which keeps its storage (setting `length = 0` drops it). */
-function truncate<T>(list: T[], length: number): void {
-  while (list.length > length) list.pop();
 }
 
 function removeFrom<T>(list: T[], item: T): boolean {

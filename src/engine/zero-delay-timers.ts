@@ -8,6 +8,7 @@
  * same-time timers is part of what tests pin down.
  */
 import { type Clock, realClock, type TimerHandle } from '../util/clock.ts';
+import { RunQueue } from '../util/run-all.ts';
 
 class BatchedTimer implements TimerHandle {
   cancelled = false;
@@ -19,11 +20,13 @@ class BatchedTimer implements TimerHandle {
   }
 }
 
+function runTimer(timer: BatchedTimer): void {
+  if (!timer.cancelled) timer.fn();
+}
+
 class ZeroDelayBatch implements Clock {
-  private queue: BatchedTimer[] = [];
-  /** The previous turn's queue, emptied, kept for its storage. */
-  private spare: BatchedTimer[] = [];
-  private scheduled = false;
+  /** The others still run when one throws; the first error surfaces as its own immediate's would have. */
+  private readonly due = new RunQueue<BatchedTimer>(runTimer);
 
   constructor(private readonly clock: Clock) {}
 
@@ -34,32 +37,12 @@ class ZeroDelayBatch implements Clock {
   setTimer(fn: () => void, ms: number): TimerHandle {
     if (ms > 0) return this.clock.setTimer(fn, ms);
     const timer = new BatchedTimer(fn);
-    this.queue.push(timer);
-    if (!this.scheduled) {
-      this.scheduled = true;
-      this.clock.setTimer(this.flush, 0);
-    }
+    if (this.due.push(timer)) this.clock.setTimer(this.flush, 0);
     return timer;
   }
 
   private readonly flush = (): void => {
-    this.scheduled = false;
-    const due = this.queue;
-    this.queue = this.spare;
-    let failure: { error: unknown } | null = null;
-    for (let i = 0; i < due.length; i++) {
-      const timer = due[i];
-      if (timer.cancelled) continue;
-      try {
-        timer.fn();
-      } catch (error) {
-        // The others still run; the first error surfaces as its own immediate's would have.
-        failure ??= { error };
-      }
-    }
-    while (due.length > 0) due.pop(); // pop keeps the storage (length = 0 drops it)
-    this.spare = due;
-    if (failure !== null) throw failure.error;
+    this.due.drain();
   };
 }
 

@@ -4,6 +4,8 @@
  * Semantics match the NATS plane: handler errors arrive as RemoteError, the caller's abort or
  * `break` aborts the handler's signal, a stopped or crashed server fails its callers at once.
  */
+
+import { RunQueue } from '../../util/run-all.ts';
 import { errorMessage, RemoteError, RuntimeError } from '../errors.ts';
 import { type FrameSink, type PushHandle, type PushSink, pushFrameValue, pushFromIterable } from '../push.ts';
 import {
@@ -290,29 +292,20 @@ class LocalPushCall implements RunningCall, PushHandle, FrameSink, HandlerContex
  * Push calls made in this tick, started together in one promise reaction (a reaction per call
  * costs a closure and a promise each; queueMicrotask makes an AsyncResource per call, dearer still).
  */
-let pendingStarts: LocalPushCall[] = [];
-let spareStarts: LocalPushCall[] = [];
+const pendingStarts = new RunQueue<LocalPushCall>(startCall);
+
+// A caller's sink that throws does not stop the other calls from starting; its error is unhandled,
+// as it was when each call had its own reaction.
+function startCall(call: LocalPushCall): void {
+  call.start();
+}
 
 function startSoon(call: LocalPushCall): void {
-  if (pendingStarts.push(call) === 1) RESOLVED.then(startPending);
+  if (pendingStarts.push(call)) RESOLVED.then(startPending);
 }
 
 function startPending(): void {
-  const calls = pendingStarts;
-  pendingStarts = spareStarts;
-  let failure: { error: unknown } | null = null;
-  for (let i = 0; i < calls.length; i++) {
-    try {
-      calls[i].start();
-    } catch (error) {
-      // A caller's sink threw: the other calls still start; the error is unhandled, as it was
-      // when each call had its own reaction.
-      failure ??= { error };
-    }
-  }
-  while (calls.length > 0) calls.pop(); // pop keeps the storage (length = 0 drops it)
-  spareStarts = calls;
-  if (failure !== null) throw failure.error;
+  pendingStarts.drain();
 }
 
 export class LocalRequestPlane implements RequestPlane {
