@@ -164,7 +164,7 @@ describe('value payloads on the local plane', () => {
 });
 
 describe('push calls start on a later tick', () => {
-  it('calls made in one tick start together after it, in order; one cancelled first never runs', async () => {
+  it('calls made in one tick start together after it, in one reaction, in order; one cancelled first never runs', async () => {
     const runtime = new LocalCluster().runtime();
     const ep = endpointId('kvgate', 'backend', 'generate');
     const started: string[] = [];
@@ -181,11 +181,13 @@ describe('push calls start on a later tick', () => {
     };
     const a = call('a');
     const cancelled = call('cancelled');
+    // A reaction queued between two calls runs after both started: they share one reaction.
+    Promise.resolve().then(() => started.push('between'));
     const b = call('b');
     cancelled.handle.cancel();
     expect(started).toEqual([]);
     await Promise.resolve();
-    expect(started).toEqual(['a', 'b']);
+    expect(started).toEqual(['a', 'b', 'between']);
     for (const { queue } of [a, b]) expect((await queue.next()).done).toBe(false);
     await runtime.close();
   });
