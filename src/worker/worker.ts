@@ -267,8 +267,7 @@ export class Worker {
       await requests.serve(
         this.generateEndpoint,
         this.instanceId,
-        (payload, ctx) =>
-          new DualSource(this.pullGenerate, this.pushGenerate, { payload, request: null, ctx }),
+        (payload, ctx) => new DualSource(this.pullGenerate, this.pushGenerate, { input: payload, ctx }),
         { valueHandler: this.generateValue },
       ),
     );
@@ -360,7 +359,7 @@ export class Worker {
   ): AsyncIterable<Uint8Array> | undefined => {
     const request = generateRequestFromValue(value);
     if (request === undefined) return undefined;
-    return new DualSource(this.pullGenerate, this.pushGenerate, { payload: null, request, ctx });
+    return new DualSource(this.pullGenerate, this.pushGenerate, { input: request, ctx });
   };
 
   private readonly pullGenerate = (call: GenerateCall): AsyncIterable<Uint8Array> => this.generate(call);
@@ -387,8 +386,7 @@ export class Worker {
 
   /** The call's request: handed over in process, or decoded from its bytes. */
   private requestOf(call: GenerateCall): GenerateRequest {
-    if (this.draining) throw this.unavailable();
-    return call.request ?? this.decodeRequest(call.payload as Uint8Array);
+    return call.input instanceof Uint8Array ? this.decodeRequest(call.input) : call.input;
   }
 
   private decodeRequest(payload: Uint8Array): GenerateRequest {
@@ -403,6 +401,7 @@ export class Worker {
   }
 
   private async *generate(call: GenerateCall): AsyncIterable<Uint8Array> {
+    if (this.draining) throw this.unavailable();
     const request = this.requestOf(call);
     const ctx = call.ctx;
     // A caller that goes away aborts the signal; the plane may never resume this generator, so the
@@ -499,8 +498,7 @@ export class Worker {
 
 /** A generate call: its payload's bytes, or the request an in-process caller handed over. */
 interface GenerateCall {
-  readonly payload: Uint8Array | null;
-  readonly request: GenerateRequest | null;
+  readonly input: Uint8Array | GenerateRequest;
   readonly ctx: HandlerContext;
 }
 
