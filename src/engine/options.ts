@@ -59,6 +59,9 @@ export interface EngineOptions {
   readonly placementHistory: number;
 }
 
+/** Events a rank's local indexer keeps for the router's gap recovery, unless configured. */
+export const DEFAULT_LOCAL_INDEXER_BUFFER_SIZE = 10_000;
+
 const positiveInt = z.number().int().positive();
 const numericSchema = z.object({
   numGpuBlocks: positiveInt,
@@ -106,7 +109,7 @@ export function resolveEngineOptions(options: Partial<EngineOptions> = {}): Engi
     bootstrapPort: 0,
     bootstrapTimeoutMs: 30_000,
     enableLocalIndexer: true,
-    localIndexerBufferSize: 10_000,
+    localIndexerBufferSize: DEFAULT_LOCAL_INDEXER_BUFFER_SIZE,
     placementHistory: 10_000,
     ...stripUndefined(options),
     enablePrefixCaching,

@@ -17,6 +17,7 @@ import type {
   RankDump,
 } from '../../worker/engine-adapter.ts';
 import { type EventRangeResult, LocalIndexer } from '../local-indexer.ts';
+import { DEFAULT_LOCAL_INDEXER_BUFFER_SIZE } from '../options.ts';
 import { ZmqKvSubscriber, type ZmqKvSubscriberStats } from './zmq-kv-subscriber.ts';
 
 export interface KvEventsSource {
@@ -35,11 +36,9 @@ export interface RemoteEngineOptions {
   readonly kvEvents?: KvEventsSource;
   /** Hash seed of tokens_hash (default Dynamo's 1337). */
   readonly hashSeed?: bigint;
-  /** Events each rank keeps for the router's range queries (default 10 000). */
+  /** Events each rank keeps for the router's range queries (default as the in-process engine's local indexer). */
   readonly eventBufferSize?: number;
 }
-
-const DEFAULT_EVENT_BUFFER_SIZE = 10_000;
 
 /** One request's share of its rank's load. */
 interface InFlight {
@@ -80,7 +79,7 @@ export abstract class RemoteEngineAdapter implements EngineAdapter {
         new LocalIndexer(
           options.workerId,
           rank,
-          options.eventBufferSize ?? DEFAULT_EVENT_BUFFER_SIZE,
+          options.eventBufferSize ?? DEFAULT_LOCAL_INDEXER_BUFFER_SIZE,
           new RadixTreeIndexer(),
         ),
       );
