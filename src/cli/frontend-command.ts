@@ -9,7 +9,6 @@ import type { Command } from 'commander';
 import { startDisaggregatedFrontend } from '../cluster/disagg/frontend.ts';
 import { listenFrontend } from '../frontend/server.ts';
 import { connectDistributedRuntime } from '../runtime/distributed.ts';
-import { errorMessage } from '../runtime/errors.ts';
 import { log } from '../util/log.ts';
 import { onShutdownSignal } from '../util/shutdown.ts';
 import {
@@ -19,7 +18,7 @@ import {
   routerConfigFrom,
 } from './frontend-flags.ts';
 import { addRuntimeOptions, runtimeSettingsFromOptions } from './runtime-options.ts';
-import { CliUsageError, exitTwoOnUsageError, usageGuard } from './usage.ts';
+import { CliUsageError, exitTwoOnUsageError, startOrExit, usageGuard } from './usage.ts';
 
 export function registerFrontendCommand(program: Command): void {
   const cmd = program
@@ -42,13 +41,11 @@ async function frontendAction(flags: FrontendFlags): Promise<void> {
     );
   const { config } = routerConfigFrom(flags);
   const common = await frontendOptionsFrom(flags, config);
-  let runtime: Awaited<ReturnType<typeof connectDistributedRuntime>>;
-  try {
-    runtime = await connectDistributedRuntime(settings.distributed);
-  } catch (error) {
-    process.stderr.write(`error: cannot connect to NATS / etcd: ${errorMessage(error)}\n`);
-    process.exit(1);
-  }
+  const distributed = settings.distributed;
+  const runtime = await startOrExit(
+    () => connectDistributedRuntime(distributed),
+    'cannot connect to NATS / etcd: ',
+  );
   const frontend = await startDisaggregatedFrontend({
     ...common,
     runtime,
@@ -56,15 +53,14 @@ async function frontendAction(flags: FrontendFlags): Promise<void> {
     enforceDisagg: flags.enforceDisagg === true,
     minUncachedTokens: flags.disaggMinUncachedTokens,
   });
-  let address: { url: string; port: number };
-  try {
-    address = await listenFrontend(frontend.app, { host: flags.host, port: flags.port });
-  } catch (error) {
-    await frontend.close().catch(() => undefined);
-    await runtime.close().catch(() => undefined);
-    process.stderr.write(`error: cannot listen on ${flags.host}:${flags.port}: ${errorMessage(error)}\n`);
-    process.exit(1);
-  }
+  const address = await startOrExit(
+    () => listenFrontend(frontend.app, { host: flags.host, port: flags.port }),
+    `cannot listen on ${flags.host}:${flags.port}: `,
+    async () => {
+      await frontend.close().catch(() => undefined);
+      await runtime.close().catch(() => undefined);
+    },
+  );
   onShutdownSignal(async () => {
     await frontend.close();
     await runtime.close();

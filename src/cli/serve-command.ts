@@ -5,7 +5,6 @@
  */
 import type { Command } from 'commander';
 import { startDisaggEmbeddedServer } from '../cluster/disagg/embedded.ts';
-import { errorMessage } from '../runtime/errors.ts';
 import { log } from '../util/log.ts';
 import { onShutdownSignal } from '../util/shutdown.ts';
 import { modelName, nonNegativeInt, nonNegativeNumber, positiveInt } from './arg-parsers.ts';
@@ -17,7 +16,7 @@ import {
   frontendOptionsFrom,
   routerConfigFrom,
 } from './frontend-flags.ts';
-import { CliUsageError, exitTwoOnUsageError, isUsageError, usageGuard } from './usage.ts';
+import { CliUsageError, exitTwoOnUsageError, startOrExit, usageGuard } from './usage.ts';
 
 export const SERVE_DEFAULTS = {
   host: '127.0.0.1',
@@ -82,16 +81,7 @@ export function registerServeCommand(program: Command): void {
   cmd.action(usageGuard(serveAction));
 }
 
-/** Starts the deployment; a failure that is not a usage error ends the process with code 1. */
-async function startOrExit<T>(start: () => Promise<T>): Promise<T> {
-  try {
-    return await start();
-  } catch (error) {
-    if (isUsageError(error)) throw error;
-    process.stderr.write(`error: kvgate serve could not start: ${errorMessage(error)}\n`);
-    process.exit(1);
-  }
-}
+const SERVE_START_FAILED = 'kvgate serve could not start: ';
 
 async function serveAction(flags: ServeFlags): Promise<void> {
   const { config, blockSizeGiven } = routerConfigFrom(flags);
@@ -114,20 +104,22 @@ async function serveAction(flags: ServeFlags): Promise<void> {
   };
   if (flags.prefillWorkers > 0) {
     const decodeWorkers = flags.decodeWorkers ?? flags.workers;
-    const disagg = await startOrExit(() =>
-      startDisaggEmbeddedServer({
-        ...common,
-        model: flags.model,
-        prefillWorkers: flags.prefillWorkers,
-        decodeWorkers,
-        // Decode workers that may also prefill (conditional disaggregation) run as aggregated engines.
-        decodeRole: flags.disaggMinUncachedTokens > 0 ? 'aggregated' : 'decode',
-        minUncachedTokens: flags.disaggMinUncachedTokens,
-        enforceDisagg: flags.enforceDisagg === true,
-        engine,
-        host: flags.host,
-        port: flags.port,
-      }),
+    const disagg = await startOrExit(
+      () =>
+        startDisaggEmbeddedServer({
+          ...common,
+          model: flags.model,
+          prefillWorkers: flags.prefillWorkers,
+          decodeWorkers,
+          // Decode workers that may also prefill (conditional disaggregation) run as aggregated engines.
+          decodeRole: flags.disaggMinUncachedTokens > 0 ? 'aggregated' : 'decode',
+          minUncachedTokens: flags.disaggMinUncachedTokens,
+          enforceDisagg: flags.enforceDisagg === true,
+          engine,
+          host: flags.host,
+          port: flags.port,
+        }),
+      SERVE_START_FAILED,
     );
     onShutdownSignal(() => disagg.close());
     process.stdout.write(
@@ -135,15 +127,17 @@ async function serveAction(flags: ServeFlags): Promise<void> {
     );
     return;
   }
-  const server = await startOrExit(() =>
-    startEmbeddedServer({
-      ...common,
-      model: flags.model,
-      workers: flags.workers,
-      engine,
-      host: flags.host,
-      port: flags.port,
-    }),
+  const server = await startOrExit(
+    () =>
+      startEmbeddedServer({
+        ...common,
+        model: flags.model,
+        workers: flags.workers,
+        engine,
+        host: flags.host,
+        port: flags.port,
+      }),
+    SERVE_START_FAILED,
   );
   onShutdownSignal(() => server.close());
   log.info(

@@ -1,9 +1,11 @@
 /**
  * Usage errors of every kvgate command: a bad flag, a bad `KVGATE_*` value or a bad combination
- * prints `error: ...` (no stack) and exits with code 2; `--help` and `--version` exit 0.
+ * prints `error: ...` (no stack) and exits with code 2; `--help` and `--version` exit 0. Any other
+ * failure to start prints `error: ...` and exits 1 (startOrExit).
  */
 import type { Command, CommanderError } from 'commander';
 import { EngineError } from '../engine/errors.ts';
+import { errorMessage } from '../runtime/errors.ts';
 
 export const USAGE_EXIT_CODE = 2;
 
@@ -40,4 +42,28 @@ export function usageGuard<A extends unknown[]>(
       process.exit(USAGE_EXIT_CODE);
     }
   };
+}
+
+/**
+ * Runs a start-up step; a failure that is not a usage error (those go on to usageGuard) prints
+ * `error: <prefix><message>` and exits with code 1. `onFailure` runs first (log it, release what
+ * was opened); a failure of its own is ignored.
+ */
+export async function startOrExit<T>(
+  start: () => Promise<T>,
+  prefix = '',
+  onFailure?: (error: unknown) => unknown,
+): Promise<T> {
+  try {
+    return await start();
+  } catch (error) {
+    if (isUsageError(error)) throw error;
+    try {
+      await onFailure?.(error);
+    } catch {
+      // The process exits below with the original error; a failed clean-up adds nothing.
+    }
+    process.stderr.write(`error: ${prefix}${errorMessage(error)}\n`);
+    process.exit(1);
+  }
 }

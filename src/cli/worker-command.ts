@@ -16,14 +16,13 @@ import {
 } from '../engine/adapters/remote-worker-cli.ts';
 import type { WorkerRole } from '../protocol/generate.ts';
 import { connectDistributedRuntime, type DistributedRuntime } from '../runtime/distributed.ts';
-import { errorMessage } from '../runtime/errors.ts';
 import { log } from '../util/log.ts';
 import { onShutdownSignal } from '../util/shutdown.ts';
 import { MockEngineAdapter } from '../worker/engine-adapter.ts';
 import { Worker } from '../worker/worker.ts';
 import { modelName, nonNegativeInt, nonNegativeNumber, port, positiveInt } from './arg-parsers.ts';
 import { addRuntimeOptions, runtimeSettingsFromOptions } from './runtime-options.ts';
-import { CliUsageError, exitTwoOnUsageError, isUsageError, usageGuard } from './usage.ts';
+import { CliUsageError, exitTwoOnUsageError, startOrExit, usageGuard } from './usage.ts';
 
 /** A port other processes connect to (0, "any free port", cannot be advertised). */
 function advertisedPort(value: string): number {
@@ -110,16 +109,13 @@ export function registerWorkerCommand(program: Command): void {
   addRuntimeOptions(cmd);
   exitTwoOnUsageError(cmd);
   cmd.action(
-    usageGuard(async (flags: WorkerFlags, command: Command) => {
-      try {
-        await runWorker(flags, command.opts());
-      } catch (error) {
-        if (isUsageError(error)) throw error;
-        log.error({ err: error }, 'worker: failed to start');
-        process.stderr.write(`error: ${errorMessage(error)}\n`);
-        process.exit(1);
-      }
-    }),
+    usageGuard((flags: WorkerFlags, command: Command) =>
+      startOrExit(
+        () => runWorker(flags, command.opts()),
+        '',
+        (error) => log.error({ err: error }, 'worker: failed to start'),
+      ),
+    ),
   );
 }
 
