@@ -506,7 +506,7 @@ function stopTokens(sampling: GenerateRequest['sampling'], eos: readonly number[
     for (const token of extra) set.add(token);
     return set;
   }
-  if (extra.length === 0) return ids;
+  if (extra.length === 0) return ids.slice(); // the caller's own array, kept for the whole request
   return ids.length === 0 ? extra : [...ids, ...extra];
 }
 

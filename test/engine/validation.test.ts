@@ -157,4 +157,30 @@ describe('output tokens', () => {
     }
     expect(run(unused(40), unused(3)).result?.reason).toBe('length');
   });
+
+  it('stop on the stop ids the request had when submitted, whatever the caller does to its array later', () => {
+    const run = (stopTokenIds: number[], change: (ids: number[]) => void = () => {}) => {
+      const { clock, engine } = harness();
+      const sink = collector(clock);
+      engine.submit(
+        { requestId: 'r', tokenIds: range(0, 10), sampling: { maxTokens: 20, seed: 42, stopTokenIds } },
+        sink,
+      );
+      change(stopTokenIds);
+      clock.runUntilIdle();
+      return sink;
+    };
+    const base = run([]);
+    const third = base.tokens[2];
+    const stopped = run([third], (ids) => {
+      ids[0] = 3000; // never generated: outputs are in [1000, 2000)
+    });
+    expect(stopped.result?.reason).toBe('stop');
+    expect(stopped.tokens).toEqual(base.tokens.slice(0, base.tokens.indexOf(third) + 1));
+    const unchanged = run([3000], (ids) => {
+      ids[0] = third;
+    });
+    expect(unchanged.result?.reason).toBe('length');
+    expect(unchanged.tokens).toEqual(base.tokens);
+  });
 });
