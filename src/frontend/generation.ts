@@ -126,6 +126,20 @@ function incomplete(): ApiError {
   });
 }
 
+/**
+ * The end of a choice with stop strings, once the backend finished: what the detokenizer and the
+ * matcher still hold, and whether a stop string ends it there.
+ */
+function finishText(
+  matcher: StopStringMatcher,
+  detokenizer: IncrementalDetokenizer,
+  finishReason: NonNullable<BackendChunk['finishReason']>,
+): { text: string; reason: FinishReasonOut } {
+  const tail = matcher.push(detokenizer.flush());
+  const text = tail.text + (tail.stopped ? '' : matcher.flush());
+  return { text, reason: tail.stopped || finishReason === 'stop' ? 'stop' : 'length' };
+}
+
 /** Streams one choice as text deltas; the backend's signal is aborted once the choice is over. */
 export async function* runChoice(run: ChoiceRun): AsyncGenerator<ChoiceDelta> {
   const { index, backend, request } = run;
@@ -142,10 +156,8 @@ export async function* runChoice(run: ChoiceRun): AsyncGenerator<ChoiceDelta> {
         return;
       }
       if (chunk.finishReason !== undefined) {
-        const tail = matcher.push(detokenizer.flush());
-        const text = match.text + tail.text + (tail.stopped ? '' : matcher.flush());
-        const reason: FinishReasonOut = tail.stopped || chunk.finishReason === 'stop' ? 'stop' : 'length';
-        yield { index, text, nvext, finishReason: reason, usage: account.usage() };
+        const end = finishText(matcher, detokenizer, chunk.finishReason);
+        yield { index, text: match.text + end.text, nvext, finishReason: end.reason, usage: account.usage() };
         return;
       }
       if (match.text !== '' || nvext !== undefined) yield { index, text: match.text, nvext };
@@ -224,10 +236,9 @@ class ChoiceCollector {
     this.text += match.text;
     if (match.stopped) return this.outcome(this.text, 'stop', false);
     if (chunk.finishReason === undefined) return undefined;
-    const tail = matcher.push(detokenizer.flush());
-    this.text += tail.text + (tail.stopped ? '' : matcher.flush());
-    const reason: FinishReasonOut = tail.stopped || chunk.finishReason === 'stop' ? 'stop' : 'length';
-    return this.outcome(this.text, reason, true);
+    const end = finishText(matcher, detokenizer, chunk.finishReason);
+    this.text += end.text;
+    return this.outcome(this.text, end.reason, true);
   }
 
   private outcome(text: string, finishReason: FinishReasonOut, backendDone: boolean): ChoiceOutcome {
@@ -236,7 +247,11 @@ class ChoiceCollector {
   }
 }
 
-/** Collects a pushed stream; settles its promise once, and stops the stream if the choice ends first. */
+/**
+ * Collects a pushed stream; settles its promise once, and stops the stream if the choice ends first.
+ * It also listens to the signal itself: once the request is cancelled the choice resolves undefined
+ * and the stream is stopped, whether or not the backend ever ends a cancelled stream.
+ */
 class PushedChoice implements PushSink<BackendChunk> {
   private handle: PushHandle | undefined;
   /** Stop the stream as soon as its handle is known (the choice ended while it was starting). */
@@ -251,6 +266,7 @@ class PushedChoice implements PushSink<BackendChunk> {
   ) {}
 
   start(stream: PushSource<BackendChunk>): void {
+    this.signal.addEventListener('abort', this);
     try {
       this.handle = stream[PUSH](this);
     } catch (error) {
@@ -266,28 +282,41 @@ class PushedChoice implements PushSink<BackendChunk> {
     try {
       outcome = this.collector.take(chunk);
     } catch (error) {
-      this.settled = true;
+      this.settle();
       this.reject(error);
       this.stop();
       return;
     }
     if (outcome === undefined) return;
-    this.settled = true;
+    this.settle();
     this.resolve(outcome);
     if (!outcome.backendDone) this.stop();
   }
 
   end(): void {
     if (this.settled) return;
-    this.settled = true;
+    this.settle();
     if (this.signal.aborted) this.resolve(undefined);
     else this.reject(incomplete());
   }
 
   fail(error: unknown): void {
     if (this.settled) return;
-    this.settled = true;
+    this.settle();
     this.reject(error);
+  }
+
+  /** The request was cancelled before the choice ended. */
+  handleEvent(): void {
+    if (this.settled) return;
+    this.settle();
+    this.resolve(undefined);
+    this.stop();
+  }
+
+  private settle(): void {
+    this.settled = true;
+    this.signal.removeEventListener('abort', this);
   }
 
   private stop(): void {

@@ -1,7 +1,9 @@
+import { request as httpRequest } from 'node:http';
 import type { FastifyInstance } from 'fastify';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type BackendChunk, MapModelRegistry, type ModelBackend } from '../../src/frontend/backend.ts';
-import { createFrontendServer } from '../../src/frontend/server.ts';
+import { FrontendMetrics } from '../../src/frontend/metrics.ts';
+import { createFrontendServer, listenFrontend } from '../../src/frontend/server.ts';
 import { PUSH, type PushHandle, type PushSink, type PushSource } from '../../src/runtime/push.ts';
 import { loadO200kTokenizer, type Tokenizer } from '../../src/tokens/tokenizer.ts';
 import { chatBody } from './helpers.ts';
@@ -154,5 +156,31 @@ describe('a backend stream that is a PushSource', () => {
 
     const refused = await serve({ chunks: [], refuse: new Error('no route') });
     expect(refused.response.statusCode).toBe(500);
+  });
+
+  it('a client that leaves ends the request even when the stream never ends a cancelled choice', async () => {
+    tokenizer ??= await loadO200kTokenizer();
+    const backend = new PushBackend();
+    // Two chunks, then silence: the stream neither ends nor fails, cancelled or not.
+    backend.script = { chunks: chunksOf('Hello there', 'stop').slice(0, 1), after: 'hang' };
+    const metrics = new FrontendMetrics();
+    app = createFrontendServer({ registry: new MapModelRegistry([backend]), tokenizer, metrics });
+    const { port } = await listenFrontend(app, { host: '127.0.0.1', port: 0 });
+    const req = httpRequest({
+      host: '127.0.0.1',
+      port,
+      method: 'POST',
+      path: '/v1/chat/completions',
+      headers: { 'content-type': 'application/json' },
+    });
+    req.on('error', () => {});
+    req.end(JSON.stringify(chatBody({ model: 'push-model', max_tokens: 50 })));
+    await vi.waitFor(() => expect(backend.streams[0]?.pushed).toBe(1));
+    expect(metrics.inflightRequests()).toEqual({ 'push-model': 1 });
+    req.destroy();
+    await vi.waitFor(() => expect(metrics.inflightRequests()).toEqual({ 'push-model': 0 }), {
+      timeout: 3000,
+    });
+    expect(backend.streams[0].cancelled).toBe(true);
   });
 });
