@@ -263,8 +263,8 @@ export function createFrontendServer(options: FrontendServerOptions): FastifyIns
         }
         admitted = true;
         inflight++;
-        // Resolves once the response is sent (or handed over to the SSE stream): the handler
-        // returns nothing, so fastify has nothing left to send.
+        // Resolves once the response has been sent in full, or the SSE stream has ended: the
+        // handler returns nothing, so fastify has nothing left to send.
         await serveGeneration(generation, reply, { metrics, log: request.log });
       } catch (error) {
         if (!admitted) metrics.rejected(label, endpoint, stream, toApiError(error).status);

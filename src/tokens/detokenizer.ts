@@ -47,7 +47,8 @@ export class IncrementalDetokenizer {
         continue;
       }
       this.decoder ??= new TextDecoder('utf-8', { fatal: false, ignoreBOM: this.started });
-      text += this.decoder.decode(tokenBytesOf(this.tokenizer, id, this.skipSpecial), STREAM);
+      // (A skipped special token was passed over above, as text '': what is left has its bytes.)
+      text += this.decoder.decode(this.tokenizer.tokenBytes(id) ?? REPLACEMENT, STREAM);
       this.started = true;
       this.pending = whole === undefined;
     }
@@ -113,17 +114,6 @@ function decodeRunOf(
   atStart: boolean,
 ): string {
   if (end - start === 1 && !atStart) return texts.aloneText(ids[start]);
-  return decodeRun(tokenizer, ids, start, end, skipSpecial, atStart);
-}
-
-function decodeRun(
-  tokenizer: Tokenizer,
-  ids: readonly number[],
-  start: number,
-  end: number,
-  skipSpecial: boolean,
-  atStart: boolean,
-): string {
   return (atStart ? ONE_SHOT : KEEP_BOM).decode(joinTokenBytes(tokenizer, ids, skipSpecial, start, end));
 }
 
@@ -164,7 +154,7 @@ class TokenTexts {
   aloneText(id: number): string {
     let text = this.alone.get(id);
     if (text === undefined) {
-      text = KEEP_BOM.decode(this.tokenizer.tokenBytes(id) ?? REPLACEMENT);
+      text = KEEP_BOM.decode(tokenBytesOf(this.tokenizer, id, false));
       if (id >= 0 && id < this.texts.length) this.alone.set(id, text);
     }
     return text;
@@ -201,8 +191,8 @@ function joinTokenBytes(
   tokenizer: Tokenizer,
   ids: readonly number[],
   skipSpecial: boolean,
-  start = 0,
-  end = ids.length,
+  start: number,
+  end: number,
 ): Uint8Array {
   const parts: Uint8Array[] = [];
   let length = 0;
