@@ -1,14 +1,15 @@
 /**
  * Flags shared by `kvgate serve` and `kvgate frontend`: disaggregation, HTTP address, routing
- * policy and router settings, migration, API keys, busy thresholds, tokenizer. Every flag can also come from a
- * `KVGATE_*` environment variable (the flag wins). A bad value is a usage error: a clear message
- * on stderr and exit code 2.
+ * policy and router settings, migration, API keys, busy thresholds, tokenizer. Every flag except
+ * the `--enforce-disagg` switch can also come from a `KVGATE_*` environment variable (the flag
+ * wins). A bad value is a usage error: a clear message on stderr and exit code 2.
  */
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { BusyThresholds } from '../frontend/backend.ts';
 import type { ClusterFrontendOptions } from '../frontend/cluster-frontend.ts';
 import { addRouterOptions, type KvRouterConfigInput, routerConfigFromOptions } from '../routing/config.ts';
 import { POLICY_NAMES, type PolicyName } from '../routing/policy.ts';
+import { errorMessage } from '../runtime/errors.ts';
 import { loadTokenizer, type Tokenizer } from '../tokens/tokenizer.ts';
 import {
   fraction,
@@ -119,7 +120,7 @@ export function routerConfigFrom(
   try {
     config = routerConfigFromOptions(flags as Readonly<Record<string, unknown>>, env);
   } catch (error) {
-    throw new CliUsageError(error instanceof Error ? error.message : String(error));
+    throw new CliUsageError(errorMessage(error));
   }
   const blockSizeGiven =
     (flags as { routerBlockSize?: unknown }).routerBlockSize !== undefined ||
@@ -147,9 +148,7 @@ export async function tokenizerFrom(flags: FrontendFlags): Promise<Tokenizer> {
   try {
     return await loadTokenizer(flags.tokenizer !== undefined ? { tokenizerJsonPath: flags.tokenizer } : {});
   } catch (error) {
-    throw new CliUsageError(
-      `--tokenizer ${flags.tokenizer}: ${error instanceof Error ? error.message : String(error)}`,
-    );
+    throw new CliUsageError(`--tokenizer ${flags.tokenizer}: ${errorMessage(error)}`);
   }
 }
 
