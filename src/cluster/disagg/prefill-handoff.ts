@@ -15,6 +15,7 @@ import type { BootstrapInfo, GenerateChunk, GenerateRequest } from '../../protoc
 import { decodeGenerateChunk, encodeGenerateRequest } from '../../protocol/wire.ts';
 import { errorMessage } from '../../runtime/errors.ts';
 import type { ModelCard } from '../../runtime/model-card.ts';
+import { PushQueue, pushCallValue } from '../../runtime/push.ts';
 import type { EndpointId, Runtime } from '../../runtime/types.ts';
 import type { Cancellation } from '../../util/cancel.ts';
 import { DisaggError } from './errors.ts';
@@ -79,19 +80,28 @@ export async function startPrefill(options: StartPrefillOptions): Promise<Prefil
   const onAbort = () => controller.abort(signal?.reason);
   if (signal?.aborted) onAbort();
   else signal?.addEventListener('abort', onAbort, { once: true });
-  const payload = encodeGenerateRequest({
+  const prefillRequest: GenerateRequest = {
     requestId: request.requestId,
     tokenIds: request.tokenIds,
     sampling: { ...request.sampling, maxTokens: 1 },
     ...(target.dpRank !== undefined ? { dpRank: target.dpRank } : {}),
-  });
-  const frames = runtime.requests
-    .call(endpoint, target.workerId, payload, { signal: controller.signal })
-    [Symbol.asyncIterator]();
+  };
+  // In process the worker gets the request itself (it checks and copies it), elsewhere its bytes.
+  const frames = new PushQueue<Uint8Array>();
+  const call = pushCallValue(
+    runtime.requests,
+    endpoint,
+    target.workerId,
+    prefillRequest,
+    encodeGenerateRequest,
+    frames,
+    { signal: controller.signal },
+  );
+  frames.onReturn = () => call.cancel();
   const release = () => signal?.removeEventListener('abort', onAbort);
   const stop = () => {
     release();
-    void frames.return?.()?.catch(() => undefined);
+    void frames.return();
   };
 
   let first: GenerateChunk;
