@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { WorkerLostError, WorkerRequestError } from '../../src/cluster/errors.ts';
-import { ModelRouter, type RoutedChunk } from '../../src/cluster/model-router.ts';
+import type { ModelRouter, RoutedChunk } from '../../src/cluster/model-router.ts';
 import { ModelWatcher } from '../../src/cluster/model-watcher.ts';
 import { kvMetricsSubject } from '../../src/protocol/wire.ts';
 import { NoWorkersError } from '../../src/routing/errors.ts';
@@ -12,58 +12,25 @@ import { kvEventsSubject } from '../../src/runtime/subjects.ts';
 import { endpointId } from '../../src/runtime/types.ts';
 import { CancelSource } from '../../src/util/cancel.ts';
 import type { MockEngineAdapter } from '../../src/worker/engine-adapter.ts';
-import type { Worker } from '../../src/worker/worker.ts';
+import { modelRouterKit } from '../helpers/model-routers.ts';
 import { uniqueNamespace, waitFor } from '../worker/fixtures.ts';
-import {
-  BLOCK_SIZE,
-  canonical,
-  drain,
-  MODEL,
-  prompt,
-  req,
-  startWorker,
-  workersDump,
-  zeroLoads,
-} from './helpers.ts';
+import { BLOCK_SIZE, canonical, drain, prompt, req, startWorker, workersDump, zeroLoads } from './helpers.ts';
 
 describe('ModelRouter over the local runtime', () => {
   let cluster: LocalCluster;
   const runtimes: LocalRuntime[] = [];
-  const workers: Worker[] = [];
-  const routers: ModelRouter[] = [];
-  const rt = () => {
+  const rt = ({ leaseTtlSeconds = 2 }: { leaseTtlSeconds?: number } = {}) => {
     cluster ??= new LocalCluster();
-    const r = cluster.runtime({ leaseTtlSeconds: 2 });
+    const r = cluster.runtime({ leaseTtlSeconds });
     runtimes.push(r);
     return r;
   };
-  const router = async (
-    namespace: string,
-    options: Partial<ConstructorParameters<typeof ModelRouter>[0]> = {},
-  ) => {
-    const r = await ModelRouter.create({
-      runtime: rt(),
-      namespace,
-      model: MODEL,
-      config: { blockSize: BLOCK_SIZE, ...options.config },
-      waitForWorkersMs: 2_000,
-      recoveryDelayMs: 20,
-      ...options,
-    });
-    routers.push(r);
-    return r;
-  };
-  const worker = async (namespace: string, engine = {}, model = MODEL) => {
-    const w = await startWorker(rt(), namespace, engine, model);
-    workers.push(w);
-    return w;
-  };
-
+  // Registered before the kit's: after-each hooks run in reverse order, so the routers and workers
+  // close before their runtimes.
   afterEach(async () => {
-    await Promise.all(routers.splice(0).map((r) => r.close()));
-    await Promise.all(workers.splice(0).map((w) => w.shutdown({ drainTimeoutMs: 0 })));
     await Promise.all(runtimes.splice(0).map((r) => r.close().catch(() => undefined)));
   });
+  const { router, worker, workers } = modelRouterKit(rt, { waitForWorkersMs: 2_000, recoveryDelayMs: 20 });
 
   it('routes to a (worker, rank), sends the rank (0 included), and its index equals the workers’ dumps', async () => {
     const ns = uniqueNamespace();
@@ -233,7 +200,7 @@ describe('ModelRouter over the local runtime', () => {
 
   it('ignores cards of another model and skips a worker whose block size differs', async () => {
     const ns = uniqueNamespace();
-    await worker(ns, {}, 'other-model');
+    await worker(ns, {}, { model: 'other-model' });
     await worker(ns, { blockSize: 8 });
     const good = await worker(ns);
     const r = await router(ns);
@@ -504,7 +471,7 @@ describe('ModelRouter over the local runtime', () => {
     const ns = uniqueNamespace();
     await worker(ns, { dataParallelSize: 2, speedupRatio: 0.05 });
     // Busy = more than 0.01 × 512 = 5.12 prompt tokens waiting for prefill on the rank.
-    const r = await router(ns, { config: { blockSize: BLOCK_SIZE, queueThreshold: 0.01 } });
+    const r = await router(ns, { config: { queueThreshold: 0.01 } });
     const first = [r.generate(req(prompt(1, 40), 4)), r.generate(req(prompt(2, 40), 4))];
     const firstIterators = first.map((s) => s[Symbol.asyncIterator]());
     const firstChunks = firstIterators.map((it) => it.next());
@@ -546,7 +513,7 @@ describe('ModelRouter over the local runtime', () => {
   it('a queued request with a priority jump overtakes those that arrived shortly before it', async () => {
     const ns = uniqueNamespace();
     await worker(ns, { dataParallelSize: 1, speedupRatio: 0.05 });
-    const r = await router(ns, { config: { blockSize: BLOCK_SIZE, queueThreshold: 0.01 } });
+    const r = await router(ns, { config: { queueThreshold: 0.01 } });
     const order: string[] = [];
     const run = async (name: string, routing?: { priorityJumpMs: number }) => {
       const stream = r.generate(req(prompt(order.length + 10 + name.length, 40), 2, routing));
@@ -580,7 +547,7 @@ describe('ModelRouter over the local runtime', () => {
     async (_, cancellation) => {
       const ns = uniqueNamespace();
       await worker(ns, { dataParallelSize: 1, speedupRatio: 0.05 });
-      const r = await router(ns, { config: { blockSize: BLOCK_SIZE, queueThreshold: 0.01 } });
+      const r = await router(ns, { config: { queueThreshold: 0.01 } });
       const running = r.generate(req(prompt(1, 40), 2))[Symbol.asyncIterator]();
       const runningChunk = running.next();
       const controller = cancellation();
@@ -598,13 +565,13 @@ describe('ModelRouter over the local runtime', () => {
 
   it('a ModelWatcher keeps one router per model and component', async () => {
     const ns = uniqueNamespace();
-    await worker(ns, {}, 'alpha');
+    await worker(ns, {}, { model: 'alpha' });
     const watcher = await ModelWatcher.start({ runtime: rt(), namespace: ns, waitForWorkersMs: 1_000 });
     try {
       expect(watcher.models()).toEqual(['alpha']);
       const changes: string[] = [];
       watcher.onChange((c) => changes.push(`${c.type}:${c.model}:${c.component}`));
-      await worker(ns, { mode: 'prefill' }, 'beta');
+      await worker(ns, { mode: 'prefill' }, { model: 'beta' });
       await waitFor(() => changes.length === 1, 2_000, 'beta announced');
       expect(changes).toEqual(['added:beta:prefill']);
       expect(watcher.models()).toEqual(['alpha', 'beta']);
