@@ -11,7 +11,7 @@ import {
 } from '../../src/cli/embedded-server.ts';
 import { loadO200kTokenizer } from '../../src/tokens/tokenizer.ts';
 
-export const SMALL_ENGINE: EmbeddedEngineOptions = {
+const SMALL_ENGINE: EmbeddedEngineOptions = {
   dataParallelSize: 2,
   blockSize: 16,
   numGpuBlocks: 1024,
@@ -20,7 +20,7 @@ export const SMALL_ENGINE: EmbeddedEngineOptions = {
   speedupRatio: 1,
 };
 
-export type TestServerOptions = Omit<EmbeddedServerOptions, 'engine' | 'tokenizer' | 'port'> & {
+type TestServerOptions = Omit<EmbeddedServerOptions, 'engine' | 'tokenizer' | 'port'> & {
   readonly engine?: Partial<EmbeddedEngineOptions>;
 };
 
