@@ -188,7 +188,8 @@ export class ApproximateIndexer implements KvIndexer {
    * Records that the request with these block hashes was routed to (workerId, dpRank): its chain of
    * blocks (tokens hash = local hash, block hash = sequence hash, from the root) is indexed for that
    * owner until at least `ttlMs` (default: the indexer's) from now; a block never expires sooner
-   * because of a re-record with a shorter TTL. Returns the inner indexer's error, if any.
+   * because of a re-record with a shorter TTL. Returns the inner indexer's error, if any; the
+   * chain's already tracked prefix is refreshed even when its tail cannot be stored.
    */
   recordRoute(
     workerId: WorkerId,
@@ -217,9 +218,9 @@ export class ApproximateIndexer implements KvIndexer {
       if (error !== null && first > 0)
         error = this.storeBlocks(workerId, dpRank, localHashes, sequenceHashes, 0, count);
       if (error !== null) return error;
-      owner = this.inner.owners.find(workerId, dpRank);
-      blocks = this.tracked.get(owner);
       if (blocks === undefined) {
+        // The owner's first tracked chain: the store interned the owner if it was new.
+        if (owner < 0) owner = this.inner.owners.find(workerId, dpRank);
         blocks = new OwnerBlocks();
         this.tracked.set(owner, blocks);
       }
