@@ -332,31 +332,24 @@ function generateChunkFast(value: unknown): GenerateChunk | undefined {
 // ---- generate frames ---------------------------------------------------------------------------
 
 /**
- * A generate frame written by hand carries the value it encodes under one of these symbols. The
+ * A generate chunk's frame written by hand carries the chunk it encodes under this symbol. The
  * in-process request plane hands the receiver the very Uint8Array the other side produced, so the
  * receiver checks and copies that value instead of decoding UTF-8 and JSON back into an equal one;
  * every frame from another process is decoded. (A symbol property rather than a WeakMap: keying a
- * WeakMap by typed arrays costs more than the decoding it saves.)
+ * WeakMap by typed arrays costs more than the decoding it saves.) A request needs no such tag: an
+ * in-process caller hands it over as a value (`pushCallValue`, `generateRequestFromValue`).
  */
 const CHUNK_VALUE = Symbol('kvgate.chunkValue');
-const REQUEST_VALUE = Symbol('kvgate.requestValue');
 
-type EncodedFrame = Uint8Array & {
-  [CHUNK_VALUE]?: unknown;
-  [REQUEST_VALUE]?: unknown;
-};
+type EncodedFrame = Uint8Array & { [CHUNK_VALUE]?: unknown };
 
 /**
  * A generate request's bytes, written by hand in the common shapes (no bootstrap info, plain
- * numbers): what `encodeJson(generateRequestToWire(r))` writes. The frame carries the request
- * itself: an in-process receiver checks and copies it instead of parsing the bytes.
+ * numbers): what `encodeJson(generateRequestToWire(r))` writes.
  */
 export function encodeGenerateRequest(r: GenerateRequest): Uint8Array {
   const text = generateRequestText(r);
-  if (text === undefined) return encodeJson(generateRequestToWire(r));
-  const bytes: EncodedFrame = textBytes(text);
-  bytes[REQUEST_VALUE] = r;
-  return bytes;
+  return text === undefined ? encodeJson(generateRequestToWire(r)) : textBytes(text);
 }
 
 function idsText(ids: readonly number[]): string | undefined {
@@ -424,11 +417,6 @@ export function generateRequestFromValue(value: unknown): GenerateRequest | unde
 
 /** Throws RuntimeError RUNTIME_MALFORMED when the bytes are not JSON. */
 export function decodeGenerateRequest(bytes: Uint8Array): WireResult<GenerateRequest> {
-  const request = (bytes as EncodedFrame)[REQUEST_VALUE];
-  if (request !== undefined) {
-    const local = generateRequestFromValue(request);
-    if (local !== undefined) return { ok: true, value: local };
-  }
   return generateRequestFromWire(decodeJson(bytes));
 }
 

@@ -7,6 +7,7 @@ import {
   encodeGenerateRequest,
   generateChunkFromWire,
   generateChunkToWire,
+  generateRequestFromValue,
   generateRequestFromWire,
   generateRequestToWire,
 } from '../../src/protocol/wire.ts';
@@ -106,15 +107,28 @@ describe('generate wire protocol', () => {
         new TextDecoder().decode(encodeJson(generateRequestToWire(request))),
       );
       expect(decodeGenerateRequest(frame)).toEqual({ ok: true, value: request });
-      expect(decodeGenerateRequest(Uint8Array.from(frame))).toEqual({ ok: true, value: request });
     }
-    const sent = requests[1];
-    const received = decodeGenerateRequest(encodeGenerateRequest(sent));
-    if (!received.ok) throw new Error(received.error);
-    expect(received.value.tokenIds).toEqual(sent.tokenIds);
-    expect(received.value.tokenIds).not.toBe(sent.tokenIds);
-    // An invalid request handed over in process is refused as it would be from bytes.
-    expect(decodeGenerateRequest(encodeGenerateRequest({ ...sent, tokenIds: [] })).ok).toBe(false);
+    // An invalid request is refused on arrival, however its frame was written.
+    expect(decodeGenerateRequest(encodeGenerateRequest({ ...requests[1], tokenIds: [] })).ok).toBe(false);
+  });
+
+  it('takes a request handed over in process as its bytes would be taken, as a copy', () => {
+    const sent: GenerateRequest = {
+      requestId: 'v',
+      tokenIds: [1, 2, 3],
+      sampling: { maxTokens: 4, stopTokenIds: [9], seed: 5 },
+      dpRank: 2,
+    };
+    const received = generateRequestFromValue(sent);
+    expect(received).toEqual(sent);
+    expect(received?.tokenIds).not.toBe(sent.tokenIds);
+    expect(received?.sampling.stopTokenIds).not.toBe(sent.sampling.stopTokenIds);
+    // Not taken as a value (the plane hands over the bytes instead): bootstrap info, a bad shape.
+    const bootstrap = { host: 'h', port: 1, room: 9, prefillWorkerId: 1n, prefillDpRank: 0 };
+    expect(generateRequestFromValue({ ...sent, bootstrap })).toBeUndefined();
+    expect(generateRequestFromValue({ ...sent, tokenIds: [] })).toBeUndefined();
+    expect(generateRequestFromValue({ ...sent, sampling: undefined })).toBeUndefined();
+    expect(generateRequestFromValue('not a request')).toBeUndefined();
   });
 
   it('rejects bad requests: empty prompt, negative rank, fractional tokens, missing sampling', () => {
