@@ -173,9 +173,15 @@ describe('bin/kvgate.js', () => {
   });
 
   it('lets concurrent launches rebuild a stale bundle without corrupting it', async () => {
+    fakeBundle(bundle, 30);
+    setMtime(join(root, 'src', 'cli', 'main.ts'), 10);
     const runs = await Promise.all([1, 2, 3].map(() => kvgate(root, ['--version'])));
     for (const run of runs) expect(run).toEqual({ code: 0, stdout: '0.1.0\n', stderr: '' });
     expect((await kvgate(root, ['--help'])).stdout).toMatch(/^Usage: kvgate /);
+    // Every build renamed its temporary files into place: none is left, the source map is there.
+    const built = readdirSync(dirname(bundle));
+    expect(built.filter((name) => name.endsWith('.tmp'))).toEqual([]);
+    expect(built).toContain('main.js.map');
   });
 
   it('falls back to the sources through tsx, with one warning line, when it cannot build', async () => {
