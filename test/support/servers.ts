@@ -246,3 +246,8 @@ export async function startEtcd(options: { dir?: string } = {}): Promise<EtcdSer
 export async function preparedEtcd(): Promise<EtcdServer> {
   return new EtcdServer(tempDir('kvgate-etcd-'), true, await freePort(), await freePort());
 }
+
+/** Creates a NATS handle on free ports without starting it (for "NATS is down at start" tests). */
+export async function preparedNats(): Promise<NatsServer> {
+  return new NatsServer(tempDir('kvgate-nats-'), true, await freePort(), await freePort());
+}

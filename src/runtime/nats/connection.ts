@@ -23,11 +23,15 @@ export interface NatsOptions {
   readonly credsFile?: string;
   /** Passed through to nats.js (caFile, certFile, keyFile, rejectUnauthorized, handshakeFirst...). */
   readonly tls?: NodeConnectionOptions['tls'];
+  /** While the first connection is pending, a warning is logged this often (default 5 s). */
+  readonly firstConnectNoticeMs?: number;
   /** Wait between reconnect attempts (default 250 ms, with jitter). */
   readonly reconnectTimeWaitMs?: number;
   /** Client ping period (default 10 s); a dead server is noticed after 2 missed pings. */
   readonly pingIntervalMs?: number;
 }
+
+const FIRST_CONNECT_NOTICE_MS = 5_000;
 
 export function defaultNatsServers(): string[] {
   return (process.env.NATS_SERVER ?? 'nats://127.0.0.1:4222').split(',').map((s) => s.trim());
@@ -35,6 +39,13 @@ export function defaultNatsServers(): string[] {
 
 export async function connectNats(options: NatsOptions = {}): Promise<NatsConnection> {
   const servers = options.servers ?? defaultNatsServers();
+  // The first connection is awaited for as long as it takes (NATS may start after us): say so, or a
+  // process whose NATS is unreachable would wait without a word.
+  const waiting = setInterval(
+    () => log.warn({ servers }, 'runtime: waiting for NATS (not reachable yet); retrying'),
+    options.firstConnectNoticeMs ?? FIRST_CONNECT_NOTICE_MS,
+  );
+  waiting.unref();
   const nc = await connect({
     servers: typeof servers === 'string' ? servers : [...servers],
     name: options.name ?? 'kvgate',
@@ -49,7 +60,7 @@ export async function connectNats(options: NatsOptions = {}): Promise<NatsConnec
     ...(options.user ? { user: options.user, pass: options.pass } : {}),
     ...(options.credsFile ? { authenticator: credsAuthenticator(readFileSync(options.credsFile)) } : {}),
     ...(options.tls ? { tls: options.tls } : {}),
-  });
+  }).finally(() => clearInterval(waiting));
   void logStatus(nc);
   return nc;
 }
