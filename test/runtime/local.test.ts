@@ -1,8 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { encodeJson } from '../../src/runtime/codec.ts';
 import { LocalCluster, type LocalRuntime } from '../../src/runtime/local/cluster.ts';
 import { PushQueue, pushCall, pushCallValue } from '../../src/runtime/push.ts';
 import { type DiscoveryEvent, endpointId, type RequestPlane, type Runtime } from '../../src/runtime/types.ts';
+import { log } from '../../src/util/log.ts';
 import { type PlaneFixture, runPlaneConformance } from './planes.conformance.ts';
 
 /** The local cluster as the conformance suite drives it; `expose` picks what a runtime offers. */
@@ -190,6 +191,43 @@ describe('push calls start on a later tick', () => {
     expect(started).toEqual(['a', 'b', 'between']);
     for (const { queue } of [a, b]) expect((await queue.next()).done).toBe(false);
     await runtime.close();
+  });
+
+  it('a caller whose sink throws when its handler fails is logged; the other calls start, nothing is thrown', async () => {
+    const runtime = new LocalCluster().runtime();
+    const ep = endpointId('kvgate', 'backend', 'generate');
+    await runtime.requests.serve(ep, 7n, (payload) => {
+      if (new TextDecoder().decode(payload) === 'bad') throw new Error('handler refused');
+      return (async function* () {
+        yield payload;
+      })();
+    });
+    const logged = vi.spyOn(log, 'error').mockImplementation(() => undefined);
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const sinkFailure = new Error('sink exploded');
+      const throwingSink = {
+        push() {},
+        end() {},
+        fail() {
+          throw sinkFailure;
+        },
+      };
+      pushCall(runtime.requests, ep, 7n, new TextEncoder().encode('bad'), throwingSink);
+      const queue = new PushQueue<Uint8Array>();
+      pushCall(runtime.requests, ep, 7n, new TextEncoder().encode('good'), queue);
+      expect((await queue.next()).done).toBe(false);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(unhandled).toEqual([]);
+      expect(logged).toHaveBeenCalledTimes(1);
+      expect(logged.mock.calls[0][0]).toEqual({ err: sinkFailure });
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      logged.mockRestore();
+      await runtime.close();
+    }
   });
 });
 

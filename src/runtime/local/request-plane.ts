@@ -5,6 +5,7 @@
  * `break` aborts the handler's signal, a stopped or crashed server fails its callers at once.
  */
 
+import { log } from '../../util/log.ts';
 import { RunQueue } from '../../util/run-all.ts';
 import { errorMessage, RemoteError, RuntimeError } from '../errors.ts';
 import { type FrameSink, type PushHandle, type PushSink, pushFrameValue, pushFromIterable } from '../push.ts';
@@ -294,10 +295,14 @@ class LocalPushCall implements RunningCall, PushHandle, FrameSink, HandlerContex
  */
 const pendingStarts = new RunQueue<LocalPushCall>(startCall);
 
-// A caller's sink that throws does not stop the other calls from starting; its error is unhandled,
-// as it was when each call had its own reaction.
+// A caller's sink that throws (when told the handler failed) stops neither the other calls nor the
+// process: the error is logged. (Rethrown from the reaction, it would be an unhandled rejection.)
 function startCall(call: LocalPushCall): void {
-  call.start();
+  try {
+    call.start();
+  } catch (error) {
+    log.error({ err: error }, 'request plane: a caller failed while its call was starting');
+  }
 }
 
 function startSoon(call: LocalPushCall): void {
