@@ -573,24 +573,13 @@ export class KvRouter implements RoutingPolicy {
         limit = key + 1e-7 * (Math.abs(this.costOf(owner)) + Math.abs(key) + 1);
     }
 
-    // Their costs, with the very expression scoreCosts uses; the owners at the lowest go to `tied`.
-    const held = this.heldDepths ?? this.noneHeld;
-    const overlap = this.overlapByOwner;
-    const activePrefill = active.prefillByOwner;
-    const activeBlocks = active.blocksByOwner;
-    const queueWeight = this.config.prefillQueueWeight;
-    const blockSize = this.config.blockSize;
-    const weight = this.weight;
-    const isl = this.isl;
-    const requestBlocks = this.requestBlocks;
+    // Their costs (costOf: scoreCosts' expression); the owners at the lowest go to `tied`.
     const tied = this.tied;
     let lowest = Number.POSITIVE_INFINITY;
     let n = 0;
     for (let i = 0; i < count; i++) {
       const owner = picked[i];
-      const uncached = isl - overlap[owner] * blockSize;
-      const tokens = Math.max(uncached, 0) + queueWeight * activePrefill[owner];
-      const cost = routingCost(weight, tokens / blockSize, requestBlocks - held[owner] + activeBlocks[owner]);
+      const cost = this.costOf(owner);
       if (cost < lowest) {
         lowest = cost;
         tied[0] = owner;
