@@ -6,7 +6,7 @@
  * first one dies mid-stream (Dynamo's KvPushRouter + migration).
  */
 import type { RouterEvent, WorkerId } from '../kv/events.ts';
-import type { GenerateChunk, GenerateRequest } from '../protocol/generate.ts';
+import type { GenerateChunk, GenerateRequest, Usage } from '../protocol/generate.ts';
 import {
   BACKEND_COMPONENT,
   DEFAULT_NAMESPACE,
@@ -925,12 +925,7 @@ class RoutedStream implements AsyncIterableIterator<RoutedChunk>, PushSource<Rou
     const out = chunk as MutableRoutedChunk;
     if (chunk.usage !== undefined) {
       if (this.attempt === 0) this.cachedTokens = chunk.usage.cachedTokens;
-      else
-        out.usage = {
-          promptTokens: this.request.tokenIds.length,
-          completionTokens: generated.length,
-          cachedTokens: Math.min(this.cachedTokens, this.request.tokenIds.length),
-        };
+      else out.usage = this.usageSoFar();
     }
     out.workerId = this.workerId;
     if (chunk.dpRank === undefined) out.dpRank = this.dpRank;
@@ -999,11 +994,7 @@ class RoutedStream implements AsyncIterableIterator<RoutedChunk>, PushSource<Rou
       this.emit({
         tokenIds: [],
         finishReason: 'length',
-        usage: {
-          promptTokens: this.request.tokenIds.length,
-          completionTokens: this.generated.length,
-          cachedTokens: this.cachedTokens,
-        },
+        usage: this.usageSoFar(),
         workerId,
         dpRank: this.dpRank,
       });
@@ -1011,6 +1002,19 @@ class RoutedStream implements AsyncIterableIterator<RoutedChunk>, PushSource<Rou
       return;
     }
     this.begin();
+  }
+
+  /**
+   * The request's usage over all its attempts: after a migration the last worker saw prompt +
+   * earlier output as its prompt, so the split is the original one (cached: the first attempt's).
+   */
+  private usageSoFar(): Usage {
+    const promptTokens = this.request.tokenIds.length;
+    return {
+      promptTokens,
+      completionTokens: this.generated.length,
+      cachedTokens: Math.min(this.cachedTokens, promptTokens),
+    };
   }
 
   /** Ends the attempt in flight: cancels its call when asked, and frees the request's load. */

@@ -185,7 +185,7 @@ class UsageTotal {
   }
 }
 
-/** The response closed: unless it was sent in full, the client is gone. (A bound function, not a closure made per request.) */
+/** The response closed: unless it was sent in full, the client is gone (bound to the request's CancelSource). */
 function abortUnlessFinished(this: CancelSource, response: ServerResponse): void {
   if (!response.writableFinished) this.abort(CLIENT_GONE);
 }

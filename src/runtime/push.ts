@@ -5,9 +5,9 @@
  * (engine → worker → local request plane → router) costs plain calls, and only the last consumer
  * pays for a promise. A source is consumed once, one way or the other.
  *
- * Sinks and handles are classes in the hot paths, not object literals of arrow functions: tsx
- * (esbuild keepNames) gives every named closure a `name` at creation, which costs far more than
- * the closure itself.
+ * Sinks and handles are classes in the hot paths, not object literals of arrow functions: under
+ * tsx (esbuild keepNames, as in tests) every named closure gets a `name` at creation, which costs
+ * far more than the closure itself; the production bundle is built without keepNames.
  */
 import type { CallOptions, EndpointId, InstanceId, RequestPlane } from './types.ts';
 
