@@ -169,7 +169,7 @@ export class DataParallelEngine implements KvSource {
   generate(request: GenerateRequest, signal?: Cancellation): PushSource<GenerateChunk> {
     const stream = new ChunkStream(() => {
       this.cancel(request.requestId);
-    });
+    }, request?.sampling?.outputKind);
     this.submit(request, stream, signal);
     return stream;
   }

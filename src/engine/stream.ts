@@ -3,10 +3,11 @@
  * consumed either as an AsyncIterable or pushed to a PushSink (the in-process fast path).
  * Tokens that arrive while the consumer is not reading are merged into one chunk (pushed: each token
  * goes at once, the last one with the finish reason); the first chunk carries the rank,
- * the last the finish reason and usage. Leaving the loop early (break / return) or cancelling the
+ * the last the finish reason and usage. For a request whose sampling asks for `outputKind: 'final'`
+ * only the first token goes at once: the others are held and travel with the finish reason. Leaving the loop early (break / return) or cancelling the
  * push handle cancels the request.
  */
-import type { BootstrapInfo, FinishReason, GenerateChunk, Usage } from '../protocol/generate.ts';
+import type { BootstrapInfo, FinishReason, GenerateChunk, OutputKind, Usage } from '../protocol/generate.ts';
 import { PUSH, type PushHandle, type PushSink, type PushSource } from '../runtime/push.ts';
 import type { EngineError } from './errors.ts';
 import type { RequestResult, RequestSink } from './sequence.ts';
@@ -24,6 +25,11 @@ export class ChunkStream implements RequestSink, PushSource<GenerateChunk>, Push
   private readonly queue: MutableChunk[] = [];
   /** The queued (pulled) or not yet flushed (pushed) chunk that tokens may still be appended to. */
   private open: MutableChunk | null = null;
+  /** Pulled: `open` is held back (not queued) until the request finishes. */
+  private held = false;
+  /** Output kind 'final': tokens after the first are held until the finish. */
+  private readonly finalOnly: boolean;
+  private tokenSent = false;
   private rankToSend = -1;
   private finished = false;
   private failure: EngineError | null = null;
@@ -32,8 +38,9 @@ export class ChunkStream implements RequestSink, PushSource<GenerateChunk>, Push
   /** Push mode: where chunks go (null once the consumer cancelled or the stream ended). */
   private sink: PushSink<GenerateChunk> | null = null;
 
-  constructor(cancel: () => void) {
+  constructor(cancel: () => void, outputKind?: OutputKind) {
     this.cancelRequest = cancel;
+    this.finalOnly = outputKind === 'final';
   }
 
   onStart(dpRank: number, bootstrap: BootstrapInfo | undefined): void {
@@ -51,13 +58,16 @@ export class ChunkStream implements RequestSink, PushSource<GenerateChunk>, Push
       chunk.dpRank = this.rankToSend;
       this.rankToSend = -1;
     }
+    const hold = this.finalOnly && this.tokenSent;
     const sink = this.sink;
     if (sink === null) {
       this.open = chunk;
-      this.push(chunk);
-    } else if (last)
+      if (hold) this.held = true;
+      else this.push(chunk);
+    } else if (last || hold)
       this.open = chunk; // travels with the finish reason
     else sink.push(chunk);
+    this.tokenSent = true;
   }
 
   onFinish(result: RequestResult): void {
@@ -67,13 +77,16 @@ export class ChunkStream implements RequestSink, PushSource<GenerateChunk>, Push
       return;
     }
     if (result.reason === 'error' && result.error !== undefined) {
+      // Held tokens still reach the consumer, before the failure.
+      if (this.held && this.open !== null) this.push(this.open);
       this.failure = result.error;
     } else {
       const last = this.open ?? { tokenIds: [] };
       this.finishChunk(last, result);
-      if (this.open === null) this.push(last);
+      if (this.open === null || this.held) this.push(last);
     }
     this.open = null;
+    this.held = false;
     this.finished = true;
     this.notify();
   }
@@ -110,6 +123,7 @@ export class ChunkStream implements RequestSink, PushSource<GenerateChunk>, Push
         if (!this.finished) this.cancelRequest();
         this.queue.length = 0;
         this.open = null;
+        this.held = false;
         return Promise.resolve({ done: true, value: undefined });
       },
     };
@@ -118,9 +132,11 @@ export class ChunkStream implements RequestSink, PushSource<GenerateChunk>, Push
   /** Pushes every chunk to `sink` from now on (chunks made before are delivered at once). */
   [PUSH](sink: PushSink<GenerateChunk>): PushHandle {
     if (!this.finished) this.sink = sink;
+    // A held chunk stays open: pushed, it is the chunk not flushed yet.
+    this.held = false;
     if (this.queue.length > 0) {
       const queued = this.queue.splice(0);
-      this.open = null;
+      if (this.open !== null && queued.includes(this.open)) this.open = null;
       for (const chunk of queued) {
         sink.push(chunk);
         if (!this.finished && this.sink !== sink) return this; // cancelled meanwhile

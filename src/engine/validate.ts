@@ -43,7 +43,7 @@ export function validateGenerateRequest(
   }
   const sampling = request.sampling as GenerateRequest['sampling'] | undefined;
   if (sampling === null || typeof sampling !== 'object') throw invalid('sampling must be an object');
-  const { maxTokens, stopTokenIds, seed, ignoreEos } = sampling;
+  const { maxTokens, stopTokenIds, seed, ignoreEos, outputKind } = sampling;
   if (typeof maxTokens !== 'number' || !Number.isInteger(maxTokens) || maxTokens < 1)
     throw invalid(`sampling.maxTokens must be an integer >= 1, got ${String(maxTokens)}`);
   if (stopTokenIds !== undefined) {
@@ -55,6 +55,8 @@ export function validateGenerateRequest(
     throw invalid(`sampling.seed must be a non-negative safe integer, got ${String(seed)}`);
   if (ignoreEos !== undefined && typeof ignoreEos !== 'boolean')
     throw invalid('sampling.ignoreEos must be a boolean');
+  if (outputKind !== undefined && outputKind !== 'delta' && outputKind !== 'final')
+    throw invalid(`sampling.outputKind must be 'delta' or 'final', got ${String(outputKind)}`);
   if (request.dpRank !== undefined) {
     if (typeof request.dpRank !== 'number' || !Number.isInteger(request.dpRank))
       throw invalid(`dpRank must be an integer, got ${String(request.dpRank)}`);

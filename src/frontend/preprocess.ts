@@ -171,6 +171,8 @@ interface SamplingBody {
   readonly temperature?: number | null;
   readonly ignore_eos?: boolean | null;
   readonly stop_token_ids?: readonly number[] | null;
+  readonly stream?: boolean | null;
+  readonly stop?: string | string[] | null;
 }
 
 function sampling(
@@ -193,6 +195,10 @@ function sampling(
   if (stops.length > 0) out.stopTokenIds = stops;
   if (body.temperature != null) out.temperature = body.temperature;
   if (body.seed != null) out.seed = body.seed;
+  // A response that is not streamed reads the text once, at the end: the engine may hold the tokens
+  // after the first until then (one chunk per request through the planes instead of one per token).
+  // Stop strings are matched as the text grows, so with them every token still comes at once.
+  if (!(body.stream ?? false) && stopStrings(body.stop).length === 0) out.outputKind = 'final';
   return out;
 }
 

@@ -17,7 +17,17 @@ export interface SamplingOptions {
   readonly temperature?: number;
   /** Seed for deterministic output tokens. */
   readonly seed?: number;
+  /**
+   * How the output may be delivered (vLLM's `output_kind`). 'delta' (the default): every step's new
+   * tokens as they come. 'final': the caller reads the output only once the request ends (a response
+   * that is not streamed), so the engine may send the first token at once (time to first token, the
+   * router's prefill-done signal) and the rest in one chunk with the finish reason. A hint: an engine
+   * may still send deltas.
+   */
+  readonly outputKind?: OutputKind;
 }
+
+export type OutputKind = 'delta' | 'final';
 
 /** Where a decode engine pulls the KV state of a prefilled prompt from (DESIGN §8). */
 export interface BootstrapInfo {

@@ -69,6 +69,8 @@ export const generateRequestWireSchema = z.object({
     stop_token_ids: z.array(tokenId).optional(),
     temperature: z.number().min(0).optional(),
     seed: z.number().int().optional(),
+    /** vLLM's output_kind: 'final' lets the engine send the first token, then the rest at the end. */
+    output_kind: z.enum(['delta', 'final']).optional(),
   }),
   /** data_parallel_rank; absent = the engine chooses. */
   dp_rank: rank.optional(),
@@ -122,6 +124,7 @@ export function generateRequestToWire(r: GenerateRequest): z.input<typeof genera
       ...(r.sampling.stopTokenIds !== undefined ? { stop_token_ids: [...r.sampling.stopTokenIds] } : {}),
       ...(r.sampling.temperature !== undefined ? { temperature: r.sampling.temperature } : {}),
       ...(r.sampling.seed !== undefined ? { seed: r.sampling.seed } : {}),
+      ...(r.sampling.outputKind !== undefined ? { output_kind: r.sampling.outputKind } : {}),
     },
     ...(r.dpRank !== undefined ? { dp_rank: r.dpRank } : {}),
     ...(r.bootstrap !== undefined ? { bootstrap_info: bootstrapToWire(r.bootstrap) } : {}),
@@ -148,6 +151,7 @@ export function generateRequestFromWire(value: unknown): WireResult<GenerateRequ
         ...(s.stop_token_ids !== undefined ? { stopTokenIds: s.stop_token_ids } : {}),
         ...(s.temperature !== undefined ? { temperature: s.temperature } : {}),
         ...(s.seed !== undefined ? { seed: s.seed } : {}),
+        ...(s.output_kind !== undefined ? { outputKind: s.output_kind } : {}),
       },
       ...(w.dp_rank !== undefined ? { dpRank: w.dp_rank } : {}),
       ...(w.bootstrap_info !== undefined ? { bootstrap: bootstrapFromWire(w.bootstrap_info) } : {}),
@@ -247,6 +251,7 @@ function generateRequestFast(value: unknown): GenerateRequest | undefined {
     s.stop_token_ids,
     s.temperature,
     s.seed,
+    s.output_kind,
   );
 }
 
@@ -265,6 +270,7 @@ function checkedRequest(
   stopTokenIds: unknown,
   temperature: unknown,
   seed: unknown,
+  outputKind: unknown,
 ): GenerateRequest | undefined {
   if (typeof requestId !== 'string' || requestId.length < 1 || requestId.length > 256) return undefined;
   if (!isIntIn(maxTokens, 1, Number.MAX_SAFE_INTEGER)) return undefined;
@@ -277,6 +283,7 @@ function checkedRequest(
   if (seed !== undefined && !isIntIn(seed, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER))
     return undefined;
   if (dpRank !== undefined && !isIntIn(dpRank, 0, 0xffff_ffff)) return undefined;
+  if (outputKind !== undefined && outputKind !== 'delta' && outputKind !== 'final') return undefined;
   const tokens = tokenIdsCopy(tokenIds, 1);
   if (tokens === undefined) return undefined;
   const sampling: MutableSampling = { maxTokens };
@@ -288,6 +295,7 @@ function checkedRequest(
   }
   if (temperature !== undefined) sampling.temperature = temperature as number;
   if (seed !== undefined) sampling.seed = seed;
+  if (outputKind !== undefined) sampling.outputKind = outputKind;
   return dpRank !== undefined
     ? { requestId, tokenIds: tokens, sampling, dpRank }
     : { requestId, tokenIds: tokens, sampling };
@@ -386,6 +394,10 @@ function generateRequestText(r: GenerateRequest): string | undefined {
     if (!Number.isSafeInteger(s.seed)) return undefined;
     sampling += `,"seed":${s.seed}`;
   }
+  if (s.outputKind !== undefined) {
+    if (s.outputKind !== 'delta' && s.outputKind !== 'final') return undefined;
+    sampling += `,"output_kind":"${s.outputKind}"`;
+  }
   let text = `{"request_id":${JSON.stringify(r.requestId)},"token_ids":[${ids}],"sampling":${sampling}}`;
   if (r.dpRank !== undefined) {
     if (!isSafeCount(r.dpRank)) return undefined;
@@ -412,6 +424,7 @@ export function generateRequestFromValue(value: unknown): GenerateRequest | unde
     s.stopTokenIds,
     s.temperature,
     s.seed,
+    s.outputKind,
   );
 }
 

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { WorkerLostError, WorkerRequestError } from '../../src/cluster/errors.ts';
-import type { ModelRouter, RoutedChunk } from '../../src/cluster/model-router.ts';
+import type { ModelRouter, RoutedChunk, RoutedRequest } from '../../src/cluster/model-router.ts';
 import { ModelWatcher } from '../../src/cluster/model-watcher.ts';
 import { kvMetricsSubject } from '../../src/protocol/wire.ts';
 import { NoWorkersError } from '../../src/routing/errors.ts';
@@ -351,6 +351,39 @@ describe('ModelRouter over the local runtime', () => {
         finishReason: 'length',
         usage: { promptTokens: 21, completionTokens: 30 },
       });
+      expect(zeroLoads(r)).toBe(true);
+      doomed.engine.close();
+    });
+    it("output kind 'final': the first token, then the rest in one chunk; migrated after the first token, still complete", async () => {
+      const ns = uniqueNamespace();
+      const doomedRuntime = rt();
+      const doomed = await startWorker(doomedRuntime, ns, { speedupRatio: 0.2 });
+      await worker(ns, { speedupRatio: 0.2 });
+      const r = await router(ns);
+      const final = (request: RoutedRequest): RoutedRequest => ({
+        ...request,
+        sampling: { ...request.sampling, outputKind: 'final' },
+      });
+      const whole = await pushed(r.generate(final(req(prompt(8, 21), 30))));
+      expect(whole.error).toBeUndefined();
+      expect(whole.chunks.map((c) => c.tokenIds.length)).toEqual([1, 29]);
+      expect(whole.chunks[1]).toMatchObject({ finishReason: 'length', usage: { completionTokens: 30 } });
+
+      const { chunks, error } = await pushed(
+        r.generate(final(req(prompt(7, 21), 30, { workerId: doomed.instanceId }))),
+        (chunk) => {
+          if (chunk.workerId === doomed.instanceId) void doomedRuntime.simulateCrash();
+        },
+      );
+      expect(error).toBeUndefined();
+      expect(chunks[0]).toMatchObject({ workerId: doomed.instanceId, tokenIds: [expect.any(Number)] });
+      expect(chunks.flatMap((c) => c.tokenIds)).toHaveLength(30);
+      expect(chunks.at(-1)?.workerId).not.toBe(doomed.instanceId);
+      expect(chunks.at(-1)).toMatchObject({
+        finishReason: 'length',
+        usage: { promptTokens: 21, completionTokens: 30 },
+      });
+      expect(r.stats().migrations).toBe(1);
       expect(zeroLoads(r)).toBe(true);
       doomed.engine.close();
     });

@@ -36,6 +36,7 @@ describe('request validation', () => {
     ['empty request id', { ...ok, requestId: '' }],
     ['bad stop ids', { ...ok, sampling: { maxTokens: 1, stopTokenIds: [1.5] } }],
     ['bad seed', { ...ok, sampling: { maxTokens: 1, seed: -3 } }],
+    ['unknown output kind', { ...ok, sampling: { maxTokens: 1, outputKind: 'cumulative' } }],
     ['fractional rank', { ...ok, dpRank: 0.5 }],
     [
       'bad bootstrap',

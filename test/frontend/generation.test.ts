@@ -96,6 +96,24 @@ describe('generation over HTTP', () => {
     expect(server.backend.requests[1].sampling.stopTokenIds).toBeUndefined();
   });
 
+  it("a response that is not streamed and has no stop strings asks for output kind 'final'", async () => {
+    server = await testServer();
+    const kinds: (string | undefined)[] = [];
+    for (const [url, payload] of [
+      ['/v1/chat/completions', chatBody({ max_tokens: 4 })],
+      ['/v1/chat/completions', chatBody({ max_tokens: 4, stream: true })],
+      ['/v1/chat/completions', chatBody({ max_tokens: 4, stop: ['zzz'] })],
+      ['/v1/completions', { model: 'fake-model', prompt: 'hi', max_tokens: 4 }],
+      ['/v1/completions', { model: 'fake-model', prompt: 'hi', max_tokens: 4, stop: 'zzz' }],
+    ] as const) {
+      const response = await server.app.inject({ method: 'POST', url, payload });
+      expect(response.statusCode).toBe(200);
+      kinds.push(server.backend.requests.at(-1)?.sampling.outputKind);
+    }
+    // Streams and stop strings need every token as it comes.
+    expect(kinds).toEqual(['final', undefined, undefined, 'final', undefined]);
+  });
+
   it('max_completion_tokens wins over max_tokens', async () => {
     server = await testServer();
     await server.app.inject({

@@ -93,6 +93,8 @@ describe('generate wire protocol', () => {
         dpRank: 0,
       },
       { requestId: 'x', tokenIds: [5], sampling: { maxTokens: 2, stopTokenIds: [] }, dpRank: 3 },
+      { requestId: 'f', tokenIds: [5], sampling: { maxTokens: 9, outputKind: 'final' } },
+      { requestId: 'e', tokenIds: [5], sampling: { maxTokens: 9, outputKind: 'delta', seed: 1 }, dpRank: 0 },
       {
         requestId: 'd',
         tokenIds: [1, 2],
@@ -116,7 +118,7 @@ describe('generate wire protocol', () => {
     const sent: GenerateRequest = {
       requestId: 'v',
       tokenIds: [1, 2, 3],
-      sampling: { maxTokens: 4, stopTokenIds: [9], seed: 5 },
+      sampling: { maxTokens: 4, stopTokenIds: [9], seed: 5, outputKind: 'final' },
       dpRank: 2,
     };
     const received = generateRequestFromValue(sent);
@@ -128,10 +130,13 @@ describe('generate wire protocol', () => {
     expect(generateRequestFromValue({ ...sent, bootstrap })).toBeUndefined();
     expect(generateRequestFromValue({ ...sent, tokenIds: [] })).toBeUndefined();
     expect(generateRequestFromValue({ ...sent, sampling: undefined })).toBeUndefined();
+    expect(
+      generateRequestFromValue({ ...sent, sampling: { maxTokens: 4, outputKind: 'all' } }),
+    ).toBeUndefined();
     expect(generateRequestFromValue('not a request')).toBeUndefined();
   });
 
-  it('rejects bad requests: empty prompt, negative rank, fractional tokens, missing sampling', () => {
+  it('rejects bad requests: empty prompt, negative rank, fractional tokens, missing sampling, unknown output kind', () => {
     const base = generateRequestToWire({ requestId: 'x', tokenIds: [1], sampling: { maxTokens: 1 } });
     for (const broken of [
       { ...base, token_ids: [] },
@@ -139,6 +144,8 @@ describe('generate wire protocol', () => {
       { ...base, token_ids: [1.5] },
       { request_id: 'x', token_ids: [1] },
       { ...base, sampling: { max_tokens: 0 } },
+      { ...base, sampling: { max_tokens: 1, output_kind: 'cumulative' } },
+      { ...base, sampling: { max_tokens: 1, output_kind: 1 } },
     ])
       expect(generateRequestFromWire(broken).ok).toBe(false);
   });
