@@ -33,6 +33,7 @@ import { parseRouterConfig } from '../src/routing/config.ts';
 import { createPolicy } from '../src/routing/policies/index.ts';
 import { seededRandom } from '../src/routing/random.ts';
 import { BlockHasher } from '../src/tokens/block-hash.ts';
+import { DEFAULT_ENCODE_CACHE_TOKENS } from '../src/tokens/encode-cache.ts';
 import { loadO200kTokenizer, type Tokenizer } from '../src/tokens/tokenizer.ts';
 import { unpackU64s } from '../src/tokens/u64.ts';
 
@@ -229,10 +230,12 @@ function randomWordTexts(tokenizer: Tokenizer): PromptTexts {
 
 /**
  * Chat template + tokenize + hash + route (and free) of ~8k-token chat prompts: a system prompt
- * the index holds on one rank, and a different question each time.
+ * the index holds on one rank, and a different question each time. `cacheTokens` 0 (the headline
+ * figure) tokenizes every turn each time; otherwise the template's turn cache holds the system
+ * prompt after the first request, as the product's does.
  */
-function preprocessing(tokenizer: Tokenizer, texts: PromptTexts): PrepTimes {
-  const template = new ChatMlTemplate(tokenizer);
+function preprocessing(tokenizer: Tokenizer, texts: PromptTexts, cacheTokens = 0): PrepTimes {
+  const template = new ChatMlTemplate(tokenizer, { cacheTokens });
   const router = createPolicy('kv', { config: parseRouterConfig({ blockSize: BLOCK_SIZE }) });
   for (const workerId of [1n, 2n])
     router.addWorker(workerId, { dataParallelSize: 4, blockSize: BLOCK_SIZE, totalKvBlocks: 16_384 });
@@ -299,8 +302,11 @@ async function main(): Promise<void> {
   const tokenizer = await loadO200kTokenizer();
   const prepRandom = preprocessing(tokenizer, randomWordTexts(tokenizer));
   console.log(describePrep('pseudo-random words (uncached pieces)', prepRandom));
-  const prep = preprocessing(tokenizer, corpusTexts(tokenizer));
+  const corpus = corpusTexts(tokenizer);
+  const prep = preprocessing(tokenizer, corpus);
   console.log(describePrep("this repository's sources", prep));
+  const prepCached = preprocessing(tokenizer, corpus, DEFAULT_ENCODE_CACHE_TOKENS);
+  console.log(describePrep("this repository's sources, system prompt from the turn cache", prepCached));
 
   const serveArgs = ['bin/kvgate.js', 'serve', '--port', '0', '--speedup-ratio', '0', '--model', MODEL];
   const serve = await spawnServer(serveArgs, {}, /kvgate listening on (http:\/\/\S+)/);
@@ -408,6 +414,7 @@ async function main(): Promise<void> {
         prep_8k_tokens: prep.tokens,
         prep_8k_random_words_p50_ms: Number(prepRandom.p50.toFixed(3)),
         prep_8k_random_words_p99_ms: Number(prepRandom.p99.toFixed(3)),
+        prep_8k_turn_cache_p50_ms: Number(prepCached.p50.toFixed(3)),
         connections: CONNECTIONS,
         seconds: SECONDS,
         rounds: ROUNDS,

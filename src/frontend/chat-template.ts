@@ -18,6 +18,7 @@
  * per line, as `<tool_call>\n{"name": ..., "arguments": ...}\n</tool_call>` (Qwen 2.5's convention).
  * Generation ends at `<|im_end|>` (the template's stop token) or the tokenizer's end-of-text.
  */
+import { DEFAULT_ENCODE_CACHE_TOKENS, EncodeCache } from '../tokens/encode-cache.ts';
 import { type Tokenizer, TokenizerError } from '../tokens/tokenizer.ts';
 
 export type ChatRole = 'system' | 'developer' | 'user' | 'assistant' | 'tool';
@@ -32,6 +33,11 @@ export interface TemplateMessage {
   readonly role: ChatRole;
   readonly content: string;
   readonly toolCalls?: readonly TemplateToolCall[];
+}
+
+export interface ChatMlTemplateOptions {
+  /** Token ids of recent turns to keep (each turn is encoded alone, so a resent turn is looked up); 0 = none. */
+  readonly cacheTokens?: number;
 }
 
 export interface ChatTemplateOptions {
@@ -58,8 +64,13 @@ export class ChatMlTemplate implements ChatTemplate {
   private readonly imEnd: number;
   private readonly newline: readonly number[];
   private readonly assistantHeader: readonly number[];
+  /** Turns seen recently (system prompts and earlier turns come back with every request). */
+  readonly turns: EncodeCache | undefined;
 
-  constructor(private readonly tokenizer: Tokenizer) {
+  constructor(
+    private readonly tokenizer: Tokenizer,
+    options: ChatMlTemplateOptions = {},
+  ) {
     const start = tokenizer.specialTokenId(IM_START);
     const end = tokenizer.specialTokenId(IM_END);
     if (start === undefined || end === undefined) {
@@ -70,13 +81,16 @@ export class ChatMlTemplate implements ChatTemplate {
     this.stopTokenIds = [end];
     this.newline = tokenizer.encode('\n');
     this.assistantHeader = tokenizer.encode('assistant\n');
+    const cacheTokens = options.cacheTokens ?? DEFAULT_ENCODE_CACHE_TOKENS;
+    this.turns = cacheTokens > 0 ? new EncodeCache(tokenizer, cacheTokens) : undefined;
   }
 
   apply(messages: readonly TemplateMessage[], options: ChatTemplateOptions = {}): number[] {
     const ids: number[] = [];
     for (const message of messages) {
       ids.push(this.imStart);
-      for (const id of this.tokenizer.encode(turnText(message))) ids.push(id);
+      const text = turnText(message);
+      for (const id of this.turns?.encode(text) ?? this.tokenizer.encode(text)) ids.push(id);
       ids.push(this.imEnd);
       for (const id of this.newline) ids.push(id);
     }
