@@ -37,6 +37,8 @@ interface Entry {
 export class ModelWatcher {
   readonly namespace: string;
   private readonly entries = new Map<string, Entry>();
+  /** The same entries by component, then model: looked up per request without building a key. */
+  private readonly byComponent = new Map<string, Map<string, Entry>>();
   /** instance id → (model, component) key it counts for. */
   private readonly instanceKeys = new Map<WorkerId, string>();
   private readonly listeners = new Set<(change: ModelChange) => void>();
@@ -65,7 +67,7 @@ export class ModelWatcher {
 
   /** The router of a model's component (default `backend`); undefined before its first worker. */
   routerFor(model: string, component: string = BACKEND_COMPONENT): ModelRouter | undefined {
-    return this.entries.get(key(model, component))?.router;
+    return this.byComponent.get(component)?.get(model)?.router;
   }
 
   routers(): ModelRouter[] {
@@ -114,6 +116,12 @@ export class ModelWatcher {
     if (entry === undefined) {
       const created: Entry = { router: this.createRouter(card, component), workers: new Set([workerId]) };
       this.entries.set(k, created);
+      let models = this.byComponent.get(component);
+      if (models === undefined) {
+        models = new Map();
+        this.byComponent.set(component, models);
+      }
+      models.set(card.modelName, created);
       // Announced once the new router knows its workers (its own watch delivered them).
       created.router.start().then(
         () => {
