@@ -67,18 +67,33 @@ async function bareServer(): Promise<void> {
 }
 
 /**
- * The HTTP frontend alone over a backend that answers at once (16 one-token chunks, like the mock
- * engine's): what the frontend costs without router, runtime, worker and engine.
+ * The HTTP frontend alone over a backend that answers at once, in chunks as the mock engine sends
+ * them (one token each, or with output kind 'final' the first token and then the rest): what the
+ * frontend costs without router, runtime, worker and engine.
  */
 async function frontendOnlyServer(): Promise<void> {
   const backend: ModelBackend = {
     model: MODEL,
     async *generate(request) {
       const n = request.sampling.maxTokens;
+      const tokenAt = (i: number) => 1000 + ((i * 7919) % 1000);
+      const usage = { promptTokens: request.tokenIds.length, completionTokens: n, cachedTokens: 0 };
+      if (request.sampling.outputKind === 'final') {
+        const first = { tokenIds: [tokenAt(0)], workerId: 1n, dpRank: 0 };
+        if (n === 1) yield { ...first, finishReason: 'length', usage };
+        else {
+          yield first;
+          yield {
+            tokenIds: Array.from({ length: n - 1 }, (_, i) => tokenAt(i + 1)),
+            finishReason: 'length',
+            usage,
+          };
+        }
+        return;
+      }
       for (let i = 0; i < n; i++) {
-        const tokenIds = [1000 + ((i * 7919) % 1000)];
+        const tokenIds = [tokenAt(i)];
         if (i === n - 1) {
-          const usage = { promptTokens: request.tokenIds.length, completionTokens: n, cachedTokens: 0 };
           yield i === 0
             ? { tokenIds, workerId: 1n, dpRank: 0, finishReason: 'length', usage }
             : { tokenIds, finishReason: 'length', usage };
