@@ -4,8 +4,8 @@
  * Tokens that arrive while the consumer is not reading are merged into one chunk (pushed: each token
  * goes at once, the last one with the finish reason); the first chunk carries the rank,
  * the last the finish reason and usage. For a request whose sampling asks for `outputKind: 'final'`
- * only the first token goes at once: the others are held and travel with the finish reason. Leaving the loop early (break / return) or cancelling the
- * push handle cancels the request.
+ * only the first token goes at once: the others are held and travel with the finish reason.
+ * Leaving the loop early (break / return) or cancelling the push handle cancels the request.
  */
 import type { BootstrapInfo, FinishReason, GenerateChunk, OutputKind, Usage } from '../protocol/generate.ts';
 import { PUSH, type PushHandle, type PushSink, type PushSource } from '../runtime/push.ts';

@@ -36,7 +36,10 @@ export interface TemplateMessage {
 }
 
 export interface ChatMlTemplateOptions {
-  /** Token ids of recent turns to keep (each turn is encoded alone, so a resent turn is looked up); 0 = none. */
+  /**
+   * Token ids of recent turns to keep (each turn is encoded alone, so a turn sent again is looked
+   * up); 0 = none. Default DEFAULT_ENCODE_CACHE_TOKENS.
+   */
   readonly cacheTokens?: number;
 }
 

@@ -3,7 +3,7 @@
  * as the engine sees it (chat bodies through the model's chat template), with max tokens, stop
  * conditions and seeds resolved and the nvext routing hints parsed.
  */
-import type { SamplingOptions } from '../protocol/generate.ts';
+import type { OutputKind, SamplingOptions } from '../protocol/generate.ts';
 import type { Tokenizer } from '../tokens/tokenizer.ts';
 import type { ModelBackend } from './backend.ts';
 import { ChatMlTemplate, type ChatTemplate, type TemplateMessage } from './chat-template.ts';
@@ -49,6 +49,8 @@ export function chatPlan(
   const requested = body.max_completion_tokens ?? body.max_tokens ?? undefined;
   const param = body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
   const maxTokens = resolveMaxTokens(prompt.length, requested, options.defaultMaxTokens, backend, param);
+  const stops = stopStrings(body.stop);
+  const stream = body.stream ?? false;
   return {
     kind: 'chat',
     endpoint: 'chat_completions',
@@ -57,10 +59,10 @@ export function chatPlan(
     tokenizer,
     prompts: [prompt],
     n: body.n ?? 1,
-    sampling: [sampling(body, maxTokens, tokenizer, template.stopTokenIds)],
-    stopStrings: stopStrings(body.stop),
+    sampling: [sampling(body, maxTokens, tokenizer, template.stopTokenIds, outputKind(stream, stops))],
+    stopStrings: stops,
     nvext: parseNvext(body.nvext, body.data_parallel_rank, headers),
-    stream: body.stream ?? false,
+    stream,
     includeUsage: body.stream_options?.include_usage ?? false,
   };
 }
@@ -83,6 +85,9 @@ export function completionPlan(
     );
   }
   const requested = body.max_tokens ?? undefined;
+  const stops = stopStrings(body.stop);
+  const stream = body.stream ?? false;
+  const output = outputKind(stream, stops);
   return {
     kind: 'text',
     endpoint: 'completions',
@@ -97,11 +102,12 @@ export function completionPlan(
         resolveMaxTokens(p.length, requested, COMPLETIONS_DEFAULT_MAX_TOKENS, backend, 'max_tokens'),
         tokenizer,
         [],
+        output,
       ),
     ),
-    stopStrings: stopStrings(body.stop),
+    stopStrings: stops,
     nvext: parseNvext(body.nvext, body.data_parallel_rank, headers),
-    stream: body.stream ?? false,
+    stream,
     includeUsage: body.stream_options?.include_usage ?? false,
   };
 }
@@ -171,8 +177,15 @@ interface SamplingBody {
   readonly temperature?: number | null;
   readonly ignore_eos?: boolean | null;
   readonly stop_token_ids?: readonly number[] | null;
-  readonly stream?: boolean | null;
-  readonly stop?: string | string[] | null;
+}
+
+/**
+ * A response that is not streamed reads the text once, at the end: the engine may hold the tokens
+ * after the first until then (one chunk per request through the planes instead of one per token).
+ * Stop strings are matched as the text grows, so with them every token still comes at once.
+ */
+function outputKind(stream: boolean, stopStrings: readonly string[]): OutputKind | undefined {
+  return !stream && stopStrings.length === 0 ? 'final' : undefined;
 }
 
 function sampling(
@@ -180,6 +193,7 @@ function sampling(
   maxTokens: number,
   tokenizer: Tokenizer,
   turnStops: readonly number[],
+  output: OutputKind | undefined,
 ): SamplingOptions {
   const ignoreEos = body.ignore_eos ?? false;
   // The request's stop ids, then end-of-text and the template's turn end, each once (in that order).
@@ -195,10 +209,7 @@ function sampling(
   if (stops.length > 0) out.stopTokenIds = stops;
   if (body.temperature != null) out.temperature = body.temperature;
   if (body.seed != null) out.seed = body.seed;
-  // A response that is not streamed reads the text once, at the end: the engine may hold the tokens
-  // after the first until then (one chunk per request through the planes instead of one per token).
-  // Stop strings are matched as the text grows, so with them every token still comes at once.
-  if (!(body.stream ?? false) && stopStrings(body.stop).length === 0) out.outputKind = 'final';
+  if (output !== undefined) out.outputKind = output;
   return out;
 }
 
