@@ -4,13 +4,17 @@
  * Tokens that arrive while the consumer is not reading are merged into one chunk (pushed: each token
  * goes at once, the last one with the finish reason); the first chunk carries the rank,
  * the last the finish reason and usage. For a request whose sampling asks for `outputKind: 'final'`
- * only the first token goes at once: the others are held and travel with the finish reason.
+ * only the first token goes at once: the others are held and travel with the finish reason (a held
+ * chunk goes early once it has FINAL_CHUNK_MAX_TOKENS, so no frame outgrows a transport's limit).
  * Leaving the loop early (break / return) or cancelling the push handle cancels the request.
  */
 import type { BootstrapInfo, FinishReason, GenerateChunk, OutputKind, Usage } from '../protocol/generate.ts';
 import { PUSH, type PushHandle, type PushSink, type PushSource } from '../runtime/push.ts';
 import type { EngineError } from './errors.ts';
 import type { RequestResult, RequestSink } from './sequence.ts';
+
+/** Tokens a held chunk (output kind 'final') gathers before it is sent anyway (~50 kB of JSON). */
+export const FINAL_CHUNK_MAX_TOKENS = 8192;
 
 interface MutableChunk {
   tokenIds: number[];
@@ -49,8 +53,12 @@ export class ChunkStream implements RequestSink, PushSource<GenerateChunk>, Push
   }
 
   onToken(token: number, last = false): void {
-    if (this.open !== null) {
-      this.open.tokenIds.push(token);
+    const open = this.open;
+    if (open !== null) {
+      open.tokenIds.push(token);
+      // A held chunk (pushed: any open one) that is full goes now; the next token starts another.
+      if (!last && (this.held || this.sink !== null) && open.tokenIds.length >= FINAL_CHUNK_MAX_TOKENS)
+        this.sendHeld(open);
       return;
     }
     const chunk: MutableChunk = { tokenIds: [token] };
@@ -68,6 +76,14 @@ export class ChunkStream implements RequestSink, PushSource<GenerateChunk>, Push
       this.open = chunk; // travels with the finish reason
     else sink.push(chunk);
     this.tokenSent = true;
+  }
+
+  private sendHeld(chunk: MutableChunk): void {
+    this.open = null;
+    this.held = false;
+    const sink = this.sink;
+    if (sink !== null) sink.push(chunk);
+    else this.push(chunk);
   }
 
   onFinish(result: RequestResult): void {
@@ -132,7 +148,7 @@ export class ChunkStream implements RequestSink, PushSource<GenerateChunk>, Push
   /** Pushes every chunk to `sink` from now on (chunks made before are delivered at once). */
   [PUSH](sink: PushSink<GenerateChunk>): PushHandle {
     if (!this.finished) this.sink = sink;
-    // A held chunk stays open: pushed, it is the chunk not flushed yet.
+    // A held chunk (not queued) stays open: pushed, it is the chunk not flushed yet.
     this.held = false;
     if (this.queue.length > 0) {
       const queued = this.queue.splice(0);

@@ -181,7 +181,7 @@ interface SamplingBody {
 
 /**
  * A response that is not streamed reads the text once, at the end: the engine may hold the tokens
- * after the first until then (one chunk per request through the planes instead of one per token).
+ * after the first until then (two chunks per request through the planes instead of one per token).
  * Stop strings are matched as the text grows, so with them every token still comes at once.
  */
 function outputKind(stream: boolean, stopStrings: readonly string[]): OutputKind | undefined {

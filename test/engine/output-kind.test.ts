@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { EngineError } from '../../src/engine/errors.ts';
 import type { RequestResult } from '../../src/engine/sequence.ts';
-import { ChunkStream } from '../../src/engine/stream.ts';
+import { ChunkStream, FINAL_CHUNK_MAX_TOKENS } from '../../src/engine/stream.ts';
 import type { GenerateChunk, OutputKind } from '../../src/protocol/generate.ts';
 import { PUSH } from '../../src/runtime/push.ts';
 import { drain, harness, range } from './helpers.ts';
@@ -87,15 +87,33 @@ describe("sampling.outputKind 'final'", () => {
   it('held tokens reach a reader before a failure', async () => {
     const stream = new ChunkStream(() => {}, 'final');
     stream.onStart(0, undefined);
-    for (const token of [7, 8, 9]) stream.onToken(token);
+    const reader = stream[Symbol.asyncIterator]();
+    stream.onToken(7);
+    expect((await reader.next()).value).toEqual({ tokenIds: [7], dpRank: 0 });
+    stream.onToken(8);
+    stream.onToken(9);
     stream.onFinish(result('error', new EngineError('ENGINE_BOOTSTRAP_EXPIRED', 'lost')));
-    const seen: number[] = [];
-    await expect(
-      (async () => {
-        for await (const chunk of stream) seen.push(...chunk.tokenIds);
-      })(),
-    ).rejects.toThrow('lost');
-    expect(seen).toEqual([7, 8, 9]);
+    expect((await reader.next()).value).toEqual({ tokenIds: [8, 9] });
+    await expect(reader.next()).rejects.toThrow('lost');
+  });
+
+  it(`a held chunk goes once it has ${FINAL_CHUNK_MAX_TOKENS} tokens (pushed and pulled)`, async () => {
+    const maxTokens = 2 * FINAL_CHUNK_MAX_TOKENS + 100;
+    const sizes = [1, FINAL_CHUNK_MAX_TOKENS, FINAL_CHUNK_MAX_TOKENS, 99];
+    const chunks = pushed('final', maxTokens);
+    expect(chunks.map((c) => c.tokenIds.length)).toEqual(sizes);
+    expect(chunks.at(-1)?.finishReason).toBe('length');
+    expect(tokensOf(chunks)).toEqual(tokensOf(pushed(undefined, maxTokens)));
+    const { clock, engine } = harness();
+    const drained = drain(
+      engine.generate({
+        requestId: 'long',
+        tokenIds: range(0, 100),
+        sampling: { maxTokens, outputKind: 'final' },
+      }),
+    );
+    await clock.settle();
+    expect((await drained).map((c) => c.tokenIds.length)).toEqual(sizes);
   });
 
   it('a consumer that switches from pulling to pushing keeps the held tokens', async () => {
@@ -113,5 +131,18 @@ describe("sampling.outputKind 'final'", () => {
     stream.onFinish(result('length'));
     expect(chunks.map((c) => [...c.tokenIds])).toEqual([[8, 9, 10]]);
     expect(chunks[0].finishReason).toBe('length');
+  });
+
+  it('switching to pushing while a full held chunk waits in the queue keeps both', async () => {
+    const stream = new ChunkStream(() => {}, 'final');
+    const reader = stream[Symbol.asyncIterator]();
+    stream.onToken(0);
+    await reader.next();
+    for (let token = 1; token <= FINAL_CHUNK_MAX_TOKENS + 2; token++) stream.onToken(token);
+    const chunks: GenerateChunk[] = [];
+    stream[PUSH]({ push: (chunk) => chunks.push(chunk), end: () => {}, fail: () => {} });
+    stream.onFinish(result('length'));
+    expect(chunks.map((c) => c.tokenIds.length)).toEqual([FINAL_CHUNK_MAX_TOKENS, 2]);
+    expect(tokensOf(chunks)).toEqual(range(1, FINAL_CHUNK_MAX_TOKENS + 2));
   });
 });
