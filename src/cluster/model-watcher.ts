@@ -36,11 +36,10 @@ interface Entry {
 
 export class ModelWatcher {
   readonly namespace: string;
-  private readonly entries = new Map<string, Entry>();
-  /** The same entries by component, then model: looked up per request without building a key. */
+  /** Component → model → its router and live workers (looked up per request without building a key). */
   private readonly byComponent = new Map<string, Map<string, Entry>>();
-  /** instance id → (model, component) key it counts for. */
-  private readonly instanceKeys = new Map<WorkerId, string>();
+  /** instance id → the (model, component) entry it counts for. */
+  private readonly instanceEntries = new Map<WorkerId, Entry>();
   private readonly listeners = new Set<(change: ModelChange) => void>();
   private watch: DiscoveryWatch | undefined;
   private closed = false;
@@ -54,14 +53,14 @@ export class ModelWatcher {
     watcher.watch = await options.runtime.discovery.watch({ namespace: watcher.namespace }, (event) =>
       watcher.onDiscovery(event),
     );
-    await Promise.all([...watcher.entries.values()].map((e) => e.router.start()));
+    await Promise.all([...watcher.entries()].map((e) => e.router.start()));
     return watcher;
   }
 
   /** Models with at least one live worker (any component), sorted. */
   models(): string[] {
     const names = new Set<string>();
-    for (const entry of this.entries.values()) if (entry.workers.size > 0) names.add(entry.router.model);
+    for (const entry of this.entries()) if (entry.workers.size > 0) names.add(entry.router.model);
     return [...names].sort();
   }
 
@@ -71,7 +70,7 @@ export class ModelWatcher {
   }
 
   routers(): ModelRouter[] {
-    return [...this.entries.values()].map((e) => e.router);
+    return [...this.entries()].map((e) => e.router);
   }
 
   /** Called when a model's component gains its first worker or loses its last; returns unsubscribe. */
@@ -86,7 +85,11 @@ export class ModelWatcher {
     if (this.closed) return;
     this.closed = true;
     this.watch?.close();
-    await Promise.all([...this.entries.values()].map((e) => e.router.close()));
+    await Promise.all([...this.entries()].map((e) => e.router.close()));
+  }
+
+  private *entries(): IterableIterator<Entry> {
+    for (const models of this.byComponent.values()) yield* models.values();
   }
 
   private onDiscovery(event: DiscoveryEvent): void {
@@ -94,34 +97,28 @@ export class ModelWatcher {
     const workerId = event.instance.instanceId;
     const component = event.instance.endpoint.component;
     if (event.type === 'removed') {
-      const k = this.instanceKeys.get(workerId);
-      if (k === undefined) return;
-      this.instanceKeys.delete(workerId);
-      const entry = this.entries.get(k);
-      if (entry?.workers.delete(workerId) && entry.workers.size === 0)
+      const entry = this.instanceEntries.get(workerId);
+      if (entry === undefined) return;
+      this.instanceEntries.delete(workerId);
+      if (entry.workers.delete(workerId) && entry.workers.size === 0)
         this.emit({ type: 'removed', model: entry.router.model, component });
       return;
     }
     const card = event.card;
     if (card === undefined) return;
-    const k = key(card.modelName, component);
-    const previous = this.instanceKeys.get(workerId);
-    if (previous !== undefined && previous !== k) {
-      const old = this.entries.get(previous);
-      old?.workers.delete(workerId);
+    let models = this.byComponent.get(component);
+    if (models === undefined) {
+      models = new Map();
+      this.byComponent.set(component, models);
     }
-    const entry = this.entries.get(k);
+    const entry = models.get(card.modelName);
+    const previous = this.instanceEntries.get(workerId);
+    if (previous !== undefined && previous !== entry) previous.workers.delete(workerId);
     const change: ModelChange = { type: 'added', model: card.modelName, component };
-    this.instanceKeys.set(workerId, k);
     if (entry === undefined) {
       const created: Entry = { router: this.createRouter(card, component), workers: new Set([workerId]) };
-      this.entries.set(k, created);
-      let models = this.byComponent.get(component);
-      if (models === undefined) {
-        models = new Map();
-        this.byComponent.set(component, models);
-      }
       models.set(card.modelName, created);
+      this.instanceEntries.set(workerId, created);
       // Announced once the new router knows its workers (its own watch delivered them).
       created.router.start().then(
         () => {
@@ -136,6 +133,7 @@ export class ModelWatcher {
       );
       return;
     }
+    this.instanceEntries.set(workerId, entry);
     const wasEmpty = entry.workers.size === 0;
     entry.workers.add(workerId);
     if (wasEmpty) this.emit(change);
@@ -163,8 +161,4 @@ export class ModelWatcher {
       }
     }
   }
-}
-
-function key(model: string, component: string): string {
-  return `${component}\u0000${model}`;
 }
