@@ -30,8 +30,8 @@ export class EncodeCache {
     this.largestCached = Math.floor(maxTokens / 4);
   }
 
-  /** The token ids of `text` (what `tokenizer.encode(text)` returns); never modify the result. */
-  encode(text: string): Uint32Array {
+  /** The token ids of `text` (what `tokenizer.encode(text)` returns), shared: read only. */
+  encode(text: string): ArrayLike<number> & Iterable<number> {
     const newer = this.newer.get(text);
     if (newer !== undefined) {
       this.hits++;
