@@ -41,7 +41,7 @@ const ROOT = join(import.meta.dirname, '..');
 const MODEL = 'kvgate-mock';
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const BLOCK_SIZE = 64;
 const BASELINE_DIR = (() => {
   const at = process.argv.indexOf('--baseline');
