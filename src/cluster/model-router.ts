@@ -601,18 +601,7 @@ export class ModelRouter {
 
   /** Removes every block indexed for one rank of a worker (before its dump is ingested). */
   private resetRank(workerId: WorkerId, dpRank: number): void {
-    if (!(this.policy instanceof KvRouter)) return;
-    const hashes: bigint[] = [];
-    for (const event of this.policy.dump()) {
-      const data = event.event.data;
-      if (event.workerId === workerId && event.event.dpRank === dpRank && data.kind === 'stored')
-        for (const block of data.blocks) hashes.push(block.blockHash);
-    }
-    if (hashes.length > 0)
-      this.policy.applyEvent({
-        workerId,
-        event: { eventId: 0n, dpRank, data: { kind: 'removed', blockHashes: hashes } },
-      });
+    if (this.policy instanceof KvRouter) this.policy.resetRank(workerId, dpRank);
   }
 
   async close(): Promise<void> {

@@ -276,6 +276,12 @@ export class ApproximateIndexer implements KvIndexer {
     this.inner.removeWorker(workerId);
   }
 
+  removeRank(workerId: WorkerId, dpRank: number): void {
+    this.purgeExpired();
+    this.untrackOwner(this.inner.owners.find(workerId, dpRank));
+    this.inner.removeRank(workerId, dpRank);
+  }
+
   findMatches(localHashes: Uint32Array, options?: FindMatchesOptions): OverlapScores {
     this.purgeExpired();
     return this.inner.findMatches(localHashes, options);
@@ -420,14 +426,16 @@ export class ApproximateIndexer implements KvIndexer {
   }
 
   private untrackWorker(workerId: WorkerId): void {
-    for (const owner of this.inner.owners.ownersOf(workerId)) {
-      const blocks = this.tracked.get(owner);
-      if (blocks === undefined) continue;
-      for (const head of blocks.byLo.values())
-        for (let entry: Tracked | null = head; entry !== null; entry = entry.next) entry.live = false;
-      this.trackedCount -= blocks.count;
-      this.tracked.delete(owner);
-    }
+    for (const owner of this.inner.owners.ownersOf(workerId)) this.untrackOwner(owner);
+  }
+
+  private untrackOwner(owner: number): void {
+    const blocks = this.tracked.get(owner);
+    if (blocks === undefined) return;
+    for (const head of blocks.byLo.values())
+      for (let entry: Tracked | null = head; entry !== null; entry = entry.next) entry.live = false;
+    this.trackedCount -= blocks.count;
+    this.tracked.delete(owner);
   }
 
   /** Drops dead heap entries once they outnumber the live ones. */

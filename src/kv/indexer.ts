@@ -51,6 +51,9 @@ export interface KvIndexer {
   /** Drops every entry of every rank of the worker. */
   removeWorker(workerId: WorkerId): void;
 
+  /** Drops every entry of one rank of a worker (its owner id stays interned). */
+  removeRank(workerId: WorkerId, dpRank: number): void;
+
   /** Leading-block matches per owner for the query's local block hashes ([lo, hi] pairs). */
   findMatches(localHashes: Uint32Array, options?: FindMatchesOptions): OverlapScores;
 

@@ -139,6 +139,11 @@ export class NaiveIndexer implements KvIndexer {
     if (this.ownsTable) this.owners.releaseWorker(workerId);
   }
 
+  removeRank(workerId: WorkerId, dpRank: number): void {
+    const owner = this.owners.find(workerId, dpRank);
+    if (owner >= 0) this.dropOwner(owner);
+  }
+
   findMatches(localHashes: Uint32Array, options?: FindMatchesOptions): OverlapScores {
     this.scores.count = 0;
     const length = localHashes.length >>> 1;

@@ -181,6 +181,11 @@ export class RadixTreeIndexer implements KvIndexer {
     if (this.ownsTable) this.owners.releaseWorker(workerId);
   }
 
+  removeRank(workerId: WorkerId, dpRank: number): void {
+    const owner = this.owners.find(workerId, dpRank);
+    if (owner >= 0) this.clearOwner(owner);
+  }
+
   treeSize(owner: number): number {
     return owner >= 0 && owner < this.ownerKeys.length ? this.ownerKeys[owner] : 0;
   }

@@ -253,6 +253,11 @@ export class KvRouter implements RoutingPolicy {
     for (let i = 0; i < count; i++) this.candidatePosition[candidates[i]] = i;
   }
 
+  /** Drops the index entries of one rank of a worker (before a dump of that rank is ingested). */
+  resetRank(workerId: WorkerId, dpRank: number): void {
+    this.indexer.removeRank(workerId, dpRank);
+  }
+
   /** Drops the worker's index entries, predicted blocks and load for every rank. */
   removeWorker(workerId: WorkerId): boolean {
     const worker = this.registry.get(workerId);

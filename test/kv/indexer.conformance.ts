@@ -176,6 +176,29 @@ export function runIndexerConformance(name: string, factory: () => KvIndexer): v
       expect(indexer.size).toBe(2);
     });
 
+    it('removeRank drops one rank of a worker and nothing else; the rank indexes again afterwards', () => {
+      const indexer = factory();
+      for (let rank = 0; rank < 3; rank++) applyAll(indexer, [storedEvent(7n, rank, [1, 2])]);
+      applyAll(indexer, [storedEvent(8n, 1, [1, 4])]);
+      indexer.removeRank(7n, 1);
+      expect(matches(indexer, [1, 2])).toEqual({
+        '7:0': { blocks: 2, treeSize: 2 },
+        '7:2': { blocks: 2, treeSize: 2 },
+        '8:1': { blocks: 1, treeSize: 2 },
+      });
+      expect(indexer.size).toBe(6);
+      expect(canonicalDump(indexer)).toHaveLength(6);
+      indexer.removeRank(7n, 1); // again: nothing to do
+      indexer.removeRank(7n, 9); // a rank never seen
+      indexer.removeRank(99n, 0); // a worker never seen
+      expect(indexer.size).toBe(6);
+      expect(indexer.apply(storedEvent(7n, 1, [1, 2, 3]))).toBeNull();
+      expect(matches(indexer, [1, 2, 3])['7:1']).toEqual({ blocks: 3, treeSize: 3 });
+      // Rank 0 too (a rank lost as a falsy 0 would leave its blocks behind).
+      indexer.removeRank(7n, 0);
+      expect(matches(indexer, [1, 2])['7:0']).toBeUndefined();
+    });
+
     it('rejects a stored event with an unknown parent and applies nothing', () => {
       const indexer = factory();
       applyAll(indexer, [storedEvent(1n, 0, [1, 2]), storedEvent(2n, 0, [1])]);

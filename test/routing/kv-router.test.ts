@@ -237,6 +237,20 @@ describe('KvRouter: lifecycle', () => {
     expect(totalLoad(router)).toBe(0);
   });
 
+  it('resetRank drops the index entries of that rank only, and keeps its load', () => {
+    const router = makeRouter();
+    router.addWorker(1n, { dataParallelSize: 2 });
+    for (let rank = 0; rank < 2; rank++) router.applyEvent(storedEvent(1n, rank, blocks(rank + 1, 9)));
+    router.route('r1', blocks(2, 9), { pinned: { workerId: 1n, dpRank: 1 } });
+    router.resetRank(1n, 1);
+    expect(router.dump().map((e) => e.event.dpRank)).toEqual([0, 0]);
+    expect(router.bestWorker(blocks(1, 9)).overlapBlocks).toBe(2);
+    expect(router.loads().find((l) => l.dpRank === 1)?.activeRequests).toBe(1);
+    // The rank indexes again (its dump follows a reset).
+    expect(router.applyEvent(storedEvent(1n, 1, blocks(2, 9)))).toBeNull();
+    expect(router.bestWorker(blocks(2, 9))).toEqual({ workerId: 1n, dpRank: 1, overlapBlocks: 2 });
+  });
+
   it('removeWorker leaves no load or index entry for any rank, and frees its owner ids', () => {
     const router = makeRouter();
     router.addWorker(1n, { dataParallelSize: 3 });
