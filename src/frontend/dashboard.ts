@@ -8,7 +8,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { WorkerId } from '../kv/events.ts';
-import { stringifyJson } from './json.ts';
+import { stringifyLossless } from '../runtime/codec.ts';
 import type { FrontendMetrics } from './metrics.ts';
 
 export interface DashboardRank {
@@ -59,7 +59,7 @@ export function registerDashboard(
     return reply
       .header('content-type', 'application/json; charset=utf-8')
       .header('cache-control', 'no-store')
-      .send(stringifyJson(body));
+      .send(stringifyLossless(body));
   });
 }
 

@@ -3,10 +3,9 @@
  * worker id often is one). Bodies are parsed natively first; only when a field that carries a u64
  * holds a number JSON.parse could not represent exactly is the text parsed again with
  * lossless-json, where such integers come back as bigint. (Deciding from the parsed value rather
- * than from the text keeps a prompt full of digits on the fast path.) On the way out, bigint values
- * are written as plain JSON numbers (Dynamo's wire shape).
+ * than from the text keeps a prompt full of digits on the fast path.) On the way out,
+ * `stringifyLossless` (runtime/codec.ts) writes bigints as plain JSON numbers (Dynamo's wire shape).
  */
-import { randomBytes } from 'node:crypto';
 import { isInteger, isSafeNumber, parse as parseLossless } from 'lossless-json';
 
 function parseNumber(text: string): number | bigint {
@@ -28,20 +27,4 @@ export function parseJsonLossless(
 ): unknown {
   const parsed: unknown = JSON.parse(text);
   return needsLossless(parsed) ? parseLossless(text, null, parseNumber) : parsed;
-}
-
-// A per-process random tag, so no string a client or model produces can be mistaken for a bigint.
-const TAG = `u64-${randomBytes(8).toString('hex')}:`;
-const MARKER = `\u0000${TAG}`;
-const ESCAPED_MARKER = `\\u0000${TAG}`;
-const MARKED = new RegExp(`"\\\\u0000${TAG}(\\d+)"`, 'g');
-
-function bigintReplacer(_key: string, value: unknown): unknown {
-  return typeof value === 'bigint' ? `${MARKER}${value.toString()}` : value;
-}
-
-/** JSON.stringify that writes bigint as a bare integer. */
-export function stringifyJson(value: unknown): string {
-  const text = JSON.stringify(value, bigintReplacer);
-  return text.includes(ESCAPED_MARKER) ? text.replace(MARKED, '$1') : text;
 }

@@ -14,6 +14,7 @@ import Fastify, {
   type FastifyRequest,
   LogController,
 } from 'fastify';
+import { stringifyLossless } from '../runtime/codec.ts';
 import { loadO200kTokenizer, type Tokenizer } from '../tokens/tokenizer.ts';
 import type { Logger } from '../util/log.ts';
 import { log as defaultLog } from '../util/log.ts';
@@ -22,7 +23,7 @@ import type { ModelBackend, ModelRegistry } from './backend.ts';
 import { registerBusyThreshold } from './busy-threshold.ts';
 import { type DashboardProvider, registerDashboard } from './dashboard.ts';
 import { ApiError, toApiError } from './errors.ts';
-import { parseJsonLossless, stringifyJson } from './json.ts';
+import { parseJsonLossless } from './json.ts';
 import { type Endpoint, FrontendMetrics } from './metrics.ts';
 import { nvextNeedsLossless, type RequestHeaders } from './nvext.ts';
 import { chatPlan, completionPlan } from './preprocess.ts';
@@ -199,7 +200,7 @@ export function createFrontendServer(options: FrontendServerOptions): FastifyIns
     return reply
       .code(healthy ? 200 : 503)
       .header('content-type', 'application/json; charset=utf-8')
-      .send(stringifyJson(body));
+      .send(stringifyLossless(body));
   });
 
   app.get('/metrics', async (_request, reply) => {

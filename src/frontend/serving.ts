@@ -11,6 +11,7 @@
 import type { ServerResponse } from 'node:http';
 import type { FastifyBaseLogger, FastifyReply } from 'fastify';
 import type { SamplingOptions, Usage } from '../protocol/generate.ts';
+import { stringifyLossless } from '../runtime/codec.ts';
 import type { Tokenizer } from '../tokens/tokenizer.ts';
 import { type Cancellation, CancelSource } from '../util/cancel.ts';
 import { randomHexId } from '../util/random-id.ts';
@@ -25,7 +26,6 @@ import {
   mergeChoices,
   runChoice,
 } from './generation.ts';
-import { stringifyJson } from './json.ts';
 import type { Endpoint, FrontendMetrics, RequestTimer } from './metrics.ts';
 import { type NvextResponse, nvextFromDecision, type ParsedNvext, withNvext } from './nvext.ts';
 import {
@@ -345,7 +345,7 @@ async function serveQuery(scope: Scope): Promise<void> {
     reply
       .code(200)
       .header('content-type', 'application/json; charset=utf-8')
-      .send(stringifyJson(routingResponse(plan.kind, header, nvext)));
+      .send(stringifyLossless(routingResponse(plan.kind, header, nvext)));
     return;
   }
   reply.hijack();

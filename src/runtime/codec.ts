@@ -2,25 +2,33 @@
  * Lossless JSON for plane payloads: a bigint is written as a plain JSON number, and an integer that
  * is not a safe JS number decodes as a bigint. Consumers normalise field types with zod.
  *
- * Fast paths: encoding tries JSON.stringify first (it throws only when a bigint is present); decoding
- * uses JSON.parse when the text has no run of 16+ digits (every integer of at most 15 digits is safe).
+ * Encoding is one JSON.stringify whose replacer turns a bigint into a marked string, and the marks
+ * are then cut out around its digits (most payloads carry a u64 id or hash: a JSON.stringify that
+ * throws on them, caught, cost an exception per message). Decoding uses JSON.parse when the text has
+ * no run of 16+ digits (every integer of at most 15 digits is safe).
  */
-import { isSafeNumber, parse, stringify } from 'lossless-json';
+import { randomBytes } from 'node:crypto';
+import { isSafeNumber, parse } from 'lossless-json';
 import { RuntimeError } from './errors.ts';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
+// A per-process random tag, so no string a client or model produces can be mistaken for a bigint.
+const TAG = `u64-${randomBytes(8).toString('hex')}:`;
+const MARKER = `\u0000${TAG}`;
+const ESCAPED_MARKER = `\\u0000${TAG}`;
+const MARKED = new RegExp(`"\\\\u0000${TAG}(-?\\d+)"`, 'g');
+
+function bigintReplacer(_key: string, value: unknown): unknown {
+  return typeof value === 'bigint' ? `${MARKER}${value.toString()}` : value;
+}
+
+/** JSON text of `value`, bigints written as plain JSON numbers. */
 export function stringifyLossless(value: unknown): string {
-  let text: string | undefined;
-  try {
-    text = JSON.stringify(value);
-  } catch (error) {
-    if (!(error instanceof TypeError)) throw error;
-    text = stringify(value);
-  }
+  const text: string | undefined = JSON.stringify(value, bigintReplacer);
   if (text === undefined) throw new RuntimeError('RUNTIME_INVALID', 'value has no JSON representation');
-  return text;
+  return text.includes(ESCAPED_MARKER) ? text.replace(MARKED, '$1') : text;
 }
 
 function parseNumber(text: string): number | bigint {

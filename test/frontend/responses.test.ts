@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { stringifyJson } from '../../src/frontend/json.ts';
 import { completeResponse, completeResponseJson, type ResponseKind } from '../../src/frontend/responses.ts';
+import { stringifyLossless } from '../../src/runtime/codec.ts';
 
 describe('completeResponseJson', () => {
   it('writes the same JSON as the completeResponse object, nvext u64 ids in full', () => {
@@ -34,7 +34,7 @@ describe('completeResponseJson', () => {
         (kind, model, choices, usage, echo) => {
           const header = { id: 'chatcmpl-0123abcd', created: 1_795_644_135, model };
           const json = completeResponseJson(kind, header, choices, usage, echo);
-          expect(json).toBe(stringifyJson(completeResponse(kind, header, choices, usage, echo)));
+          expect(json).toBe(stringifyLossless(completeResponse(kind, header, choices, usage, echo)));
           expect(() => JSON.parse(json)).not.toThrow();
         },
       ),

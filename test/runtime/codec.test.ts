@@ -4,10 +4,16 @@ import { decodeJson, encodeJson, parseLossless, stringifyLossless } from '../../
 import { isRuntimeError } from '../../src/runtime/errors.ts';
 
 describe('lossless JSON codec', () => {
-  it('writes bigints as plain JSON numbers', () => {
-    expect(stringifyLossless({ id: 18446744073709551615n, small: 7n, list: [1, 2n] })).toBe(
-      '{"id":18446744073709551615,"small":7,"list":[1,2]}',
+  it('writes bigints as plain JSON numbers, negative ones too, and leaves look-alike strings alone', () => {
+    expect(stringifyLossless({ id: 18446744073709551615n, small: 7n, list: [1, 2n], neg: -5n })).toBe(
+      '{"id":18446744073709551615,"small":7,"list":[1,2],"neg":-5}',
     );
+    for (const s of ['u64:5', '\u0000u64-0000000000000000:7', '"\\u0000u64-0000000000000000:7"'])
+      expect(stringifyLossless({ s, n: 1n })).toBe(`{"s":${JSON.stringify(s)},"n":1}`);
+    expect(stringifyLossless({ a: [undefined, () => 1], d: new Date(0), n: null })).toBe(
+      JSON.stringify({ a: [undefined, () => 1], d: new Date(0), n: null }),
+    );
+    expect(() => stringifyLossless(undefined)).toThrow(/no JSON representation/);
   });
 
   it('decodes integers that are not safe numbers as bigint, everything else as numbers', () => {
