@@ -4,7 +4,7 @@
  * thousands of tokens and this runs per request.
  */
 import { isDpRank } from '../kv/events.ts';
-import type { GenerateRequest } from '../protocol/generate.ts';
+import { type GenerateRequest, isOutputKind } from '../protocol/generate.ts';
 import { EngineError } from './errors.ts';
 
 function invalid(message: string): EngineError {
@@ -55,7 +55,7 @@ export function validateGenerateRequest(
     throw invalid(`sampling.seed must be a non-negative safe integer, got ${String(seed)}`);
   if (ignoreEos !== undefined && typeof ignoreEos !== 'boolean')
     throw invalid('sampling.ignoreEos must be a boolean');
-  if (outputKind !== undefined && outputKind !== 'delta' && outputKind !== 'final')
+  if (outputKind !== undefined && !isOutputKind(outputKind))
     throw invalid(`sampling.outputKind must be 'delta' or 'final', got ${String(outputKind)}`);
   if (request.dpRank !== undefined) {
     if (typeof request.dpRank !== 'number' || !Number.isInteger(request.dpRank))

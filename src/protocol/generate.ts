@@ -31,6 +31,10 @@ export interface SamplingOptions {
 
 export type OutputKind = 'delta' | 'final';
 
+export function isOutputKind(value: unknown): value is OutputKind {
+  return value === 'delta' || value === 'final';
+}
+
 /** Where a decode engine pulls the KV state of a prefilled prompt from (DESIGN §8). */
 export interface BootstrapInfo {
   readonly host: string;

@@ -17,7 +17,7 @@ import { z } from 'zod';
 import { decodeRouterEventsValue, encodeRouterEvents, parseLosslessJson } from '../kv/codec.ts';
 import type { RouterEvent } from '../kv/events.ts';
 import { decodeJson, encodeJson } from '../runtime/codec.ts';
-import type { BootstrapInfo, GenerateChunk, GenerateRequest } from './generate.ts';
+import { type BootstrapInfo, type GenerateChunk, type GenerateRequest, isOutputKind } from './generate.ts';
 
 export const DEFAULT_NAMESPACE = 'kvgate';
 export const BACKEND_COMPONENT = 'backend';
@@ -283,7 +283,7 @@ function checkedRequest(
   if (seed !== undefined && !isIntIn(seed, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER))
     return undefined;
   if (dpRank !== undefined && !isIntIn(dpRank, 0, 0xffff_ffff)) return undefined;
-  if (outputKind !== undefined && outputKind !== 'delta' && outputKind !== 'final') return undefined;
+  if (outputKind !== undefined && !isOutputKind(outputKind)) return undefined;
   const tokens = tokenIdsCopy(tokenIds, 1);
   if (tokens === undefined) return undefined;
   const sampling: MutableSampling = { maxTokens };
@@ -395,7 +395,7 @@ function generateRequestText(r: GenerateRequest): string | undefined {
     sampling += `,"seed":${s.seed}`;
   }
   if (s.outputKind !== undefined) {
-    if (s.outputKind !== 'delta' && s.outputKind !== 'final') return undefined;
+    if (!isOutputKind(s.outputKind)) return undefined;
     sampling += `,"output_kind":"${s.outputKind}"`;
   }
   let text = `{"request_id":${JSON.stringify(r.requestId)},"token_ids":[${ids}],"sampling":${sampling}}`;
