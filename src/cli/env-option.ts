@@ -13,11 +13,11 @@ export function envVariable(long: string): string {
 export function envOption<T>(
   flags: string,
   description: string,
-  parse?: (value: string, previous: T) => T,
+  parse: (value: string, previous: T) => T,
   defaultValue?: T,
 ): Option {
   const option = new Option(flags, description);
   option.env(envVariable(option.long ?? flags));
-  if (parse !== undefined) option.argParser(parse);
+  option.argParser(parse);
   return defaultValue === undefined ? option : option.default(defaultValue);
 }

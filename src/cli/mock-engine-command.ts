@@ -8,7 +8,7 @@ import { type Command, Option } from 'commander';
 import { type DisaggregationMode, FakeEngineServer } from '../engine/fakes/fake-engine-server.ts';
 import { onShutdownSignal } from '../util/shutdown.ts';
 import { nonNegativeNumber, port, positiveInt } from './arg-parsers.ts';
-import { CliUsageError, exitTwoOnUsageError, usageGuard } from './usage.ts';
+import { CliUsageError, exitTwoOnUsageError, startOrExit, usageGuard } from './usage.ts';
 
 interface MockEngineFlags {
   api: 'sglang' | 'vllm';
@@ -54,22 +54,24 @@ export function registerMockEngineCommand(program: Command): void {
     usageGuard(async (flags: MockEngineFlags) => {
       if (flags.api === 'vllm' && flags.disaggregationMode !== 'null')
         throw new CliUsageError('--disaggregation-mode is for the SGLang API');
-      const server = await FakeEngineServer.start({
-        api: flags.api,
-        host: flags.host,
-        port: flags.port,
-        ...(flags.zmqPort !== undefined ? { zmqPort: flags.zmqPort } : {}),
-        ...(flags.replayPort !== undefined ? { replayPort: flags.replayPort } : {}),
-        dataParallelSize: flags.dpSize,
-        disaggregationMode: flags.disaggregationMode,
-        bootstrapPort: flags.bootstrapPort,
-        modelName: flags.model,
-        engine: {
-          blockSize: flags.blockSize,
-          numGpuBlocks: flags.numGpuBlocks,
-          speedupRatio: flags.speedupRatio,
-        },
-      });
+      const server = await startOrExit(() =>
+        FakeEngineServer.start({
+          api: flags.api,
+          host: flags.host,
+          port: flags.port,
+          ...(flags.zmqPort !== undefined ? { zmqPort: flags.zmqPort } : {}),
+          ...(flags.replayPort !== undefined ? { replayPort: flags.replayPort } : {}),
+          dataParallelSize: flags.dpSize,
+          disaggregationMode: flags.disaggregationMode,
+          bootstrapPort: flags.bootstrapPort,
+          modelName: flags.model,
+          engine: {
+            blockSize: flags.blockSize,
+            numGpuBlocks: flags.numGpuBlocks,
+            speedupRatio: flags.speedupRatio,
+          },
+        }),
+      );
       process.stdout.write(
         `${JSON.stringify({
           ready: true,

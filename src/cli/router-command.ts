@@ -16,7 +16,7 @@ import { onShutdownSignal } from '../util/shutdown.ts';
 import { positiveInt } from './arg-parsers.ts';
 import { routerConfigFrom } from './frontend-flags.ts';
 import { addRuntimeOptions, runtimeSettingsFromOptions } from './runtime-options.ts';
-import { CliUsageError, exitTwoOnUsageError, usageGuard } from './usage.ts';
+import { CliUsageError, exitTwoOnUsageError, startOrExit, usageGuard } from './usage.ts';
 
 interface RouterFlags {
   endpoint?: string;
@@ -89,19 +89,16 @@ async function runRouter(flags: RouterFlags): Promise<void> {
   if (settings.distributed === undefined)
     throw new CliUsageError('kvgate router joins a distributed runtime: give --nats URL and --etcd URL');
 
-  const runtime = await connectDistributedRuntime(settings.distributed);
-  let service: RouterService;
-  try {
-    service = await RouterService.start({
-      runtime,
-      endpoint,
-      config,
-      waitForWorkersMs: flags.waitForWorkers,
-    });
-  } catch (error) {
-    await runtime.close().catch(() => undefined);
-    throw error;
-  }
+  const distributed = settings.distributed;
+  const runtime = await startOrExit(
+    () => connectDistributedRuntime(distributed),
+    'cannot connect to NATS / etcd: ',
+  );
+  const service = await startOrExit(
+    () => RouterService.start({ runtime, endpoint, config, waitForWorkersMs: flags.waitForWorkers }),
+    'router: ',
+    () => runtime.close(),
+  );
   onShutdownSignal(async () => {
     await service.close();
     await runtime.close();

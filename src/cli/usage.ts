@@ -7,7 +7,7 @@ import type { Command, CommanderError } from 'commander';
 import { EngineError } from '../engine/errors.ts';
 import { errorMessage } from '../runtime/errors.ts';
 
-export const USAGE_EXIT_CODE = 2;
+const USAGE_EXIT_CODE = 2;
 
 /** A usage error found after commander parsed the flags (combinations, files, runtime settings). */
 export class CliUsageError extends Error {
@@ -15,7 +15,7 @@ export class CliUsageError extends Error {
 }
 
 /** A CliUsageError, or engine options the engine refused (they come straight from the flags). */
-export function isUsageError(error: unknown): error is Error {
+function isUsageError(error: unknown): error is Error {
   return (
     error instanceof CliUsageError ||
     (error instanceof EngineError && error.code === 'ENGINE_INVALID_OPTIONS')
