@@ -222,9 +222,9 @@ export interface RequestPlane {
   ): PushHandle;
   /**
    * Optional: `callPush` with the payload as the value `encode` turns into bytes. The in-process
-   * plane hands the value to a handler served with a `valueHandler` (which owns it from then on:
-   * the caller must not touch it) and encodes it only for one without. Use `pushCallValue` to
-   * call any plane this way.
+   * plane hands the value to a handler served with a `valueHandler` (which must not modify it: it
+   * checks and copies what it keeps, as `generateRequestFromValue` does) and encodes it only for one
+   * without. Use `pushCallValue` to call any plane this way.
    */
   callPushValue?<V>(
     endpoint: EndpointId,

@@ -31,4 +31,17 @@ describe('connectNats before NATS is up', () => {
       await nc.close();
     }
   });
+
+  it('an unreadable creds file fails at once and leaves no notice running', async () => {
+    const warn = vi.spyOn(log, 'warn');
+    await expect(
+      connectNats({
+        servers: 'nats://127.0.0.1:1',
+        credsFile: '/nonexistent/kvgate.creds',
+        firstConnectNoticeMs: 20,
+      }),
+    ).rejects.toThrow(/ENOENT/);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(warn.mock.calls.filter((call) => call[1] === WAITING)).toHaveLength(0);
+  });
 });

@@ -36,8 +36,6 @@ export interface RemoteEngineOptions {
   readonly kvEvents?: KvEventsSource;
   /** Hash seed of tokens_hash (default Dynamo's 1337). */
   readonly hashSeed?: bigint;
-  /** Events each rank keeps for the router's range queries (default as the in-process engine's local indexer). */
-  readonly eventBufferSize?: number;
 }
 
 /** One request's share of its rank's load. */
@@ -76,12 +74,7 @@ export abstract class RemoteEngineAdapter implements EngineAdapter {
     this.url = options.url.replace(/\/+$/, '');
     for (let rank = 0; rank < options.description.dataParallelSize; rank++) {
       this.logs.push(
-        new LocalIndexer(
-          options.workerId,
-          rank,
-          options.eventBufferSize ?? DEFAULT_LOCAL_INDEXER_BUFFER_SIZE,
-          new RadixTreeIndexer(),
-        ),
+        new LocalIndexer(options.workerId, rank, DEFAULT_LOCAL_INDEXER_BUFFER_SIZE, new RadixTreeIndexer()),
       );
       this.nextEventIds.push(0n);
     }

@@ -39,14 +39,8 @@ export function defaultNatsServers(): string[] {
 
 export async function connectNats(options: NatsOptions = {}): Promise<NatsConnection> {
   const servers = options.servers ?? defaultNatsServers();
-  // The first connection is awaited for as long as it takes (NATS may start after us): say so, or a
-  // process whose NATS is unreachable would wait without a word.
-  const waiting = setInterval(
-    () => log.warn({ servers }, 'runtime: waiting for NATS (not reachable yet); retrying'),
-    options.firstConnectNoticeMs ?? FIRST_CONNECT_NOTICE_MS,
-  );
-  waiting.unref();
-  const nc = await connect({
+  // Built first: reading a creds file may throw, and then no notice timer must be left running.
+  const connectOptions = {
     servers: typeof servers === 'string' ? servers : [...servers],
     name: options.name ?? 'kvgate',
     reconnect: true,
@@ -60,7 +54,15 @@ export async function connectNats(options: NatsOptions = {}): Promise<NatsConnec
     ...(options.user ? { user: options.user, pass: options.pass } : {}),
     ...(options.credsFile ? { authenticator: credsAuthenticator(readFileSync(options.credsFile)) } : {}),
     ...(options.tls ? { tls: options.tls } : {}),
-  }).finally(() => clearInterval(waiting));
+  };
+  // The first connection is awaited for as long as it takes (NATS may start after us): say so, or a
+  // process whose NATS is unreachable would wait without a word.
+  const waiting = setInterval(
+    () => log.warn({ servers }, 'runtime: waiting for NATS (not reachable yet); retrying'),
+    options.firstConnectNoticeMs ?? FIRST_CONNECT_NOTICE_MS,
+  );
+  waiting.unref();
+  const nc = await connect(connectOptions).finally(() => clearInterval(waiting));
   void logStatus(nc);
   return nc;
 }
