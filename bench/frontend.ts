@@ -78,17 +78,13 @@ async function frontendOnlyServer(): Promise<void> {
       const n = request.sampling.maxTokens;
       const tokenAt = (i: number) => 1000 + ((i * 7919) % 1000);
       const usage = { promptTokens: request.tokenIds.length, completionTokens: n, cachedTokens: 0 };
-      if (request.sampling.outputKind === 'final') {
-        const first = { tokenIds: [tokenAt(0)], workerId: 1n, dpRank: 0 };
-        if (n === 1) yield { ...first, finishReason: 'length', usage };
-        else {
-          yield first;
-          yield {
-            tokenIds: Array.from({ length: n - 1 }, (_, i) => tokenAt(i + 1)),
-            finishReason: 'length',
-            usage,
-          };
-        }
+      if (request.sampling.outputKind === 'final' && n > 1) {
+        yield { tokenIds: [tokenAt(0)], workerId: 1n, dpRank: 0 };
+        yield {
+          tokenIds: Array.from({ length: n - 1 }, (_, i) => tokenAt(i + 1)),
+          finishReason: 'length',
+          usage,
+        };
         return;
       }
       for (let i = 0; i < n; i++) {

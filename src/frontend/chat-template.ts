@@ -68,7 +68,7 @@ export class ChatMlTemplate implements ChatTemplate {
   private readonly newline: readonly number[];
   private readonly assistantHeader: readonly number[];
   /** Turns seen recently (system prompts and earlier turns come back with every request). */
-  readonly turns: EncodeCache | undefined;
+  private readonly turns: EncodeCache | undefined;
 
   constructor(
     private readonly tokenizer: Tokenizer,

@@ -6,11 +6,8 @@
  * than from the text keeps a prompt full of digits on the fast path.) On the way out,
  * `stringifyLossless` (runtime/codec.ts) writes bigints as plain JSON numbers (Dynamo's wire shape).
  */
-import { isInteger, isSafeNumber, parse as parseLossless } from 'lossless-json';
-
-function parseNumber(text: string): number | bigint {
-  return isInteger(text) && !isSafeNumber(text) ? BigInt(text) : Number(text);
-}
+import { parse as parseLossless } from 'lossless-json';
+import { parseLosslessNumber } from '../runtime/codec.ts';
 
 /** A number JSON.parse may have rounded. */
 export function isUnsafeNumber(value: unknown): boolean {
@@ -26,5 +23,5 @@ export function parseJsonLossless(
   needsLossless: (parsed: unknown) => boolean = () => true,
 ): unknown {
   const parsed: unknown = JSON.parse(text);
-  return needsLossless(parsed) ? parseLossless(text, null, parseNumber) : parsed;
+  return needsLossless(parsed) ? parseLossless(text, null, parseLosslessNumber) : parsed;
 }

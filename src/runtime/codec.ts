@@ -31,7 +31,8 @@ export function stringifyLossless(value: unknown): string {
   return text.includes(ESCAPED_MARKER) ? text.replace(MARKED, '$1') : text;
 }
 
-function parseNumber(text: string): number | bigint {
+/** lossless-json's number reviver: an integer that is not a safe JS number becomes a bigint. */
+export function parseLosslessNumber(text: string): number | bigint {
   if (isSafeNumber(text)) return Number(text);
   if (/^-?\d+$/.test(text)) return BigInt(text);
   return Number(text);
@@ -51,7 +52,7 @@ function hasLongDigitRun(text: string): boolean {
 /** Throws RuntimeError RUNTIME_MALFORMED on invalid JSON. */
 export function parseLossless(text: string): unknown {
   try {
-    return hasLongDigitRun(text) ? parse(text, null, parseNumber) : JSON.parse(text);
+    return hasLongDigitRun(text) ? parse(text, null, parseLosslessNumber) : JSON.parse(text);
   } catch (error) {
     throw new RuntimeError('RUNTIME_MALFORMED', `invalid JSON: ${(error as Error).message}`, {
       cause: error,

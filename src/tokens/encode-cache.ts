@@ -19,8 +19,6 @@ export class EncodeCache {
   private olderTokens = 0;
   private readonly generationTokens: number;
   private readonly largestCached: number;
-  hits = 0;
-  misses = 0;
 
   constructor(
     private readonly tokenizer: Tokenizer,
@@ -33,21 +31,16 @@ export class EncodeCache {
   /** The token ids of `text` (what `tokenizer.encode(text)` returns), shared: read only. */
   encode(text: string): ArrayLike<number> & Iterable<number> {
     const newer = this.newer.get(text);
-    if (newer !== undefined) {
-      this.hits++;
-      return newer;
-    }
+    if (newer !== undefined) return newer;
     const older = this.older.get(text);
     if (older !== undefined) {
-      this.hits++;
       this.older.delete(text);
       this.olderTokens -= older.length;
       this.remember(text, older);
       return older;
     }
-    this.misses++;
-    const ids = Uint32Array.from(this.tokenizer.encode(text));
-    if (ids.length <= this.largestCached) this.remember(text, ids);
+    const ids = this.tokenizer.encode(text);
+    if (ids.length <= this.largestCached) this.remember(text, Uint32Array.from(ids));
     return ids;
   }
 

@@ -28,8 +28,6 @@ describe('EncodeCache', () => {
     expect([...first]).toEqual(tokenizer.encode(text));
     expect([...cache.encode(`${text}`)]).toEqual([...first]);
     expect(tok.calls).toBe(1);
-    expect(cache.hits).toBe(1);
-    expect(cache.misses).toBe(1);
   });
 
   it('holds at most its budget of tokens; a text in use survives every turnover', () => {
@@ -58,10 +56,11 @@ describe('EncodeCache', () => {
     expect(cache.size).toBe(0);
   });
 
-  it('a chat template with the cache writes exactly what one without it writes', () => {
-    const cached = new ChatMlTemplate(counting(tokenizer), { cacheTokens: 4_096 });
-    const plain = new ChatMlTemplate(tokenizer, { cacheTokens: 0 });
-    expect(plain.turns).toBeUndefined();
+  it('a chat template with the cache writes exactly what one without it writes, encoding each turn once', () => {
+    const tok = counting(tokenizer);
+    const cached = new ChatMlTemplate(tok, { cacheTokens: 4_096 });
+    const plainTok = counting(tokenizer);
+    const plain = new ChatMlTemplate(plainTok, { cacheTokens: 0 });
     const system: TemplateMessage = { role: 'system', content: 'You answer in one sentence. ✓ ünïcödé' };
     const conversation: TemplateMessage[] = [system];
     for (let turn = 0; turn < 12; turn++) {
@@ -69,7 +68,9 @@ describe('EncodeCache', () => {
       expect(cached.apply(conversation)).toEqual(plain.apply(conversation));
       conversation.push({ role: 'assistant', content: `It is ${turn * turn}.` });
     }
-    // Every earlier turn of each request came from the cache.
-    expect(cached.turns?.hits).toBeGreaterThan(cached.turns?.misses ?? 0);
+    // Two encodes in the constructor, then each of the 1 + 12 + 11 distinct turns once; without the
+    // cache every request encodes its whole conversation again.
+    expect(tok.calls).toBe(2 + 1 + 12 + 11);
+    expect(plainTok.calls).toBeGreaterThan(100);
   });
 });
