@@ -155,6 +155,19 @@ describe('ApproximateIndexer', () => {
     expect(matchedBlocks(indexer, [9])).toEqual({ '1:0': 1 });
   });
 
+  it("removeRank drops that rank's recorded blocks; what the rank's dump stores again does not expire", () => {
+    const clock = new ManualClock();
+    const indexer = new ApproximateIndexer({ clock });
+    record(indexer, 1n, 0, [1, 2]);
+    record(indexer, 1n, 1, [1, 2]);
+    indexer.removeRank(1n, 1);
+    expect(indexer.trackedBlocks).toBe(2);
+    expect(matchedBlocks(indexer, [1, 2])).toEqual({ '1:0': 2 });
+    expect(indexer.apply(storedEvent(1n, 1, [1, 2]))).toBeNull();
+    clock.advance(TTL);
+    expect(matchedBlocks(indexer, [1, 2])).toEqual({ '1:1': 2 });
+  });
+
   it('defaults to a radix tree sharing the given owner table', () => {
     const owners = new OwnerTable();
     const indexer = new ApproximateIndexer({ owners, clock: new ManualClock() });
