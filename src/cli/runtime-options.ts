@@ -18,13 +18,16 @@ interface RuntimeFlag {
   /** Commander attribute name. */
   readonly key: string;
   readonly flags: string;
+  /** `--name`, as errors name the flag. */
+  readonly long: string;
   readonly env: string;
   readonly help: string;
 }
 
 function runtimeFlag(flags: string, help: string): RuntimeFlag {
   const option = new Option(flags);
-  return { key: option.attributeName(), flags, env: envVariable(option.long ?? flags), help };
+  const long = option.long ?? flags;
+  return { key: option.attributeName(), flags, long, env: envVariable(long), help };
 }
 
 const RUNTIME_FLAGS: readonly RuntimeFlag[] = [
@@ -82,7 +85,7 @@ export function runtimeSettingsFromOptions(
   const value = (key: string): { text: string; source: string } | undefined => {
     const flag = RUNTIME_FLAGS.find((f) => f.key === key)!;
     const fromFlag = given[key];
-    if (typeof fromFlag === 'string') return { text: fromFlag, source: flag.flags.split(' ')[0] };
+    if (typeof fromFlag === 'string') return { text: fromFlag, source: flag.long };
     const fromEnv = env[flag.env];
     if (fromEnv !== undefined && fromEnv !== '') return { text: fromEnv, source: flag.env };
     return undefined;
