@@ -955,7 +955,7 @@ export class RadixTreeIndexer implements KvIndexer {
     if (retired.length < SPARE_TABLES) retired.push(old);
   }
 
-  /** The entry pool outgrew the entry id bits of the slots: widen them (homes stay, tags shrink). */
+  /** The record pool outgrew the entry id bits of the slots: widen them (homes stay, tags shrink). */
   private widenEntryMask(): void {
     const mask = entryMaskFor(this.records.capacity);
     for (const slots of this.ownerSlots) retagSlots(slots, this.entryMask, mask);

@@ -3,12 +3,12 @@
  * `tag | (entry id + 1)`, 0 when empty. Keys live in the entry records.
  *
  * With g = the key's 31-bit hash, a table of 2^k slots puts a key at home slot g's top k bits, and a
- * slot's tag is g's top bits above the entry id bits (`entryMask`, as wide as the entry pool's
+ * slot's tag is g's top bits above the entry id bits (`entryMask`, as wide as the record pool's
  * capacity needs). So while the tag bits cover the k home bits (small tables, the usual case: 13 tag
  * bits at 2^18 entries), a slot's home is `slot >>> clz32(size)` with no entry read: removal shifts
  * later cluster members back (backward-shift deletion, no tombstones) and a resize re-places keys
  * from the slots alone. A probe reads an entry record only when the tags agree, i.e. same home and
- * same extra tag bits. Bigger tables fall back to reading entries for homes. When the entry pool
+ * same extra tag bits. Bigger tables fall back to reading entries for homes. When the record pool
  * outgrows the mask, `retag` clears the tag bits that become entry id bits; homes do not move.
  * The caller keeps keys <= 3/4 of the slots. Functions over a caller-held Int32Array so one owner's
  * table is one typed array.

@@ -18,20 +18,20 @@ export class ChildTable {
   private idMask: number;
 
   constructor(
-    private readonly nodes: RecordPool,
+    private readonly records: RecordPool,
     initialCapacity = 1024,
   ) {
     this.slots = new Int32Array(powerOfTwoAtLeast(initialCapacity));
-    this.idMask = entryMaskFor(nodes.capacity);
+    this.idMask = entryMaskFor(records.capacity);
   }
 
   find(parent: number, lo: number, hi: number): number {
     const slots = this.slots;
     const mask = slots.length - 1;
-    const data = this.nodes.data;
+    const data = this.records.data;
     const idMask = this.idMask;
     const hash = hashTriple(parent, lo, hi);
-    const tag = hash & ~idMask & 0x7fffffff;
+    const tag = this.tagOf(hash);
     let i = hash & mask;
     for (;;) {
       const slot = slots[i];
@@ -48,7 +48,7 @@ export class ChildTable {
 
   /** Adds a child whose key (parent, lo, hi) is not in the table yet. */
   insert(child: number): void {
-    if (this.nodes.capacity > this.idMask) this.widen(entryMaskFor(this.nodes.capacity));
+    if (this.records.capacity > this.idMask) this.widen(entryMaskFor(this.records.capacity));
     if (2 * (this.count + 1) > this.slots.length) this.rehash(this.slots.length * 2);
     this.place(this.slots, child);
     this.count++;
@@ -59,7 +59,7 @@ export class ChildTable {
     const mask = slots.length - 1;
     const idMask = this.idMask;
     const hash = this.hashOf(child);
-    const wanted = (hash & ~idMask & 0x7fffffff) | (child + 1);
+    const wanted = this.tagOf(hash) | (child + 1);
     let i = hash & mask;
     while (slots[i] !== wanted) {
       if (slots[i] === 0) return;
@@ -88,7 +88,7 @@ export class ChildTable {
   }
 
   private hashOf(child: number): number {
-    const data = this.nodes.data;
+    const data = this.records.data;
     const at = child * NODE_STRIDE;
     return hashTriple(data[at + PARENT], data[at + TOKENS_LO], data[at + TOKENS_HI]);
   }
@@ -98,7 +98,12 @@ export class ChildTable {
     const hash = this.hashOf(child);
     let i = hash & mask;
     while (slots[i] !== 0) i = (i + 1) & mask;
-    slots[i] = (hash & ~this.idMask & 0x7fffffff) | (child + 1);
+    slots[i] = this.tagOf(hash) | (child + 1);
+  }
+
+  /** A slot's tag: the key hash's bits above the id bits (below the sign bit). */
+  private tagOf(hash: number): number {
+    return hash & ~this.idMask & 0x7fffffff;
   }
 
   private rehash(capacity: number): void {
