@@ -2,7 +2,7 @@
  * The adapters' HTTP side: server-info variants, SSE framing, error mapping (refused vs
  * unreachable), cancellation reaching the engine, and the small parsing helpers.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -23,16 +23,21 @@ afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn();
 });
 
+/** An HTTP server on a free loopback port, closed after the test; resolves with its URL. */
+async function serveHttp(handler: RequestListener): Promise<string> {
+  const server: Server = createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanup.push(() => new Promise((resolve) => server.close(resolve)));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
 /** A canned HTTP server: path → [status, body]. */
-async function canned(routes: Record<string, [number, string]>): Promise<string> {
-  const server: Server = createServer((req, res) => {
+function canned(routes: Record<string, [number, string]>): Promise<string> {
+  return serveHttp((req, res) => {
     const route = routes[req.url ?? ''];
     if (route === undefined) return void res.writeHead(404).end('{"detail":"Not Found"}');
     res.writeHead(route[0], { 'content-type': 'application/json' }).end(route[1]);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanup.push(() => new Promise((resolve) => server.close(resolve)));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
 async function* bytes(parts: string[]): AsyncGenerator<Uint8Array> {
@@ -231,7 +236,7 @@ describe('requests', () => {
 
   it('sampling options reach SGLang and vLLM under their own names (empty stop lists left out)', async () => {
     const bodies: Record<string, unknown>[] = [];
-    const server: Server = createServer((req, res) => {
+    const url = await serveHttp((req, res) => {
       let text = '';
       req.on('data', (chunk: Buffer) => {
         text += chunk.toString();
@@ -241,9 +246,6 @@ describe('requests', () => {
         res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"captured"}');
       });
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    cleanup.push(() => new Promise((resolve) => server.close(resolve)));
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const description = {
       role: 'aggregated',
       dataParallelSize: 1,
