@@ -720,7 +720,7 @@ class AttemptSink implements FrameSink {
 class RoutedStream implements AsyncIterableIterator<RoutedChunk>, PushSource<RoutedChunk>, PushHandle {
   /** Pull mode: the chunks the consumer has not read yet (made on the first next()). */
   private out: PushQueue<RoutedChunk> | null = null;
-  /** Push mode: where chunks go (null once the stream ended or the consumer cancelled). */
+  /** Where chunks go: the consumer's sink, or in pull mode `out` (null once the stream ended or the consumer cancelled). */
   private sink: PushSink<RoutedChunk> | null = null;
   private started = false;
   /** The request is over: final chunk, error, or the consumer stopped. */
@@ -790,30 +790,22 @@ class RoutedStream implements AsyncIterableIterator<RoutedChunk>, PushSource<Rou
     if (this.out === null) {
       if (this.started) throw new TypeError('a routed stream is consumed once');
       this.out = new PushQueue<RoutedChunk>(mergeChunks);
+      this.sink = this.out;
     }
     return this.out;
   }
 
   private emit(chunk: RoutedChunk): void {
-    if (this.out !== null) this.out.push(chunk);
-    else this.sink?.push(chunk);
+    this.sink?.push(chunk);
   }
 
   private emitEnd(): void {
-    if (this.out !== null) {
-      this.out.end();
-      return;
-    }
     const sink = this.sink;
     this.sink = null;
     sink?.end();
   }
 
   private emitFail(error: unknown): void {
-    if (this.out !== null) {
-      this.out.fail(error);
-      return;
-    }
     const sink = this.sink;
     this.sink = null;
     sink?.fail(error);
