@@ -6,6 +6,7 @@ import type { RouterEvent } from '../../src/kv/events.ts';
 import type { GenerateChunk, GenerateRequest } from '../../src/protocol/generate.ts';
 import {
   decodeKvIndexerAnswer,
+  encodeGenerateRequest,
   generateChunkFromWire,
   generateRequestToWire,
   KV_INDEXER_QUERY_ENDPOINT,
@@ -19,6 +20,7 @@ import {
 } from '../../src/protocol/wire.ts';
 import { decodeJson, encodeJson } from '../../src/runtime/codec.ts';
 import { RemoteError } from '../../src/runtime/errors.ts';
+import { type FrameSink, pushCallValue } from '../../src/runtime/push.ts';
 import { kvEventsSubject } from '../../src/runtime/subjects.ts';
 import { endpointId, type Runtime } from '../../src/runtime/types.ts';
 import { MockEngineAdapter } from '../../src/worker/engine-adapter.ts';
@@ -311,3 +313,52 @@ function workerSuite(name: string, makeFixture: () => Promise<RuntimeFixture>): 
 
 workerSuite('local', async () => localFixture());
 workerSuite('nats + etcd', distributedFixture);
+
+describe('worker called in process (local runtime)', () => {
+  it('takes a generate request as a value, never encoded, and pushes its chunks; bootstrap info goes as bytes', async () => {
+    const fixture = localFixture();
+    try {
+      const runtime = await fixture.runtime();
+      const client = await fixture.runtime();
+      const worker = await Worker.start({
+        runtime,
+        namespace: uniqueNamespace(),
+        modelName: 'mock-model',
+        engine: MockEngineAdapter.factory({ ...ENGINE }),
+        drainTimeoutMs: 2_000,
+      });
+      await worker.registered;
+      const encoded: GenerateRequest[] = [];
+      const encode = (r: GenerateRequest) => {
+        encoded.push(r);
+        return encodeGenerateRequest(r);
+      };
+      const call = (r: GenerateRequest) =>
+        new Promise<{ tokens: number; error?: unknown }>((resolve) => {
+          let tokens = 0;
+          const sink: FrameSink = {
+            push: (frame) => {
+              const chunk = generateChunkFromWire(decodeJson(frame));
+              if (chunk.ok) tokens += chunk.value.tokenIds.length;
+            },
+            pushValue: <V>(value: V) => {
+              tokens += (value as unknown as GenerateChunk).tokenIds.length;
+            },
+            end: () => resolve({ tokens }),
+            fail: (error) => resolve({ tokens, error }),
+          };
+          pushCallValue(client.requests, worker.generateEndpoint, worker.instanceId, r, encode, sink);
+        });
+      expect(await call(request('value', range(0, 12), 5, 2))).toEqual({ tokens: 5 });
+      expect(encoded).toEqual([]);
+      const bootstrap = { host: 'h', port: 1, room: 7, prefillWorkerId: 9n, prefillDpRank: 0 };
+      // Not a value the worker takes as it is: the plane encodes it (this aggregated engine then refuses it).
+      const refused = await call({ ...request('bytes', range(0, 12), 5, 2), bootstrap });
+      expect(encoded).toHaveLength(1);
+      expect(refused.error).toBeDefined();
+      await worker.shutdown({ drainTimeoutMs: 1_000 });
+    } finally {
+      await fixture.teardown();
+    }
+  });
+});
